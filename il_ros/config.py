@@ -1,0 +1,105 @@
+"""Validated config dataclasses and YAML load/save.
+
+Rules (see shared/STYLE.md): one dataclass per config, every field documented, and
+``__post_init__`` rejecting impossible combinations with a message that says what to change.
+Config text is parsed with ``yaml.safe_load`` only; nothing is ever ``eval``-ed.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from il_ros.resources import share_dir
+
+
+class ConfigError(ValueError):
+    """A config file or value is invalid; the message names the file and the field."""
+
+
+def load_yaml(path: str | Path) -> Any:
+    """Parse a YAML file safely, with an error that names the file."""
+    path = Path(path)
+    try:
+        with open(path) as f:
+            return yaml.safe_load(f)
+    except FileNotFoundError:
+        raise ConfigError(f'{path}: file not found') from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f'{path}: invalid YAML: {e}') from None
+
+
+def save_yaml(data: Any, path: str | Path) -> None:
+    """Write YAML (creating the parent folder)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, 'w') as f:
+        yaml.safe_dump(data, f, sort_keys=False)
+
+
+def from_dict(cls, data: dict | None, where: str = ''):
+    """Build dataclass ``cls`` from a dict, refusing unknown keys by name."""
+    data = dict(data or {})
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f'{where or cls.__name__}: unknown key(s) {unknown}; '
+                          f'valid keys are {sorted(names)}')
+    try:
+        return cls(**data)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f'{where or cls.__name__}: {e}') from None
+
+
+@dataclass
+class NodeSpec:
+    """One node of the graph."""
+
+    executable: str
+    """console_scripts name (``ros2 run il_ros <executable>``); also ``il_ros.ros.<name>``."""
+    params: str | None = None
+    """Parameter YAML under config/ (``node_name: ros__parameters:``), or None."""
+    remappings: dict[str, str] = field(default_factory=dict)
+    """Topic remappings ``from: to`` applied to this node."""
+
+    def __post_init__(self):
+        if not self.executable.isidentifier():
+            raise ValueError(f'executable {self.executable!r} must be a Python identifier '
+                             '(it names a module in il_ros.ros)')
+
+
+@dataclass
+class GraphConfig:
+    """The node graph as data: launch files and the ``il-ros`` CLI both build from it."""
+
+    nodes: dict[str, NodeSpec]
+    """Node name -> spec."""
+    graphs: dict[str, list[str]]
+    """Graph name (``sim``, ``record``, ...) -> the node names it runs."""
+
+    def __post_init__(self):
+        for g, members in self.graphs.items():
+            missing = [m for m in members if m not in self.nodes]
+            if missing:
+                raise ValueError(f'graph {g!r} names undefined node(s) {missing}; '
+                                 f'define them under nodes:')
+
+    def params_path(self, node: str) -> Path | None:
+        """Absolute path of a node's parameter file, or None."""
+        spec = self.nodes[node]
+        return share_dir() / 'config' / spec.params if spec.params else None
+
+
+def load_graph(path: str | Path | None = None) -> GraphConfig:
+    """Load ``config/graph.yaml`` (or ``path``) into a validated GraphConfig."""
+    path = Path(path) if path else share_dir() / 'config' / 'graph.yaml'
+    raw = load_yaml(path) or {}
+    nodes = {name: from_dict(NodeSpec, spec, f'{path}: nodes.{name}')
+             for name, spec in (raw.get('nodes') or {}).items()}
+    try:
+        return GraphConfig(nodes=nodes, graphs=dict(raw.get('graphs') or {}))
+    except ValueError as e:
+        raise ConfigError(f'{path}: {e}') from None

@@ -1,0 +1,40 @@
+"""Names shared across the package: observation keys, default topics and services.
+
+Every module takes its names from here, so that a rename happens in one place.
+"""
+
+# Observation dict keys (in-process sim API, dataset, policy).
+OBS_JOINT_POS = 'joint_pos'          # (J,) float64, joint positions in JOINT_STATE order
+OBS_JOINT_VEL = 'joint_vel'          # (J,) float64
+OBS_IMAGE_PREFIX = 'image/'          # 'image/<camera>' -> (H, W, 3) uint8 RGB
+ACTION = 'action'                    # (A,) float64, joint position targets + gripper
+
+
+def image_key(camera: str) -> str:
+    """Observation key of a camera's image."""
+    return OBS_IMAGE_PREFIX + camera
+
+
+# Default topics and services of the node graph (all remappable).
+TOPIC_COMMAND = '/il/command'
+TOPIC_TELEOP_COMMAND = '/il/teleop/command'
+TOPIC_INTERVENTION = '/il/intervention'
+TOPIC_CONTROL_SOURCE = '/il/control_source'
+TOPIC_JOINT_STATES = '/joint_states'
+TOPIC_SIM_STATE = '/sim/state'
+TOPIC_SIM_SUCCESS = '/sim/success'
+TOPIC_CLOCK = '/clock'
+SERVICE_SIM_RESET = '/sim/reset'
+
+
+def camera_topic(camera: str) -> str:
+    """Default image topic of a camera."""
+    return f'/camera/{camera}/image_raw'
+
+
+# Control-source labels (published on TOPIC_CONTROL_SOURCE, stored per frame).
+SOURCE_DEMO = 'demo'
+SOURCE_POLICY = 'policy'
+SOURCE_INTERVENTION = 'intervention'
+SOURCE_HOLD = 'hold'
+SOURCE_PRE_INTERVENTION = 'pre_intervention'

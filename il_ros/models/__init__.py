@@ -1,0 +1,1 @@
+"""il_ros.models (ROS-free)."""

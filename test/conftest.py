@@ -1,0 +1,98 @@
+"""Test isolation shared by every test.
+
+- A random ROS_DOMAIN_ID (1-100) and localhost-only discovery for the whole run, so tests
+  never talk to other DDS programs on the machine.
+- ROS_HOME, torch and Mesa caches point into a temp dir.
+- ``procs``: start node processes; each is stopped by its pid when the test ends.
+"""
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+_RUN_TMP = Path(tempfile.mkdtemp(prefix='il_ros_test_'))
+os.environ['ROS_DOMAIN_ID'] = str(random.SystemRandom().randint(1, 100))
+os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
+os.environ.setdefault('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp')
+os.environ['ROS_HOME'] = str(_RUN_TMP / 'ros_home')
+os.environ['ROS_LOG_DIR'] = str(_RUN_TMP / 'ros_log')
+os.environ['TORCHINDUCTOR_CACHE_DIR'] = str(_RUN_TMP / 'inductor')
+os.environ['MPLCONFIGDIR'] = str(_RUN_TMP / 'mpl')
+os.environ['XDG_CACHE_HOME'] = str(_RUN_TMP / 'cache')
+os.environ.setdefault('MUJOCO_GL', 'egl')
+os.environ.setdefault('PYOPENGL_PLATFORM', os.environ['MUJOCO_GL'])
+os.environ['PYTHONUNBUFFERED'] = '1'
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+class ProcessGroup:
+    """Processes started by one test; ``stop_all`` ends each by pid (SIGINT, then SIGKILL)."""
+
+    def __init__(self, log_dir: Path):
+        self.log_dir = log_dir
+        self.procs: list[tuple[subprocess.Popen, Path]] = []
+
+    def start(self, args: list[str], name: str, env: dict | None = None) -> subprocess.Popen:
+        """Start ``args`` (a list; no shell) in its own session, logging to ``<name>.log``."""
+        log = self.log_dir / f'{name}.log'
+        fh = open(log, 'wb')  # noqa: SIM115 - closed with the process
+        p = subprocess.Popen(args, stdout=fh, stderr=subprocess.STDOUT, cwd=str(REPO),
+                             env={**os.environ, **(env or {})}, start_new_session=True)
+        fh.close()
+        self.procs.append((p, log))
+        return p
+
+    def python(self, module: str, *args: str, name: str | None = None,
+               env: dict | None = None) -> subprocess.Popen:
+        """Start ``python -m module args...``."""
+        return self.start([sys.executable, '-m', module, *args],
+                          name or module.rsplit('.', 1)[-1], env)
+
+    def log(self, p: subprocess.Popen) -> str:
+        """The output a process wrote so far."""
+        for q, log in self.procs:
+            if q is p:
+                return log.read_text(errors='replace')
+        raise KeyError(p.pid)
+
+    def stop(self, p: subprocess.Popen, timeout: float = 10.0) -> int:
+        """SIGINT ``p`` (by pid), wait, then SIGKILL; returns its exit code."""
+        if p.poll() is None:
+            os.kill(p.pid, signal.SIGINT)
+            try:
+                p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.kill(p.pid, signal.SIGKILL)
+                p.wait(5)
+        return p.returncode
+
+    def stop_all(self):
+        for p, _ in reversed(self.procs):
+            self.stop(p)
+
+
+@pytest.fixture
+def procs(tmp_path):
+    group = ProcessGroup(tmp_path)
+    yield group
+    group.stop_all()
+
+
+def wait_for(pred, timeout: float, interval: float = 0.05, what: str = 'condition'):
+    """Poll ``pred`` until it returns truthy; fail the test naming ``what`` on timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(interval)
+    pytest.fail(f'timed out after {timeout:.0f}s waiting for {what}')

@@ -1,15 +1,156 @@
-"""The ``il-ros`` command. Subcommands are added per issue; see ``il-ros --help``."""
+"""The ``il-ros`` command: run the node graph and the learning pipeline from a plain venv.
+
+    il-ros record --task lift --episodes 20 --out data/bags/lift
+    il-ros bag-info data/bags/lift [--json]
+    il-ros node sim_robot --ros-args -p task:=reach_around
+    il-ros expert-eval --task lift --episodes 100
+"""
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
+import time
+from pathlib import Path
+
+
+def _cmd_node(args) -> int:
+    """Run one node in this process (``ros2 run`` without a ROS install)."""
+    from il_ros.config import load_graph
+    graph = load_graph()
+    executables = sorted({s.executable for s in graph.nodes.values()})
+    if args.name not in executables:
+        print(f'il-ros node: unknown node {args.name!r}; known: {executables}', file=sys.stderr)
+        return 2
+    os.environ.setdefault('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp')
+    import importlib
+    module = importlib.import_module(f'il_ros.ros.{args.name}')
+    module.main(args=[f'il-ros-{args.name}', *args.ros_args])
+    return 0
+
+
+def _episode_states(out: Path, before: set[str]) -> dict[str, str]:
+    """Status of each episode metadata file written since the run started."""
+    states = {}
+    for meta in sorted(out.glob('episode_*.json')):
+        if meta.name in before:
+            continue
+        try:
+            states[meta.name] = json.loads(meta.read_text()).get('status', '?')
+        except (OSError, ValueError):
+            states[meta.name] = '?'  # being written right now
+    return states
+
+
+def _cmd_record(args) -> int:
+    """Record scripted episodes through the real node graph (separate processes over DDS)."""
+    from tqdm import tqdm
+
+    from il_ros.launcher import GraphRunner
+    out = Path(args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        print(f'il-ros record: cannot create output folder {out}: {e}', file=sys.stderr)
+        return 2
+    before = {p.name for p in out.glob('episode_*.json')}
+    values = {'task': args.task, 'episodes': args.episodes, 'out': str(out.resolve()),
+              'rtf': args.rtf, 'seed': args.seed, 'noise': args.noise,
+              'cameras': f"[{','.join(args.cameras)}]", 'teleop_mode': 'scripted'}
+    extra = {'recorder': {'episode_timeout_s': args.episode_timeout}}
+    log_dir = out / '.logs'
+    runner = GraphRunner('record', values, log_dir, extra_params=extra)
+    print(f'il-ros record: {args.episodes} {args.task} episodes -> {out} '
+          f'(ROS_DOMAIN_ID={runner.env["ROS_DOMAIN_ID"]}, logs in {log_dir})')
+    deadline = time.monotonic() + args.timeout
+    finished_ok = False
+    with runner, tqdm(total=args.episodes, unit='ep', desc=args.task) as bar:
+        while time.monotonic() < deadline:
+            states = _episode_states(out, before)
+            done = [s for s in states.values() if s not in ('recording', '?')]
+            bar.n = len(done)
+            bar.set_postfix(ok=sum(s == 'complete' for s in done), refresh=False)
+            bar.refresh()
+            dead = runner.dead()
+            if dead:
+                rec = runner.procs['recorder'].popen
+                finished_ok = (rec.poll() == 0 and len(done) >= args.episodes)
+                if not finished_ok:
+                    for p in dead:
+                        print(f'\nil-ros record: node {p.name} exited with code '
+                              f'{p.popen.returncode}; last lines of {p.log}:\n{p.tail()}',
+                              file=sys.stderr)
+                break
+            time.sleep(0.2)
+        else:
+            print(f'\nil-ros record: timed out after {args.timeout:.0f}s', file=sys.stderr)
+    if not finished_ok:
+        return 1
+    from il_ros.data.bag_info import format_summary, summarize
+    print(format_summary(summarize(out)))
+    return 0
+
+
+def _cmd_bag_info(args) -> int:
+    from il_ros.data.bag_info import format_summary, summarize
+    try:
+        summary = summarize(Path(args.path))
+    except (FileNotFoundError, ValueError) as e:
+        print(f'il-ros bag-info: {e}', file=sys.stderr)
+        return 2
+    print(json.dumps(summary, indent=2, default=str) if args.json else format_summary(summary))
+    return 0
+
+
+def _cmd_expert_eval(args) -> int:
+    from il_ros.sim.expert_eval import main as expert_main
+    argv = ['--task', args.task, '--episodes', str(args.episodes), '--noise', str(args.noise),
+            '--seed', str(args.seed)] + (['--json'] if args.json else [])
+    return expert_main(argv) or 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog='il-ros', description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest='cmd', required=True, metavar='COMMAND')
+
+    p = sub.add_parser('node', help='run one node (like `ros2 run il_ros NAME`)')
+    p.add_argument('name', help='node executable: sim_robot, teleop, recorder, ...')
+    p.add_argument('ros_args', nargs=argparse.REMAINDER, help='--ros-args -p k:=v ...')
+    p.set_defaults(func=_cmd_node)
+
+    p = sub.add_parser('record', help='record scripted episodes through the ROS node graph')
+    p.add_argument('--task', default='lift')
+    p.add_argument('--episodes', type=int, default=20)
+    p.add_argument('--out', default='data/bags/lift', help='episode folder')
+    p.add_argument('--rtf', type=float, default=4.0, help='sim real-time factor')
+    p.add_argument('--noise', type=float, default=0.0, help='DART noise on executed commands')
+    p.add_argument('--seed', type=int, default=0, help='seed of the first episode')
+    p.add_argument('--cameras', nargs='+', default=['front'], help='front and/or wrist')
+    p.add_argument('--episode-timeout', type=float, default=30.0,
+                   help='sim seconds before an episode is stopped as failed')
+    p.add_argument('--timeout', type=float, default=3600.0, help='wall-clock limit (s)')
+    p.set_defaults(func=_cmd_record)
+
+    p = sub.add_parser('bag-info', help='summarize a bag or a folder of episode bags')
+    p.add_argument('path')
+    p.add_argument('--json', action='store_true', help='machine-readable output')
+    p.set_defaults(func=_cmd_bag_info)
+
+    p = sub.add_parser('expert-eval', help='success rate of a task\'s scripted expert')
+    p.add_argument('--task', default='lift')
+    p.add_argument('--episodes', type=int, default=100)
+    p.add_argument('--noise', type=float, default=0.0)
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--json', action='store_true')
+    p.set_defaults(func=_cmd_expert_eval)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog='il-ros', description=__doc__)
-    parser.add_subparsers(dest='cmd', required=True)
-    args = parser.parse_args(argv)
-    return 0 if args else 1
+    args = build_parser().parse_args(argv)
+    return args.func(args)
 
 
 if __name__ == '__main__':

@@ -62,6 +62,8 @@ class NodeSpec:
     """console_scripts name (``ros2 run il_ros <executable>``); also ``il_ros.ros.<name>``."""
     params: str | None = None
     """Parameter YAML under config/ (``node_name: ros__parameters:``), or None."""
+    args: dict[str, str] = field(default_factory=dict)
+    """Node parameter -> graph argument whose value sets it (``task: task``)."""
     remappings: dict[str, str] = field(default_factory=dict)
     """Topic remappings ``from: to`` applied to this node."""
 
@@ -72,25 +74,56 @@ class NodeSpec:
 
 
 @dataclass
+class GraphArg:
+    """A graph argument: a ``ros2 launch`` argument and an ``il-ros`` option alike."""
+
+    default: str
+    """Default value, as text (parsed as YAML by ROS when it sets a parameter)."""
+    description: str = ''
+    """What the argument does."""
+
+
+@dataclass
 class GraphConfig:
     """The node graph as data: launch files and the ``il-ros`` CLI both build from it."""
 
     nodes: dict[str, NodeSpec]
     """Node name -> spec."""
-    graphs: dict[str, list[str]]
-    """Graph name (``sim``, ``record``, ...) -> the node names it runs."""
+    graphs: dict[str, dict[str, dict]]
+    """Graph name (``sim``, ``record``, ...) -> {node name: fixed parameter overrides}."""
+    args: dict[str, GraphArg] = field(default_factory=dict)
+    """Argument name -> declaration."""
 
     def __post_init__(self):
         for g, members in self.graphs.items():
+            if not isinstance(members, dict):
+                raise ValueError(f'graph {g!r} must map node names to parameter overrides')
             missing = [m for m in members if m not in self.nodes]
             if missing:
                 raise ValueError(f'graph {g!r} names undefined node(s) {missing}; '
                                  f'define them under nodes:')
+        for name, spec in self.nodes.items():
+            unknown = sorted(set(spec.args.values()) - set(self.args))
+            if unknown:
+                raise ValueError(f'node {name!r} uses undeclared argument(s) {unknown}; '
+                                 f'declare them under args:')
 
     def params_path(self, node: str) -> Path | None:
         """Absolute path of a node's parameter file, or None."""
         spec = self.nodes[node]
         return share_dir() / 'config' / spec.params if spec.params else None
+
+    def graph_args(self, graph: str) -> list[str]:
+        """The arguments the nodes of ``graph`` use, in declaration order."""
+        used = {a for n in self.graphs[graph] for a in self.nodes[n].args.values()}
+        return [a for a in self.args if a in used]
+
+    def node_params(self, graph: str, node: str, values: dict[str, str]) -> dict:
+        """Parameter overrides for ``node`` in ``graph``: fixed ones, then argument values."""
+        out = dict(self.graphs[graph][node] or {})
+        for param, arg in self.nodes[node].args.items():
+            out[param] = values.get(arg, self.args[arg].default)
+        return out
 
 
 def load_graph(path: str | Path | None = None) -> GraphConfig:
@@ -99,7 +132,11 @@ def load_graph(path: str | Path | None = None) -> GraphConfig:
     raw = load_yaml(path) or {}
     nodes = {name: from_dict(NodeSpec, spec, f'{path}: nodes.{name}')
              for name, spec in (raw.get('nodes') or {}).items()}
+    args = {name: from_dict(GraphArg, spec, f'{path}: args.{name}')
+            for name, spec in (raw.get('args') or {}).items()}
+    graphs = {g: {n: (o or {}) for n, o in (members or {}).items()}
+              for g, members in (raw.get('graphs') or {}).items()}
     try:
-        return GraphConfig(nodes=nodes, graphs=dict(raw.get('graphs') or {}))
+        return GraphConfig(nodes=nodes, graphs=graphs, args=args)
     except ValueError as e:
         raise ConfigError(f'{path}: {e}') from None

@@ -1,0 +1,132 @@
+"""Run a node graph from config/graph.yaml as separate processes, without ``ros2 launch``.
+
+Each node runs as ``python -m il_ros.ros.<executable> --ros-args --params-file ... -p ...``,
+exactly the parameters ``ros2 launch`` would give it. Processes are stopped by pid.
+"""
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from il_ros.config import GraphConfig, load_graph
+
+
+def ros_env(base: dict | None = None, isolate: bool = True) -> dict:
+    """Environment for node processes.
+
+    With ``isolate`` (sim graphs), a random ROS_DOMAIN_ID is chosen unless one is set, and
+    discovery stays on localhost unless configured, so a sim run never meets other DDS
+    programs on the machine.
+    """
+    env = dict(os.environ if base is None else base)
+    env.setdefault('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp')
+    env.setdefault('MUJOCO_GL', 'egl')
+    env.setdefault('PYOPENGL_PLATFORM', env['MUJOCO_GL'])
+    env['PYTHONUNBUFFERED'] = '1'
+    if isolate:
+        env.setdefault('ROS_DOMAIN_ID', str(random.SystemRandom().randint(1, 100)))
+        env.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
+    return env
+
+
+def _param_text(value) -> str:
+    """A parameter value as ``-p name:=value`` text (YAML, as ROS parses it)."""
+    if isinstance(value, bool):
+        return 'true' if value else 'false'
+    if isinstance(value, (list, tuple)):
+        return '[' + ','.join(_param_text(v) for v in value) + ']'
+    return str(value)
+
+
+def node_command(graph: GraphConfig, graph_name: str, node: str, values: dict,
+                 extra_params: dict | None = None) -> list[str]:
+    """The argv that runs one graph node with its parameters."""
+    spec = graph.nodes[node]
+    cmd = [sys.executable, '-m', f'il_ros.ros.{spec.executable}', '--ros-args',
+           '-r', f'__node:={node}']
+    if spec.params:
+        cmd += ['--params-file', str(graph.params_path(node))]
+    params = graph.node_params(graph_name, node, values)
+    params.update(extra_params or {})
+    for k, v in params.items():
+        cmd += ['-p', f'{k}:={_param_text(v)}']
+    for src, dst in spec.remappings.items():
+        cmd += ['-r', f'{src}:={dst}']
+    return cmd
+
+
+@dataclass
+class Proc:
+    name: str
+    popen: subprocess.Popen
+    log: Path
+
+    def tail(self, n: int = 20) -> str:
+        try:
+            return '\n'.join(self.log.read_text(errors='replace').splitlines()[-n:])
+        except OSError:
+            return ''
+
+
+class GraphRunner:
+    """Start the nodes of one graph; stop them by pid. Use as a context manager."""
+
+    def __init__(self, graph_name: str, values: dict, log_dir: Path,
+                 extra_params: dict | None = None, env: dict | None = None,
+                 graph: GraphConfig | None = None):
+        self.graph = graph or load_graph()
+        if graph_name not in self.graph.graphs:
+            raise KeyError(f'no graph {graph_name!r} in config/graph.yaml; '
+                           f'have {sorted(self.graph.graphs)}')
+        self.graph_name = graph_name
+        self.values = {k: v for k, v in values.items() if v is not None}
+        self.log_dir = Path(log_dir)
+        self.extra = extra_params or {}
+        self.env = env if env is not None else ros_env()
+        self.procs: dict[str, Proc] = {}
+
+    def start(self, only: list[str] | None = None) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        for node in self.graph.graphs[self.graph_name]:
+            if only is not None and node not in only:
+                continue
+            cmd = node_command(self.graph, self.graph_name, node, self.values,
+                               self.extra.get(node))
+            log = self.log_dir / f'{node}.log'
+            with open(log, 'wb') as fh:
+                p = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=self.env,
+                                     start_new_session=True)
+            self.procs[node] = Proc(node, p, log)
+
+    def dead(self) -> list[Proc]:
+        """Processes that have exited."""
+        return [p for p in self.procs.values() if p.popen.poll() is not None]
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGINT every process (by pid), wait, then SIGKILL what is left."""
+        for p in self.procs.values():
+            if p.popen.poll() is None:
+                try:
+                    os.kill(p.popen.pid, signal.SIGINT)
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + timeout
+        for p in self.procs.values():
+            try:
+                p.popen.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.kill(p.popen.pid, signal.SIGKILL)
+                p.popen.wait(5)
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()

@@ -1,0 +1,41 @@
+"""Build a ``ros2 launch`` description from the node graph in config/graph.yaml.
+
+Used by launch/*.launch.py on a ROS install (needs the ``launch`` and ``launch_ros``
+packages, which the PyPI wheels do not ship; ``il-ros`` runs the same graph without them).
+"""
+from __future__ import annotations
+
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+from launch_ros.parameter_descriptions import ParameterValue
+
+from il_ros.config import load_graph
+
+
+def graph_launch_description(graph: str, extra_args: dict | None = None) -> LaunchDescription:
+    """One DeclareLaunchArgument per graph argument, one Node per graph member.
+
+    Each node gets its parameter file from config/, then the graph's fixed overrides, then
+    the launch arguments mapped onto its parameters (values are parsed as YAML, so
+    ``episodes:=20`` is an integer and ``cameras:=[front,wrist]`` a string array).
+    """
+    g = load_graph()
+    if graph not in g.graphs:
+        raise KeyError(f'graph {graph!r} not in config/graph.yaml; have {sorted(g.graphs)}')
+    actions = [DeclareLaunchArgument(a, default_value=g.args[a].default,
+                                     description=g.args[a].description)
+               for a in g.graph_args(graph)]
+    for name, fixed in g.graphs[graph].items():
+        spec = g.nodes[name]
+        overrides = dict(fixed)
+        overrides.update({param: ParameterValue(LaunchConfiguration(arg))
+                          for param, arg in spec.args.items()})
+        params = [str(g.params_path(name))] if spec.params else []
+        actions.append(Node(package='il_ros', executable=spec.executable, name=name,
+                            parameters=[*params, overrides],
+                            remappings=list(spec.remappings.items()),
+                            output='screen', emulate_tty=True,
+                            **(extra_args or {}).get(name, {})))
+    return LaunchDescription(actions)

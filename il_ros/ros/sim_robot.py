@@ -1,0 +1,177 @@
+"""sim_robot: a MuJoCo-simulated arm that speaks the same ROS 2 topics as a real robot.
+
+Publishes camera images, ``/joint_states``, ``/clock``, ``/sim/state`` (privileged state for
+scripted experts) and ``/sim/success``; executes joint-position commands from ``/il/command``
+(std_msgs/Float64MultiArray, the ros2_control forward-command layout); offers ``/sim/reset``.
+
+Time: the simulation keeps its own clock, monotonic across episodes, and stamps every message
+with it. It is advanced from a wall-clock timer at ``real_time_factor`` times real time, one
+physics step at a time, so each stream is published at exactly its configured sim-time rate.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from rclpy.node import Node
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Bool, Float64MultiArray
+from std_srvs.srv import Trigger
+
+from il_ros import keys
+from il_ros.ros.conversions import array_msg, image_msg, joint_state_msg, to_time
+from il_ros.ros.node_utils import COMMAND_QOS, SENSOR_QOS, STATE_QOS, declare, run
+from il_ros.sim import make_env
+
+
+class _Stream:
+    """A publication due every ``period`` seconds of sim time."""
+
+    def __init__(self, rate_hz: float, name: str):
+        if not rate_hz > 0:
+            raise ValueError(f'{name} must be > 0 Hz, got {rate_hz}')
+        self.period = 1.0 / rate_hz
+        self.next_t = 0.0
+
+    def due(self, t: float) -> bool:
+        if t + 1e-9 < self.next_t:
+            return False
+        # Schedule from the nominal time so rounding never accumulates into drift.
+        self.next_t = max(self.next_t + self.period, t - self.period / 2)
+        return True
+
+
+class SimRobot(Node):
+    """The simulated robot node."""
+
+    def __init__(self):
+        super().__init__('sim_robot')
+        p = lambda *a: declare(self, *a)  # noqa: E731
+        self.task = p('task', 'lift', 'Sim task: lift, reach_around, or the long-horizon task.')
+        cameras = p('cameras', ['front'], 'Cameras to render and publish (front, wrist).')
+        width = p('image_width', 84, 'Rendered image width in pixels.')
+        height = p('image_height', 84, 'Rendered image height in pixels.')
+        camera_rate = p('camera_rate_hz', 20.0, 'Image publication rate (sim time).')
+        js_rate = p('joint_state_rate_hz', 50.0, 'JointState publication rate (sim time).')
+        state_rate = p('state_rate_hz', 20.0,
+                       'Rate of /sim/state and /sim/success (sim time); the scripted '
+                       'expert acts once per /sim/state, so this is its control rate.')
+        self.rtf = p('real_time_factor', 1.0,
+                     'Sim seconds per wall second; >1 for fast scripted recording.')
+        self.seed = p('seed', 0, 'Seed of the first episode; episode k uses seed + k.')
+        self.command_timeout = p('command_timeout_s', 0.0,
+                                 'Hold the last command this long (sim s) before holding the '
+                                 'current pose; 0 holds the last command forever.')
+        tick_hz = p('tick_rate_hz', 100.0, 'Wall-clock rate of the stepping timer.')
+        command_topic = p('command_topic', keys.TOPIC_COMMAND, 'Joint position commands.')
+        if self.rtf <= 0:
+            raise ValueError(f'real_time_factor must be > 0, got {self.rtf}')
+
+        self.env = make_env(self.task, cameras=tuple(cameras), image_size=(height, width),
+                            seed=self.seed)
+        self.frame_prefix = 'sim'
+        self.streams = {
+            'camera': _Stream(camera_rate, 'camera_rate_hz'),
+            'joint_states': _Stream(js_rate, 'joint_state_rate_hz'),
+            'state': _Stream(state_rate, 'state_rate_hz'),
+        }
+        self.pub_images = {c: self.create_publisher(Image, keys.camera_topic(c), SENSOR_QOS)
+                           for c in self.env.cameras}
+        self.pub_js = self.create_publisher(JointState, keys.TOPIC_JOINT_STATES, SENSOR_QOS)
+        self.pub_state = self.create_publisher(Float64MultiArray, keys.TOPIC_SIM_STATE,
+                                               STATE_QOS)
+        self.pub_success = self.create_publisher(Bool, keys.TOPIC_SIM_SUCCESS, STATE_QOS)
+        self.pub_clock = self.create_publisher(Clock, keys.TOPIC_CLOCK, STATE_QOS)
+        self.create_subscription(Float64MultiArray, command_topic, self._on_command,
+                                 COMMAND_QOS)
+        self.create_service(Trigger, keys.SERVICE_SIM_RESET, self._on_reset)
+
+        self.sim_time = 0.0          # monotonic across episodes (the /clock time)
+        self.episode = -1
+        self.last_command_t = None
+        self.last_command = None
+        self.bad_commands = 0
+        self._reset_episode()
+        self.wall_start = time.monotonic()
+        self.sim_start = self.sim_time
+        self.create_timer(1.0 / tick_hz, self._tick)
+        self.get_logger().info(
+            f'task={self.task} cameras={list(self.env.cameras)} {width}x{height} '
+            f'rtf={self.rtf} joints={self.env.joint_names} actions={self.env.action_names}')
+
+    # -- callbacks -----------------------------------------------------------------------
+    def _on_command(self, msg: Float64MultiArray) -> None:
+        a = np.asarray(msg.data, np.float64)
+        n = len(self.env.action_names)
+        if a.shape != (n,) or not np.all(np.isfinite(a)):
+            self.bad_commands += 1
+            self.get_logger().warning(
+                f'ignoring command on {keys.TOPIC_COMMAND}: expected {n} finite values '
+                f'({self.env.action_names}), got {a.tolist()}', throttle_duration_sec=2.0)
+            return
+        self.env.set_command(a)
+        self.last_command = a
+        self.last_command_t = self.sim_time
+
+    def _on_reset(self, request, response):
+        self._reset_episode()
+        response.success = True
+        response.message = f'episode {self.episode} seed {self.seed + self.episode}'
+        return response
+
+    def _reset_episode(self) -> None:
+        self.episode += 1
+        self.env.reset(seed=self.seed + self.episode)
+        self.last_command_t = None
+        self.last_command = None
+        for s in self.streams.values():
+            s.next_t = self.sim_time  # publish the new episode's first sample at once
+        self._publish_due()
+
+    def _tick(self) -> None:
+        target = self.sim_start + (time.monotonic() - self.wall_start) * self.rtf
+        # Never try to catch up more than 0.25 s of sim time in one tick (e.g. after a pause).
+        if target - self.sim_time > 0.25:
+            self.sim_start += target - self.sim_time - 0.25
+            target = self.sim_time + 0.25
+        dt = self.env.physics_dt
+        while self.sim_time + dt <= target + 1e-12:
+            self.env.step_physics(1)
+            self.sim_time += dt
+            if (self.command_timeout > 0 and self.last_command_t is not None
+                    and self.sim_time - self.last_command_t > self.command_timeout):
+                self.env.set_command(self._hold_action())
+                self.last_command_t = None
+            self._publish_due()
+        self.pub_clock.publish(Clock(clock=to_time(self.sim_time)))
+
+    def _hold_action(self) -> np.ndarray:
+        """Keep the arm where it is (current joint positions) and the gripper as commanded."""
+        pos, _, _ = self.env.joint_state()
+        idx = [self.env.joint_names.index(j) for j in self.env.action_names[:-1]]
+        return np.concatenate([pos[idx], self.last_command[-1:]])
+
+    def _publish_due(self) -> None:
+        t = self.sim_time
+        if self.streams['joint_states'].due(t):
+            pos, vel, eff = self.env.joint_state()
+            self.pub_js.publish(joint_state_msg(self.env.joint_names, pos, vel, eff, t))
+        if self.streams['camera'].due(t):
+            for cam, pub in self.pub_images.items():
+                pub.publish(image_msg(self.env.render(cam), t, f'{self.frame_prefix}/{cam}'))
+        if self.streams['state'].due(t):
+            self.pub_state.publish(array_msg(self.env.get_state(), f'{self.task}_state'))
+            self.pub_success.publish(Bool(data=bool(self.env.success())))
+
+    def destroy_node(self):
+        self.env.close()
+        return super().destroy_node()
+
+
+def main(args=None):
+    run(SimRobot, args)
+
+
+if __name__ == '__main__':
+    main()

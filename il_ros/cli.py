@@ -58,7 +58,11 @@ def _cmd_record(args) -> int:
     values = {'task': args.task, 'episodes': args.episodes, 'out': str(out.resolve()),
               'rtf': args.rtf, 'seed': args.seed, 'noise': args.noise,
               'cameras': f"[{','.join(args.cameras)}]", 'teleop_mode': 'scripted'}
-    extra = {'recorder': {'episode_timeout_s': args.episode_timeout}}
+    from il_ros import keys
+    topics = [keys.camera_topic(c) for c in args.cameras] + [
+        keys.TOPIC_JOINT_STATES, keys.TOPIC_COMMAND, keys.TOPIC_TELEOP_COMMAND,
+        keys.TOPIC_SIM_STATE, keys.TOPIC_SIM_SUCCESS]
+    extra = {'recorder': {'episode_timeout_s': args.episode_timeout, 'topics': topics}}
     log_dir = out / '.logs'
     runner = GraphRunner('record', values, log_dir, extra_params=extra)
     print(f'il-ros record: {args.episodes} {args.task} episodes -> {out} '
@@ -90,6 +94,24 @@ def _cmd_record(args) -> int:
     from il_ros.data.bag_info import format_summary, summarize
     print(format_summary(summarize(out)))
     return 0
+
+
+def _cmd_demo(args) -> int:
+    """The main job, stage 1: record scripted demos through ROS and summarize the bags.
+
+    Later stages (convert, train, deploy, evaluate) are added as their issues land.
+    """
+    out = Path(args.out)
+    bags = out / 'bags' / args.task
+    rec = build_parser().parse_args(['record', '--task', args.task, '--episodes',
+                                     str(args.episodes), '--out', str(bags), '--rtf',
+                                     str(args.rtf)])
+    print(f'[demo 1/1] recording {args.episodes} scripted {args.task} episodes through the '
+          'ROS 2 node graph (sim_robot, teleop, recorder)')
+    rc = _cmd_record(rec)
+    if rc == 0:
+        print(f'[demo] done: bags in {bags}; inspect them with `il-ros bag-info {bags}`')
+    return rc
 
 
 def _cmd_bag_info(args) -> int:
@@ -132,6 +154,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help='sim seconds before an episode is stopped as failed')
     p.add_argument('--timeout', type=float, default=3600.0, help='wall-clock limit (s)')
     p.set_defaults(func=_cmd_record)
+
+    p = sub.add_parser('demo', help='the main job: record scripted demos and summarize them')
+    p.add_argument('--out', default='runs/demo')
+    p.add_argument('--task', default='lift')
+    p.add_argument('--episodes', type=int, default=10)
+    p.add_argument('--rtf', type=float, default=4.0)
+    p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser('bag-info', help='summarize a bag or a folder of episode bags')
     p.add_argument('path')

@@ -125,9 +125,8 @@ class SimRobot(Node):
         self.env.reset(seed=self.seed + self.episode)
         self.last_command_t = None
         self.last_command = None
-        for s in self.streams.values():
-            s.next_t = self.sim_time  # publish the new episode's first sample at once
-        self._publish_due()
+        # Streams keep their sim-time grid across episodes: the new episode's first sample
+        # follows within one period and no stamp is ever repeated.
 
     def _tick(self) -> None:
         target = self.sim_start + (time.monotonic() - self.wall_start) * self.rtf

@@ -1,0 +1,71 @@
+"""The teleop node in joy mode, as a real process over DDS.
+
+While the deadman button is held it publishes commands and intervention heartbeats; the
+command starts from the measured joint state and moves with the stick; when the button is
+released both stop.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip('rclpy')
+from rclpy.qos import qos_profile_sensor_data  # noqa: E402
+from sensor_msgs.msg import JointState, Joy  # noqa: E402
+from std_msgs.msg import Bool, Float64MultiArray  # noqa: E402
+
+from conftest import wait_for  # noqa: E402
+
+
+@pytest.fixture
+def node():
+    rclpy.init()
+    n = rclpy.create_node('teleop_test_probe')
+    yield n
+    n.destroy_node()
+    rclpy.try_shutdown()
+
+
+def test_joy_deadman_drives_commands(procs, node):
+    p = procs.python('il_ros.ros.teleop', '--ros-args', '-p', 'mode:=joy',
+                     '-p', 'arm_joints:=[a,b]', '-p', 'joint_lower:=[-1.0,-1.0]',
+                     '-p', 'joint_upper:=[1.0,1.0]', '-p', 'joy_axis_map:=[0,1]',
+                     '-p', 'joy_scale:=1.0', '-p', 'rate_hz:=20.0',
+                     '-p', 'deadman_timeout_s:=0.3', name='teleop')
+    cmds, beats = [], []
+    node.create_subscription(Float64MultiArray, '/il/command',
+                             lambda m: cmds.append((time.monotonic(), list(m.data))), 10)
+    node.create_subscription(Bool, '/il/intervention',
+                             lambda m: beats.append((time.monotonic(), m.data)), 10)
+    pub_js = node.create_publisher(JointState, '/joint_states', qos_profile_sensor_data)
+    pub_joy = node.create_publisher(Joy, '/joy', qos_profile_sensor_data)
+
+    def spin_for(seconds, joy=None):
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            pub_js.publish(JointState(name=['b', 'x', 'a'], position=[0.2, 9.0, -0.1]))
+            if joy is not None:
+                pub_joy.publish(joy)
+            rclpy.spin_once(node, timeout_sec=0.02)
+            assert p.poll() is None, procs.log(p)
+
+    wait_for(lambda: node.count_subscribers('/joy') > 0, 20, what='teleop to subscribe /joy')
+    spin_for(1.0)  # joint states arrive; no deadman yet
+    assert not cmds and not beats, 'teleop published without the deadman held'
+
+    held = Joy(axes=[0.5, 0.0], buttons=[0, 0, 0, 0, 1])
+    spin_for(1.0, held)
+    assert cmds and all(b for _, b in beats) and len(beats) >= 10
+    first, last = np.array(cmds[0][1]), np.array(cmds[-1][1])
+    # Starts from the measured pose (a=-0.1, b=0.2), gripper open; the stick moves joint a.
+    np.testing.assert_allclose(first[1:], [0.2, 0.0])
+    assert abs(first[0] - -0.1) < 0.1
+    assert last[0] > first[0] + 0.2 and abs(last[1] - 0.2) < 1e-9
+
+    released = Joy(axes=[0.5, 0.0], buttons=[0, 0, 0, 0, 0])
+    spin_for(0.6, released)  # lets the deadman lapse
+    n_cmd, n_beat = len(cmds), len(beats)
+    spin_for(0.6, released)
+    assert len(cmds) == n_cmd and len(beats) == n_beat, 'commands continued after release'

@@ -1,0 +1,130 @@
+"""Automatic episodes for scripted collection: reset the sim, record, stop on success/timeout.
+
+A steady-clock timer drives a small state machine on the recorder node:
+
+    wait_topics -> resetting -> recording -> (stop) -> resetting -> ... -> done
+
+- ``wait_topics``: until every configured topic is subscribed (or, after
+  ``expected_topics_timeout_s``, with a warning) and the reset service is there.
+- ``resetting``: call ``reset_service`` (std_srvs/Trigger); a refusal or no answer within
+  ``reset_timeout_s`` (wall time) ends the run with exit code 1.
+- ``recording``: success messages (``success_topic``, std_msgs/Bool) count only while the
+  episode records. The episode stops ``success_hold_s`` of node-clock time after success
+  first turns true (success=True), or ``episode_timeout_s`` after the start
+  (success=False). Under ``use_sim_time`` both follow ``/clock``.
+- After ``auto_episodes`` stopped episodes the node's ``done`` future gets 0 and ``main``
+  returns it as the exit code. A failed write ends the run with 1.
+
+The success subscription is best effort (depth 10) so it matches any publisher.
+"""
+from __future__ import annotations
+
+import time
+
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from std_msgs.msg import Bool
+from std_srvs.srv import Trigger
+
+from il_ros.data.episode_writer import EpisodeError
+
+
+class AutoEpisodes:
+    """Drives ``node`` (a Recorder) through ``auto_episodes`` episodes."""
+
+    def __init__(self, node, steady_clock):
+        """Create the reset client, the success subscription and the 20 Hz driver timer."""
+        self.node = node
+        self.total = int(node.param('auto_episodes'))
+        self.recorded = 0
+        self.state = 'wait_topics'
+        self._since = time.monotonic()
+        self._future = None
+        self._success_at = None
+        self._start_ns = 0
+        self._client = node.create_client(Trigger, node.param('reset_service'))
+        self._sub = node.create_subscription(
+            Bool, node.param('success_topic'), self._on_success,
+            QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT))
+        self._timer = node.create_timer(0.05, self._tick, clock=steady_clock)
+
+    def _now(self) -> int:
+        return self.node.get_clock().now().nanoseconds
+
+    def _on_success(self, msg: Bool) -> None:
+        if self.state == 'recording' and msg.data and self._success_at is None:
+            self._success_at = self._now()
+
+    def _finish(self, code: int, why: str) -> None:
+        self.state = 'done'
+        self._timer.cancel()
+        log = self.node.get_logger().info if code == 0 else self.node.get_logger().error
+        log(f'auto episodes: {why}')
+        if not self.node.done.done():
+            self.node.done.set_result(code)
+
+    def _tick(self) -> None:
+        try:
+            getattr(self, f'_tick_{self.state}')()
+        except EpisodeError as err:
+            self._finish(1, f'stopping: {err}')
+
+    def _tick_done(self) -> None:
+        pass
+
+    def _tick_wait_topics(self) -> None:
+        node = self.node
+        waited = time.monotonic() - self._since
+        missing = [t for t in node.configured_topics if t not in node.subscribed]
+        if missing and waited < node.param('expected_topics_timeout_s'):
+            return
+        if missing:
+            node.get_logger().warning(f'no publisher yet for {missing}; starting anyway')
+        if not self._client.service_is_ready():
+            if waited > node.param('reset_timeout_s'):
+                self._finish(1, f'reset service {self._client.srv_name} not available after '
+                             f'{waited:.0f} s')
+            return
+        self._request_reset()
+
+    def _request_reset(self) -> None:
+        self.state = 'resetting'
+        self._since = time.monotonic()
+        self._future = self._client.call_async(Trigger.Request())
+
+    def _tick_resetting(self) -> None:
+        if not self._future.done():
+            if time.monotonic() - self._since > self.node.param('reset_timeout_s'):
+                self._finish(1, f'reset service {self._client.srv_name} did not answer')
+            return
+        result = self._future.result()
+        if result is None or not result.success:
+            why = result.message if result is not None else 'no response'
+            self._finish(1, f'reset service {self._client.srv_name} refused: {why}')
+            return
+        self._success_at = None
+        self.node.start_episode()
+        self._start_ns = self._now()
+        self.state = 'recording'
+
+    def _tick_recording(self) -> None:
+        node = self.node
+        if node.episode is None:  # the writer failed and the node closed the episode
+            raise EpisodeError(f'episode ended early: {node.last_result}')
+        now = self._now()
+        hold = int(node.param('success_hold_s') * 1e9)
+        if self._success_at is not None and now - self._success_at >= hold:
+            success = True
+        elif now - self._start_ns >= int(node.param('episode_timeout_s') * 1e9):
+            success = False
+        else:
+            return
+        meta = node.stop_episode(success)
+        if meta['error']:
+            raise EpisodeError(meta['error'])
+        self.recorded += 1
+        node.get_logger().info(f'auto episode {self.recorded}/{self.total}: {meta["bag"]} '
+                               f'success={success}')
+        if self.recorded >= self.total:
+            self._finish(0, f'{self.total} episodes recorded')
+        else:
+            self._request_reset()

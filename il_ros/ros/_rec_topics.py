@@ -1,0 +1,131 @@
+"""Recorder helpers: message classes from type strings, QoS matched to publishers, typestore.
+
+Kept apart from the node so that the node file stays about callbacks and services.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from pathlib import Path
+
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rosbags.interfaces import (Qos, QosDurability, QosHistory, QosLiveliness, QosReliability,
+                                QosTime)
+from rosbags.typesys import get_types_from_msg, get_typestore, Stores
+
+SUBSCRIPTION_DEPTH = 100  # deep enough for 500 Hz topics while the executor is busy
+_STORES = {'humble': Stores.ROS2_HUMBLE, 'jazzy': Stores.ROS2_JAZZY,
+           'kilted': Stores.ROS2_KILTED}
+
+
+def msg_class(msgtype: str):
+    """The Python message class of ``pkg/msg/Type``; raises ImportError/ValueError."""
+    parts = msgtype.split('/')
+    if len(parts) != 3:
+        raise ValueError(f'message type {msgtype!r} is not of the form pkg/msg/Type')
+    pkg, sub, name = parts
+    module = importlib.import_module(f'{pkg}.{sub}')
+    try:
+        return getattr(module, name)
+    except AttributeError:
+        raise ImportError(f'{pkg}.{sub} has no message {name}') from None
+
+
+def subscription_qos(endpoints) -> QoSProfile:
+    """A subscription QoS that matches every publisher in ``endpoints``.
+
+    Reliable only if all publishers are reliable, transient-local only if all are. With no
+    publisher information it is sensor-data QoS (best effort, volatile), deeper than rclpy's
+    default of 5 so that fast topics survive short executor stalls.
+    """
+    pubs = [e.qos_profile for e in endpoints]
+    reliable = bool(pubs) and all(q.reliability == ReliabilityPolicy.RELIABLE for q in pubs)
+    latched = bool(pubs) and all(q.durability == DurabilityPolicy.TRANSIENT_LOCAL
+                                 for q in pubs)
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST, depth=SUBSCRIPTION_DEPTH,
+        reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
+        durability=(DurabilityPolicy.TRANSIENT_LOCAL if latched
+                    else DurabilityPolicy.VOLATILE))
+
+
+def needs_resubscribe(current: QoSProfile, wanted: QoSProfile) -> bool:
+    """True if a subscription with ``current`` QoS cannot match a publisher ``wanted`` fits."""
+    return ((current.reliability == ReliabilityPolicy.RELIABLE
+             and wanted.reliability != ReliabilityPolicy.RELIABLE)
+            or (current.durability == DurabilityPolicy.TRANSIENT_LOCAL
+                and wanted.durability != DurabilityPolicy.TRANSIENT_LOCAL))
+
+
+def _qos_time(duration) -> QosTime:
+    ns = int(duration.nanoseconds)
+    if ns <= 0 or ns >= 2**63 - 1:  # "default"/"infinite": rosbag2's infinite marker
+        return QosTime(sec=2147483647, nsec=4294967295) if ns > 0 else QosTime(sec=0, nsec=0)
+    return QosTime(sec=ns // 1_000_000_000, nsec=ns % 1_000_000_000)
+
+
+def bag_qos(endpoints) -> list[Qos]:
+    """The publishers' QoS as rosbags ``Qos`` (stored as ``offered_qos_profiles``)."""
+    out = []
+    for e in endpoints:
+        q = e.qos_profile
+        out.append(Qos(
+            history=QosHistory(int(q.history)), depth=int(q.depth),
+            reliability=QosReliability(int(q.reliability)),
+            durability=QosDurability(int(q.durability)),
+            deadline=_qos_time(q.deadline), lifespan=_qos_time(q.lifespan),
+            liveliness=QosLiveliness(int(q.liveliness)),
+            liveliness_lease_duration=_qos_time(q.liveliness_lease_duration),
+            avoid_ros_namespace_conventions=bool(q.avoid_ros_namespace_conventions)))
+    return out
+
+
+def typestore_for_distro(distro: str | None = None):
+    """The rosbags typestore of ``$ROS_DISTRO`` (Kilted, the wheels' distro, by default)."""
+    distro = (distro or os.environ.get('ROS_DISTRO') or 'kilted').lower()
+    return get_typestore(_STORES.get(distro, Stores.ROS2_KILTED))
+
+
+def _share_dirs() -> list[Path]:
+    roots = [p for p in os.environ.get('AMENT_PREFIX_PATH', '').split(os.pathsep) if p]
+    roots.append(sys.prefix)
+    return [Path(r) / 'share' for r in roots]
+
+
+def ensure_type(typestore, msgtype: str, _depth: int = 0) -> bool:
+    """Make sure ``typestore`` knows ``msgtype``, reading its ``.msg`` from ament share dirs.
+
+    Returns False when no definition was found (the topic cannot be written to a bag).
+    """
+    if msgtype in typestore.fielddefs:
+        return True
+    if _depth > 20:
+        return False
+    pkg, sub, name = msgtype.split('/')
+    for share in _share_dirs():
+        path = share / pkg / sub / f'{name}.msg'
+        if path.is_file():
+            types = get_types_from_msg(path.read_text(), msgtype)
+            deps = _referenced(types[msgtype][1])
+            if all(ensure_type(typestore, d, _depth + 1) for d in deps):
+                typestore.register(types)
+                return True
+            return False
+    return False
+
+
+def _referenced(fields) -> set[str]:
+    """Type names referenced by a rosbags field list (nested arrays/sequences included)."""
+    out = set()
+
+    def walk(node):
+        if isinstance(node, str) and node.count('/') == 2:
+            out.add(node)
+        elif isinstance(node, tuple):
+            for x in node:
+                walk(x)
+
+    for _, desc in fields:
+        walk(desc)
+    return out

@@ -1,0 +1,287 @@
+"""The recorder node: raw CDR from configured (or all discovered) topics into episode bags.
+
+Services: ``~/start_episode`` (Trigger), ``~/stop_episode`` (SetBool: data = success),
+``~/discard_episode`` (Trigger). With ``auto_episodes`` > 0 the node drives scripted
+collection itself (see :mod:`il_ros.ros._rec_auto`) and exits 0 when done.
+
+Each topic is subscribed with ``raw=True`` and QoS matched to its publishers; the callback
+hands the bytes and the node-clock time to :class:`il_ros.data.episode_writer.EpisodeWriter`,
+which queues them for its writer thread. Messages on transient-local (latched) topics are
+cached and written at the start of every episode, so each bag is self-contained.
+"""
+from __future__ import annotations
+
+import sys
+import time
+
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+import rclpy
+from rclpy.clock import Clock, ClockType
+from rclpy.exceptions import ParameterUninitializedException
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy
+from rclpy.task import Future
+from std_srvs.srv import SetBool, Trigger
+
+from il_ros.data.episode_writer import EpisodeError, EpisodeWriter, STORAGES
+from il_ros.keys import SERVICE_SIM_RESET, TOPIC_SIM_SUCCESS
+from il_ros.ros._rec_auto import AutoEpisodes
+from il_ros.ros._rec_topics import (bag_qos, ensure_type, msg_class, needs_resubscribe,
+                                    subscription_qos, typestore_for_distro)
+
+EXCLUDED_TOPICS = ('/rosout', '/parameter_events')
+PARAMS = {  # name: (default, description)
+    'topics': (Parameter.Type.STRING_ARRAY, 'Topics to record; empty: every topic discovered (re-discovered '
+               'periodically) except /rosout and /parameter_events.'),
+    'output_dir': ('episodes', 'Folder of episode bags (episode_NNNN/) and their JSON.'),
+    'storage': ('mcap', 'Bag storage: mcap (default; survives a crash up to the last 1 MB '
+                'chunk) or sqlite3.'),
+    'task': ('', 'Task name stored in each episode\'s metadata.'),
+    'operator': ('', 'Operator name stored in each episode\'s metadata.'),
+    'queue_size': (1000, 'Messages the writer queue holds; when full, messages are dropped '
+                   'and counted (never blocks the callbacks).'),
+    'expected_topics_timeout_s': (5.0, 'A configured topic without a message this long after '
+                                  'the start is warned about; with none by the stop the '
+                                  'episode is incomplete.'),
+    'discovery_period_s': (1.0, 'Seconds between topic discovery passes.'),
+    'auto_episodes': (0, 'Episodes to record automatically (reset, record, stop on success '
+                      'or timeout), then exit 0; 0 = manual (services).'),
+    'reset_service': (SERVICE_SIM_RESET, 'Trigger service called before each auto episode.'),
+    'reset_timeout_s': (30.0, 'Wall seconds to wait for the reset service (auto mode).'),
+    'success_topic': (TOPIC_SIM_SUCCESS, 'std_msgs/Bool topic that signals success (auto).'),
+    'success_hold_s': (0.5, 'Node-clock seconds recorded after success turns true (auto).'),
+    'episode_timeout_s': (30.0, 'Node-clock seconds before an auto episode stops as a '
+                          'failure.'),
+}
+
+
+class Recorder(Node):
+    """Records topics into one rosbag2 bag per episode; see the module docstring."""
+
+    def __init__(self, **kwargs):
+        """Declare parameters, start discovery and the services."""
+        super().__init__('recorder', **kwargs)
+        for name, (default, text) in PARAMS.items():
+            self.declare_parameter(name, default, ParameterDescriptor(description=text))
+        self.add_on_set_parameters_callback(self._check_params)
+        try:  # [] (or nothing) leaves a typed array parameter uninitialized: record all
+            self.configured_topics = [t for t in self.get_parameter('topics').value if t]
+        except ParameterUninitializedException:
+            self.configured_topics = []
+        self._typestore = typestore_for_distro()
+        self.subscribed: dict[str, dict] = {}     # topic -> {type, sub, qos, offered}
+        self._latched: dict[str, bytes] = {}
+        self._skipped: set[str] = set()      # topics whose type cannot be recorded
+        self._episode: EpisodeWriter | None = None
+        self._episode_mono = 0.0
+        self._late_checked = False
+        self.last_result = ''
+        self.done = Future()
+        self._steady = Clock(clock_type=ClockType.STEADY_TIME)
+        self.create_service(Trigger, '~/start_episode', self._srv_start)
+        self.create_service(SetBool, '~/stop_episode', self._srv_stop)
+        self.create_service(Trigger, '~/discard_episode', self._srv_discard)
+        self.create_timer(self.param('discovery_period_s'), self.discover, clock=self._steady)
+        self.create_timer(0.2, self._watch, clock=self._steady)
+        self._auto = None
+        if self.param('auto_episodes') > 0:
+            self._auto = AutoEpisodes(self, self._steady)
+        self.discover()
+        mode = f'auto ({self.param("auto_episodes")} episodes)' if self._auto else 'manual'
+        self.get_logger().info(
+            f'recording {self.configured_topics or "all discovered topics"} to '
+            f'{self.param("output_dir")} ({self.param("storage")}), {mode}')
+
+    def param(self, name: str):
+        """Current value of parameter ``name``."""
+        return self.get_parameter(name).value
+
+    def _check_params(self, params) -> SetParametersResult:
+        for p in params:
+            if p.name == 'storage' and p.value not in STORAGES:
+                return SetParametersResult(
+                    successful=False, reason=f'storage must be one of {sorted(STORAGES)}')
+            if p.name == 'queue_size' and p.value < 1:
+                return SetParametersResult(successful=False, reason='queue_size must be >= 1')
+        return SetParametersResult(successful=True)
+
+    # ---- topics ----
+
+    def discover(self) -> None:
+        """Subscribe to wanted topics that have publishers; re-match QoS when needed."""
+        for topic, types in self.get_topic_names_and_types():
+            wanted = topic in self.configured_topics if self.configured_topics else topic not in EXCLUDED_TOPICS
+            if not wanted or topic in self._skipped or not types:
+                continue
+            pubs = self.get_publishers_info_by_topic(topic)
+            if not pubs:
+                continue
+            qos = subscription_qos(pubs)
+            have = self.subscribed.get(topic)
+            if have and not needs_resubscribe(have['qos'], qos):
+                continue
+            if len(types) > 1:
+                self.get_logger().warning(f'{topic} has several types {types}; recording '
+                                          f'{types[0]}')
+            self._subscribe(topic, types[0], qos, pubs, have)
+
+    def _subscribe(self, topic, msgtype, qos, pubs, have) -> None:
+        try:
+            cls = msg_class(msgtype)
+            if not ensure_type(self._typestore, msgtype):
+                raise ImportError(f'no message definition for {msgtype} found')
+        except (ImportError, ValueError) as err:
+            self._skipped.add(topic)
+            self.get_logger().error(f'cannot record {topic} ({msgtype}): {err}')
+            return
+        if have:
+            self.destroy_subscription(have['sub'])
+        sub = self.create_subscription(cls, topic, lambda data, t=topic: self._on_msg(t, data),
+                                       qos, raw=True)
+        self.subscribed[topic] = {'type': msgtype, 'sub': sub, 'qos': qos,
+                             'offered': bag_qos(pubs)}
+        self.get_logger().info(
+            f'subscribed {topic} [{msgtype}] {qos.reliability.name.lower()}/'
+            f'{qos.durability.name.lower()}')
+        if self._episode is not None:
+            self._register(self._episode, topic)
+
+    def _register(self, ep: EpisodeWriter, topic: str) -> None:
+        info = self.subscribed[topic]
+        ep.add_topic(topic, info['type'], info['offered'])
+
+    def _on_msg(self, topic: str, data: bytes) -> None:
+        if self.subscribed[topic]['qos'].durability == DurabilityPolicy.TRANSIENT_LOCAL:
+            self._latched[topic] = data
+        ep = self._episode
+        if ep is not None:
+            ep.write(topic, data, self.get_clock().now().nanoseconds)
+
+    # ---- episodes (also used by AutoEpisodes) ----
+
+    @property
+    def episode(self) -> EpisodeWriter | None:
+        """The episode being recorded, if any."""
+        return self._episode
+
+    def start_episode(self) -> EpisodeWriter:
+        """Open the next episode. Raises EpisodeError (naming the path) on failure."""
+        if self._episode is not None:
+            raise EpisodeError(f'{self._episode.name} is already recording; stop or discard '
+                               'it first')
+        self.discover()
+        now = self.get_clock().now().nanoseconds
+        ep = EpisodeWriter.open(
+            self.param('output_dir'), start_time_ns=now, storage=self.param('storage'),
+            queue_size=self.param('queue_size'), task=self.param('task'),
+            operator=self.param('operator'), expected_topics=self.configured_topics,
+            typestore=self._typestore, logger=self.get_logger(),
+            extra={'node': self.get_fully_qualified_name(),
+                   'use_sim_time': bool(self.param('use_sim_time')),
+                   'log_time': 'node clock (sim time)' if self.param('use_sim_time')
+                   else 'node clock (system time)'})
+        for topic in self.subscribed:
+            self._register(ep, topic)
+        for topic, data in self._latched.items():
+            ep.write(topic, data, now)
+        self._episode, self._episode_mono, self._late_checked = ep, time.monotonic(), False
+        self.get_logger().info(f'{ep.name}: recording to {ep.bag_path}')
+        return ep
+
+    def stop_episode(self, success: bool | None, discard: bool = False,
+                     interrupted: bool = False) -> dict:
+        """Finish (or discard) the current episode; returns its metadata."""
+        ep = self._episode
+        if ep is None:
+            raise EpisodeError('no episode is recording' + (
+                f' (last: {self.last_result})' if self.last_result else ''))
+        self._episode = None
+        now = self.get_clock().now().nanoseconds
+        if interrupted:
+            ep.warn('the recorder was shut down during the episode')
+        meta = ep.discard(now) if discard else ep.finish(success, now, interrupted)
+        counts = ', '.join(f'{t} {v["count"]}' for t, v in meta['topics'].items())
+        self.last_result = f'{ep.name} {meta["status"]}' + (
+            f': {meta["error"]}' if meta['error'] else '')
+        log = self.get_logger().error if meta['error'] else self.get_logger().info
+        log(f'{ep.name}: {meta["status"]} (success={meta["success"]}) {counts}')
+        return meta
+
+    def _watch(self) -> None:
+        """Warn about silent configured topics; end an episode whose writer failed."""
+        ep = self._episode
+        if ep is None:
+            return
+        if ep.error is not None:
+            self.stop_episode(None)
+            return
+        if (not self._late_checked and time.monotonic() - self._episode_mono
+                > self.param('expected_topics_timeout_s')):
+            self._late_checked = True
+            counts = ep.counts()
+            for topic in self.configured_topics:
+                if counts.get(topic, 0) == 0:
+                    ep.warn(f'configured topic {topic} sent no message in the first '
+                            f'{self.param("expected_topics_timeout_s"):g} s')
+
+    # ---- services ----
+
+    def _srv_start(self, request, response):
+        try:
+            ep = self.start_episode()
+            response.success, response.message = True, f'{ep.name} recording to {ep.bag_path}'
+        except EpisodeError as err:
+            self.get_logger().error(f'start_episode failed: {err}')
+            response.success, response.message = False, str(err)
+        return response
+
+    def _srv_stop(self, request, response):
+        return self._finish_reply(response, bool(request.data), False)
+
+    def _srv_discard(self, request, response):
+        return self._finish_reply(response, None, True)
+
+    def _finish_reply(self, response, success, discard):
+        try:
+            meta = self.stop_episode(success, discard=discard)
+        except EpisodeError as err:
+            response.success, response.message = False, str(err)
+            return response
+        response.success = meta['error'] is None
+        response.message = f'{meta["bag"]} {meta["status"]}' + ''.join(
+            f'; {w}' for w in meta['warnings']) + (f'; {meta["error"]}' if meta['error']
+                                                   else '')
+        return response
+
+    def shutdown_episode(self) -> None:
+        """Close an episode left open at shutdown (marked incomplete, interrupted)."""
+        if self._episode is not None:
+            try:
+                self.stop_episode(None, interrupted=True)
+            except Exception as err:  # noqa: BLE001 - shutting down; report and go on
+                self.get_logger().error(f'closing the episode at shutdown failed: {err}')
+
+
+def main(args=None) -> int:
+    """Run the recorder until shutdown (manual) or until the auto episodes are done."""
+    rclpy.init(args=args)
+    node = None
+    code = 0
+    try:
+        node = Recorder()
+        rclpy.spin_until_future_complete(node, node.done)
+        code = node.done.result() if node.done.done() else 0
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.shutdown_episode()
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return code
+
+
+if __name__ == '__main__':
+    sys.exit(main())

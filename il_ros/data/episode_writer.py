@@ -137,6 +137,8 @@ class EpisodeWriter:
         self._warnings: list[str] = []
         self.error: str | None = None
         self._bag = None
+        self._open_error: Exception | None = None
+        self._abort = False
         self._thread: threading.Thread | None = None
         self._closed = False
         self.meta = {
@@ -173,10 +175,14 @@ class EpisodeWriter:
 
     def _start(self, start_time_ns: int) -> None:
         existed = self.bag_path.exists()
-        try:
-            self._bag = self._bag_factory(self.bag_path, STORAGES[self.storage])
-            self._bag.open()
-        except Exception as err:  # OSError, or rosbags' WriterError when the folder exists
+        opened = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(opened,),
+                                        name=f'{self.name}-writer', daemon=True)
+        self._thread.start()  # the bag is opened on the writer thread (sqlite3 needs that)
+        opened.wait()
+        err = self._open_error
+        if err is not None:
+            self._thread.join()
             if existed or isinstance(err, FileExistsError):
                 raise FileExistsError(str(self.bag_path)) from err
             what = getattr(err, 'strerror', None) or str(err)
@@ -186,13 +192,11 @@ class EpisodeWriter:
         try:
             write_json(self.json_path, self.meta)
         except OSError as err:
-            self._bag.abort()
+            self._abort = True
+            self._stop_thread()
             shutil.rmtree(self.bag_path, ignore_errors=True)
             raise EpisodeError(f'cannot write episode metadata {self.json_path}: '
                                f'{err.strerror or err}') from err
-        self._thread = threading.Thread(target=self._run, name=f'{self.name}-writer',
-                                        daemon=True)
-        self._thread.start()
 
     # ---- producer side (never blocks) ----
 
@@ -251,7 +255,15 @@ class EpisodeWriter:
 
     # ---- writer thread ----
 
-    def _run(self) -> None:
+    def _run(self, opened: threading.Event) -> None:
+        try:
+            self._bag = self._bag_factory(self.bag_path, STORAGES[self.storage])
+            self._bag.open()
+        except Exception as err:  # OSError, or rosbags' WriterError when the folder exists
+            self._open_error = err
+            return
+        finally:
+            opened.set()
         next_progress = time.monotonic() + 1.0
         while True:
             try:
@@ -268,7 +280,9 @@ class EpisodeWriter:
             if time.monotonic() >= next_progress and self.error is None:
                 next_progress = time.monotonic() + 1.0
                 self._write_progress()
-        if self.error is None:
+        if self._abort:
+            self._bag.abort()
+        elif self.error is None:
             try:
                 self._bag.close()
             except Exception as err:

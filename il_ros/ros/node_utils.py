@@ -65,6 +65,11 @@ def run(node_factory, args=None) -> None:
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        # Ctrl-C shuts the context down between callbacks or inside one; a publish that then
+        # fails is part of shutting down, not an error. Anything else is re-raised.
+        if rclpy.ok():
+            raise
     finally:
         if node is not None:
             node.destroy_node()

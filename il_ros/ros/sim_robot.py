@@ -7,6 +7,13 @@ scripted experts) and ``/sim/success``; executes joint-position commands from ``
 Time: the simulation keeps its own clock, monotonic across episodes, and stamps every message
 with it. It is advanced from a wall-clock timer at ``real_time_factor`` times real time, one
 physics step at a time, so each stream is published at exactly its configured sim-time rate.
+
+Lockstep (``lockstep: true``, for scripted collection): after each ``/sim/state`` the sim waits
+for the first command that follows it, then goes on at once. The command answering the state
+of tick t then acts from tick t exactly, at any speed-up, and ``/clock`` reads t while the
+command is in flight, so a recorder on sim time logs it at t. ``real_time_factor`` becomes a
+speed cap (<= 0: as fast as the nodes go). Without a command for ``lockstep_timeout_s`` (wall)
+it goes on with the last command, so a missing teleop slows the sim but never stops it.
 """
 from __future__ import annotations
 
@@ -65,8 +72,12 @@ class SimRobot(Node):
                                  'current pose; 0 holds the last command forever.')
         tick_hz = p('tick_rate_hz', 100.0, 'Wall-clock rate of the stepping timer.')
         command_topic = p('command_topic', keys.TOPIC_COMMAND, 'Joint position commands.')
-        if self.rtf <= 0:
-            raise ValueError(f'real_time_factor must be > 0, got {self.rtf}')
+        self.lockstep = p('lockstep', False, 'Wait for the command answering each /sim/state '
+                          'before stepping on (scripted collection).')
+        self.lockstep_timeout = p('lockstep_timeout_s', 0.2, 'Lockstep: wall seconds to wait '
+                                  'for a command before going on with the last one.')
+        if self.rtf <= 0 and not self.lockstep:
+            raise ValueError(f'real_time_factor must be > 0 without lockstep, got {self.rtf}')
 
         self.env = make_env(self.task, cameras=tuple(cameras), image_size=(height, width),
                             seed=self.seed)
@@ -92,10 +103,11 @@ class SimRobot(Node):
         self.last_command_t = None
         self.last_command = None
         self.bad_commands = 0
+        self.waiting_since = None    # lockstep: wall time the sim paused at, or None
+        self.fresh_command = False   # lockstep: a command arrived since the pause
         self._reset_episode()
-        self.wall_start = time.monotonic()
-        self.sim_start = self.sim_time
-        self.create_timer(1.0 / tick_hz, self._tick)
+        self._anchor()
+        self.create_timer(1.0 / tick_hz, self._advance)
         self.get_logger().info(
             f'task={self.task} cameras={list(self.env.cameras)} {width}x{height} '
             f'rtf={self.rtf} joints={self.env.joint_names} actions={self.env.action_names}')
@@ -113,6 +125,9 @@ class SimRobot(Node):
         self.env.set_command(a)
         self.last_command = a
         self.last_command_t = self.sim_time
+        if self.waiting_since is not None:
+            self.fresh_command = True
+            self._advance()  # lockstep: go on at once, not at the next timer tick
 
     def _on_reset(self, request, response):
         self._reset_episode()
@@ -128,11 +143,30 @@ class SimRobot(Node):
         # Streams keep their sim-time grid across episodes: the new episode's first sample
         # follows within one period and no stamp is ever repeated.
 
-    def _tick(self) -> None:
-        target = self.sim_start + (time.monotonic() - self.wall_start) * self.rtf
-        # Never try to catch up more than 0.25 s of sim time in one tick (e.g. after a pause).
-        if target - self.sim_time > 0.25:
-            self.sim_start += target - self.sim_time - 0.25
+    def _anchor(self) -> None:
+        """Restart real-time pacing from now (after a pause)."""
+        self.wall_start = time.monotonic()
+        self.sim_start = self.sim_time
+
+    def _advance(self) -> None:
+        """Step physics up to the wall-clock target (or, in lockstep, to the next state)."""
+        if self.waiting_since is not None:
+            waited = time.monotonic() - self.waiting_since
+            if not self.fresh_command:
+                if waited < self.lockstep_timeout:
+                    return
+                self.get_logger().warning(
+                    f'lockstep: no command within {self.lockstep_timeout}s of /sim/state; '
+                    'going on with the last command', throttle_duration_sec=5.0)
+            self.waiting_since = None
+            self._anchor()
+        if self.rtf > 0:
+            target = self.sim_start + (time.monotonic() - self.wall_start) * self.rtf
+            # Never catch up more than 0.25 s of sim time at once (e.g. after a stall).
+            if target - self.sim_time > 0.25:
+                self.sim_start += target - self.sim_time - 0.25
+                target = self.sim_time + 0.25
+        else:
             target = self.sim_time + 0.25
         dt = self.env.physics_dt
         while self.sim_time + dt <= target + 1e-12:
@@ -142,7 +176,10 @@ class SimRobot(Node):
                     and self.sim_time - self.last_command_t > self.command_timeout):
                 self.env.set_command(self._hold_action())
                 self.last_command_t = None
-            self._publish_due()
+            if self._publish_due() and self.lockstep:
+                self.waiting_since = time.monotonic()
+                self.fresh_command = False
+                break
         self.pub_clock.publish(Clock(clock=to_time(self.sim_time)))
 
     def _hold_action(self) -> np.ndarray:
@@ -151,7 +188,8 @@ class SimRobot(Node):
         idx = [self.env.joint_names.index(j) for j in self.env.action_names[:-1]]
         return np.concatenate([pos[idx], self.last_command[-1:]])
 
-    def _publish_due(self) -> None:
+    def _publish_due(self) -> bool:
+        """Publish every stream due now; True when /sim/state was published."""
         t = self.sim_time
         if self.streams['joint_states'].due(t):
             pos, vel, eff = self.env.joint_state()
@@ -160,8 +198,12 @@ class SimRobot(Node):
             for cam, pub in self.pub_images.items():
                 pub.publish(image_msg(self.env.render(cam), t, f'{self.frame_prefix}/{cam}'))
         if self.streams['state'].due(t):
+            # /clock first: a recorder on sim time then logs the answering command at t.
+            self.pub_clock.publish(Clock(clock=to_time(t)))
             self.pub_state.publish(array_msg(self.env.get_state(), f'{self.task}_state'))
             self.pub_success.publish(Bool(data=bool(self.env.success())))
+            return True
+        return False
 
     def destroy_node(self):
         self.env.close()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ast
 import importlib.util
-import re
 import sys
 import types
 from pathlib import Path
@@ -61,11 +60,24 @@ def _console_scripts() -> dict[str, str]:
 
 
 def _declared_params(module: str) -> set[str]:
-    """Parameter names a node declares: ``declare(self, 'x', ...)`` or ``p('x', ...)``."""
-    src = (REPO / (module.replace('.', '/') + '.py')).read_text()
-    found = set(re.findall(r"(?:declare\(self,|\bp\()\s*'([a-z_][a-z0-9_]*)'", src))
-    found |= set(re.findall(r"declare_parameter\(\s*'([a-z_][a-z0-9_]*)'", src))
-    return found | {'use_sim_time'}
+    """Parameter names a node declares, read from its source (AST, nothing is run).
+
+    Finds ``declare_parameter('x', ...)``, ``declare(self, 'x', ...)``, the ``p('x', ...)``
+    shorthand, and the string keys of a module-level ``PARAMS = {...}`` table.
+    """
+    tree = ast.parse((REPO / (module.replace('.', '/') + '.py')).read_text())
+    found = {'use_sim_time'}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            name = getattr(node.func, 'attr', getattr(node.func, 'id', ''))
+            pos = {'declare_parameter': 0, 'p': 0, 'declare': 1}.get(name)
+            if pos is not None and len(node.args) > pos and isinstance(
+                    node.args[pos], ast.Constant) and isinstance(node.args[pos].value, str):
+                found.add(node.args[pos].value)
+        elif (isinstance(node, ast.Assign) and getattr(node.targets[0], 'id', '') == 'PARAMS'
+              and isinstance(node.value, ast.Dict)):
+            found |= {k.value for k in node.value.keys if isinstance(k, ast.Constant)}
+    return found
 
 
 def test_there_are_launch_files():

@@ -1,0 +1,284 @@
+"""Read the role topics of one rosbag2 bag (MCAP or sqlite3) with rosbags.
+
+Two passes keep memory flat for long, high-resolution episodes:
+
+1. ``BagFile.read_streams`` reads every role message once. Joint states, actions and control
+   sources are decoded into arrays and labels; images are *not* deserialized: their CDR
+   header is parsed by hand for the stamp, size and encoding.
+2. ``BagFile.images`` decodes only the frames the resampler picked (Image rgb8/bgr8/mono8/
+   rgba8/bgra8, or CompressedImage jpeg/png), cropped and resized to the dataset size.
+
+Every problem is raised as BagError naming the file, the topic and the time.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from rosbags.highlevel import AnyReader
+from rosbags.typesys import Stores, get_typestore
+
+from il_ros.data.topic_map import ConvertConfig
+
+_CHANNELS = {'rgb8': 3, 'bgr8': 3, 'mono8': 1, 'rgba8': 4, 'bgra8': 4}
+_DEFAULT_TYPESTORE = get_typestore(Stores.ROS2_KILTED)
+IMAGE_TYPES = ('sensor_msgs/msg/Image', 'sensor_msgs/msg/CompressedImage')
+
+
+class BagError(Exception):
+    """A bag cannot be converted; the message says which file, topic and time."""
+
+
+@dataclass
+class Stream:
+    """One topic's messages: receive times, header stamps (or None) and payloads."""
+
+    topic: str
+    msgtype: str
+    receive: np.ndarray            # (N,) s, the bag's log time
+    stamps: np.ndarray | None      # (N,) s, header stamps; None for types without a header
+    items: list                    # arrays (joints, action), str (source), signature (image)
+
+
+@dataclass
+class BagData:
+    """The role streams of one bag ('camera/<name>', 'joints', 'action', 'source')."""
+
+    streams: dict[str, Stream]
+    joint_names: list[str]
+    warnings: list[str] = field(default_factory=list)
+
+
+def _cdr_u32(raw, pos: int) -> int:
+    return int.from_bytes(raw[4 + pos:8 + pos], 'little')
+
+
+def _cdr_string(raw, pos: int) -> tuple[str, int]:
+    """The CDR string at payload offset ``pos`` (aligned to 4) and the offset after it."""
+    pos = (pos + 3) & ~3
+    n = _cdr_u32(raw, pos)
+    text = bytes(raw[8 + pos:8 + pos + max(n - 1, 0)]).decode('utf-8', 'replace')
+    return text, pos + 4 + n
+
+
+def image_header(raw, compressed: bool) -> tuple[float, tuple]:
+    """(header stamp, signature) of a little-endian CDR Image/CompressedImage, pixels unread.
+
+    The signature is what must stay constant over an episode: ('raw', height, width,
+    encoding) or ('compressed', format).
+    """
+    if len(raw) < 16 or raw[1] != 1:
+        raise ValueError('not a little-endian CDR message')
+    stamp = (int.from_bytes(raw[4:8], 'little', signed=True)
+             + int.from_bytes(raw[8:12], 'little') * 1e-9)
+    _, pos = _cdr_string(raw, 8)                     # header.frame_id
+    if compressed:
+        fmt, _ = _cdr_string(raw, pos)
+        return stamp, ('compressed', fmt.split(';')[0].strip())
+    pos = (pos + 3) & ~3
+    height, width = _cdr_u32(raw, pos), _cdr_u32(raw, pos + 4)
+    encoding, _ = _cdr_string(raw, pos + 8)
+    return stamp, ('raw', height, width, encoding)
+
+
+def _header_stamp(msg) -> float | None:
+    header = getattr(msg, 'header', None)
+    if header is None:
+        return None
+    return header.stamp.sec + header.stamp.nanosec * 1e-9
+
+
+def _action_vector(msg, kind: str, joints: list[str], where: str) -> np.ndarray:
+    """The action vector of one command message."""
+    if kind == 'float64_multi_array':
+        return np.asarray(msg.data, np.float64)
+    if kind == 'twist_stamped':
+        tw = msg.twist
+        return np.array([tw.linear.x, tw.linear.y, tw.linear.z,
+                         tw.angular.x, tw.angular.y, tw.angular.z])
+    if kind == 'joint_state':
+        names, values = list(msg.name), np.asarray(msg.position, np.float64)
+    else:  # joint_trajectory: its first point is the command
+        if not len(msg.points):
+            raise BagError(f'{where}: JointTrajectory without points')
+        names, values = list(msg.joint_names), np.asarray(msg.points[0].positions, np.float64)
+    if not joints:
+        return values
+    index = {n: i for i, n in enumerate(names)}
+    missing = [j for j in joints if j not in index]
+    if missing:
+        raise BagError(f'{where}: action joints {missing} missing from {names}')
+    return values[[index[j] for j in joints]]
+
+
+class BagFile:
+    """One bag opened for conversion. Use as a context manager."""
+
+    def __init__(self, path: Path, cfg: ConvertConfig):
+        self.path = Path(path)
+        self.cfg = cfg
+        tm = cfg.topics
+        self.roles = {f'camera/{n}': t for n, t in tm.cameras.items()}
+        self.roles['joints'] = tm.joint_states.topic
+        self.roles['action'] = tm.action.topic
+        if tm.control_source:
+            self.roles['source'] = tm.control_source
+        self.padded: dict[str, int] = {}
+        self.reader = None
+
+    def __enter__(self):
+        try:
+            self.reader = AnyReader([self.path], default_typestore=_DEFAULT_TYPESTORE)
+            self.reader.open()
+        except Exception as e:  # noqa: BLE001 - any failure to open is reported alike
+            raise BagError(f'{self.path}: cannot open bag (truncated or corrupt?): '
+                           f'{e}') from None
+        self.conns = {c.topic: c for c in self.reader.connections}
+        return self
+
+    def __exit__(self, *exc):
+        self.reader.close()
+
+    def _deserialize(self, raw, msgtype: str):
+        """Deserialize CDR, tolerating trailing padding (rclpy pads some JointStates)."""
+        try:
+            return self.reader.deserialize(raw, msgtype)
+        except Exception as first:  # noqa: BLE001 - only the size check is tolerated
+            if 'size mismatch' not in str(first):
+                raise
+        ts = self.reader.typestore
+        msgdef = ts.get_msgdef(msgtype)
+        func = msgdef.deserialize_cdr_le if raw[1] else msgdef.deserialize_cdr_be
+        msg, _ = func(raw[4:], 0, msgdef.cls, ts)
+        self.padded[msgtype] = self.padded.get(msgtype, 0) + 1
+        return msg
+
+    def read_streams(self) -> BagData:
+        """Pass 1: every role message (images by header only)."""
+        missing = [(r, t) for r, t in self.roles.items()
+                   if t not in self.conns and r != 'source']
+        if missing:
+            raise BagError(f'{self.path}: missing topic(s) '
+                           + ', '.join(f'{t} ({r})' for r, t in missing)
+                           + f'; the bag has {sorted(self.conns)}')
+        topic_role = {t: r for r, t in self.roles.items() if t in self.conns}
+        for topic, role in topic_role.items():
+            if role.startswith('camera/') and self.conns[topic].msgtype not in IMAGE_TYPES:
+                raise BagError(f'{self.path}: {topic} is {self.conns[topic].msgtype}, '
+                               f'not one of {IMAGE_TYPES}')
+        cols = {r: ([], [], []) for r in topic_role.values()}
+        state = {'names': None, 'keep': list(self.cfg.topics.joint_states.joints)}
+        try:
+            for conn, t_ns, raw in self.reader.messages(
+                    connections=[self.conns[t] for t in topic_role]):
+                role = topic_role[conn.topic]
+                recv, stamps, items = cols[role]
+                where = f'{self.path}: {conn.topic} at t={t_ns * 1e-9:.3f}s'
+                recv.append(t_ns * 1e-9)
+                if role.startswith('camera/'):
+                    stamp, sig = image_header(raw, conn.msgtype.endswith('CompressedImage'))
+                    stamps.append(stamp)
+                    items.append(sig)
+                    continue
+                msg = self._deserialize(raw, conn.msgtype)
+                stamps.append(_header_stamp(msg))
+                if role == 'joints':
+                    items.append(self._joint_positions(msg, state, where))
+                elif role == 'action':
+                    a = self.cfg.topics.action
+                    items.append(_action_vector(msg, a.type, a.joints, where))
+                else:
+                    items.append(str(msg.data))
+        except BagError:
+            raise
+        except Exception as e:  # noqa: BLE001 - rosbags raises many kinds on damaged files
+            raise BagError(f'{self.path}: read failed (truncated or corrupt?): {e}') from None
+        warnings = [f'{n} {t} message(s) had trailing CDR padding (ignored)'
+                    for t, n in self.padded.items()]
+        streams = {}
+        for topic, role in topic_role.items():
+            recv, stamps, items = cols[role]
+            has_header = bool(stamps) and stamps[0] is not None
+            streams[role] = Stream(topic, self.conns[topic].msgtype, np.asarray(recv),
+                                   np.asarray(stamps, np.float64) if has_header else None,
+                                   items)
+        return BagData(streams, state['keep'], warnings)
+
+    @staticmethod
+    def _joint_positions(msg, state: dict, where: str) -> np.ndarray:
+        names = list(msg.name)
+        if state['names'] is None:
+            state['names'] = names
+            state['keep'] = state['keep'] or names
+        elif set(names) != set(state['names']):
+            raise BagError(f'{where}: joint name set changed from {state["names"]} to {names}')
+        index = {n: i for i, n in enumerate(names)}
+        lost = [j for j in state['keep'] if j not in index]
+        if lost:
+            raise BagError(f'{where}: joints {lost} not in JointState names {names}')
+        pos = np.asarray(msg.position, np.float64)
+        if pos.size != len(names):
+            raise BagError(f'{where}: {len(names)} joint names but {pos.size} positions')
+        return pos[[index[j] for j in state['keep']]]
+
+    def images(self, role: str, indices: np.ndarray) -> np.ndarray:
+        """Pass 2: (len(indices), H, W, 3) uint8 frames of a camera role, by message index."""
+        conn = self.conns[self.roles[role]]
+        size = self.cfg.image_size
+        wanted = np.unique(indices)
+        decoded: dict[int, np.ndarray] = {}
+        k = 0
+        for i, (_, t_ns, raw) in enumerate(self.reader.messages(connections=[conn])):
+            if k >= wanted.size:
+                break
+            if i != wanted[k]:
+                continue
+            where = f'{self.path}: {conn.topic} at t={t_ns * 1e-9:.3f}s'
+            decoded[i] = image_pixels(self._deserialize(raw, conn.msgtype), size, where)
+            k += 1
+        return np.stack([decoded[i] for i in indices])  # (T, H, W, 3)
+
+
+def image_pixels(msg, size: tuple[int, int], where: str) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of an Image or CompressedImage message, fitted to ``size``."""
+    import cv2
+    if hasattr(msg, 'format'):  # CompressedImage
+        bgr = cv2.imdecode(np.asarray(msg.data, np.uint8), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise BagError(f'{where}: cannot decode CompressedImage ({msg.format!r})')
+        rgb = bgr[..., ::-1]
+    else:
+        ch = _CHANNELS.get(msg.encoding)
+        if ch is None:
+            raise BagError(f'{where}: unsupported image encoding {msg.encoding!r}; '
+                           f'supported: {sorted(_CHANNELS)}')
+        buf = np.asarray(msg.data, np.uint8)
+        if buf.size < msg.step * msg.height or msg.step < msg.width * ch:
+            raise BagError(f'{where}: image data has {buf.size} bytes for '
+                           f'{msg.height}x{msg.width} {msg.encoding} (step {msg.step})')
+        img = buf[:msg.step * msg.height].reshape(msg.height, msg.step)[:, :msg.width * ch]
+        img = img.reshape(msg.height, msg.width, ch)
+        if ch == 1:
+            rgb = np.repeat(img, 3, axis=2)
+        elif msg.encoding.startswith('bgr'):
+            rgb = img[..., 2::-1]
+        else:
+            rgb = img[..., :3]
+    return fit_image(rgb, size)
+
+
+def fit_image(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Center-crop to the aspect ratio of ``size`` (H, W), then resize (area filter)."""
+    import cv2
+    h, w = rgb.shape[:2]
+    th, tw = size
+    if (h, w) == (th, tw):
+        return np.ascontiguousarray(rgb)
+    if h * tw > w * th:        # too tall: crop rows
+        keep = round(w * th / tw)
+        rgb = rgb[(h - keep) // 2:(h - keep) // 2 + keep]
+    elif h * tw < w * th:      # too wide: crop columns
+        keep = round(h * tw / th)
+        rgb = rgb[:, (w - keep) // 2:(w - keep) // 2 + keep]
+    return cv2.resize(np.ascontiguousarray(rgb), (tw, th), interpolation=cv2.INTER_AREA)

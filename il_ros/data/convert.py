@@ -1,0 +1,242 @@
+"""Bags -> dataset episodes, with a validation report. A bad episode never stops the rest.
+
+Per bag: read the role streams (bag_reader), pick a time base per stream, check it
+(monotonic time, constant image size/encoding, constant joint set, finite values, staleness,
+length), resample onto the control-rate grid (resample), label every frame from the control
+source, and append the episode to the store. Rejected bags are listed with file, topic, time
+and reason in ``<dataset>/conversion_report.json``; the others still convert.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from il_ros import keys
+from il_ros.data.bag_reader import BagError, BagFile
+from il_ros.data.resample import (choose_timing, first_backwards, latest_at_or_before,
+                                  staleness, tick_grid)
+from il_ros.data.topic_map import ConvertConfig
+
+SOURCE_LABELS = (keys.SOURCE_DEMO, keys.SOURCE_POLICY, keys.SOURCE_INTERVENTION,
+                 keys.SOURCE_HOLD)
+
+
+@dataclass
+class EpisodeReport:
+    """What happened to one bag."""
+
+    bag: str
+    status: str = 'converted'          # converted | rejected | skipped
+    reason: str = ''                   # why rejected / skipped
+    frames: int = 0
+    episode: int | None = None         # index in the dataset
+    success: bool | None = None
+    time_sources: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+def find_bags(inputs: list[str | Path]) -> tuple[list[Path], list[EpisodeReport]]:
+    """Bag folders (holding metadata.yaml) under the inputs, sorted; plus reports for
+    folders with bag files but no metadata.yaml (a recording cut off before it closed)."""
+    bags, broken = set(), []
+    for item in map(Path, inputs):
+        if not item.exists():
+            broken.append(EpisodeReport(str(item), 'rejected', 'path does not exist'))
+        elif (item / 'metadata.yaml').is_file():
+            bags.add(item)
+        elif item.is_dir():
+            for meta in item.rglob('metadata.yaml'):
+                bags.add(meta.parent)
+            for f in [*item.rglob('*.mcap'), *item.rglob('*.db3')]:
+                if not (f.parent / 'metadata.yaml').is_file() and f.parent not in bags:
+                    broken.append(EpisodeReport(
+                        str(f.parent), 'rejected',
+                        'no metadata.yaml: the recording was cut off before it closed'))
+        else:
+            broken.append(EpisodeReport(str(item), 'rejected',
+                                        'not a rosbag2 folder (no metadata.yaml)'))
+    uniq = {r.bag: r for r in broken}
+    return sorted(bags), sorted(uniq.values(), key=lambda r: r.bag)
+
+
+def source_id(bag: Path) -> str:
+    """Content hash of a bag folder: the same bag always gets the same id."""
+    h = hashlib.sha256()
+    for f in sorted(p for p in bag.rglob('*') if p.is_file()):
+        h.update(f.relative_to(bag).as_posix().encode())
+        with open(f, 'rb') as fh:
+            for block in iter(lambda: fh.read(1 << 20), b''):
+                h.update(block)
+    return h.hexdigest()[:32]
+
+
+def _episode_meta(bag: Path) -> dict:
+    """The recorder's metadata beside the bag (episode_0003.json), or {}."""
+    side = bag.with_suffix('.json')
+    if side.is_file():
+        try:
+            return json.loads(side.read_text())
+        except ValueError as e:
+            raise BagError(f'{side}: unreadable episode metadata: {e}') from None
+    return {}
+
+
+def label_frames(sources: list[str] | None, n: int, pre_frames: int,
+                 warnings: list[str]) -> np.ndarray:
+    """Per-frame labels: the control source, with the ``pre_frames`` policy frames before
+    each takeover relabelled pre_intervention. No control source: all demo."""
+    if sources is None:
+        return np.array([keys.SOURCE_DEMO] * n, dtype=object)
+    labels = np.array(sources, dtype=object)
+    unknown = sorted(set(labels) - set(SOURCE_LABELS))
+    if unknown:
+        warnings.append(f'unknown control source value(s) {unknown} labelled demo')
+        labels[np.isin(labels, unknown)] = keys.SOURCE_DEMO
+    takeovers = np.flatnonzero((labels[1:] == keys.SOURCE_INTERVENTION)
+                               & (labels[:-1] != keys.SOURCE_INTERVENTION)) + 1
+    for t in takeovers:
+        lo = max(0, t - pre_frames)
+        window = labels[lo:t]
+        window[window == keys.SOURCE_POLICY] = keys.SOURCE_PRE_INTERVENTION
+    return labels
+
+
+def convert_bag(bag: Path, cfg: ConvertConfig, report: EpisodeReport, sid: str):
+    """Frames and meta of one bag (content id ``sid``); raises BagError when rejected."""
+    meta = _episode_meta(bag)
+    if meta.get('status') == 'recording':
+        raise BagError(f'{bag}: partial episode (the recorder stopped mid-episode)')
+    report.success = meta.get('success')
+    period = 1.0 / cfg.rate_hz
+    with BagFile(bag, cfg) as bf:
+        data = bf.read_streams()
+        report.warnings += data.warnings
+        times, idx = {}, {}
+        for role, s in data.streams.items():
+            if not s.items:
+                raise BagError(f'{bag}: {s.topic} ({role}) has no messages')
+            timing = choose_timing(s.stamps, s.receive, cfg.stamp_tolerance_s)
+            report.time_sources[s.topic] = timing.source + (
+                f' ({timing.note})' if timing.note else '')
+            back = first_backwards(timing.times)
+            if back is not None:
+                raise BagError(f'{bag}: {s.topic}: time goes backwards at t='
+                               f'{timing.times[back]:.3f}s ({timing.source} time)')
+            times[role] = timing.times
+            if role.startswith('camera/'):
+                sig0 = s.items[0]
+                for i, sig in enumerate(s.items):
+                    if sig != sig0:
+                        raise BagError(f'{bag}: {s.topic}: image format changed from {sig0} '
+                                       f'to {sig} at t={timing.times[i]:.3f}s')
+            elif role in ('joints', 'action'):
+                bad = [i for i, v in enumerate(s.items) if not np.all(np.isfinite(v))]
+                if bad:
+                    raise BagError(f'{bag}: {s.topic}: NaN/Inf in {role} at '
+                                   f't={timing.times[bad[0]]:.3f}s')
+                sizes = {np.size(v) for v in s.items}
+                if len(sizes) > 1:
+                    raise BagError(f'{bag}: {s.topic}: {role} size changes {sorted(sizes)}')
+        obs_roles = [r for r in data.streams if r not in ('source',)]
+        ticks = tick_grid([times[r][0] for r in obs_roles],
+                          [times[r][-1] for r in obs_roles], cfg.rate_hz)
+        if ticks.size < cfg.min_frames:
+            raise BagError(f'{bag}: too short: {ticks.size} frames at {cfg.rate_hz} Hz where '
+                           f'all role streams overlap (min_frames={cfg.min_frames})')
+        for role in data.streams:
+            look = cfg.action_lookahead * period if role == 'action' else 0.0
+            idx[role] = latest_at_or_before(times[role], ticks, look)
+            if role == 'source':
+                continue
+            st = staleness(times[role], ticks, idx[role], period, cfg.stale_warn)
+            topic = data.streams[role].topic
+            if st.worst_periods > cfg.stale_reject:
+                raise BagError(f'{bag}: {topic}: stale for {st.worst_periods:.1f} periods at '
+                               f't={st.worst_tick_time:.3f}s (reject above '
+                               f'{cfg.stale_reject})')
+            if st.stale_ticks:
+                report.warnings.append(
+                    f'{topic}: stale over {cfg.stale_warn} periods at {st.stale_ticks} '
+                    f'tick(s), worst {st.worst_periods:.1f} at t={st.worst_tick_time:.3f}s')
+        frames = {keys.image_key(role.split('/', 1)[1]): bf.images(role, idx[role])
+                  for role in data.streams if role.startswith('camera/')}
+    joints = data.streams['joints'].items
+    actions = data.streams['action'].items
+    frames[keys.OBS_JOINT_POS] = np.stack([joints[i] for i in idx['joints']]).astype(np.float32)
+    frames[keys.ACTION] = np.stack([actions[i] for i in idx['action']]).astype(np.float32)
+    src = data.streams.get('source')
+    sources = None
+    if src is not None:
+        sources = [src.items[i] if i >= 0 else keys.SOURCE_DEMO for i in idx['source']]
+    frames['label'] = label_frames(sources, ticks.size, cfg.pre_intervention_frames,
+                                   report.warnings)
+    frames['time'] = ticks
+    meta_out = {'source_bag': str(bag), 'source_id': sid,
+                'success': report.success, 'task': meta.get('task'),
+                'joint_names': data.joint_names, 'time_sources': report.time_sources,
+                'warnings': report.warnings, 'rate_hz': cfg.rate_hz}
+    return frames, meta_out
+
+
+def convert(inputs: list[str | Path], out: str | Path, cfg: ConvertConfig | None = None,
+            progress: bool = True) -> list[EpisodeReport]:
+    """Convert bags into the dataset at ``out`` (appending); returns one report per bag."""
+    from tqdm import tqdm
+
+    from il_ros.data.store import DatasetWriter, encode_labels
+    cfg = cfg or ConvertConfig()
+    out = Path(out)
+    bags, reports = find_bags(inputs)
+    writer = DatasetWriter(out, create=True)
+    try:
+        for bag in tqdm(bags, desc='convert', unit='bag', disable=not progress):
+            report = EpisodeReport(str(bag))
+            reports.append(report)
+            try:
+                sid = source_id(bag)
+                if writer.has_source(sid):
+                    report.status, report.reason = 'skipped', 'already in the dataset'
+                    continue
+                frames, meta = convert_bag(bag, cfg, report, sid)
+                frames['label'] = encode_labels(frames['label'])
+                report.frames = int(frames['time'].size)
+                report.episode = writer.append_episode(frames, meta)
+            except BagError as e:
+                report.status, report.reason = 'rejected', str(e)
+    finally:
+        writer.close()
+    reports.sort(key=lambda r: r.bag)
+    _write_report(out, reports, cfg)
+    return reports
+
+
+def _write_report(out: Path, reports: list[EpisodeReport], cfg: ConvertConfig) -> None:
+    path = out / 'conversion_report.json'
+    history = []
+    if path.is_file():
+        try:
+            history = json.loads(path.read_text()).get('runs', [])
+        except ValueError:
+            history = []
+    run = {'config': asdict(cfg), 'episodes': [asdict(r) for r in reports]}
+    path.write_text(json.dumps({'runs': history + [run]}, indent=1, default=str))
+
+
+def format_reports(reports: list[EpisodeReport]) -> str:
+    """A human-readable summary: one line per bag, rejections with their reasons."""
+    lines = []
+    for r in reports:
+        head = f'{r.status:9s} {Path(r.bag).name}'
+        if r.status == 'converted':
+            head += f'  {r.frames} frames -> episode {r.episode}, success={r.success}'
+        else:
+            head += f'  {r.reason}'
+        lines.append(head)
+        lines += [f'          warning: {w}' for w in r.warnings]
+    n = {s: sum(r.status == s for r in reports) for s in ('converted', 'skipped', 'rejected')}
+    lines.append(f'{n["converted"]} converted, {n["skipped"]} skipped, {n["rejected"]} rejected')
+    return '\n'.join(lines)

@@ -2,6 +2,7 @@
 
     il-ros record --task lift --episodes 20 --out data/bags/lift
     il-ros bag-info data/bags/lift [--json]
+    il-ros convert data/bags/lift --out data/datasets/lift
     il-ros node sim_robot --ros-args -p task:=reach_around
     il-ros expert-eval --task lift --episodes 100
 """
@@ -114,6 +115,26 @@ def _cmd_demo(args) -> int:
     return rc
 
 
+def _cmd_convert(args) -> int:
+    """Bags -> dataset. Exit 0: all converted or skipped; 1: some rejected; 2: bad config."""
+    from il_ros.config import ConfigError
+    from il_ros.data.convert import convert, format_reports
+    from il_ros.data.topic_map import ConvertConfig, load_topic_map
+    try:
+        cfg = ConvertConfig(topics=load_topic_map(args.topics), rate_hz=args.rate,
+                            image_size=tuple(args.image_size),
+                            pre_intervention_frames=args.pre_intervention,
+                            stale_reject=args.stale_reject,
+                            stale_warn=min(2.0, args.stale_reject))
+    except (ConfigError, ValueError) as e:
+        print(f'il-ros convert: {e}', file=sys.stderr)
+        return 2
+    reports = convert(args.bags, args.out, cfg)
+    print(format_reports(reports))
+    print(f'report: {Path(args.out) / "conversion_report.json"}')
+    return 1 if any(r.status == 'rejected' for r in reports) else 0
+
+
 def _cmd_bag_info(args) -> int:
     from il_ros.data.bag_info import format_summary, summarize
     try:
@@ -161,6 +182,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--episodes', type=int, default=10)
     p.add_argument('--rtf', type=float, default=4.0)
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser('convert', help='turn episode bags into a training dataset')
+    p.add_argument('bags', nargs='+', help='bag folders, or folders holding them')
+    p.add_argument('--out', required=True, help='dataset folder (created or appended to)')
+    p.add_argument('--topics', help='topic map YAML (default: the package\'s own topics)')
+    p.add_argument('--rate', type=float, default=20.0, help='control rate to resample to')
+    p.add_argument('--image-size', type=int, nargs=2, default=[84, 84], metavar=('H', 'W'))
+    p.add_argument('--pre-intervention', type=int, default=10,
+                   help='policy frames before a takeover labelled pre_intervention')
+    p.add_argument('--stale-reject', type=float, default=4.0,
+                   help='reject an episode whose stream is older than this many periods')
+    p.set_defaults(func=_cmd_convert)
 
     p = sub.add_parser('bag-info', help='summarize a bag or a folder of episode bags')
     p.add_argument('path')

@@ -33,7 +33,7 @@ class FakeSim(Node):
         self.success_pub = self.create_publisher(Bool, '/sim/success', 10)
         self.js_pub = self.create_publisher(JointState, '/joint_states', 10)
         self.create_service(Trigger, '/sim/reset', self._reset)
-        self.create_timer(0.01, self._clock)
+        self.create_timer(0.01, self._pub_clock)
         self.create_timer(0.05, self._success)
         self.create_timer(0.02, self._joints)
 
@@ -51,7 +51,7 @@ class FakeSim(Node):
         response.success, response.message = True, f'reset {self.resets}'
         return response
 
-    def _clock(self):
+    def _pub_clock(self):
         self.clock_pub.publish(Clock(clock=self._stamp()))
 
     def _success(self):

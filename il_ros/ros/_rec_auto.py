@@ -41,6 +41,7 @@ class AutoEpisodes:
         self._future = None
         self._success_at = None
         self._start_ns = 0
+        self._warned = False
         self._client = node.create_client(Trigger, node.param('reset_service'))
         self._sub = node.create_subscription(
             Bool, node.param('success_topic'), self._on_success,
@@ -77,7 +78,8 @@ class AutoEpisodes:
         missing = [t for t in node.configured_topics if t not in node.subscribed]
         if missing and waited < node.param('expected_topics_timeout_s'):
             return
-        if missing:
+        if missing and not self._warned:
+            self._warned = True
             node.get_logger().warning(f'no publisher yet for {missing}; starting anyway')
         if not self._client.service_is_ready():
             if waited > node.param('reset_timeout_s'):

@@ -1,0 +1,93 @@
+"""Scripted experts: the shared base class, DART noise and the Cartesian move primitive.
+
+An expert reads the env's privileged state (joint positions, object poses, task parameters)
+and returns joint position targets. Each act() is a closed-loop function of that state (plus
+the expert's own mode choice), so an expert driving a copy of the env that only receives
+``set_state(get_state())`` computes the same actions as one driving the original.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from il_ros.sim.env import ARM_JOINTS, SimEnv
+from il_ros.sim.kinematics import cartesian_step
+
+
+class ExpertAction(NamedTuple):
+    """One expert decision.
+
+    label: (A,) the expert's clean action, to be recorded as the training target.
+    executed: (A,) the command actually sent; label plus DART noise (equal when noise = 0).
+    """
+
+    label: np.ndarray
+    executed: np.ndarray
+
+
+class Expert:
+    """Base class of the scripted experts.
+
+    Args:
+        noise: DART noise, the standard deviation in rad of zero-mean Gaussian noise added to
+            each arm joint target of the executed command (the gripper is not perturbed).
+            The label stays clean.
+        seed: seeds the expert's random choices (mode, noise); ``reset`` may reseed.
+    """
+
+    task: str = ''
+
+    def __init__(self, *, noise: float = 0.0, seed: int | None = None):
+        if not np.isfinite(noise) or noise < 0:
+            raise ValueError(f'noise must be a finite std >= 0 (rad), got {noise}')
+        self.noise = float(noise)
+        self._rng = np.random.default_rng(seed)
+        self._episode: int | None = None
+
+    def reset(self, env: SimEnv, seed: int | None = None) -> None:
+        """Prepare for the env's current episode (and reseed when ``seed`` is given)."""
+        if env.task != self.task:
+            raise ValueError(f'{type(self).__name__} drives {self.task!r}, not {env.task!r}')
+        if seed is not None:
+            self._rng = np.random.default_rng(seed)
+        self._episode = env.episode_index
+        self._on_reset(env)
+
+    def act(self, env: SimEnv) -> ExpertAction:
+        """The expert's action for the env's current state (label and noisy executed)."""
+        if self._episode is None:
+            self.reset(env)
+        label = np.clip(self._plan(env), env.action_low, env.action_high)
+        executed = label.copy()
+        if self.noise > 0.0:
+            n = len(ARM_JOINTS)
+            executed[:n] += self._rng.normal(0.0, self.noise, n)
+            executed = np.clip(executed, env.action_low, env.action_high)
+        return ExpertAction(label, executed)
+
+    # ---- for subclasses ----------------------------------------------------------------------
+    def _on_reset(self, env: SimEnv) -> None:
+        """Per-episode choices (e.g. a mode); may draw from ``self._rng``."""
+
+    def _plan(self, env: SimEnv) -> np.ndarray:
+        """The clean (A,) action for the current state."""
+        raise NotImplementedError
+
+    @staticmethod
+    def move_to(env: SimEnv, goal: np.ndarray, speed: float, gripper: float,
+                finger_dir: np.ndarray | None = None) -> np.ndarray:
+        """Action moving the hand (pointing down) toward ``goal`` at up to ``speed`` m/s.
+
+        The set-point is one control period's travel from the current end-effector position
+        along the straight line to ``goal``; IK turns it into joint targets.
+        """
+        ee = env.ee_pos()
+        if finger_dir is None:
+            # the natural posture: fingers open across the arm's radial direction
+            yaw = np.arctan2(ee[1], ee[0])
+            finger_dir = np.array([-np.sin(yaw), np.cos(yaw), 0.0])
+        target = cartesian_step(ee, np.asarray(goal, dtype=np.float64),
+                                speed * env.control_dt)
+        q = env.ik.solve(env.data.qpos, target, finger_dir=finger_dir)
+        return np.concatenate([q, [gripper]])

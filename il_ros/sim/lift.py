@@ -1,0 +1,136 @@
+"""Task ``lift``: grasp a randomly placed cube from above and lift it.
+
+Initial conditions: the cube (4 cm, 50 g) at x in [0.30, 0.48] m, y in [-0.16, 0.16] m with a
+random yaw; the hand pointing down 0.15-0.21 m above the table near x = 0.25 m, open.
+Success: the cube's centre is above ``LIFT_HEIGHT`` while both fingers touch it.
+Failure: 'cube_lost' when the cube leaves the table.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from il_ros.sim.env import FINGER_OPEN, SimEnv
+from il_ros.sim.expert import Expert
+
+CUBE_HALF = 0.02
+LIFT_HEIGHT = 0.10            # cube centre height for success, m (table top at 0)
+_PREGRASP = 0.10              # hand height above the cube centre before descending, m
+_GRASP_DZ = 0.010             # ee site above the cube centre when grasping, m
+_CARRY_Z = 0.20               # ee height to lift to, m
+
+
+def _yaw_of_quat(q: np.ndarray) -> float:
+    w, x, y, z = q
+    return float(np.arctan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z)))
+
+
+class LiftEnv(SimEnv):
+    """Pick up the cube and lift it (see the module docstring)."""
+
+    task = 'lift'
+    scene = 'lift.xml'
+    episode_seconds = 7.5
+    params = (('cube_start', 3),)       # x, y, yaw of the cube at reset
+
+    def __init__(self, **kwargs):
+        self._cube_setup = False
+        super().__init__(**kwargs)
+
+    def _setup(self) -> None:
+        m = self.model
+        jnt = m.joint('cube').id
+        self._cube_qpos = m.jnt_qposadr[jnt]
+        self._cube_geom = self.geom_ids('cube')
+        self._left = self.geom_ids('finger_left', 'pad_left')
+        self._right = self.geom_ids('finger_right', 'pad_right')
+        self._cube_setup = True
+
+    def _sample(self, rng):
+        if not self._cube_setup:
+            self._setup()
+        x, y = rng.uniform(0.30, 0.48), rng.uniform(-0.16, 0.16)
+        yaw = rng.uniform(-np.pi / 4, np.pi / 4)
+        self.p['cube_start'][:] = (x, y, yaw)
+        i = self._cube_qpos
+        self.data.qpos[i:i + 3] = (x, y, CUBE_HALF)
+        self.data.qpos[i + 3:i + 7] = (np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2))
+        ee = np.array([rng.uniform(0.22, 0.28), rng.uniform(-0.05, 0.05),
+                       rng.uniform(0.15, 0.21)])
+        return self.arm_pose_for(ee), 0.0
+
+    def cube_pos(self) -> np.ndarray:
+        """World position of the cube's centre, m."""
+        i = self._cube_qpos
+        return self.data.qpos[i:i + 3].copy()
+
+    def cube_yaw(self) -> float:
+        """The cube's yaw about the world z axis, rad."""
+        i = self._cube_qpos
+        return _yaw_of_quat(self.data.qpos[i + 3:i + 7])
+
+    def grasped(self) -> bool:
+        """Both fingers touch the cube."""
+        return (self.contacts_between(self._cube_geom, self._left)
+                and self.contacts_between(self._cube_geom, self._right))
+
+    def success(self) -> bool:
+        """The cube is above LIFT_HEIGHT and held by both fingers."""
+        return bool(self.cube_pos()[2] > LIFT_HEIGHT and self.grasped())
+
+    def failure(self) -> str | None:
+        """'cube_lost' once the cube has fallen off the table."""
+        return 'cube_lost' if self.cube_pos()[2] < -0.05 else None
+
+    @property
+    def info(self) -> dict:
+        """{'mode': None, 'collision': False, 'grasped': bool, 'cube_height': m}."""
+        return {'mode': None, 'collision': False, 'grasped': self.grasped(),
+                'cube_height': float(self.cube_pos()[2])}
+
+
+class LiftExpert(Expert):
+    """Approach above the cube, align the fingers with its faces, descend, close, lift.
+
+    The phase is read from the state every step (hand pose relative to the cube, finger
+    opening, finger contacts), so the expert recovers from noise and from failed grasps.
+    """
+
+    task = 'lift'
+    speed = 0.35              # m/s in free space
+    slow = 0.15               # m/s descending onto the cube
+
+    def _plan(self, env: LiftEnv) -> np.ndarray:
+        cube, ee = env.cube_pos(), env.ee_pos()
+        opening = env.gripper_opening()
+        xy_err = float(np.linalg.norm(ee[:2] - cube[:2]))
+        pre_z = cube[2] + _PREGRASP
+        grasp = np.array([cube[0], cube[1], cube[2] + _GRASP_DZ])
+        fdir = self._finger_dir(env)
+        if env.grasped() and opening < CUBE_HALF + 0.008:
+            # holding: lift straight up
+            return self.move_to(env, [ee[0], ee[1], _CARRY_Z], self.speed, 1.0, fdir)
+        closing = CUBE_HALF - 0.006 < opening < FINGER_OPEN - 0.004
+        if closing and xy_err < 0.03 and ee[2] < grasp[2] + 0.03:
+            # fingers on their way in around the cube: keep closing, hold the pose
+            return self.move_to(env, grasp, self.slow, 1.0, fdir)
+        # descend only when aligned above the cube (looser once on the way down)
+        tol = 0.015 if ee[2] > pre_z - 0.01 else 0.03
+        if xy_err < tol and opening > FINGER_OPEN - 0.005:
+            at_grasp = ee[2] - grasp[2] < 0.012 and xy_err < 0.02
+            return self.move_to(env, grasp, self.slow, 1.0 if at_grasp else 0.0, fdir)
+        safe_z = cube[2] + 0.06                   # open fingertips clear the cube above this
+        if ee[2] < safe_z - 0.01:
+            goal = [ee[0], ee[1], safe_z]         # low and off target: rise first
+        else:                                     # align over the cube, no higher than needed
+            goal = [cube[0], cube[1], min(max(ee[2], safe_z), pre_z)]
+        return self.move_to(env, goal, self.speed, 0.0, fdir)
+
+    @staticmethod
+    def _finger_dir(env: LiftEnv) -> np.ndarray:
+        """The cube face normal (of four) nearest the current finger axis."""
+        yaw = env.cube_yaw()
+        rot = env.data.site_xmat[env.ee_site].reshape(3, 3)
+        fy = rot[:, 1]
+        cands = [np.array([np.cos(yaw + k * np.pi / 2), np.sin(yaw + k * np.pi / 2), 0.0])
+                 for k in range(2)]
+        return max(cands, key=lambda c: abs(float(np.dot(c, fy))))

@@ -98,6 +98,7 @@ class LiftExpert(Expert):
     task = 'lift'
     speed = 0.35              # m/s in free space
     slow = 0.15               # m/s descending onto the cube
+    max_jump = 0.03           # m, cap on a set-point's distance from the hand
 
     def _plan(self, env: LiftEnv) -> np.ndarray:
         cube, ee = env.cube_pos(), env.ee_pos()
@@ -106,18 +107,23 @@ class LiftExpert(Expert):
         pre_z = cube[2] + _PREGRASP
         grasp = np.array([cube[0], cube[1], cube[2] + _GRASP_DZ])
         fdir = self._finger_dir(env)
+        dt = env.control_dt
+        servo = self.max_jump / dt        # set-points below are reached within one period
         if env.grasped() and opening < CUBE_HALF + 0.008:
             # holding: lift straight up
-            return self.move_to(env, [ee[0], ee[1], _CARRY_Z], self.speed, 1.0, fdir)
+            up = [ee[0], ee[1], min(_CARRY_Z, ee[2] + self.speed * dt)]
+            return self.move_to(env, up, servo, 1.0, fdir)
         closing = CUBE_HALF - 0.006 < opening < FINGER_OPEN - 0.004
         if closing and xy_err < 0.03 and ee[2] < grasp[2] + 0.03:
             # fingers on their way in around the cube: keep closing, hold the pose
-            return self.move_to(env, grasp, self.slow, 1.0, fdir)
-        # descend only when aligned above the cube (looser once on the way down)
+            return self.move_to(env, grasp, servo, 1.0, fdir)
+        # descend only when aligned above the cube (looser once on the way down); the
+        # set-point stays over the cube so sideways errors are corrected at once
         tol = 0.015 if ee[2] > pre_z - 0.01 else 0.03
         if xy_err < tol and opening > FINGER_OPEN - 0.005:
             at_grasp = ee[2] - grasp[2] < 0.012 and xy_err < 0.02
-            return self.move_to(env, grasp, self.slow, 1.0 if at_grasp else 0.0, fdir)
+            down = [cube[0], cube[1], max(grasp[2], ee[2] - self.slow * dt)]
+            return self.move_to(env, down, servo, 1.0 if at_grasp else 0.0, fdir)
         safe_z = cube[2] + 0.06                   # open fingertips clear the cube above this
         if ee[2] < safe_z - 0.01:
             goal = [ee[0], ee[1], safe_z]         # low and off target: rise first

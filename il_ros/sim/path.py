@@ -147,15 +147,17 @@ class PathEnv(SimEnv):
 
 
 class PathExpert(Expert):
-    """Pure pursuit along the curve: aim a little ahead of the nearest point, in order.
+    """Track the curve: the set-point is the curve point a little ahead of the nearest one.
 
-    The nearest point is searched only around the stretch to the next unreached waypoint, so
-    a curve passing near itself cannot make the expert skip ahead.
+    The set-point lies on the curve, so a sideways error (from noise) is corrected in full at
+    every step while progress along the curve is limited to ``speed``. The nearest point is
+    searched only around the stretch to the next unreached waypoint, so a curve passing near
+    itself cannot make the expert skip ahead, and the set-point never passes that waypoint.
     """
 
     task = 'path'
-    speed = 0.16              # m/s (set-point speed; the hand lags it)
-    lookahead = 0.03          # m along the curve
+    speed = 0.16              # m/s along the curve (set-point speed; the hand lags it)
+    max_jump = 0.03           # m, cap on the set-point's distance from the hand
 
     def _plan(self, env: PathEnv) -> np.ndarray:
         k = int(env.p['progress'][0])
@@ -166,5 +168,5 @@ class PathExpert(Expert):
             lo, hi = env.waypoint_segments(k)
             _, s = curve.nearest(env.ee_pos(), max(0, lo - _SAMPLES // 2), hi + _SAMPLES // 2)
             s_cap = env.waypoint_arc(k + 1)          # never aim past the next waypoint
-            goal = curve.at(min(s + self.lookahead, s_cap))
-        return self.move_to(env, goal, self.speed, 1.0)
+            goal = curve.at(min(s + self.speed * env.control_dt, s_cap))
+        return self.move_to(env, goal, self.max_jump / env.control_dt, 1.0)

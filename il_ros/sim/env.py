@@ -11,7 +11,7 @@ from __future__ import annotations
 import mujoco
 import numpy as np
 
-from il_ros.keys import OBS_JOINT_POS, OBS_JOINT_VEL, image_key
+from il_ros.keys import image_key, OBS_JOINT_POS, OBS_JOINT_VEL
 from il_ros.resources import sim_asset
 from il_ros.sim.kinematics import ArmIK
 
@@ -151,7 +151,7 @@ class SimEnv:
 
     # ---- observations ----------------------------------------------------------------------
     def observe(self, render: bool | None = None) -> dict:
-        """The current observation; images only when ``render`` (default: the env's flag)."""
+        """Return the current observation; images only when ``render`` (default: env flag)."""
         obs = {OBS_JOINT_POS: self.data.qpos[self._qpos_idx].copy(),
                OBS_JOINT_VEL: self.data.qvel[self._dof_idx].copy()}
         if self.render_enabled if render is None else render:
@@ -192,7 +192,7 @@ class SimEnv:
         return float(np.mean(self.data.qpos[self._finger_qpos_idx]))
 
     def arm_qpos(self) -> np.ndarray:
-        """Current arm joint positions (rad)."""
+        """Return the current arm joint positions (rad)."""
         return self.data.qpos[self._arm_qpos_idx].copy()
 
     # ---- privileged state ------------------------------------------------------------------
@@ -247,10 +247,10 @@ class SimEnv:
         """Push the params into the model/data (mocap poses, marker colours)."""
 
     def _after_physics_step(self) -> None:
-        """Called after every physics step (keep cheap)."""
+        """Run after every physics step (keep it cheap)."""
 
     def _after_control(self) -> None:
-        """Called once the state is fresh after reset or a batch of physics steps."""
+        """Run once the state is fresh after reset or a batch of physics steps."""
 
     def success(self) -> bool:
         """Whether the task is solved in the current state."""

@@ -55,7 +55,7 @@ class Expert:
         self._on_reset(env)
 
     def act(self, env: SimEnv) -> ExpertAction:
-        """The expert's action for the env's current state (label and noisy executed)."""
+        """Return the action for the env's current state (label and noisy executed)."""
         if self._episode is None:
             self.reset(env)
         label = np.clip(self._plan(env), env.action_low, env.action_high)
@@ -71,13 +71,13 @@ class Expert:
         """Per-episode choices (e.g. a mode); may draw from ``self._rng``."""
 
     def _plan(self, env: SimEnv) -> np.ndarray:
-        """The clean (A,) action for the current state."""
+        """Return the clean (A,) action for the current state."""
         raise NotImplementedError
 
     @staticmethod
     def move_to(env: SimEnv, goal: np.ndarray, speed: float, gripper: float,
                 finger_dir: np.ndarray | None = None) -> np.ndarray:
-        """Action moving the hand (pointing down) toward ``goal`` at up to ``speed`` m/s.
+        """Return the action moving the hand (pointing down) toward ``goal`` at ``speed`` m/s.
 
         The set-point is one control period's travel from the current end-effector position
         along the straight line to ``goal``; IK turns it into joint targets.

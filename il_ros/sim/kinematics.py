@@ -13,7 +13,7 @@ DOWN = np.array([0.0, 0.0, -1.0])
 
 
 def cartesian_step(current: np.ndarray, goal: np.ndarray, max_step: float) -> np.ndarray:
-    """The point at most ``max_step`` from ``current`` on the straight line to ``goal``."""
+    """Return the point at most ``max_step`` from ``current`` on the line to ``goal``."""
     delta = goal - current
     dist = float(np.linalg.norm(delta))
     if dist <= max_step:

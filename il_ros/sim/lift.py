@@ -64,7 +64,7 @@ class LiftEnv(SimEnv):
         return self.data.qpos[i:i + 3].copy()
 
     def cube_yaw(self) -> float:
-        """The cube's yaw about the world z axis, rad."""
+        """Return the cube's yaw about the world z axis, rad."""
         i = self._cube_qpos
         return _yaw_of_quat(self.data.qpos[i + 3:i + 7])
 
@@ -74,7 +74,7 @@ class LiftEnv(SimEnv):
                 and self.contacts_between(self._cube_geom, self._right))
 
     def success(self) -> bool:
-        """The cube is above LIFT_HEIGHT and held by both fingers."""
+        """Tell whether the cube is above LIFT_HEIGHT and held by both fingers."""
         return bool(self.cube_pos()[2] > LIFT_HEIGHT and self.grasped())
 
     def failure(self) -> str | None:
@@ -133,7 +133,7 @@ class LiftExpert(Expert):
 
     @staticmethod
     def _finger_dir(env: LiftEnv) -> np.ndarray:
-        """The cube face normal (of four) nearest the current finger axis."""
+        """Return the cube face normal (of four) nearest the current finger axis."""
         yaw = env.cube_yaw()
         rot = env.data.site_xmat[env.ee_site].reshape(3, 3)
         fy = rot[:, 1]

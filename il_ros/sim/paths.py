@@ -30,7 +30,7 @@ class Polyline:
         return float(d[i]), float(self.cum[start + i] + t[i] * ln[i])
 
     def at(self, s: float) -> np.ndarray:
-        """The point at arc length ``s`` (clamped to the ends)."""
+        """Return the point at arc length ``s`` (clamped to the ends)."""
         s = min(max(s, 0.0), self.length)
         i = int(np.searchsorted(self.cum, s, side='right') - 1)
         i = min(i, len(self._seg) - 1)
@@ -42,14 +42,14 @@ class Polyline:
         return np.array([self.at(s) for s in np.linspace(0.0, self.length, n)])
 
     def tangent(self, s: float) -> np.ndarray:
-        """Unit direction of the curve at arc length ``s``."""
+        """Return the unit direction of the curve at arc length ``s``."""
         s = min(max(s, 0.0), self.length)
         i = min(int(np.searchsorted(self.cum, s, side='right') - 1), len(self._seg) - 1)
         return self._seg[i] / max(self._seg_len[i], 1e-12)
 
 
 def catmull_rom(points: np.ndarray, samples: int = 16, alpha: float = 0.5) -> np.ndarray:
-    """A (centripetal by default) Catmull-Rom spline through ``points`` (N, D).
+    """Sample a (centripetal by default) Catmull-Rom spline through ``points`` (N, D).
 
     Returns ((N-1) * samples + 1, D) points; the curve passes through every input point,
     which sit at rows ``k * samples``.

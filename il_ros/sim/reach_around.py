@@ -71,7 +71,7 @@ class ReachAroundEnv(SimEnv):
             self.p['side'][0] = np.sign(ee[1] - c[1])
 
     def success(self) -> bool:
-        """The end effector is at the target and the pillar was never touched."""
+        """Tell whether the hand is at the target and the pillar was never touched."""
         near = np.linalg.norm(self.ee_pos() - self.p['target']) < REACH_TOL
         return bool(near and self.p['collided'][0] == 0)
 
@@ -87,7 +87,7 @@ class ReachAroundEnv(SimEnv):
         return {'mode': mode, 'collision': bool(self.p['collided'][0])}
 
     def detour(self, mode: str, clearance: tuple[float, float] = (0.07, 0.10)) -> Polyline:
-        """The path start -> beside the pillar on ``mode``'s side -> target."""
+        """Return the path start -> beside the pillar on ``mode``'s side -> target."""
         if mode not in MODES:
             raise ValueError(f'mode must be one of {MODES}, got {mode!r}')
         sign = 1.0 if mode == 'left' else -1.0

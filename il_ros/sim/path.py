@@ -52,6 +52,7 @@ class PathEnv(SimEnv):
         if len(markers) != N_WAYPOINTS:
             raise ValueError(f'{self.scene} must have {N_WAYPOINTS} marker bodies')
         self._dash_mocap = np.array([m.body_mocapid[m.body(n).id] for n in dashes])
+        self._dash_geom = np.array([m.body_geomadr[m.body(n).id] for n in dashes])
         self._marker_mocap = np.array([m.body_mocapid[m.body(n).id] for n in markers])
         self._marker_geom = np.array([m.body_geomadr[m.body(n).id] for n in markers])
         self._curve_key: bytes | None = None
@@ -106,13 +107,16 @@ class PathEnv(SimEnv):
         self._colour_markers()
 
     def _place_dashes(self) -> None:
-        n = len(self._dash_mocap)
-        for i, s in enumerate(np.linspace(0.0, self.curve.length, n)):
-            p, t = self.curve.at(s), self.curve.tangent(s)
-            yaw = np.arctan2(t[1], t[0])
-            self.data.mocap_pos[self._dash_mocap[i]] = (p[0], p[1], 0.0)
+        """Draw the curve on the table as a chain of thin strokes between resampled points."""
+        pts = self.curve.resample(len(self._dash_mocap) + 1)        # (n+1, 3)
+        for i, (a, b) in enumerate(zip(pts[:-1], pts[1:])):
+            mid, seg = (a + b) / 2.0, b - a
+            yaw = np.arctan2(seg[1], seg[0])
+            self.data.mocap_pos[self._dash_mocap[i]] = (mid[0], mid[1], 0.0)
             self.data.mocap_quat[self._dash_mocap[i]] = (np.cos(yaw / 2), 0, 0,
                                                          np.sin(yaw / 2))
+            # half length, plus the half width so consecutive strokes overlap at the joints
+            self.model.geom_size[self._dash_geom[i], 0] = np.linalg.norm(seg[:2]) / 2 + 0.003
 
     def _colour_markers(self) -> None:
         k = int(self.p['progress'][0])

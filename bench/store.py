@@ -19,12 +19,12 @@ import argparse
 import json
 import multiprocessing as mp
 import os
+from pathlib import Path
 import shutil
 import signal
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -32,7 +32,7 @@ H = W = 84
 
 
 def synth_episode(seed: int, frames: int, noise: float = 2.0) -> dict[str, np.ndarray]:
-    """A sim-like episode: smooth background, two moving boxes, ``noise`` (std) sensor noise."""
+    """Make a sim-like episode: background, two moving boxes, ``noise`` (std) sensor noise."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:H, 0:W]
     bg = np.stack([80 + 0.5 * yy, 90 + 0.3 * xx, 100 + 0.2 * (xx + yy)], -1)  # (H, W, 3)
@@ -160,8 +160,10 @@ class Hdf5Layout:
 
 
 class Hdf5EpisodeFiles(Hdf5Layout):
-    """One HDF5 file per episode, written under a temp name and renamed; a JSON manifest
-    (replaced atomically) lists the committed episodes."""
+    """One HDF5 file per episode, written under a temp name and renamed.
+
+    A JSON manifest (replaced atomically) lists the committed episodes.
+    """
 
     def __init__(self):
         super().__init__(None)
@@ -258,7 +260,7 @@ def _append_forever(name, path, eps, start):
 
 
 def _check(name, path, eps, frames) -> int:
-    """Committed episode count; raises when the store is unreadable or an episode differs."""
+    """Count committed episodes; raise when the store is unreadable or an episode differs."""
     lay = LAYOUTS[name]()
     n = lay.open_read(path)
     try:
@@ -272,8 +274,10 @@ def _check(name, path, eps, frames) -> int:
 
 
 def robustness(name, base, frames, episodes=4, trials=6) -> dict:
-    """SIGKILL a writer mid-append (once at a fixed point, then at random times while it
-    appends continuously); check earlier episodes survive byte-identical."""
+    """SIGKILL a writer mid-append; check earlier episodes survive byte-identical.
+
+    Once at a fixed point, then at random times while it appends continuously.
+    """
     path = base / f'kill_{name}'
     ctx = mp.get_context('fork')
     p = ctx.Process(target=_kill_child, args=(name, path, episodes, frames))

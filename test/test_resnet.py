@@ -2,8 +2,8 @@
 import pickle
 
 import pytest
-import torch
 from safetensors.torch import save_file
+import torch
 
 from il_ros.models.resnet import load_torchvision_weights, ResNet18
 from il_ros.models.spatial_softmax import SpatialSoftmax

@@ -1,11 +1,11 @@
 """Training windows (il_ros.data.sampler): padding, weights, splits, DataLoader workers."""
 import numpy as np
 import pytest
+from test_store import make_episode
 import torch
 
 from il_ros.data.sampler import make_loader, split_episodes, WindowDataset
 from il_ros.data.store import Dataset, DatasetWriter, LABEL_NAMES
-from test_store import make_episode
 
 LENGTHS = [5, 1, 20, 9]
 

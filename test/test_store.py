@@ -112,8 +112,8 @@ def test_stats_match_numpy(tmp_path):
         x = np.concatenate([e[k] for e in eps]).astype(np.float64)
         np.testing.assert_allclose(st[k]['mean'], x.mean(0), rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(st[k]['std'], np.maximum(x.std(0), STD_FLOOR), rtol=1e-9)
-        assert np.array_equal(st[k]['min'], x.min(0)) and np.array_equal(st[k]['max'],
-                                                                          x.max(0))
+        assert np.array_equal(st[k]['min'], x.min(0))
+        assert np.array_equal(st[k]['max'], x.max(0))
     assert st['joint_pos']['std'][8] == STD_FLOOR           # constant dim: floored
     px = np.concatenate([e['image/front'] for e in eps]).reshape(-1, 3) / 255.0
     assert st['image/front']['mean'].shape == (3,)
@@ -170,7 +170,7 @@ def test_one_writer_at_a_time(tmp_path):
     DatasetWriter(tmp_path / 'ds').close()      # released on close
 
 
-KILL_CHILD = textwrap.dedent('''
+KILL_CHILD = textwrap.dedent("""
     import os, signal, sys
     import h5py
     sys.path.insert(0, {test_dir!r})
@@ -187,7 +187,7 @@ KILL_CHILD = textwrap.dedent('''
     else:
         store._write_json_atomic = lambda *a: os.kill(os.getpid(), signal.SIGKILL)
     w.append_episode(make_episode(9, 6), {{'source_id': 'bag9'}})
-''')
+""")
 
 
 @pytest.mark.parametrize('where', ['mid_write', 'before_manifest'])

@@ -75,7 +75,7 @@ def random_crop(x: torch.Tensor, size: int, generator: torch.Generator | None = 
 
 
 def center_crop(x: torch.Tensor, size: int, channels_last: bool = False) -> torch.Tensor:
-    """The centred ``size``x``size`` crop (eval-time counterpart of :func:`random_crop`)."""
+    """Crop the centred ``size``x``size`` (eval-time counterpart of :func:`random_crop`)."""
     ah, aw = _spatial_axes(x, channels_last)
     h, w = x.shape[ah], x.shape[aw]
     if size > min(h, w):

@@ -143,8 +143,11 @@ class WindowDataset(torch.utils.data.Dataset):
         return out
 
     def batch(self, indices) -> dict:
-        """The windows of samples ``indices`` stacked: obs (B, To, ...), action (B, Tp, A),
-        action_pad (B, Tp), weight (B,); one vectorized gather per key."""
+        """Return the windows of samples ``indices``, stacked.
+
+        obs (B, To, ...), action (B, Tp, A), action_pad (B, Tp), weight (B,); one
+        vectorized gather per key.
+        """
         i = np.asarray(indices, dtype=np.int64).reshape(-1)
         if i.size and (i.min() < -len(self) or i.max() >= len(self)):
             raise IndexError(f'sample index out of range [0, {len(self)})')
@@ -160,8 +163,11 @@ class WindowDataset(torch.utils.data.Dataset):
                 'weight': torch.from_numpy(self.sample_weights[i].astype(np.float32))}
 
     def __getitem__(self, i) -> dict:
-        """The window of sample ``i`` (see module doc); a list of indices gives
-        :meth:`batch` (what :func:`make_loader`'s batch sampler asks for)."""
+        """Return the window of sample ``i`` (see module doc).
+
+        A list of indices gives :meth:`batch` (what :func:`make_loader`'s batch sampler
+        asks for).
+        """
         if isinstance(i, (list, tuple, np.ndarray, torch.Tensor)):
             return self.batch(i)
         return _unbatch(self.batch([i]), 0)
@@ -172,12 +178,12 @@ class WindowDataset(torch.utils.data.Dataset):
         return [_unbatch(b, j) for j in range(len(indices))]
 
     def episode_and_frame(self, i: int) -> tuple[int, int]:
-        """(episode index in the store, frame t) of sample ``i``."""
+        """Return (episode index in the store, frame t) of sample ``i``."""
         return int(self.episodes[self._pos[i]]), int(self._t[i])
 
     def weighted_sampler(self, num_samples: int | None = None,
                          generator: torch.Generator | None = None):
-        """A ``WeightedRandomSampler`` drawing samples by :attr:`sample_weights`."""
+        """Return a ``WeightedRandomSampler`` drawing samples by :attr:`sample_weights`."""
         return torch.utils.data.WeightedRandomSampler(
             torch.as_tensor(self.sample_weights, dtype=torch.double),
             num_samples or len(self), replacement=True, generator=generator)
@@ -188,7 +194,7 @@ def make_loader(dataset: WindowDataset, batch_size: int, shuffle: bool = True,
                 generator: torch.Generator | None = None,
                 sampler: torch.utils.data.Sampler | None = None,
                 **kwargs) -> torch.utils.data.DataLoader:
-    """A DataLoader whose workers build whole batches with :meth:`WindowDataset.batch`.
+    """Return a DataLoader whose workers build whole batches (``WindowDataset.batch``).
 
     One vectorized gather per key and no per-sample collate: several times faster than
     ``DataLoader(dataset, batch_size=...)`` (which also works, through ``__getitems__``).

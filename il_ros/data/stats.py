@@ -86,8 +86,11 @@ class Normalizer:
 
     @classmethod
     def from_stats(cls, stats: dict, mode: str = 'minmax', eps: float = 1e-4) -> Normalizer:
-        """Build from one key's stats (min/max/mean/std). Dimensions whose range (minmax)
-        or std (meanstd) is below ``eps`` are constant: scale 1, shifted to 0."""
+        """Build from one key's stats (min/max/mean/std).
+
+        Dimensions whose range (minmax) or std (meanstd) is below ``eps`` are constant:
+        scale 1, shifted to 0.
+        """
         if mode == 'minmax':
             lo = np.asarray(stats['min'], np.float64)
             rng = np.asarray(stats['max'], np.float64) - lo
@@ -127,7 +130,7 @@ class Normalizer:
         return (y - offset) / scale
 
     def channels_first(self) -> Normalizer:
-        """The same per-channel normalizer for ``(..., C, H, W)`` images (params (C, 1, 1))."""
+        """Return this normalizer for ``(..., C, H, W)`` images (params (C, 1, 1))."""
         shape = self.scale.shape + (1, 1)
         return Normalizer(self.scale.reshape(shape), self.offset.reshape(shape), self.mode)
 

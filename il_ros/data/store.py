@@ -26,9 +26,9 @@ Design decisions:
 """
 from __future__ import annotations
 
+from collections import OrderedDict
 import json
 import os
-from collections import OrderedDict
 from pathlib import Path
 
 import h5py
@@ -55,7 +55,7 @@ class StoreError(RuntimeError):
 
 
 def is_image_key(key: str) -> bool:
-    """True for camera keys ('image/<cam>')."""
+    """Return whether ``key`` is a camera key ('image/<cam>')."""
     return key.startswith(keys.OBS_IMAGE_PREFIX)
 
 
@@ -207,7 +207,7 @@ class DatasetWriter:
         return len(self._man['episodes'])
 
     def has_source(self, source_id: str) -> bool:
-        """True when an episode with ``meta['source_id'] == source_id`` is already stored."""
+        """Return whether an episode with ``meta['source_id'] == source_id`` is stored."""
         return source_id in self._sources
 
     def append_episode(self, frames: dict[str, np.ndarray], meta: dict) -> int:
@@ -347,8 +347,11 @@ class Dataset:
 
     @property
     def stats(self) -> dict[str, dict[str, np.ndarray]]:
-        """Normalization stats; recomputed from per-episode moments if a writer did not
-        close (the manifest's stats then cover fewer episodes)."""
+        """Return the normalization stats.
+
+        Recomputed from the per-episode moments when a writer did not close (the
+        manifest's stats then cover fewer episodes).
+        """
         if self._stats is None:
             if self._man.get('stats_episodes') == self.num_episodes:
                 self._stats = stats_from_json(self._man['stats'])
@@ -383,7 +386,7 @@ class Dataset:
         return {k: self.read(k, i, 0, n) for k in (keys or self.keys)}
 
     def meta(self, i: int) -> dict:
-        """The episode's meta dict as given to append_episode (a copy)."""
+        """Return a copy of the episode's meta dict, as given to append_episode."""
         return json.loads(json.dumps(self._man['episodes'][i]['meta']))
 
     def close(self) -> None:

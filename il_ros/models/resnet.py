@@ -1,5 +1,4 @@
-"""ResNet-18 written in the project (no torchvision), state-dict compatible with
-torchvision's ``resnet18``.
+"""ResNet-18 written in the project, state-dict compatible with torchvision's resnet18.
 
 Module names follow torchvision exactly (``conv1``, ``bn1``, ``layer1``..``layer4`` of
 ``BasicBlock`` with ``conv1/bn1/conv2/bn2/downsample.0/.1``, ``fc``), so a torchvision state

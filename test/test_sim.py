@@ -271,7 +271,7 @@ def _straight_to_target(env):
     target = env.p['target'].copy()
     done = False
     while not done:
-        _, _, done = env.step(Expert.move_to(env, target, 0.3, 1.0))
+        _, _, done = env.step(Expert.move_to(env, target, 1.0, speed=0.3))
     return env.failure()
 
 

@@ -15,6 +15,18 @@ from il_ros.sim.env import ARM_JOINTS, SimEnv
 from il_ros.sim.kinematics import cartesian_step
 
 
+# The position servos need about this long to catch up with a new set-point, so an expert
+# leads the hand by speed * max(control_dt, LEAD_TIME): its speed in m/s then hardly
+# depends on the control rate.
+LEAD_TIME = 0.05              # s
+MAX_JUMP = 0.03               # m, cap on a set-point's distance from the hand
+
+
+def lead_time(env: SimEnv) -> float:
+    """Return how far ahead (s) an expert places its set-points at this env's control rate."""
+    return max(env.control_dt, LEAD_TIME)
+
+
 class ExpertAction(NamedTuple):
     """One expert decision.
 
@@ -75,19 +87,21 @@ class Expert:
         raise NotImplementedError
 
     @staticmethod
-    def move_to(env: SimEnv, goal: np.ndarray, speed: float, gripper: float,
+    def move_to(env: SimEnv, goal, gripper: float, *, speed: float | None = None,
                 finger_dir: np.ndarray | None = None) -> np.ndarray:
-        """Return the action moving the hand (pointing down) toward ``goal`` at ``speed`` m/s.
+        """Return the action moving the hand (pointing down) toward ``goal``.
 
-        The set-point is one control period's travel from the current end-effector position
-        along the straight line to ``goal``; IK turns it into joint targets.
+        The Cartesian set-point is ``goal`` itself when ``speed`` is None (capped at
+        ``MAX_JUMP`` from the hand), else the point ``speed`` * ``lead_time(env)`` from the
+        current end-effector position along the straight line to ``goal``. IK turns the
+        set-point into joint targets; ``finger_dir`` (default: across the arm's radial
+        direction) sets the wrist roll.
         """
         ee = env.ee_pos()
         if finger_dir is None:
-            # the natural posture: fingers open across the arm's radial direction
             yaw = np.arctan2(ee[1], ee[0])
             finger_dir = np.array([-np.sin(yaw), np.cos(yaw), 0.0])
-        target = cartesian_step(ee, np.asarray(goal, dtype=np.float64),
-                                speed * env.control_dt)
+        step = MAX_JUMP if speed is None else speed * lead_time(env)
+        target = cartesian_step(ee, np.asarray(goal, dtype=np.float64), step)
         q = env.ik.solve(env.data.qpos, target, finger_dir=finger_dir)
         return np.concatenate([q, [gripper]])

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from il_ros.sim.env import FINGER_OPEN, SimEnv
-from il_ros.sim.expert import Expert
+from il_ros.sim.expert import Expert, lead_time
 
 CUBE_HALF = 0.02
 LIFT_HEIGHT = 0.10            # cube centre height for success, m (table top at 0)
@@ -98,7 +98,6 @@ class LiftExpert(Expert):
     task = 'lift'
     speed = 0.35              # m/s in free space
     slow = 0.15               # m/s descending onto the cube
-    max_jump = 0.03           # m, cap on a set-point's distance from the hand
 
     def _plan(self, env: LiftEnv) -> np.ndarray:
         cube, ee = env.cube_pos(), env.ee_pos()
@@ -107,29 +106,28 @@ class LiftExpert(Expert):
         pre_z = cube[2] + _PREGRASP
         grasp = np.array([cube[0], cube[1], cube[2] + _GRASP_DZ])
         fdir = self._finger_dir(env)
-        dt = env.control_dt
-        servo = self.max_jump / dt        # set-points below are reached within one period
+        lead = lead_time(env)
         if env.grasped() and opening < CUBE_HALF + 0.008:
             # holding: lift straight up
-            up = [ee[0], ee[1], min(_CARRY_Z, ee[2] + self.speed * dt)]
-            return self.move_to(env, up, servo, 1.0, fdir)
+            up = [ee[0], ee[1], min(_CARRY_Z, ee[2] + self.speed * lead)]
+            return self.move_to(env, up, 1.0, finger_dir=fdir)
         closing = CUBE_HALF - 0.006 < opening < FINGER_OPEN - 0.004
         if closing and xy_err < 0.03 and ee[2] < grasp[2] + 0.03:
             # fingers on their way in around the cube: keep closing, hold the pose
-            return self.move_to(env, grasp, servo, 1.0, fdir)
+            return self.move_to(env, grasp, 1.0, finger_dir=fdir)
         # descend only when aligned above the cube (looser once on the way down); the
         # set-point stays over the cube so sideways errors are corrected at once
         tol = 0.015 if ee[2] > pre_z - 0.01 else 0.03
         if xy_err < tol and opening > FINGER_OPEN - 0.005:
             at_grasp = ee[2] - grasp[2] < 0.012 and xy_err < 0.02
-            down = [cube[0], cube[1], max(grasp[2], ee[2] - self.slow * dt)]
-            return self.move_to(env, down, servo, 1.0 if at_grasp else 0.0, fdir)
+            down = [cube[0], cube[1], max(grasp[2], ee[2] - self.slow * lead)]
+            return self.move_to(env, down, 1.0 if at_grasp else 0.0, finger_dir=fdir)
         safe_z = cube[2] + 0.06                   # open fingertips clear the cube above this
         if ee[2] < safe_z - 0.01:
             goal = [ee[0], ee[1], safe_z]         # low and off target: rise first
         else:                                     # align over the cube, no higher than needed
             goal = [cube[0], cube[1], min(max(ee[2], safe_z), pre_z)]
-        return self.move_to(env, goal, self.speed, 0.0, fdir)
+        return self.move_to(env, goal, 0.0, speed=self.speed, finger_dir=fdir)
 
     @staticmethod
     def _finger_dir(env: LiftEnv) -> np.ndarray:

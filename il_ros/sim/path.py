@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from il_ros.sim.env import SimEnv
-from il_ros.sim.expert import Expert
+from il_ros.sim.expert import Expert, lead_time
 from il_ros.sim.paths import catmull_rom, Polyline
 
 N_WAYPOINTS = 5
@@ -161,7 +161,6 @@ class PathExpert(Expert):
 
     task = 'path'
     speed = 0.16              # m/s along the curve (set-point speed; the hand lags it)
-    max_jump = 0.03           # m, cap on the set-point's distance from the hand
 
     def _plan(self, env: PathEnv) -> np.ndarray:
         k = int(env.p['progress'][0])
@@ -172,5 +171,5 @@ class PathExpert(Expert):
             lo, hi = env.waypoint_segments(k)
             _, s = curve.nearest(env.ee_pos(), max(0, lo - _SAMPLES // 2), hi + _SAMPLES // 2)
             s_cap = env.waypoint_arc(k + 1)          # never aim past the next waypoint
-            goal = curve.at(min(s + self.speed * env.control_dt, s_cap))
-        return self.move_to(env, goal, self.max_jump / env.control_dt, 1.0)
+            goal = curve.at(min(s + self.speed * lead_time(env), s_cap))
+        return self.move_to(env, goal, 1.0)

@@ -138,4 +138,4 @@ class ReachAroundExpert(Expert):
         path = env.detour(self.mode)
         _, s = path.nearest(env.ee_pos())
         goal = path.at(s + self.lookahead)
-        return self.move_to(env, goal, self.speed, 1.0)
+        return self.move_to(env, goal, 1.0, speed=self.speed)

@@ -165,9 +165,9 @@ class Hdf5EpisodeFiles(Hdf5Layout):
     A JSON manifest (replaced atomically) lists the committed episodes.
     """
 
-    def __init__(self):
-        super().__init__(None)
-        self.name = 'hdf5_per_episode'
+    def __init__(self, compression: str | None = None):
+        super().__init__(compression)
+        self.name = f'hdf5_per_episode_{compression or "none"}'
 
     def open_write(self, path):
         self.dir = Path(path)
@@ -207,7 +207,8 @@ LAYOUTS = {'zarr_shard_zstd': lambda: ZarrLayout('zstd'),
            'zarr_shard_none': lambda: ZarrLayout('none'),
            'hdf5_file_none': lambda: Hdf5Layout(None),
            'hdf5_file_lzf': lambda: Hdf5Layout('lzf'),
-           'hdf5_per_episode': Hdf5EpisodeFiles}
+           'hdf5_per_episode_none': Hdf5EpisodeFiles,
+           'hdf5_per_episode_lzf': lambda: Hdf5EpisodeFiles('lzf')}
 
 
 # ----------------------------------------------------------------- measurements

@@ -34,25 +34,26 @@ def client_node():
     rclpy.try_shutdown()
 
 
-def call(node, name, data=None, timeout=20.0):
-    """Call ``/recorder/<name>`` (SetBool when ``data`` is given, else Trigger)."""
+def call(node, name, data=None, timeout=20.0, recorder='recorder'):
+    """Call ``/<recorder>/<name>`` (SetBool when ``data`` is given, else Trigger)."""
     srv = SetBool if data is not None else Trigger
-    client = node.create_client(srv, f'/recorder/{name}')
+    name = f'/{recorder}/{name}'
+    client = node.create_client(srv, name)
     try:
-        assert client.wait_for_service(timeout), f'/recorder/{name} not available'
+        assert client.wait_for_service(timeout), f'{name} not available'
         request = srv.Request()
         if data is not None:
             request.data = data
         future = client.call_async(request)
         rclpy.spin_until_future_complete(node, future, timeout_sec=timeout)
-        assert future.done(), f'/recorder/{name} did not answer'
+        assert future.done(), f'{name} did not answer'
         return future.result()
     finally:
         node.destroy_client(client)
 
 
 def start_recorder(procs, out, *params, name='recorder'):
-    args = ['--ros-args', '-p', f'output_dir:={out}']
+    args = ['--ros-args', '-r', f'__node:={name}', '-p', f'output_dir:={out}']
     for p in params:
         args += ['-p', p]
     return procs.python('il_ros.ros.recorder', *args, name=name)
@@ -232,12 +233,13 @@ def test_sigkill_mid_episode(procs, client_node, tmp_path):
     assert partial['status'] == PARTIAL and 'not finalized' in partial['error']
     before = (out / 'episode_0001.json').read_bytes()
 
+    # A new name: the killed node's services linger in the graph until its lease expires.
     rec2 = start_recorder(procs, out, 'topics:=[/js, /img]', name='recorder2')
     wait_subscribed(procs, rec2, '/js', '/img')
-    res = call(client_node, 'start_episode')
+    res = call(client_node, 'start_episode', recorder='recorder2')
     assert res.success and 'episode_0002' in res.message
     wait_count(out, 2, '/img', 5)
-    assert call(client_node, 'stop_episode', True).success
+    assert call(client_node, 'stop_episode', True, recorder='recorder2').success
     assert (out / 'episode_0001.json').read_bytes() == before
     assert meta(out, 2)['status'] == 'complete'
     assert len(read_bag(out / 'episode_0000')['/js']) == ok['topics']['/js']['count']

@@ -14,7 +14,12 @@ from rosbags.interfaces import (Qos, QosDurability, QosHistory, QosLiveliness, Q
                                 QosTime)
 from rosbags.typesys import get_types_from_msg, get_typestore, Stores
 
-SUBSCRIPTION_DEPTH = 100  # deep enough for 500 Hz topics while the executor is busy
+# KEEP_ALL: a reader's KEEP_LAST history silently replaces samples the executor has not taken
+# yet (measured: hundreds of 500 Hz joint states lost per 10 s while 640x480 images flowed on
+# a busy 2-core machine, with no message_lost event). KEEP_ALL readers never replace; a
+# KEEP_LAST publisher (the ROS default) is not slowed down by them. The depth only matters
+# where a middleware ignores KEEP_ALL.
+SUBSCRIPTION_DEPTH = 1000
 _STORES = {'humble': Stores.ROS2_HUMBLE, 'jazzy': Stores.ROS2_JAZZY,
            'kilted': Stores.ROS2_KILTED}
 
@@ -36,15 +41,15 @@ def subscription_qos(endpoints) -> QoSProfile:
     """A subscription QoS that matches every publisher in ``endpoints``.
 
     Reliable only if all publishers are reliable, transient-local only if all are. With no
-    publisher information it is sensor-data QoS (best effort, volatile), deeper than rclpy's
-    default of 5 so that fast topics survive short executor stalls.
+    publisher information it is sensor-data QoS (best effort, volatile). History is
+    KEEP_ALL, so that fast topics survive executor stalls (see SUBSCRIPTION_DEPTH).
     """
     pubs = [e.qos_profile for e in endpoints]
     reliable = bool(pubs) and all(q.reliability == ReliabilityPolicy.RELIABLE for q in pubs)
     latched = bool(pubs) and all(q.durability == DurabilityPolicy.TRANSIENT_LOCAL
                                  for q in pubs)
     return QoSProfile(
-        history=HistoryPolicy.KEEP_LAST, depth=SUBSCRIPTION_DEPTH,
+        history=HistoryPolicy.KEEP_ALL, depth=SUBSCRIPTION_DEPTH,
         reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
         durability=(DurabilityPolicy.TRANSIENT_LOCAL if latched
                     else DurabilityPolicy.VOLATILE))

@@ -1,0 +1,273 @@
+"""Recorder benchmark: 30 Hz 640x480 rgb8 images + 500 Hz joint states, recorder in its own process.
+
+    python bench/record.py [--duration 60] [--storage mcap]
+
+Three processes on a random ROS_DOMAIN_ID (localhost discovery): this script (a service
+client only), a publisher (this file with ``--role publisher``) and the recorder node
+(``python -m il_ros.ros.recorder``). The publisher waits until the recorder has subscribed
+and an episode is open, publishes for ``--duration`` s on reliable QoS, and reports its
+counts. The recorder's CPU time comes from /proc/<pid>/stat over the publishing window.
+
+Baseline, in the same run: the same number of messages of the same sizes written straight
+to an MCAP bag with ``rosbags`` (no ROS, no queue). ``stream_vs_raw_write`` is the share of
+that raw write speed the stream needs; ``recorder_cpu_vs_raw_write_cpu`` is how much CPU the
+recorder spends per byte relative to the bare write (receive, rclpy, queue and write).
+Prints one JSON object. Child processes are stopped by pid.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+IMAGE_TOPIC, JOINT_TOPIC = '/bench/image', '/bench/joint_states'
+CLK_TCK = os.sysconf('SC_CLK_TCK')
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of ``pid`` in seconds (fields 14 and 15 of /proc/<pid>/stat)."""
+    fields = Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f'/proc/{pid}/status').read_text().splitlines():
+        if line.startswith('VmHWM:'):
+            return int(line.split()[1]) / 1024
+    return float('nan')
+
+
+# ---------------------------------------------------------------- publisher process
+
+def run_publisher(args) -> None:
+    """Publish images and joint states at fixed rates once 'go' arrives on stdin."""
+    import rclpy
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image, JointState
+
+    rclpy.init()
+    node = rclpy.create_node('bench_publisher')
+    img_pub = node.create_publisher(
+        Image, IMAGE_TOPIC, QoSProfile(depth=60, reliability=ReliabilityPolicy.RELIABLE))
+    js_pub = node.create_publisher(
+        JointState, JOINT_TOPIC, QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE))
+    img = Image(height=args.height, width=args.width, encoding='rgb8', step=3 * args.width)
+    img.data = bytes(range(256)) * (3 * args.width * args.height // 256)
+    js = JointState(name=[f'joint_{i}' for i in range(7)], position=[0.0] * 7,
+                    velocity=[0.0] * 7, effort=[0.0] * 7)
+    deadline = time.monotonic() + 30
+    while (img_pub.get_subscription_count() < 1 or js_pub.get_subscription_count() < 1):
+        if time.monotonic() > deadline:
+            sys.exit('publisher: the recorder never subscribed')
+        time.sleep(0.05)
+    print('ready', flush=True)
+    if sys.stdin.readline().strip() != 'go':
+        sys.exit('publisher: no go')
+    n_img = n_js = 0
+    late = 0.0
+    t0 = time.perf_counter()
+    end = t0 + args.duration
+    total_img, total_js = round(args.duration * args.image_hz), round(args.duration * args.js_hz)
+    while n_img < total_img or n_js < total_js:
+        now = time.perf_counter()
+        due_js, due_img = t0 + n_js / args.js_hz, t0 + n_img / args.image_hz
+        if n_js < total_js and now >= due_js:
+            late = max(late, now - due_js)
+            js.header.stamp = node.get_clock().now().to_msg()
+            js.position[0] = float(n_js)
+            js_pub.publish(js)
+            n_js += 1
+        if n_img < total_img and now >= due_img:
+            late = max(late, now - due_img)
+            img.header.stamp = node.get_clock().now().to_msg()
+            img.header.frame_id = str(n_img)
+            img_pub.publish(img)
+            n_img += 1
+        nxt = min(t0 + n_js / args.js_hz if n_js < total_js else end,
+                  t0 + n_img / args.image_hz if n_img < total_img else end)
+        time.sleep(max(0.0, nxt - time.perf_counter()))
+    wall = time.perf_counter() - t0
+    print(json.dumps({'published': {IMAGE_TOPIC: n_img, JOINT_TOPIC: n_js},
+                      'publish_wall_s': wall, 'max_late_ms': late * 1e3}), flush=True)
+    time.sleep(2.0)  # let reliable retransmissions finish before the writer goes away
+    node.destroy_node()
+    rclpy.try_shutdown()
+
+
+# ---------------------------------------------------------------- orchestration
+
+def call(node, srv_type, name, data=None, timeout=60.0):
+    import rclpy
+    client = node.create_client(srv_type, name)
+    if not client.wait_for_service(timeout):
+        raise RuntimeError(f'{name} not available')
+    req = srv_type.Request()
+    if data is not None:
+        req.data = data
+    future = client.call_async(req)
+    rclpy.spin_until_future_complete(node, future, timeout_sec=timeout)
+    if not future.done():
+        raise RuntimeError(f'{name} did not answer')
+    return future.result()
+
+
+def raw_write_baseline(tmp: Path, counts: dict, sizes: dict) -> dict:
+    """Write the same number of same-size messages straight to MCAP with rosbags."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    from rosbags.typesys import get_typestore, Stores
+    ts = get_typestore(Stores.ROS2_KILTED)
+    counts = {t: n for t, n in counts.items() if n}
+    payload = {t: bytes(sizes[t]) for t in counts}
+    order = sorted([(i / counts[t], t) for t in counts for i in range(counts[t])])
+    nbytes = sum(counts[t] * sizes[t] for t in counts)
+    c0, t0 = time.process_time(), time.perf_counter()
+    with Writer(tmp / 'raw', version=9, storage_plugin=StoragePlugin.MCAP) as w:
+        conns = {IMAGE_TOPIC: w.add_connection(IMAGE_TOPIC, 'sensor_msgs/msg/Image',
+                                               typestore=ts),
+                 JOINT_TOPIC: w.add_connection(JOINT_TOPIC, 'sensor_msgs/msg/JointState',
+                                               typestore=ts)}
+        for i, (_, topic) in enumerate(order):
+            w.write(conns[topic], i, payload[topic])
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return {'bytes': nbytes, 'wall_s': wall, 'cpu_s': cpu, 'mb_per_s': nbytes / wall / 1e6}
+
+
+def bag_counts(bag: Path) -> tuple[dict, dict, dict]:
+    """Per-topic message count, total bytes and first payload size of a bag."""
+    from rosbags.rosbag2 import Reader
+    counts, nbytes, size = {}, {}, {}
+    with Reader(bag) as reader:
+        for conn, _, raw in reader.messages():
+            counts[conn.topic] = counts.get(conn.topic, 0) + 1
+            nbytes[conn.topic] = nbytes.get(conn.topic, 0) + len(raw)
+            size.setdefault(conn.topic, len(raw))
+    return counts, nbytes, size
+
+
+def stop(p: subprocess.Popen) -> None:
+    if p.poll() is None:
+        os.kill(p.pid, signal.SIGINT)
+        try:
+            p.wait(20)
+        except subprocess.TimeoutExpired:
+            os.kill(p.pid, signal.SIGKILL)
+            p.wait(5)
+
+
+def run_bench(args) -> dict:
+    tmp = Path(tempfile.mkdtemp(prefix='il_ros_bench_record_'))
+    os.environ.update(ROS_DOMAIN_ID=str(random.SystemRandom().randint(1, 100)),
+                      ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST', ROS_HOME=str(tmp / 'ros'),
+                      ROS_LOG_DIR=str(tmp / 'ros_log'))
+    os.environ.setdefault('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp')
+    import rclpy
+    from std_srvs.srv import SetBool, Trigger
+
+    out = tmp / 'episodes'
+    rec_log = open(tmp / 'recorder.log', 'wb')  # noqa: SIM115
+    rec = subprocess.Popen(
+        [sys.executable, '-m', 'il_ros.ros.recorder', '--ros-args', '-p', f'output_dir:={out}',
+         '-p', f'topics:=[{IMAGE_TOPIC}, {JOINT_TOPIC}]', '-p', f'storage:={args.storage}',
+         '-p', f'queue_size:={args.queue_size}'],
+        cwd=REPO, stdout=rec_log, stderr=subprocess.STDOUT, start_new_session=True)
+    pub = subprocess.Popen(
+        [sys.executable, __file__, '--role', 'publisher', '--duration', str(args.duration),
+         '--width', str(args.width), '--height', str(args.height),
+         '--image-hz', str(args.image_hz), '--js-hz', str(args.js_hz)],
+        cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        start_new_session=True)
+    rclpy.init()
+    node = rclpy.create_node('bench_record_client')
+    try:
+        if pub.stdout.readline().strip() != 'ready':
+            raise RuntimeError('publisher failed to start')
+        res = call(node, Trigger, '/recorder/start_episode')
+        if not res.success:
+            raise RuntimeError(res.message)
+        cpu0, pcpu0, t0 = cpu_seconds(rec.pid), cpu_seconds(pub.pid), time.perf_counter()
+        pub.stdin.write('go\n')
+        pub.stdin.flush()
+        report = json.loads(pub.stdout.readline())
+        pub_cpu = cpu_seconds(pub.pid) - pcpu0
+        load = os.getloadavg()[0]
+        pub.wait(30)
+        time.sleep(1.0)  # delivery of the last messages
+        cpu1, t1 = cpu_seconds(rec.pid), time.perf_counter()
+        s0 = time.perf_counter()
+        res = call(node, SetBool, '/recorder/stop_episode', True)
+        stop_s = time.perf_counter() - s0
+        rss = peak_rss_mb(rec.pid)
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+        stop(pub)
+        stop(rec)
+        rec_log.close()
+    meta = json.loads((out / 'episode_0000.json').read_text())
+    counts, nbytes, sizes = bag_counts(out / 'episode_0000')
+    published = report['published']
+    window = t1 - t0
+    rec_cpu = cpu1 - cpu0
+    total = sum(nbytes.values())
+    raw = raw_write_baseline(tmp, published, sizes)
+    stream_mb_s = total / report['publish_wall_s'] / 1e6
+    result = {
+        'duration_s': args.duration, 'storage': args.storage,
+        'image': f'{args.width}x{args.height} rgb8 @ {args.image_hz:g} Hz',
+        'joint_states_hz': args.js_hz,
+        'published': published, 'recorded': counts,
+        'lost': {t: published[t] - counts.get(t, 0) for t in published},
+        'recorder_drops': meta['drops_total'], 'episode_status': meta['status'],
+        'stop_response': res.message, 'stop_episode_s': round(stop_s, 3),
+        'publisher_max_late_ms': round(report['max_late_ms'], 2),
+        'recorder_cpu_percent': round(100 * rec_cpu / window, 1),
+        'recorder_peak_rss_mb': round(rss, 1),
+        'publisher_cpu_percent': round(100 * pub_cpu / report['publish_wall_s'], 1),
+        'load_average_1min_at_end': round(load, 2),
+        'recorded_mb': round(total / 1e6, 1),
+        'stream_mb_per_s': round(stream_mb_s, 2),
+        'bag_file_mb': round(sum(f.stat().st_size for f in (out / 'episode_0000').iterdir())
+                             / 1e6, 1),
+        'raw_write_baseline': {k: round(v, 3) for k, v in raw.items()},
+        'stream_vs_raw_write': round(stream_mb_s / raw['mb_per_s'], 4),
+        'recorder_cpu_vs_raw_write_cpu': round(rec_cpu / raw['cpu_s'], 2),
+        'gaps': {t: v['gap_count'] for t, v in meta['topics'].items()},
+    }
+    if not args.keep:
+        import shutil
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        result['kept'] = str(tmp)
+    return result
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--duration', type=float, default=60.0)
+    p.add_argument('--storage', default='mcap', choices=['mcap', 'sqlite3'])
+    p.add_argument('--width', type=int, default=640)
+    p.add_argument('--height', type=int, default=480)
+    p.add_argument('--image-hz', type=float, default=30.0)
+    p.add_argument('--js-hz', type=float, default=500.0)
+    p.add_argument('--queue-size', type=int, default=1000)
+    p.add_argument('--keep', action='store_true', help='keep the bag and logs')
+    p.add_argument('--role', default='bench', choices=['bench', 'publisher'])
+    args = p.parse_args()
+    if args.role == 'publisher':
+        run_publisher(args)
+        return 0
+    result = run_bench(args)
+    print(json.dumps(result, indent=1))
+    return 0 if all(v == 0 for v in result['lost'].values()) else 1
+
+
+if __name__ == '__main__':
+    sys.exit(main())

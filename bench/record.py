@@ -1,4 +1,4 @@
-"""Recorder benchmark: 30 Hz 640x480 rgb8 images + 500 Hz joint states, recorder in its own process.
+"""Recorder benchmark: 30 Hz 640x480 rgb8 images + 500 Hz joint states, recorder in a process.
 
     python bench/record.py [--duration 60] [--storage mcap]
 

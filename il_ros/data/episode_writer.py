@@ -211,13 +211,16 @@ class EpisodeWriter:
         if msgtype not in self.typestore.fielddefs:
             raise EpisodeError(f'cannot record {topic}: message type {msgtype} is unknown '
                                'to the rosbags typestore')
+        self._counts.setdefault(topic, 0)
         self._topics[topic] = {'type': msgtype, 'qos': list(qos_profiles),
                                'header': starts_with_header(self.typestore, msgtype)}
-        self._counts.setdefault(topic, 0)
 
     def write(self, topic: str, data: bytes, log_time_ns: int) -> bool:
         """Queue one raw CDR message; returns False (and counts a drop) if the queue is full."""
         if self._closed or self.error is not None:
+            return False
+        if topic not in self._topics:
+            self.warn(f'message on unregistered topic {topic} ignored (call add_topic first)')
             return False
         try:
             self._queue.put_nowait((topic, data, log_time_ns))
@@ -314,10 +317,12 @@ class EpisodeWriter:
             pass
 
     def _write_progress(self) -> None:
-        meta = dict(self.meta, topics={t: {'type': i['type'], 'count': self._counts[t],
-                                           'drops': self._drops.get(t, 0)}
+        with self._drop_lock:
+            drops = dict(self._drops)
+        meta = dict(self.meta, topics={t: {'type': i['type'], 'count': self._counts.get(t, 0),
+                                           'drops': drops.get(t, 0)}
                                        for t, i in list(self._topics.items())},
-                    drops_total=sum(self._drops.values()))
+                    drops_total=sum(drops.values()), warnings=list(self._warnings))
         try:
             write_json(self.json_path, meta, sync=False)
         except OSError as err:

@@ -33,11 +33,11 @@ from il_ros.ros._rec_topics import (bag_qos, ensure_type, msg_class, needs_resub
 
 EXCLUDED_TOPICS = ('/rosout', '/parameter_events')
 PARAMS = {  # name: (default, description)
-    'topics': (Parameter.Type.STRING_ARRAY, 'Topics to record; empty: every topic discovered (re-discovered '
-               'periodically) except /rosout and /parameter_events.'),
+    'topics': (Parameter.Type.STRING_ARRAY, 'Topics to record; empty: every topic discovered '
+               '(re-discovered periodically) except /rosout and /parameter_events.'),
     'output_dir': ('episodes', 'Folder of episode bags (episode_NNNN/) and their JSON.'),
-    'storage': ('mcap', 'Bag storage: mcap (default; survives a crash up to the last 1 MB '
-                'chunk) or sqlite3.'),
+    'storage': ('mcap', 'Bag storage: mcap (default; a crash leaves the 1 MB chunks written '
+                'so far on disk) or sqlite3 (commits only when the episode stops).'),
     'task': ('', 'Task name stored in each episode\'s metadata.'),
     'operator': ('', 'Operator name stored in each episode\'s metadata.'),
     'queue_size': (1000, 'Messages the writer queue holds; when full, messages are dropped '
@@ -72,7 +72,7 @@ class Recorder(Node):
             self.configured_topics = []
         self._typestore = typestore_for_distro()
         self.subscribed: dict[str, dict] = {}     # topic -> {type, sub, qos, offered}
-        self._latched: dict[str, bytes] = {}
+        self._latched: dict[str, bytes] = {}  # last message of each transient-local topic
         self._skipped: set[str] = set()      # topics whose type cannot be recorded
         self._episode: EpisodeWriter | None = None
         self._episode_mono = 0.0
@@ -112,7 +112,8 @@ class Recorder(Node):
     def discover(self) -> None:
         """Subscribe to wanted topics that have publishers; re-match QoS when needed."""
         for topic, types in self.get_topic_names_and_types():
-            wanted = topic in self.configured_topics if self.configured_topics else topic not in EXCLUDED_TOPICS
+            wanted = (topic in self.configured_topics if self.configured_topics
+                      else topic not in EXCLUDED_TOPICS)
             if not wanted or topic in self._skipped or not types:
                 continue
             pubs = self.get_publishers_info_by_topic(topic)
@@ -140,8 +141,9 @@ class Recorder(Node):
             self.destroy_subscription(have['sub'])
         sub = self.create_subscription(cls, topic, lambda data, t=topic: self._on_msg(t, data),
                                        qos, raw=True)
-        self.subscribed[topic] = {'type': msgtype, 'sub': sub, 'qos': qos,
-                             'offered': bag_qos(pubs)}
+        self.subscribed[topic] = {
+            'type': msgtype, 'sub': sub, 'qos': qos, 'offered': bag_qos(pubs),
+            'latched': qos.durability == DurabilityPolicy.TRANSIENT_LOCAL}
         self.get_logger().info(
             f'subscribed {topic} [{msgtype}] {qos.reliability.name.lower()}/'
             f'{qos.durability.name.lower()}')
@@ -153,7 +155,7 @@ class Recorder(Node):
         ep.add_topic(topic, info['type'], info['offered'])
 
     def _on_msg(self, topic: str, data: bytes) -> None:
-        if self.subscribed[topic]['qos'].durability == DurabilityPolicy.TRANSIENT_LOCAL:
+        if self.subscribed[topic]['latched']:
             self._latched[topic] = data
         ep = self._episode
         if ep is not None:
@@ -186,6 +188,8 @@ class Recorder(Node):
             self._register(ep, topic)
         for topic, data in self._latched.items():
             ep.write(topic, data, now)
+        if now == 0:
+            ep.warn('the node clock reads 0 (use_sim_time without /clock yet?): log times are 0')
         self._episode, self._episode_mono, self._late_checked = ep, time.monotonic(), False
         self.get_logger().info(f'{ep.name}: recording to {ep.bag_path}')
         return ep

@@ -27,6 +27,12 @@ TOPIC_CLOCK = '/clock'
 SERVICE_SIM_RESET = '/sim/reset'
 
 
+EPISODE_TAG = 'episode/'
+"""A command whose first layout dimension is labelled ``episode/<k>`` answers a /sim/state of
+sim episode k; the scripted teleop tags its commands so, and sim_robot drops one that arrives
+after it reset to another episode. Untagged commands (any other controller) always apply."""
+
+
 def camera_topic(camera: str) -> str:
     """Default image topic of a camera."""
     return f'/camera/{camera}/image_raw'

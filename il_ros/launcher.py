@@ -125,8 +125,18 @@ class GraphRunner:
                 p.popen.wait(5)
 
     def __enter__(self):
+        # The nodes run in their own sessions (so Ctrl-C reaches them only through us):
+        # turn SIGTERM into SystemExit so `with` still stops them when we are terminated.
+        self._old_term = signal.signal(signal.SIGTERM, _raise_system_exit)
         self.start()
         return self
 
     def __exit__(self, *exc):
-        self.stop()
+        try:
+            self.stop()
+        finally:
+            signal.signal(signal.SIGTERM, self._old_term)
+
+
+def _raise_system_exit(signum, frame):
+    raise SystemExit(128 + signum)

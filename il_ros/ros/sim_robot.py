@@ -103,9 +103,9 @@ class SimRobot(Node):
         self.last_command_t = None
         self.last_command = None
         self.bad_commands = 0
-        self.waiting_since = None    # lockstep: wall time the sim paused at, or None
+        self.stale_commands = 0
         self.fresh_command = False   # lockstep: a command arrived since the pause
-        self._reset_episode()
+        self._reset_episode()        # also sets waiting_since (lockstep pause start) to None
         self._anchor()
         self.create_timer(1.0 / tick_hz, self._advance)
         self.get_logger().info(
@@ -114,6 +114,11 @@ class SimRobot(Node):
 
     # -- callbacks -----------------------------------------------------------------------
     def _on_command(self, msg: Float64MultiArray) -> None:
+        tag = msg.layout.dim[0].label if msg.layout.dim else ''
+        if tag.startswith(keys.EPISODE_TAG) and tag != self.episode_tag:
+            # An answer to a state of the previous episode, in flight across a reset.
+            self.stale_commands += 1
+            return
         a = np.asarray(msg.data, np.float64)
         n = len(self.env.action_names)
         if a.shape != (n,) or not np.all(np.isfinite(a)):
@@ -140,6 +145,8 @@ class SimRobot(Node):
         self.env.reset(seed=self.seed + self.episode)
         self.last_command_t = None
         self.last_command = None
+        self.waiting_since = None  # a lockstep wait was for the old episode's state
+        self.episode_tag = None    # no tagged command applies until the new state is out
         # Streams keep their sim-time grid across episodes: the new episode's first sample
         # follows within one period and no stamp is ever repeated.
 
@@ -200,7 +207,9 @@ class SimRobot(Node):
         if self.streams['state'].due(t):
             # /clock first: a recorder on sim time then logs the answering command at t.
             self.pub_clock.publish(Clock(clock=to_time(t)))
-            self.pub_state.publish(array_msg(self.env.get_state(), f'{self.task}_state'))
+            state = self.env.get_state()  # state[0]: the env's episode index
+            self.episode_tag = f'{keys.EPISODE_TAG}{int(state[0])}'
+            self.pub_state.publish(array_msg(state, f'{self.task}_state'))
             self.pub_success.publish(Bool(data=bool(self.env.success())))
             return True
         return False

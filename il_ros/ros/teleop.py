@@ -98,7 +98,8 @@ class Teleop(Node):
             self.expert.reset(self.env, seed=self.seed + episode)
             self.episode = episode
         act = self.expert.act(self.env)
-        self._publish(act.executed, act.label)
+        # The tag lets the sim drop this answer if it arrives after a reset.
+        self._publish(act.executed, act.label, tag=f'{keys.EPISODE_TAG}{episode}')
 
     # -- human -----------------------------------------------------------------------------
     def _init_human(self, arm_joints, lower, upper) -> None:
@@ -198,10 +199,10 @@ class Teleop(Node):
         self.was_active = active
 
     # -- output ----------------------------------------------------------------------------
-    def _publish(self, executed: np.ndarray, label: np.ndarray) -> None:
-        self.pub_cmd.publish(array_msg(executed, 'command'))
+    def _publish(self, executed: np.ndarray, label: np.ndarray, tag: str = 'command') -> None:
+        self.pub_cmd.publish(array_msg(executed, tag))
         if self.pub_label is not None:
-            self.pub_label.publish(array_msg(label, 'label'))
+            self.pub_label.publish(array_msg(label, tag))
         if self.publish_intervention:
             self.pub_intervention.publish(Bool(data=True))
 

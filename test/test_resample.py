@@ -23,6 +23,11 @@ def test_tick_grid_starts_when_every_stream_has_data():
     assert ticks[0] == pytest.approx(0.13) and ticks[-1] <= 0.9
     np.testing.assert_allclose(np.diff(ticks), 0.1)
     assert tick_grid([1.0], [0.5], 10).size == 0
+    # Anchored on a camera: the first camera frame once every stream has started.
+    cam = np.arange(0.0, 1.0, 0.1) + 0.02
+    anchored = tick_grid([0.0, 0.13], [1.0, 0.95], 10, anchor=cam)
+    assert anchored[0] == pytest.approx(0.22)
+    np.testing.assert_allclose(anchored, cam[2:10], atol=1e-9)
 
 
 def test_choose_timing_prefers_plausible_header_stamps():

@@ -142,8 +142,10 @@ def convert_bag(bag: Path, cfg: ConvertConfig, report: EpisodeReport, sid: str):
                 if len(sizes) > 1:
                     raise BagError(f'{bag}: {s.topic}: {role} size changes {sorted(sizes)}')
         obs_roles = [r for r in data.streams if r not in ('source',)]
+        first_cam = next(r for r in obs_roles if r.startswith('camera/'))
         ticks = tick_grid([times[r][0] for r in obs_roles],
-                          [times[r][-1] for r in obs_roles], cfg.rate_hz)
+                          [times[r][-1] for r in obs_roles], cfg.rate_hz,
+                          anchor=times[first_cam])
         if ticks.size < cfg.min_frames:
             raise BagError(f'{bag}: too short: {ticks.size} frames at {cfg.rate_hz} Hz where '
                            f'all role streams overlap (min_frames={cfg.min_frames})')

@@ -54,12 +54,19 @@ def nominal_period(times: np.ndarray) -> float:
     return float(np.median(np.diff(times)))
 
 
-def tick_grid(starts: list[float], ends: list[float], rate_hz: float) -> np.ndarray:
+def tick_grid(starts: list[float], ends: list[float], rate_hz: float,
+              anchor: np.ndarray | None = None) -> np.ndarray:
     """Ticks from the latest stream start to the earliest stream end, at ``rate_hz``.
 
-    Starting at the latest start means every stream has a sample at the first tick.
+    Starting at the latest start means every stream has a sample at the first tick. With
+    ``anchor`` (a camera's sample times) the grid starts at the first anchor sample from
+    then on, so a camera running at the control rate has a frame exactly at every tick.
     """
     t0, t1 = max(starts), min(ends)
+    if anchor is not None:
+        later = anchor[anchor >= t0 - 1e-9]
+        if later.size:
+            t0 = float(later[0])
     if t1 < t0:
         return np.zeros(0)
     n = int(np.floor((t1 - t0) * rate_hz + 1e-9)) + 1

@@ -161,27 +161,30 @@ def test_bad_output_dir_keeps_node_alive(procs, client_node, tmp_path):
     procs.start([sys.executable, PUB, '--joint-states', '/js@50'], 'pub')
     rec = start_recorder(procs, out, 'topics:=[/js]')
     wait_subscribed(procs, rec, '/js')
-    assert call(client_node, 'start_episode').success
+    res = call(client_node, 'start_episode')
+    assert res.success, res.message
     wait_count(out, 0, '/js', 10)
-    assert call(client_node, 'stop_episode', True).success
+    res = call(client_node, 'stop_episode', True)
+    assert res.success, res.message
     n0 = meta(out, 0)['topics']['/js']['count']
 
     shutil.move(out, tmp_path / 'saved')
     out.write_text('a file where the folder was')
     res = call(client_node, 'start_episode')
     assert not res.success and str(out) in res.message, res.message
-    assert rec.poll() is None
-    assert 'start_episode failed' in procs.log(rec)
+    assert rec.poll() is None, procs.log(rec)
+    wait_for(lambda: 'start_episode failed' in procs.log(rec), 5, what='the error in the log')
     assert not call(client_node, 'stop_episode', True).success  # still answers
 
     out.unlink()
     shutil.move(tmp_path / 'saved', out)
     res = call(client_node, 'start_episode')
-    assert res.success and 'episode_0001' in res.message
+    assert res.success and 'episode_0001' in res.message, res.message
     wait_count(out, 1, '/js', 10)
-    assert call(client_node, 'stop_episode', True).success
+    res = call(client_node, 'stop_episode', True)
+    assert res.success, res.message
     assert len(read_bag(out / 'episode_0000')['/js']) == n0
-    assert meta(out, 1)['status'] == 'complete'
+    assert meta(out, 1)['status'] == 'complete', meta(out, 1)
 
 
 def test_disk_full_during_episode(procs, client_node, tmp_path):

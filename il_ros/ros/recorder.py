@@ -4,10 +4,18 @@ Services: ``~/start_episode`` (Trigger), ``~/stop_episode`` (SetBool: data = suc
 ``~/discard_episode`` (Trigger). With ``auto_episodes`` > 0 the node drives scripted
 collection itself (see :mod:`il_ros.ros._rec_auto`) and exits 0 when done.
 
-Each topic is subscribed with ``raw=True`` and QoS matched to its publishers; the callback
-hands the bytes and the node-clock time to :class:`il_ros.data.episode_writer.EpisodeWriter`,
-which queues them for its writer thread. Messages on transient-local (latched) topics are
-cached and written at the start of every episode, so each bag is self-contained.
+Each topic is subscribed with ``raw=True``, reliability and durability matched to its
+publishers and KEEP_ALL history (see :mod:`il_ros.ros._rec_topics`); the callback hands the
+bytes and the node-clock time to :class:`il_ros.data.episode_writer.EpisodeWriter`, which
+queues them for its writer thread. Messages on transient-local (latched) topics are cached
+and written at the start of every episode, so each bag is self-contained.
+
+Episode end states: ``complete``; ``incomplete`` when a configured topic sent nothing, a
+write failed (the node ends the episode itself and logs the error) or the node was shut down
+(SIGINT/SIGTERM) mid-episode; ``discarded`` (bag folder deleted, JSON kept). A SIGKILL leaves
+the JSON at ``recording``, which bag-info reports as partial. Parameters are read when an
+episode starts, so ``output_dir``, ``task``, ``operator``, ``storage`` and ``queue_size``
+may be changed between episodes.
 """
 from __future__ import annotations
 

@@ -1,0 +1,51 @@
+"""Fuse every camera (one encoder each, not shared) and proprio into one feature per frame."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class ObsEncoder(nn.Module):
+    """``{camera: (B, T, C, h, w)}`` + proprio ``(B, T, P)`` -> ``(B, T, D)``.
+
+    T is folded into the batch for the per-frame encoders. ``bf16`` runs the image encoders
+    under bfloat16 autocast and ``channels_last`` feeds them NHWC tensors (measured in
+    docs/models.md); the output is always float32.
+    """
+
+    def __init__(self, image_encoders: dict[str, nn.Module],
+                 proprio_encoder: nn.Module | None = None, bf16: bool = False,
+                 channels_last: bool = False):
+        """``image_encoders``: camera name -> image encoder, in input order."""
+        super().__init__()
+        if not image_encoders and proprio_encoder is None:
+            raise ValueError('ObsEncoder needs at least one camera or a proprio encoder')
+        self.cameras = list(image_encoders)
+        self.image_encoders = nn.ModuleDict(image_encoders)
+        self.proprio_encoder = proprio_encoder
+        self.bf16, self.channels_last = bf16, channels_last
+        if channels_last:
+            self.image_encoders.to(memory_format=torch.channels_last)
+        self.out_dim = (sum(e.out_dim for e in self.image_encoders.values())
+                        + (proprio_encoder.out_dim if proprio_encoder is not None else 0))
+
+    def forward(self, images: dict[str, torch.Tensor],
+                proprio: torch.Tensor | None = None) -> torch.Tensor:
+        """Encode every frame; returns (B, T, D) float32."""
+        feats = []
+        for cam in self.cameras:
+            x = images[cam]                                             # (B, T, C, h, w)
+            b, t = x.shape[:2]
+            x = x.reshape(b * t, *x.shape[2:])                          # (B*T, C, h, w)
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+                f = self.image_encoders[cam](x)                         # (B*T, F)
+            feats.append(f.float().reshape(b, t, -1))                   # (B, T, F)
+        if self.proprio_encoder is not None:
+            if proprio is None:
+                raise ValueError('this encoder has a proprio encoder: pass proprio')
+            b, t = proprio.shape[:2]
+            f = self.proprio_encoder(proprio.reshape(b * t, -1))        # (B*T, Fp)
+            feats.append(f.reshape(b, t, -1))                           # (B, T, Fp)
+        return torch.cat(feats, dim=-1)                                 # (B, T, D)

@@ -9,6 +9,13 @@ sample). Its item is::
      'action_pad': (Tp,) bool,  # True where the action was padded (past the episode end)
      'weight': () float32}      # label_weights[label at t]
 
+With ``obs_aligned_actions=True`` (history cores that predict at every obs frame, e.g. an
+LSTM trained on ``seq_len`` windows) the item also has::
+
+     'action_seq': (To, A),     # the action at each obs frame t-To+1 .. t (frame 0's
+                                # action before the episode start)
+     'obs_pad': (To,) bool      # True where the obs frame was padded (before the start)
+
 Images stay ``(To, H, W, 3)`` uint8; float conversion, cropping and jitter run on the batch
 (il_ros.data.augment). Data access (``cache``):
 
@@ -55,8 +62,8 @@ def split_episodes(n: int, val_fraction: float, seed: int = 0) -> tuple[list[int
 
 
 def _unbatch(b: dict, j: int) -> dict:
-    return {'obs': {k: v[j] for k, v in b['obs'].items()}, 'action': b['action'][j],
-            'action_pad': b['action_pad'][j], 'weight': b['weight'][j]}
+    return {k: ({kk: vv[j] for kk, vv in v.items()} if k == 'obs' else v[j])
+            for k, v in b.items()}
 
 
 class WindowDataset(torch.utils.data.Dataset):
@@ -66,10 +73,11 @@ class WindowDataset(torch.utils.data.Dataset):
                  action_horizon: int = 16, episodes: list[int] | None = None,
                  label_weights: dict[str, float] | None = None, action_key: str = keys.ACTION,
                  cache: str = 'auto', max_cache_bytes: int = 4 << 30,
-                 default_weight: float = 1.0):
+                 default_weight: float = 1.0, obs_aligned_actions: bool = False):
         """Index every frame of ``episodes`` (default: all) of ``dataset``.
 
         ``label_weights``: label name -> weight; labels not named get ``default_weight``.
+        ``obs_aligned_actions``: add 'action_seq' and 'obs_pad' (see module doc).
         """
         self.dataset = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
         ds = self.dataset
@@ -83,6 +91,7 @@ class WindowDataset(torch.utils.data.Dataset):
             raise ValueError(f'cache must be one of {CACHE_MODES}, got {cache!r}')
         self.obs_keys, self.action_key = list(obs_keys), action_key
         self.obs_horizon, self.action_horizon = obs_horizon, action_horizon
+        self.obs_aligned_actions = bool(obs_aligned_actions)
         eps = np.arange(ds.num_episodes) if episodes is None else np.asarray(episodes, int)
         if eps.size and (eps.min() < 0 or eps.max() >= ds.num_episodes):
             raise IndexError(f'episodes must be in [0, {ds.num_episodes}); got {eps.tolist()}')
@@ -145,22 +154,28 @@ class WindowDataset(torch.utils.data.Dataset):
     def batch(self, indices) -> dict:
         """Return the windows of samples ``indices``, stacked.
 
-        obs (B, To, ...), action (B, Tp, A), action_pad (B, Tp), weight (B,); one
-        vectorized gather per key.
+        obs (B, To, ...), action (B, Tp, A), action_pad (B, Tp), weight (B,) (and
+        action_seq (B, To, A), obs_pad (B, To) with obs_aligned_actions); one vectorized
+        gather per key.
         """
         i = np.asarray(indices, dtype=np.int64).reshape(-1)
         if i.size and (i.min() < -len(self) or i.max() >= len(self)):
             raise IndexError(f'sample index out of range [0, {len(self)})')
         pos, t = self._pos[i], self._t[i]                                     # (B,), (B,)
         last = (self._len_of[pos] - 1)[:, None]                               # (B, 1)
-        obs_idx = np.clip(t[:, None] + np.arange(1 - self.obs_horizon, 1), 0, last)  # (B, To)
+        obs_raw = t[:, None] + np.arange(1 - self.obs_horizon, 1)            # (B, To)
+        obs_idx = np.clip(obs_raw, 0, last)                                   # (B, To)
         act_raw = t[:, None] + np.arange(self.action_horizon)                 # (B, Tp)
-        return {'obs': {k: torch.from_numpy(self._frames(k, pos, obs_idx))
-                        for k in self.obs_keys},
-                'action': torch.from_numpy(self._frames(self.action_key, pos,
-                                                        np.minimum(act_raw, last))),
-                'action_pad': torch.from_numpy(act_raw > last),
-                'weight': torch.from_numpy(self.sample_weights[i].astype(np.float32))}
+        out = {'obs': {k: torch.from_numpy(self._frames(k, pos, obs_idx))
+                       for k in self.obs_keys},
+               'action': torch.from_numpy(self._frames(self.action_key, pos,
+                                                       np.minimum(act_raw, last))),
+               'action_pad': torch.from_numpy(act_raw > last),
+               'weight': torch.from_numpy(self.sample_weights[i].astype(np.float32))}
+        if self.obs_aligned_actions:
+            out['action_seq'] = torch.from_numpy(self._frames(self.action_key, pos, obs_idx))
+            out['obs_pad'] = torch.from_numpy(obs_raw < 0)                    # (B, To)
+        return out
 
     def __getitem__(self, i) -> dict:
         """Return the window of sample ``i`` (see module doc).

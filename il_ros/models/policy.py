@@ -1,0 +1,236 @@
+"""The Policy: obs encoders -> history core -> action head, with its normalizers.
+
+``Policy(cfg, spec, encoder, core, head, normalizers)`` receives its parts (built by
+:func:`build_policy` or :func:`il_ros.models.checkpoint.load_checkpoint`). Its API:
+
+- ``loss(batch)``: a ``WindowDataset`` batch (uint8 images ``(B, T, H, W, 3)``); crops and
+  jitters the images itself in training mode (center crop otherwise), normalizes, and uses
+  ``batch['weight']`` and the padding masks;
+- ``reset(seed=None)``, ``act(obs) -> (A,)`` and ``act_chunk(obs) -> (Ta, A)`` on raw
+  observation dicts (``'image/<cam>'`` (H, W, 3) uint8, proprio keys), returning raw
+  (unnormalized) actions. ``act`` keeps the obs history, the core's hidden state and the
+  action queue (receding horizon: a chunk of Ta actions is executed, then it replans).
+"""
+from __future__ import annotations
+
+from collections import deque
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+from torch import nn
+
+from il_ros import keys
+from il_ros.data.augment import ImageAugment
+from il_ros.data.stats import Normalizer, normalizers_from_stats
+from il_ros.models import registry
+from il_ros.models.obs_encoder import ObsEncoder
+from il_ros.models.policy_config import PolicyConfig, RobotSpec
+
+__all__ = ['Policy', 'PolicyConfig', 'RobotSpec', 'build_policy', 'assemble_policy',
+           'save_checkpoint', 'load_checkpoint', 'CheckpointMismatch']
+
+
+class Policy(nn.Module):
+    """A visuomotor BC policy (see the module doc)."""
+
+    def __init__(self, cfg: PolicyConfig, spec: RobotSpec, encoder: ObsEncoder,
+                 core: nn.Module, head: nn.Module, normalizers: dict[str, Normalizer]):
+        """Wire the parts; ``normalizers`` has 'action', every proprio key and camera key."""
+        super().__init__()
+        need = [keys.ACTION, *cfg.proprio_keys, *map(keys.image_key, cfg.cameras)]
+        missing = [k for k in need if k not in normalizers]
+        if missing:
+            raise ValueError(f'Policy: no normalizer for {missing}')
+        if list(cfg.cameras) != list(spec.cameras):
+            raise ValueError(f'Policy: config cameras {cfg.cameras} != spec {spec.cameras}')
+        self.cfg, self.spec = cfg, spec
+        self.encoder, self.core, self.head = encoder, core, head
+        self.normalizers = {k: normalizers[k] for k in need}
+        self._img_norm = {c: normalizers[keys.image_key(c)].channels_first()
+                          for c in cfg.cameras}
+        j = cfg.color_jitter
+        self.augment = ImageAugment(cfg.crop, j, j, j)
+        self._gen = torch.Generator().manual_seed(0)
+        self._history: deque = deque(maxlen=cfg.obs_horizon)
+        self._queue: deque = deque()
+        self._seq_features: torch.Tensor | None = None
+
+    # ----------------------------------------------------------------- training
+    def sampler_spec(self) -> dict:
+        """The windows the trainer must load (``WindowDataset`` arguments)."""
+        return {'obs_keys': [*map(keys.image_key, self.cfg.cameras), *self.cfg.proprio_keys],
+                'obs_horizon': self.cfg.window, 'action_horizon': self.cfg.action_horizon,
+                'obs_aligned_actions': self.cfg.sequence_core}
+
+    def _images(self, obs: dict, train: bool, generator=None) -> dict[str, torch.Tensor]:
+        out = {}
+        for cam in self.cfg.cameras:
+            x = self.augment(obs[keys.image_key(cam)], train=train, generator=generator)
+            out[cam] = self._img_norm[cam].normalize(x)                 # (B, T, 3, h, w)
+        return out
+
+    def _proprio(self, obs: dict) -> torch.Tensor | None:
+        if not self.cfg.proprio_keys:
+            return None
+        return torch.cat([self.normalizers[k].normalize(obs[k].to(torch.float32))
+                          for k in self.cfg.proprio_keys], dim=-1)      # (B, T, P)
+
+    def loss(self, batch: dict) -> torch.Tensor:
+        """Training loss of one ``WindowDataset`` batch (a scalar tensor)."""
+        obs = batch['obs']
+        feats = self.encoder(self._images(obs, self.training), self._proprio(obs))  # (B,T,D)
+        b = feats.shape[0]
+        weight = batch.get('weight')
+        weight = torch.ones(b) if weight is None else weight.to(torch.float32)     # (B,)
+        act = self.normalizers[keys.ACTION].normalize(batch['action'].to(torch.float32))
+        if not self.core.sequence:
+            features = self.core(feats)[:, 0]                           # (B, F)
+            mask = (~batch['action_pad'] if self.cfg.mask_padding
+                    else torch.ones(act.shape[:2], dtype=torch.bool))   # (B, Tp)
+            return self.head.loss(features, act, mask, weight)
+        if 'action_seq' not in batch or 'obs_pad' not in batch:
+            raise ValueError('a sequence core needs per-frame actions: build the '
+                             'WindowDataset with obs_aligned_actions=True (see '
+                             'Policy.sampler_spec())')
+        features = self.core(feats)                                     # (B, T, F)
+        t, tp = features.shape[1], self.cfg.action_horizon
+        seq = self.normalizers[keys.ACTION].normalize(batch['action_seq'].to(torch.float32))
+        stream = torch.cat([seq, act[:, 1:]], dim=1)                    # (B, T+Tp-1, A)
+        target = stream.unfold(1, tp, 1).permute(0, 1, 3, 2)           # (B, T, Tp, A)
+        pad = torch.cat([torch.zeros(b, t, dtype=torch.bool), batch['action_pad'][:, 1:]], 1)
+        valid = (~pad).unfold(1, tp, 1) if self.cfg.mask_padding else \
+            torch.ones(b, t, tp, dtype=torch.bool)                      # (B, T, Tp)
+        valid = valid & ~batch['obs_pad'][:, :, None]                   # (B, T, Tp)
+        return self.head.loss(features.reshape(b * t, -1), target.reshape(b * t, tp, -1),
+                              valid.reshape(b * t, tp), weight.repeat_interleave(t))
+
+    # ------------------------------------------------------------------ acting
+    def reset(self, seed: int | None = None) -> None:
+        """Start an episode: clear history, hidden state and queue; reseed when given."""
+        self._history.clear()
+        self._queue.clear()
+        self._seq_features = None
+        self.core.reset()
+        if seed is not None:
+            self._gen.manual_seed(int(seed))
+
+    @contextmanager
+    def _inference(self):
+        was = self.training
+        self.train(False)
+        try:
+            with torch.inference_mode():
+                yield
+        finally:
+            self.train(was)
+
+    def _frame(self, obs: dict) -> dict:
+        """Validate one raw observation and turn it into normalized (1, 1, ...) tensors."""
+        images = {}
+        for cam in self.cfg.cameras:
+            k = keys.image_key(cam)
+            if k not in obs:
+                raise KeyError(f'observation has no {k!r} (keys: {sorted(obs)})')
+            a = np.asarray(obs[k])
+            if a.shape != (*self.spec.image_size, 3) or a.dtype != np.uint8:
+                raise ValueError(f'{k}: expected uint8 {(*self.spec.image_size, 3)}, got '
+                                 f'{a.dtype} {a.shape}')
+            images[k] = torch.from_numpy(np.ascontiguousarray(a))[None, None]
+        lowdim = {}
+        for k in self.cfg.proprio_keys:
+            if k not in obs:
+                raise KeyError(f'observation has no {k!r} (keys: {sorted(obs)})')
+            a = np.asarray(obs[k], dtype=np.float32)
+            want = self.normalizers[k].scale.shape
+            if a.shape != want or not np.isfinite(a).all():
+                raise ValueError(f'{k}: expected finite {want}, got {a.shape}')
+            lowdim[k] = torch.from_numpy(a)[None, None]
+        return {'images': self._images(images, train=False), 'proprio': self._proprio(lowdim)}
+
+    def _encode(self, frames: list[dict]) -> torch.Tensor:
+        images = {c: torch.cat([f['images'][c] for f in frames], 1) for c in self.cfg.cameras}
+        proprio = (torch.cat([f['proprio'] for f in frames], 1)
+                   if self.cfg.proprio_keys else None)
+        return self.encoder(images, proprio)                            # (1, T, D)
+
+    def _observe(self, obs: dict) -> None:
+        frame = self._frame(obs)
+        if not self._history:
+            self._history.extend([frame] * self.cfg.obs_horizon)       # pad like the sampler
+        else:
+            self._history.append(frame)
+        if self.core.sequence:
+            self._seq_features = self.core.step(self._encode([frame]))  # (1, F)
+
+    def _plan(self, generator) -> np.ndarray:
+        features = (self._seq_features if self.core.sequence
+                    else self.core.step(self._encode(list(self._history))))  # (1, F)
+        chunk = self.head.sample(features, generator=generator or self._gen)  # (1, Tp, A)
+        return self.normalizers[keys.ACTION].unnormalize(chunk[0].double()).numpy()
+
+    def act(self, obs: dict, generator: torch.Generator | None = None) -> np.ndarray:
+        """One raw action (A,) float64 for this control tick (replans when the queue is empty).
+
+        ``generator`` overrides the policy's own (seeded by :meth:`reset`).
+        """
+        with self._inference():
+            self._observe(obs)
+            if not self._queue:
+                self._queue.extend(self._plan(generator)[:self.cfg.action_exec])
+            return self._queue.popleft().copy()
+
+    def act_chunk(self, obs: dict, generator: torch.Generator | None = None) -> np.ndarray:
+        """A fresh (Ta, A) raw chunk for a controller that schedules chunks itself.
+
+        Use either :meth:`act` or this within an episode; this one clears act's queue.
+        """
+        with self._inference():
+            self._observe(obs)
+            self._queue.clear()
+            return self._plan(generator)[:self.cfg.action_exec].copy()
+
+
+def assemble_policy(cfg: PolicyConfig, spec: RobotSpec, normalizers: dict[str, Normalizer],
+                    load_weights: bool = True) -> Policy:
+    """Build the parts from the registry and wire them (``load_weights``: read pretrained
+    encoder files named in the config; a checkpoint load passes False)."""
+    image_encoders = {c: registry.build('encoder', cfg.encoder, in_channels=3,
+                                        load_weights=load_weights) for c in cfg.cameras}
+    proprio = (registry.build('encoder', cfg.proprio_encoder, in_dim=spec.proprio_dim)
+               if cfg.proprio_keys else None)
+    encoder = ObsEncoder(image_encoders, proprio, bf16=cfg.bf16,
+                         channels_last=cfg.channels_last)
+    core = registry.build('core', cfg.core, in_dim=encoder.out_dim,
+                          obs_horizon=cfg.obs_horizon, seq_len=cfg.seq_len)
+    head = registry.build('head', cfg.head, in_dim=core.out_dim, action_dim=spec.action_dim,
+                          horizon=cfg.action_horizon)
+    return Policy(cfg, spec, encoder, core, head, normalizers)
+
+
+def build_policy(cfg: PolicyConfig, spec: RobotSpec, stats: dict) -> Policy:
+    """A freshly initialized policy whose normalizers come from ``stats`` (Dataset.stats)."""
+    if list(cfg.cameras) != list(spec.cameras):
+        raise ValueError(f'config cameras {cfg.cameras} != spec cameras {spec.cameras}')
+    modes = {keys.ACTION: cfg.normalize_action,
+             **{k: cfg.normalize_proprio for k in cfg.proprio_keys}}
+    stats = dict(stats)
+    for cam in cfg.cameras:
+        k = keys.image_key(cam)
+        modes[k] = cfg.normalize_images
+        if cfg.normalize_images == 'identity':
+            stats.setdefault(k, {'mean': np.zeros(3)})
+    norms = normalizers_from_stats(stats, modes)
+    a_shape = norms[keys.ACTION].scale.shape
+    p_dim = sum(int(np.prod(norms[k].scale.shape)) for k in cfg.proprio_keys)
+    if a_shape != (spec.action_dim,) or p_dim != spec.proprio_dim:
+        raise ValueError(f'stats do not fit the spec: action {a_shape} vs '
+                         f'({spec.action_dim},), proprio {p_dim} vs {spec.proprio_dim}')
+    bad = [k for k in cfg.proprio_keys if len(norms[k].scale.shape) != 1]
+    if bad:
+        raise ValueError(f'proprio keys must be 1-D vectors; {bad} are not')
+    return assemble_policy(cfg, spec, norms, load_weights=True)
+
+
+from il_ros.models.checkpoint import (CheckpointMismatch, load_checkpoint,  # noqa: E402
+                                      save_checkpoint)

@@ -3,20 +3,23 @@
 Two passes keep memory flat for long, high-resolution episodes:
 
 1. ``BagFile.read_streams`` reads every role message once. Joint states, actions and control
-   sources are decoded into arrays and labels; images are *not* deserialized: their CDR
-   header is parsed by hand for the stamp, size and encoding.
+   sources are decoded into arrays and labels (JointState by a direct CDR parse, rosbags as
+   the fallback); images are *not* deserialized: their CDR header is parsed by hand for the
+   stamp, size and encoding. A bag under ``keep_images_bytes`` keeps the image bytes.
 2. ``BagFile.images`` decodes only the frames the resampler picked (Image rgb8/bgr8/mono8/
-   rgba8/bgra8, or CompressedImage jpeg/png), cropped and resized to the dataset size.
+   rgba8/bgra8, or CompressedImage jpeg/png), cropped and resized to the dataset size,
+   re-reading the bag only when pass 1 kept no bytes.
 
 Every problem is raised as BagError naming the file, the topic and the time.
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from rosbags.highlevel import AnyReader
+from rosbags.rosbag2 import Reader
 from rosbags.typesys import Stores, get_typestore
 
 from il_ros.data.topic_map import ConvertConfig
@@ -82,6 +85,37 @@ def image_header(raw, compressed: bool) -> tuple[float, tuple]:
     return stamp, ('raw', height, width, encoding)
 
 
+def _align(pos: int, n: int) -> int:
+    return (pos + n - 1) & ~(n - 1)
+
+
+def joint_state_fast(raw) -> tuple[float, bytes, np.ndarray] | None:
+    """(header stamp, raw bytes of the name sequence, positions) of a little-endian CDR
+    JointState, without a full deserialization; None when the layout is unexpected (the
+    caller then falls back to rosbags)."""
+    if len(raw) < 16 or raw[1] != 1:
+        return None
+    try:
+        stamp = (int.from_bytes(raw[4:8], 'little', signed=True)
+                 + int.from_bytes(raw[8:12], 'little') * 1e-9)
+        _, pos = _cdr_string(raw, 8)                      # header.frame_id
+        names_start = pos = _align(pos, 4)
+        count = _cdr_u32(raw, pos)
+        pos += 4
+        for _ in range(count):
+            pos = _align(pos, 4)
+            pos += 4 + _cdr_u32(raw, pos)
+        names = bytes(raw[4 + names_start:4 + pos])
+        pos = _align(pos, 4)
+        n_pos = _cdr_u32(raw, pos)
+        start = 4 + _align(pos + 4, 8) if n_pos else 4 + pos + 4
+        if start + 8 * n_pos > len(raw):
+            return None
+        return stamp, names, np.frombuffer(raw, '<f8', n_pos, start)
+    except (ValueError, IndexError):
+        return None
+
+
 def _header_stamp(msg) -> float | None:
     header = getattr(msg, 'header', None)
     if header is None:
@@ -115,7 +149,7 @@ def _action_vector(msg, kind: str, joints: list[str], where: str) -> np.ndarray:
 class BagFile:
     """One bag opened for conversion. Use as a context manager."""
 
-    def __init__(self, path: Path, cfg: ConvertConfig):
+    def __init__(self, path: Path, cfg: ConvertConfig, keep_images_bytes: int = 512 << 20):
         self.path = Path(path)
         self.cfg = cfg
         tm = cfg.topics
@@ -126,10 +160,14 @@ class BagFile:
             self.roles['source'] = tm.control_source
         self.padded: dict[str, int] = {}
         self.reader = None
+        self.raw_images: dict[str, list] = {}
+        self.keep_images_bytes = keep_images_bytes
 
     def __enter__(self):
         try:
-            self.reader = AnyReader([self.path], default_typestore=_DEFAULT_TYPESTORE)
+            # Every role type is a standard message, so the Kilted typestore serves; that
+            # skips building one from the bag's own definitions (AnyReader).
+            self.reader = Reader(self.path)
             self.reader.open()
         except Exception as e:  # noqa: BLE001 - any failure to open is reported alike
             raise BagError(f'{self.path}: cannot open bag (truncated or corrupt?): '
@@ -142,12 +180,12 @@ class BagFile:
 
     def _deserialize(self, raw, msgtype: str):
         """Deserialize CDR, tolerating trailing padding (rclpy pads some JointStates)."""
+        ts = _DEFAULT_TYPESTORE
         try:
-            return self.reader.deserialize(raw, msgtype)
+            return ts.deserialize_cdr(raw, msgtype)
         except Exception as first:  # noqa: BLE001 - only the size check is tolerated
             if 'size mismatch' not in str(first):
                 raise
-        ts = self.reader.typestore
         msgdef = ts.get_msgdef(msgtype)
         func = msgdef.deserialize_cdr_le if raw[1] else msgdef.deserialize_cdr_be
         msg, _ = func(raw[4:], 0, msgdef.cls, ts)
@@ -163,12 +201,16 @@ class BagFile:
                            + ', '.join(f'{t} ({r})' for r, t in missing)
                            + f'; the bag has {sorted(self.conns)}')
         topic_role = {t: r for r, t in self.roles.items() if t in self.conns}
+        bag_bytes = sum(f.stat().st_size for f in self.path.iterdir() if f.is_file())
+        keep_raw = bag_bytes <= self.keep_images_bytes  # else images are re-read in pass 2
+        self.raw_images = {}
         for topic, role in topic_role.items():
             if role.startswith('camera/') and self.conns[topic].msgtype not in IMAGE_TYPES:
                 raise BagError(f'{self.path}: {topic} is {self.conns[topic].msgtype}, '
                                f'not one of {IMAGE_TYPES}')
         cols = {r: ([], [], []) for r in topic_role.values()}
-        state = {'names': None, 'keep': list(self.cfg.topics.joint_states.joints)}
+        state = {'names': None, 'keep': list(self.cfg.topics.joint_states.joints),
+                 'names_raw': None, 'index': None}
         try:
             for conn, t_ns, raw in self.reader.messages(
                     connections=[self.conns[t] for t in topic_role]):
@@ -180,11 +222,25 @@ class BagFile:
                     stamp, sig = image_header(raw, conn.msgtype.endswith('CompressedImage'))
                     stamps.append(stamp)
                     items.append(sig)
+                    if keep_raw:
+                        self.raw_images.setdefault(role, []).append(raw)
                     continue
+                if role == 'joints' and conn.msgtype == 'sensor_msgs/msg/JointState':
+                    fast = joint_state_fast(raw)
+                    if fast is not None and fast[1] == state['names_raw']:
+                        stamps.append(fast[0])  # same names as before: positions in place
+                        pos = fast[2]
+                        if pos.size != len(state['names']):
+                            raise BagError(f'{where}: {len(state["names"])} joint names but '
+                                           f'{pos.size} positions')
+                        items.append(pos[state['index']])
+                        continue
                 msg = self._deserialize(raw, conn.msgtype)
                 stamps.append(_header_stamp(msg))
                 if role == 'joints':
                     items.append(self._joint_positions(msg, state, where))
+                    fast = joint_state_fast(raw)
+                    state['names_raw'] = fast[1] if fast is not None else None
                 elif role == 'action':
                     a = self.cfg.topics.action
                     items.append(_action_vector(msg, a.type, a.joints, where))
@@ -220,23 +276,34 @@ class BagFile:
         pos = np.asarray(msg.position, np.float64)
         if pos.size != len(names):
             raise BagError(f'{where}: {len(names)} joint names but {pos.size} positions')
-        return pos[[index[j] for j in state['keep']]]
+        state['names'] = names  # the order the fast path's names_raw stands for
+        state['index'] = [index[j] for j in state['keep']]
+        return pos[state['index']]
 
     def images(self, role: str, indices: np.ndarray) -> np.ndarray:
         """Pass 2: (len(indices), H, W, 3) uint8 frames of a camera role, by message index."""
         conn = self.conns[self.roles[role]]
         size = self.cfg.image_size
         wanted = np.unique(indices)
-        decoded: dict[int, np.ndarray] = {}
+        jobs = {}
         k = 0
-        for i, (_, t_ns, raw) in enumerate(self.reader.messages(connections=[conn])):
-            if k >= wanted.size:
-                break
-            if i != wanted[k]:
-                continue
-            where = f'{self.path}: {conn.topic} at t={t_ns * 1e-9:.3f}s'
-            decoded[i] = image_pixels(self._deserialize(raw, conn.msgtype), size, where)
-            k += 1
+        # Decoding and resizing run in threads (OpenCV releases the GIL) while the bag is
+        # read on this one.
+        kept = self.raw_images.get(role)
+        source = (enumerate((None, raw) for raw in kept) if kept is not None
+                  else enumerate((t, raw) for _, t, raw in
+                                 self.reader.messages(connections=[conn])))
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            for i, (t_ns, raw) in source:
+                if k >= wanted.size:
+                    break
+                if i != wanted[k]:
+                    continue
+                where = f'{self.path}: {conn.topic} (message {i})'
+                jobs[i] = pool.submit(image_pixels, self._deserialize(raw, conn.msgtype),
+                                      size, where)
+                k += 1
+            decoded = {i: job.result() for i, job in jobs.items()}
         return np.stack([decoded[i] for i in indices])  # (T, H, W, 3)
 
 

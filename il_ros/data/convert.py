@@ -63,15 +63,23 @@ def find_bags(inputs: list[str | Path]) -> tuple[list[Path], list[EpisodeReport]
     return sorted(bags), sorted(uniq.values(), key=lambda r: r.bag)
 
 
-def source_id(bag: Path) -> str:
-    """Content hash of a bag folder: the same bag always gets the same id."""
-    h = hashlib.sha256()
+def source_id(bag: Path, sample: int = 1 << 20) -> str:
+    """Content id of a bag folder: the same bag always gets the same id.
+
+    Hashes metadata.yaml (message counts, start time and duration to the nanosecond) and,
+    per file, its size plus its first and last ``sample`` bytes, so a multi-GB bag is
+    identified without reading it whole.
+    """
+    h = hashlib.blake2b(digest_size=16)
     for f in sorted(p for p in bag.rglob('*') if p.is_file()):
-        h.update(f.relative_to(bag).as_posix().encode())
+        size = f.stat().st_size
+        h.update(f'{f.relative_to(bag).as_posix()}:{size}'.encode())
         with open(f, 'rb') as fh:
-            for block in iter(lambda: fh.read(1 << 20), b''):
-                h.update(block)
-    return h.hexdigest()[:32]
+            h.update(fh.read(sample))
+            if size > 2 * sample:
+                fh.seek(size - sample)
+                h.update(fh.read(sample))
+    return h.hexdigest()
 
 
 def _episode_meta(bag: Path) -> dict:
@@ -184,32 +192,58 @@ def convert_bag(bag: Path, cfg: ConvertConfig, report: EpisodeReport, sid: str):
     return frames, meta_out
 
 
+def _convert_one(job: tuple[Path, ConvertConfig, str]):
+    """Worker: (report, frames, meta) of one bag; frames is None when rejected."""
+    from il_ros.data.store import encode_labels
+    bag, cfg, sid = job
+    report = EpisodeReport(str(bag))
+    try:
+        frames, meta = convert_bag(bag, cfg, report, sid)
+    except BagError as e:
+        report.status, report.reason = 'rejected', str(e)
+        return report, None, None
+    frames['label'] = encode_labels(frames['label'])
+    report.frames = int(frames['time'].size)
+    return report, frames, meta
+
+
 def convert(inputs: list[str | Path], out: str | Path, cfg: ConvertConfig | None = None,
-            progress: bool = True) -> list[EpisodeReport]:
-    """Convert bags into the dataset at ``out`` (appending); returns one report per bag."""
+            progress: bool = True, workers: int = 1) -> list[EpisodeReport]:
+    """Convert bags into the dataset at ``out`` (appending); returns one report per bag.
+
+    Bags are converted in ``workers`` processes (bags are independent) and appended in
+    sorted order, so the dataset does not depend on which worker finished first.
+    """
     from tqdm import tqdm
 
-    from il_ros.data.store import DatasetWriter, encode_labels
+    from il_ros.data.store import DatasetWriter
     cfg = cfg or ConvertConfig()
     out = Path(out)
     bags, reports = find_bags(inputs)
     writer = DatasetWriter(out, create=True)
+    pool = None
     try:
-        for bag in tqdm(bags, desc='convert', unit='bag', disable=not progress):
-            report = EpisodeReport(str(bag))
+        jobs = []
+        for bag in bags:
+            sid = source_id(bag)
+            if writer.has_source(sid):
+                reports.append(EpisodeReport(str(bag), 'skipped', 'already in the dataset'))
+            else:
+                jobs.append((bag, cfg, sid))
+        if workers > 1 and len(jobs) > 1:
+            import multiprocessing as mp
+            pool = mp.get_context('fork').Pool(min(workers, len(jobs)))
+            results = pool.imap(_convert_one, jobs)  # in job order
+        else:
+            results = map(_convert_one, jobs)
+        for report, frames, meta in tqdm(results, total=len(jobs), desc='convert',
+                                         unit='bag', disable=not progress):
             reports.append(report)
-            try:
-                sid = source_id(bag)
-                if writer.has_source(sid):
-                    report.status, report.reason = 'skipped', 'already in the dataset'
-                    continue
-                frames, meta = convert_bag(bag, cfg, report, sid)
-                frames['label'] = encode_labels(frames['label'])
-                report.frames = int(frames['time'].size)
+            if frames is not None:
                 report.episode = writer.append_episode(frames, meta)
-            except BagError as e:
-                report.status, report.reason = 'rejected', str(e)
     finally:
+        if pool is not None:
+            pool.terminate()
         writer.close()
     reports.sort(key=lambda r: r.bag)
     _write_report(out, reports, cfg)

@@ -27,9 +27,22 @@ _STAT_BLOCK = 64                 # frames per block when computing moments
 def moments(arr: np.ndarray, image: bool = False) -> dict[str, np.ndarray]:
     """count, mean, m2, min, max over the first axis of ``arr`` (T, ...).
 
-    ``image``: ``(T, H, W, C)`` uint8, reduced per channel in [0, 1] units (pixel / 255).
-    Computed in blocks of frames, so large episodes never need a float64 copy.
+    ``image``: ``(T, H, W, C)`` uint8, reduced per channel in [0, 1] units (pixel / 255),
+    exactly, from a 256-bin histogram per channel (an order of magnitude faster than float
+    passes over every pixel). Other arrays are computed in blocks of frames, so large
+    episodes never need a float64 copy.
     """
+    if image and arr.dtype == np.uint8:
+        flat = arr.reshape(-1, arr.shape[-1])                    # (N, C)
+        hist = np.stack([np.bincount(flat[:, c], minlength=256)
+                         for c in range(flat.shape[1])]).astype(np.float64)  # (C, 256)
+        v = np.arange(256) / 255.0
+        n = hist.sum(1)                                          # (C,)
+        mean = hist @ v / n
+        m2 = (hist * (v[None, :] - mean[:, None]) ** 2).sum(1)
+        seen = hist > 0
+        return {'count': np.float64(n[0]), 'mean': mean, 'm2': m2,
+                'min': v[seen.argmax(1)], 'max': v[255 - seen[:, ::-1].argmax(1)]}
     acc = None
     for lo in range(0, len(arr), _STAT_BLOCK):
         x = arr[lo:lo + _STAT_BLOCK].astype(np.float64)

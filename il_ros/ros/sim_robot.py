@@ -74,7 +74,7 @@ class SimRobot(Node):
         command_topic = p('command_topic', keys.TOPIC_COMMAND, 'Joint position commands.')
         self.lockstep = p('lockstep', False, 'Wait for the command answering each /sim/state '
                           'before stepping on (scripted collection).')
-        self.lockstep_timeout = p('lockstep_timeout_s', 0.2, 'Lockstep: wall seconds to wait '
+        self.lockstep_timeout = p('lockstep_timeout_s', 1.0, 'Lockstep: wall seconds to wait '
                                   'for a command before going on with the last one.')
         if self.rtf <= 0 and not self.lockstep:
             raise ValueError(f'real_time_factor must be > 0 without lockstep, got {self.rtf}')

@@ -3,6 +3,7 @@
     il-ros record --task lift --episodes 20 --out data/bags/lift
     il-ros bag-info data/bags/lift [--json]
     il-ros convert data/bags/lift --out data/datasets/lift
+    il-ros inspect data/datasets/lift
     il-ros node sim_robot --ros-args -p task:=reach_around
     il-ros expert-eval --task lift --episodes 100
 """
@@ -129,10 +130,28 @@ def _cmd_convert(args) -> int:
     except (ConfigError, ValueError) as e:
         print(f'il-ros convert: {e}', file=sys.stderr)
         return 2
-    reports = convert(args.bags, args.out, cfg)
+    reports = convert(args.bags, args.out, cfg, workers=args.workers)
     print(format_reports(reports))
     print(f'report: {Path(args.out) / "conversion_report.json"}')
     return 1 if any(r.status == 'rejected' for r in reports) else 0
+
+
+def _cmd_inspect(args) -> int:
+    """Dataset summary plus a contact sheet and action plots (PNG)."""
+    from il_ros.data.inspect import format_summary, inspect
+    from il_ros.data.store import StoreError
+    try:
+        summary, pngs = inspect(args.dataset, args.out)
+    except (StoreError, FileNotFoundError) as e:
+        print(f'il-ros inspect: {e}', file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(summary, indent=1))
+    else:
+        print(format_summary(summary))
+        for p in pngs:
+            print(f'wrote {p}')
+    return 0
 
 
 def _cmd_bag_info(args) -> int:
@@ -193,7 +212,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help='policy frames before a takeover labelled pre_intervention')
     p.add_argument('--stale-reject', type=float, default=4.0,
                    help='reject an episode whose stream is older than this many periods')
+    p.add_argument('--workers', type=int, default=1,
+                   help='convert bags in this many processes (appended in order)')
     p.set_defaults(func=_cmd_convert)
+
+    p = sub.add_parser('inspect', help='summarize a dataset; contact sheet + action plots')
+    p.add_argument('dataset')
+    p.add_argument('--out', help='folder for the PNGs (default: DATASET/inspect)')
+    p.add_argument('--json', action='store_true', help='machine-readable summary')
+    p.set_defaults(func=_cmd_inspect)
 
     p = sub.add_parser('bag-info', help='summarize a bag or a folder of episode bags')
     p.add_argument('path')

@@ -138,3 +138,26 @@ def test_dataloader_two_workers_same_as_zero(store, cache, batched):
     seen = torch.cat([b['jp'][:, -1, 0] for b in zero])        # frame t of every sample
     assert seen.numel() == len(wd)
     assert zero[0]['img'].shape[1:] == (2, 12, 12, 3) and zero[0]['img'].dtype == torch.uint8
+
+
+@pytest.mark.parametrize('cache', ['all', 'lowdim'])
+def test_obs_aligned_actions_give_the_action_at_every_obs_frame(store, cache):
+    wd = WindowDataset(store, ['joint_pos'], obs_horizon=4, action_horizon=3, cache=cache,
+                       obs_aligned_actions=True)
+    plain = WindowDataset(store, ['joint_pos'], obs_horizon=4, action_horizon=3, cache=cache)
+    assert 'action_seq' not in plain[0] and 'obs_pad' not in plain[0]
+    for i in range(len(wd)):
+        ep, t = wd.episode_and_frame(i)
+        act = store.episode(ep)['action']
+        frames = [max(k, 0) for k in range(t - 3, t + 1)]
+        item = wd[i]
+        assert np.array_equal(item['action_seq'].numpy(), act[frames]), i
+        assert item['obs_pad'].tolist() == [k < 0 for k in range(t - 3, t + 1)], i
+        assert torch.equal(item['action_seq'][-1], item['action'][0])    # both are action t
+        assert torch.equal(item['action'], plain[i]['action'])
+    assert wd[0]['obs_pad'].tolist() == [True, True, True, False]
+    b = wd[[0, 6, 2]]
+    assert b['action_seq'].shape == (3, 4, 6) and b['obs_pad'].shape == (3, 4)
+    assert torch.equal(b['obs_pad'][1], wd[6]['obs_pad'])
+    loader = make_loader(wd, 5, generator=torch.Generator().manual_seed(0))
+    assert {'action_seq', 'obs_pad'} <= set(next(iter(loader)))

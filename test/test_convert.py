@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -166,3 +167,22 @@ def test_partial_recording_is_reported(tmp_path):
     reports = convert([tmp_path / 'bags'], tmp_path / 'ds', progress=False)
     assert [r.status for r in reports] == ['rejected', 'rejected']
     assert all('cut off' in r.reason for r in reports)
+
+
+@pytest.mark.parametrize('fault, topic, words', [
+    (dict(backwards_stamp_at=1.0), '/joint_states', 'time goes backwards'),
+    (dict(resize_camera_at=1.0), '/camera/front/image_raw', 'image format changed'),
+    (dict(rename_joint_at=1.0), '/joint_states', 'joint name set changed'),
+    (dict(duration=0.3), '', 'too short'),
+])
+def test_each_validation_rejects_with_file_topic_and_time(tmp_path, fault, topic, words):
+    bag = write_synthetic_bag(tmp_path / 'bags' / 'faulty', SyntheticBagSpec(**fault))
+    write_synthetic_bag(tmp_path / 'bags' / 'fine', SyntheticBagSpec(seed=9))
+    reports = {Path(r.bag).name: r for r in convert([tmp_path / 'bags'], tmp_path / 'ds',
+                                                  progress=False)}
+    bad = reports['faulty']
+    assert bad.status == 'rejected' and words in bad.reason, bad.reason
+    assert str(bag) in bad.reason and topic in bad.reason
+    if words != 'too short':
+        assert 't=1001.0' in bad.reason or 't=1000.9' in bad.reason, bad.reason
+    assert reports['fine'].status == 'converted'

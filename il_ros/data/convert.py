@@ -132,8 +132,10 @@ def convert_bag(bag: Path, cfg: ConvertConfig, report: EpisodeReport, sid: str):
                 f' ({timing.note})' if timing.note else '')
             back = first_backwards(timing.times)
             if back is not None:
-                raise BagError(f'{bag}: {s.topic}: time goes backwards at t='
-                               f'{timing.times[back]:.3f}s ({timing.source} time)')
+                raise BagError(f'{bag}: {s.topic}: time goes backwards: {timing.source} time '
+                               f'{timing.times[back]:.3f}s follows '
+                               f'{timing.times[back - 1]:.3f}s (received at '
+                               f't={s.receive[back]:.3f}s)')
             times[role] = timing.times
             if role.startswith('camera/'):
                 sig0 = s.items[0]

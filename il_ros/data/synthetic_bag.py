@@ -43,6 +43,9 @@ class SyntheticBagSpec:
     jitter: float = 0.0                         # +- fraction of the period, uniform
     camera_gap: tuple[float, float] | None = None   # (start, end) s without camera 0
     nan_joint_at: float | None = None           # a NaN position at this time
+    backwards_stamp_at: float | None = None     # a joint stamp 0.2 s in the past here
+    resize_camera_at: float | None = None       # camera 0 halves its height from here on
+    rename_joint_at: float | None = None        # joint 0 is renamed from here on
     zero_stamps: bool = False                   # drivers that never stamp headers
     stamp_offset: float = 0.0                   # header clock minus receive clock
     start: float = 1000.0                       # receive time of the first message
@@ -95,6 +98,9 @@ def write_synthetic_bag(path: str | Path, spec: SyntheticBagSpec | None = None) 
                     spec.start + spec.camera_gap[1]:
                 continue
             img = image_value(t - spec.start, spec.image_hw, ci)
+            if ci == 0 and spec.resize_camera_at is not None and \
+                    t - spec.start >= spec.resize_camera_at:
+                img = img[:img.shape[0] // 2]
             stamp = 0.0 if spec.zero_stamps else t + spec.stamp_offset
             if cam in spec.compressed:
                 ok, buf = cv2.imencode('.jpg', img[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
@@ -121,8 +127,14 @@ def write_synthetic_bag(path: str | Path, spec: SyntheticBagSpec | None = None) 
         if spec.nan_joint_at is not None and abs(te - spec.nan_joint_at) < 0.5 / spec.joint_hz:
             pos[0] = np.nan
         stamp = 0.0 if spec.zero_stamps else t + spec.stamp_offset
+        if spec.backwards_stamp_at is not None and \
+                abs(te - spec.backwards_stamp_at) < 0.5 / spec.joint_hz:
+            stamp -= 0.2
+        names = [spec.joint_names[j] for j in order]
+        if spec.rename_joint_at is not None and te >= spec.rename_joint_at:
+            names = [n + '_renamed' if n == spec.joint_names[0] else n for n in names]
         msg = _T['sensor_msgs/msg/JointState'](
-            header=_header(stamp), name=[spec.joint_names[j] for j in order], position=pos,
+            header=_header(stamp), name=names, position=pos,
             velocity=np.zeros(len(order)), effort=np.zeros(len(order)))
         events.append((t, 1, (spec.joint_states_topic, 'sensor_msgs/msg/JointState'), msg))
     for t in _times(rng, spec.action_hz, spec):

@@ -69,3 +69,44 @@ def test_joy_deadman_drives_commands(procs, node):
     n_cmd, n_beat = len(cmds), len(beats)
     spin_for(0.6, released)
     assert len(cmds) == n_cmd and len(beats) == n_beat, 'commands continued after release'
+
+
+def test_keyboard_keys_jog_joints_through_a_terminal(procs, node, tmp_path):
+    """Keyboard mode reads a real terminal (a pty): 'q' jogs joint 1 up, space closes."""
+    import os
+    import pty
+    import subprocess
+    import sys
+    master, slave = pty.openpty()
+    p = subprocess.Popen(
+        [sys.executable, '-m', 'il_ros.ros.teleop', '--ros-args', '-p', 'mode:=keyboard',
+         '-p', 'arm_joints:=[a,b]', '-p', 'joint_lower:=[-1.0,-1.0]',
+         '-p', 'joint_upper:=[1.0,1.0]', '-p', 'key_step:=0.1', '-p', 'deadman_timeout_s:=0.4'],
+        stdin=slave, stdout=open(tmp_path / 'kb.log', 'wb'), stderr=subprocess.STDOUT,
+        start_new_session=True)
+    procs.procs.append((p, tmp_path / 'kb.log'))
+    os.close(slave)
+    cmds = []
+    node.create_subscription(Float64MultiArray, '/il/command',
+                             lambda m: cmds.append(list(m.data)), 10)
+    pub_js = node.create_publisher(JointState, '/joint_states', qos_profile_sensor_data)
+
+    def spin_for(seconds):
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            pub_js.publish(JointState(name=['a', 'b'], position=[0.0, 0.5]))
+            rclpy.spin_once(node, timeout_sec=0.02)
+            assert p.poll() is None, (tmp_path / 'kb.log').read_text()
+
+    wait_for(lambda: node.count_subscribers('/joint_states') > 0, 20,
+             what='keyboard teleop to start')
+    spin_for(1.0)
+    assert not cmds, 'published before any key was pressed'
+    os.write(master, b'q')
+    spin_for(0.3)
+    os.write(master, b'q ')
+    spin_for(0.3)
+    assert cmds, (tmp_path / 'kb.log').read_text()
+    np.testing.assert_allclose(cmds[0], [0.1, 0.5, 0.0])   # from the measured pose
+    np.testing.assert_allclose(cmds[-1], [0.2, 0.5, 1.0])  # second press + gripper closed
+    os.close(master)

@@ -99,20 +99,29 @@ def _cmd_record(args) -> int:
 
 
 def _cmd_demo(args) -> int:
-    """The main job, stage 1: record scripted demos through ROS and summarize the bags.
+    """The main job so far: record scripted demos through ROS 2, convert, inspect.
 
-    Later stages (convert, train, deploy, evaluate) are added as their issues land.
+    Training, deployment through the controller node and the success report are added as
+    their issues land.
     """
     out = Path(args.out)
-    bags = out / 'bags' / args.task
-    rec = build_parser().parse_args(['record', '--task', args.task, '--episodes',
-                                     str(args.episodes), '--out', str(bags), '--rtf',
-                                     str(args.rtf)])
-    print(f'[demo 1/1] recording {args.episodes} scripted {args.task} episodes through the '
-          'ROS 2 node graph (sim_robot, teleop, recorder)')
-    rc = _cmd_record(rec)
-    if rc == 0:
-        print(f'[demo] done: bags in {bags}; inspect them with `il-ros bag-info {bags}`')
+    bags, dataset = out / 'bags' / args.task, out / 'dataset'
+    steps = 3
+    print(f'[demo 1/{steps}] recording {args.episodes} scripted {args.task} episodes through '
+          'the ROS 2 node graph (sim_robot, teleop, recorder)')
+    rc = _cmd_record(build_parser().parse_args(
+        ['record', '--task', args.task, '--episodes', str(args.episodes), '--out', str(bags),
+         '--rtf', str(args.rtf)]))
+    if rc != 0:
+        return rc
+    print(f'[demo 2/{steps}] converting the bags into a training dataset at {dataset}')
+    rc = _cmd_convert(build_parser().parse_args(['convert', str(bags), '--out', str(dataset)]))
+    if rc != 0:
+        return rc
+    print(f'[demo 3/{steps}] inspecting the dataset')
+    rc = _cmd_inspect(build_parser().parse_args(['inspect', str(dataset)]))
+    print(f'[demo] done: bags in {bags}, dataset in {dataset}, pictures in '
+          f'{dataset / "inspect"}')
     return rc
 
 
@@ -195,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--timeout', type=float, default=3600.0, help='wall-clock limit (s)')
     p.set_defaults(func=_cmd_record)
 
-    p = sub.add_parser('demo', help='the main job: record scripted demos and summarize them')
+    p = sub.add_parser('demo', help='the main job: record demos through ROS 2, convert, inspect')
     p.add_argument('--out', default='runs/demo')
     p.add_argument('--task', default='lift')
     p.add_argument('--episodes', type=int, default=10)

@@ -1,0 +1,52 @@
+"""What changes from step to step: the batch order and the learning rate.
+
+Both are pure functions of the config and the step (and, for a time budget, the training
+seconds), so a resumed run continues exactly where it stopped.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from il_ros.training.config import TrainConfig
+
+
+class EpochSampler(torch.utils.data.Sampler):
+    """Sample indices, epoch after epoch, from global batch ``start`` on, forever.
+
+    Epoch e is a permutation drawn from ``(seed, e)``, cut to whole batches, so batch b of
+    the run is the same however the run was interrupted and resumed.
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int, start: int = 0):
+        super().__init__()
+        self.n, self.bs, self.seed, self.start = n, batch_size, seed, start
+        self.per_epoch = n // batch_size
+
+    def __len__(self) -> int:
+        return 2 ** 62
+
+    def __iter__(self):
+        epoch, skip = divmod(self.start, self.per_epoch)
+        while True:
+            perm = np.random.default_rng((self.seed, epoch)).permutation(self.n)
+            yield from perm[skip * self.bs:self.per_epoch * self.bs].tolist()
+            epoch, skip = epoch + 1, 0
+
+
+def lr_at(cfg: TrainConfig, step: int, train_s: float) -> float:
+    """Learning rate of ``step``: linear warmup, then cosine to ``lr * min_lr_ratio``.
+
+    The cosine runs over ``max_steps`` when it is set (a ``max_minutes`` budget then only
+    stops the run), else over the ``max_minutes`` of training time.
+    """
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    if cfg.max_steps is not None:      # by steps: the same schedule on every run
+        p = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
+    else:                              # by the wall-clock budget
+        p = train_s / (60.0 * cfg.max_minutes)
+    cosine = 0.5 * (1.0 + math.cos(math.pi * min(max(p, 0.0), 1.0)))
+    return cfg.lr * (cfg.min_lr_ratio + (1.0 - cfg.min_lr_ratio) * cosine)

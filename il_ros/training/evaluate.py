@@ -1,0 +1,205 @@
+"""Roll a policy out in the MuJoCo sim, in-process, and summarize what happened.
+
+Seeds: episode ``k`` resets the env with ``seed + k``; the default base seed is
+:data:`EVAL_SEED` = 1000. Demonstrations are recorded from seed 0 up (``il-ros record
+--seed``, ``sim_robot`` parameter ``seed``: episode k uses seed + k), so evaluation never
+replays a training demo's initial conditions as long as fewer than 1000 demos were recorded
+from seed 0. The scripted experts were checked on seeds 1000-1299 (docs/sim.md).
+
+The policy is reset at the start of every episode (LSTM state, action chunk queue) and run
+under ``torch.no_grad`` in eval mode. A non-finite action ends the episode as a failure
+(``nonfinite_action``); an episode that reaches the step limit fails as ``timeout``.
+"""
+from __future__ import annotations
+
+from collections import Counter
+import os
+import sys
+import time
+
+# Offscreen rendering needs EGL (or osmesa) chosen before mujoco is first imported.
+os.environ.setdefault('MUJOCO_GL', 'egl')
+os.environ.setdefault('PYOPENGL_PLATFORM', os.environ['MUJOCO_GL'])
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from il_ros.sim.registry import make_env, TASKS  # noqa: E402
+
+EVAL_SEED = 1000
+"""Base seed of evaluation episodes (demos use seeds below it; see the module doc)."""
+
+
+def _env_args(policy, cameras, image_size, control_rate_hz) -> dict:
+    """Env settings: explicit arguments first, then the policy's RobotSpec, then defaults."""
+    spec = getattr(policy, 'spec', None)
+    cams = cameras if cameras is not None else getattr(spec, 'cameras', None)
+    size = image_size if image_size is not None else getattr(spec, 'image_size', None)
+    rate = control_rate_hz if control_rate_hz is not None else getattr(
+        spec, 'control_rate_hz', None)
+    out = {}
+    if cams:
+        out['cameras'] = tuple(cams)
+    if size:
+        out['image_size'] = tuple(int(v) for v in size)
+    if rate:
+        out['control_dt'] = 1.0 / float(rate)
+    return out
+
+
+def _reset(policy, seed: int) -> None:
+    """Reset for a new episode, seeding the policy's sampling when it takes a seed."""
+    try:
+        policy.reset(seed=seed)
+    except TypeError:
+        policy.reset()
+
+
+def evaluate(policy, task: str, episodes: int = 50, seed: int = EVAL_SEED,
+             render: bool = True, progress: bool = True, cameras=None, image_size=None,
+             control_rate_hz: float | None = None, max_steps: int | None = None) -> dict:
+    """Run ``policy`` for ``episodes`` episodes of ``task`` and summarize.
+
+    Args:
+        policy: anything with ``reset()`` and ``act(obs) -> (A,) array``; a torch module is
+            put in eval mode for the rollouts and back in its previous mode after.
+        task: a sim task name (``il_ros.sim.TASKS``).
+        episodes: number of episodes (> 0).
+        seed: episode k uses env seed ``seed + k`` (default :data:`EVAL_SEED`).
+        render: render camera images (needed by any policy that looks at images).
+        progress: show a tqdm bar on stderr.
+        cameras, image_size, control_rate_hz: env settings; default to ``policy.spec``.
+        max_steps: cap on control steps per episode (default: the task's own limit).
+
+    Returns:
+        A JSON-able dict: 'task', 'episodes', 'seed', 'success_rate', 'successes',
+        'mean_steps', 'mean_steps_success', 'max_steps', 'failures' ({reason: count}),
+        'failure_rates' ({reason: fraction}, e.g. 'collision' on reach_around), 'modes'
+        ({mode: count}, None counted as 'none'), 'modes_success', 'act_ms' (mean policy
+        latency), 'cpu_s' (process CPU seconds), 'wall_s' and 'per_episode' (a list of
+        {'seed', 'success', 'steps', 'failure', 'mode'}).
+    """
+    if task not in TASKS:
+        raise ValueError(f'unknown task {task!r}; valid tasks: {", ".join(TASKS)}')
+    if episodes < 1:
+        raise ValueError(f'episodes must be >= 1, got {episodes}')
+    env_args = _env_args(policy, cameras, image_size, control_rate_hz)
+    env = make_env(task, render=render, **env_args)
+    limit = env.max_steps if max_steps is None else min(int(max_steps), env.max_steps)
+    was_training = getattr(policy, 'training', None)
+    if was_training is not None:
+        policy.eval()
+    per_episode, act_s, n_act = [], 0.0, 0
+    failures: Counter = Counter()
+    modes: Counter = Counter()
+    modes_ok: Counter = Counter()
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    bar = None
+    it = range(episodes)
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(it, desc=f'eval {task}', unit='ep', file=sys.stderr, leave=False)
+        it = bar
+    successes = 0
+    try:
+        for k in it:
+            obs = env.reset(seed=seed + k)
+            _reset(policy, seed + k)
+            ok, failure, steps = False, None, 0
+            with torch.no_grad():
+                while True:
+                    t0 = time.perf_counter()
+                    action = np.asarray(policy.act(obs), dtype=np.float64).reshape(-1)
+                    act_s += time.perf_counter() - t0
+                    n_act += 1
+                    if not np.all(np.isfinite(action)):
+                        failure = 'nonfinite_action'
+                        break
+                    obs, ok, done = env.step(action)
+                    steps += 1
+                    if ok:
+                        break
+                    failure = env.failure()
+                    if failure is not None:
+                        break
+                    if done or steps >= limit:
+                        failure = 'timeout'
+                        break
+            mode = env.info.get('mode') or 'none'
+            modes[mode] += 1
+            if ok:
+                successes += 1
+                modes_ok[mode] += 1
+            else:
+                failures[failure] += 1
+            per_episode.append({'seed': seed + k, 'success': bool(ok), 'steps': steps,
+                                'failure': failure, 'mode': mode})
+            if bar is not None:
+                bar.set_postfix(success=f'{successes / (k + 1):.2f}', refresh=False)
+    finally:
+        env.close()
+        if was_training:
+            policy.train()
+    steps_all = [e['steps'] for e in per_episode]
+    steps_ok = [e['steps'] for e in per_episode if e['success']]
+    return {
+        'task': task, 'episodes': episodes, 'seed': seed,
+        'success_rate': successes / episodes, 'successes': successes,
+        'mean_steps': float(np.mean(steps_all)),
+        'mean_steps_success': float(np.mean(steps_ok)) if steps_ok else None,
+        'max_steps': limit,
+        'failures': dict(failures),
+        'failure_rates': {r: c / episodes for r, c in failures.items()},
+        'modes': dict(modes), 'modes_success': dict(modes_ok),
+        'act_ms': round(1e3 * act_s / max(n_act, 1), 3),
+        'cpu_s': round(time.process_time() - cpu0, 2),
+        'wall_s': round(time.perf_counter() - wall0, 2),
+        'per_episode': per_episode,
+    }
+
+
+def format_result(res: dict) -> str:
+    """One human-readable line for an :func:`evaluate` result."""
+    modes = f", modes {res['modes']}" if set(res['modes']) - {'none'} else ''
+    return (f"{res['task']}: success {res['success_rate']:.1%} ({res['successes']}/"
+            f"{res['episodes']}, seeds {res['seed']}..{res['seed'] + res['episodes'] - 1}), "
+            f"mean {res['mean_steps']:.1f} steps of {res['max_steps']}, failures "
+            f"{res['failures'] or '-'}{modes}, act {res['act_ms']:.1f} ms, "
+            f"{res['cpu_s']} CPU s, {res['wall_s']} s")
+
+
+def checkpoint_spec(path):
+    """Return the RobotSpec stored in a checkpoint folder (from its JSON; no weights)."""
+    import json
+    from pathlib import Path
+
+    from il_ros.models.checkpoint import CONFIG_FILE
+    from il_ros.models.policy import RobotSpec
+    file = Path(path) / CONFIG_FILE
+    if not file.is_file():
+        raise FileNotFoundError(f'{path}: no checkpoint here (no {CONFIG_FILE})')
+    try:
+        return RobotSpec.from_dict(json.loads(file.read_text())['spec'])
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f'{file}: invalid checkpoint description: {e}') from None
+
+
+def evaluate_checkpoint(path, task: str, episodes: int = 50, seed: int = EVAL_SEED,
+                        use_ema: bool = True, render: bool = True, progress: bool = True,
+                        **kwargs) -> dict:
+    """Load a checkpoint for the sim robot of ``task`` and :func:`evaluate` it.
+
+    The checkpoint is loaded with ``expect`` = the sim's RobotSpec (training.spec.sim_spec),
+    so a checkpoint of another robot raises ``CheckpointMismatch`` naming the fields that
+    differ (e.g. ``action_dim 7 != 6``). The result also holds 'checkpoint' and 'step'.
+    """
+    from il_ros.models.policy import load_checkpoint
+    from il_ros.training.spec import sim_spec
+    expect = sim_spec(task, like=checkpoint_spec(path))
+    policy, extra = load_checkpoint(path, expect=expect, use_ema=use_ema)
+    res = evaluate(policy, task, episodes, seed=seed, render=render, progress=progress,
+                   **kwargs)
+    res['checkpoint'] = str(path)
+    res['step'] = extra.get('step')
+    res['weights'] = 'ema' if use_ema else 'raw'
+    return res

@@ -1,0 +1,46 @@
+"""A training run in its own process, reporting over a queue (what the trainer node starts).
+
+:func:`run_training` is the process entry point (``multiprocessing`` spawn context). It
+puts ``(kind, payload)`` tuples on ``events``:
+
+- ``('started', {'pid', 'run_dir'})`` once the process is up;
+- ``('progress', dict)``: the trainer's progress dict (see ``Trainer``);
+- ``('checkpoint', path)``: each new best checkpoint;
+- ``('done', summary)`` or ``('error', {'error', 'traceback'})`` last.
+
+``stop`` (a multiprocessing Event) asks the run to save its resumable state and return.
+"""
+from __future__ import annotations
+
+import os
+import traceback
+
+
+def run_training(request: dict, events, stop) -> None:
+    """Load the config named in ``request``, train, report on ``events``.
+
+    ``request``: 'config' (path or name), 'overrides' (list of key=value), 'dataset',
+    'out_dir', optional 'max_minutes', 'max_steps', 'eval_task' (None: the config's),
+    'threads' (torch threads, 0: default).
+    """
+    try:
+        import torch
+
+        from il_ros.training.config import load_train_config
+        from il_ros.training.trainer import train
+        if request.get('threads'):
+            torch.set_num_threads(int(request['threads']))
+        cfg = load_train_config(request.get('config'), request.get('overrides') or [],
+                                dataset=request.get('dataset') or None,
+                                max_minutes=request.get('max_minutes'),
+                                max_steps=request.get('max_steps'),
+                                eval_task=request.get('eval_task'), progress=False)
+        events.put(('started', {'pid': os.getpid(), 'run_dir': str(request['out_dir'])}))
+        summary = train(cfg, request['out_dir'],
+                        on_checkpoint=lambda p: events.put(('checkpoint', p)),
+                        on_progress=lambda d: events.put(('progress', d)),
+                        should_stop=stop.is_set)
+        events.put(('done', {k: v for k, v in summary.items() if k != 'evals'}))
+    except BaseException as e:  # noqa: BLE001 - reported to the parent, then the process ends
+        events.put(('error', {'error': f'{type(e).__name__}: {e}',
+                              'traceback': traceback.format_exc()}))

@@ -93,8 +93,13 @@ class GraphConfig:
     """Graph name (``sim``, ``record``, ...) -> {node name: fixed parameter overrides}."""
     args: dict[str, GraphArg] = field(default_factory=dict)
     """Argument name -> declaration."""
+    exit_with: dict[str, str] = field(default_factory=dict)
+    """Graph name -> node whose exit ends the graph (the others are then stopped)."""
 
     def __post_init__(self):
+        for g, node in self.exit_with.items():
+            if node not in self.graphs.get(g, {}):
+                raise ValueError(f'exit_with: node {node!r} is not in graph {g!r}')
         for g, members in self.graphs.items():
             if not isinstance(members, dict):
                 raise ValueError(f'graph {g!r} must map node names to parameter overrides')
@@ -137,6 +142,7 @@ def load_graph(path: str | Path | None = None) -> GraphConfig:
     graphs = {g: {n: (o or {}) for n, o in (members or {}).items()}
               for g, members in (raw.get('graphs') or {}).items()}
     try:
-        return GraphConfig(nodes=nodes, graphs=graphs, args=args)
+        return GraphConfig(nodes=nodes, graphs=graphs, args=args,
+                           exit_with=dict(raw.get('exit_with') or {}))
     except ValueError as e:
         raise ConfigError(f'{path}: {e}') from None

@@ -41,7 +41,10 @@ def _stub_launch_api(monkeypatch):
         return type(name, (_Recorded,), {})
 
     mod('launch', LaunchDescription=cls('LaunchDescription'))
-    mod('launch.actions', DeclareLaunchArgument=cls('DeclareLaunchArgument'))
+    mod('launch.actions', DeclareLaunchArgument=cls('DeclareLaunchArgument'),
+        EmitEvent=cls('EmitEvent'), RegisterEventHandler=cls('RegisterEventHandler'))
+    mod('launch.event_handlers', OnProcessExit=cls('OnProcessExit'))
+    mod('launch.events', Shutdown=cls('Shutdown'))
     mod('launch.substitutions', LaunchConfiguration=cls('LaunchConfiguration'))
     mod('launch_ros')
     mod('launch_ros.actions', Node=cls('Node'))
@@ -97,6 +100,9 @@ def test_launch_file_structure(path, monkeypatch):
     nodes = [e for e in entities if type(e).__name__ == 'Node']
     declared_args = {e.args[0] for e in entities if type(e).__name__ == 'DeclareLaunchArgument'}
     assert nodes, f'{path.name} launches no node'
+    for h in (e for e in entities if type(e).__name__ == 'RegisterEventHandler'):
+        target = h.args[0].kwargs['target_action']
+        assert target in nodes, f'{path.name}: exit handler targets a node not launched'
     scripts = _console_scripts()
     for node in nodes:
         kw = node.kwargs

@@ -6,7 +6,9 @@ packages, which the PyPI wheels do not ship; ``il-ros`` runs the same graph with
 from __future__ import annotations
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, EmitEvent, RegisterEventHandler
+from launch.event_handlers import OnProcessExit
+from launch.events import Shutdown
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
@@ -33,9 +35,13 @@ def graph_launch_description(graph: str, extra_args: dict | None = None) -> Laun
         overrides.update({param: ParameterValue(LaunchConfiguration(arg))
                           for param, arg in spec.args.items()})
         params = [str(g.params_path(name))] if spec.params else []
-        actions.append(Node(package='il_ros', executable=spec.executable, name=name,
-                            parameters=[*params, overrides],
-                            remappings=list(spec.remappings.items()),
-                            output='screen', emulate_tty=True,
-                            **(extra_args or {}).get(name, {})))
+        node = Node(package='il_ros', executable=spec.executable, name=name,
+                    parameters=[*params, overrides], remappings=list(spec.remappings.items()),
+                    output='screen', emulate_tty=True, **(extra_args or {}).get(name, {}))
+        actions.append(node)
+        if g.exit_with.get(graph) == name:
+            # e.g. the recorder in auto mode exits when its episodes are done: end the launch
+            actions.append(RegisterEventHandler(OnProcessExit(
+                target_action=node,
+                on_exit=[EmitEvent(event=Shutdown(reason=f'{name} exited'))])))
     return LaunchDescription(actions)

@@ -257,4 +257,4 @@ class RobotSpec:
 
 
 def _fmt(v) -> str:
-    return str(list(v)) if isinstance(v, (list, tuple)) else str(v)
+    return str(tuple(v)) if isinstance(v, tuple) else str(v)

@@ -23,9 +23,10 @@ SIM_START_NS = 1000 * 10**9
 class FakeSim(Node):
     """Serves reset and publishes success, clock and joint states from wall-clock timers."""
 
-    def __init__(self, succeed_after):
+    def __init__(self, succeed_after, stale_success=False):
         super().__init__('fake_sim')
         self.succeed_after = succeed_after
+        self.stale_success = stale_success
         self.resets = 0
         self.t0 = self.get_clock().now().nanoseconds
         self.reset_at = None
@@ -49,7 +50,13 @@ class FakeSim(Node):
         self.reset_at = self.sim_ns()
         self.get_logger().info(f'reset {self.resets}')
         response.success, response.message = True, f'reset {self.resets}'
+        if self.stale_success:  # a True from the previous episode, arriving late
+            self._stale = self.create_timer(0.1, self._publish_stale)
         return response
+
+    def _publish_stale(self):
+        self._stale.cancel()
+        self.success_pub.publish(Bool(data=True))
 
     def _pub_clock(self):
         self.clock_pub.publish(Clock(clock=self._stamp()))
@@ -71,10 +78,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument('--succeed-after', default='0.5',
                         help='comma-separated sim seconds per episode, or "never"')
+    parser.add_argument('--stale-success', action='store_true',
+                        help='publish one success=True 0.1 s after each reset')
     args, ros_args = parser.parse_known_args()
     after = [None if x == 'never' else float(x) for x in args.succeed_after.split(',')]
     rclpy.init(args=ros_args)
-    node = FakeSim(after)
+    node = FakeSim(after, args.stale_success)
     try:
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):

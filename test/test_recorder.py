@@ -273,6 +273,22 @@ def test_auto_episodes_under_sim_time(procs, tmp_path):
         assert m['topics']['/joint_states']['rate_hz'] == pytest.approx(50, rel=0.2)
 
 
+def test_auto_mode_ignores_a_stale_success_across_reset(procs, tmp_path):
+    """A success=True from the previous episode arriving after the reset must not end the
+    new episode (it once recorded a 12-frame "successful" lift episode at the start pose)."""
+    out = tmp_path / 'eps'
+    procs.start([sys.executable, SIM, '--succeed-after', 'never,never', '--stale-success'],
+                'sim')
+    rec = start_recorder(procs, out, 'use_sim_time:=true', 'auto_episodes:=2',
+                         'topics:=[/joint_states, /sim/success]', 'success_hold_s:=0.3',
+                         'episode_timeout_s:=1.0')
+    wait_for(lambda: rec.poll() is not None, 60, what='the recorder to finish 2 episodes')
+    assert rec.returncode == 0, procs.log(rec)
+    metas = [meta(out, i) for i in range(2)]
+    assert [m['success'] for m in metas] == [False, False]
+    assert all(m['duration_s'] == pytest.approx(1.0, abs=0.2) for m in metas)
+
+
 def test_auto_mode_fails_cleanly_without_reset_service(procs, tmp_path):
     rec = start_recorder(procs, tmp_path / 'eps', 'auto_episodes:=2', 'reset_timeout_s:=1.0',
                          'expected_topics_timeout_s:=0.2', 'reset_service:=/nowhere/reset')

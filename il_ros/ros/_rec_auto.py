@@ -9,9 +9,9 @@ A steady-clock timer drives a small state machine on the recorder node:
 - ``resetting``: call ``reset_service`` (std_srvs/Trigger); a refusal or no answer within
   ``reset_timeout_s`` (wall time) ends the run with exit code 1.
 - ``recording``: success messages (``success_topic``, std_msgs/Bool) count only while the
-  episode records. The episode stops ``success_hold_s`` of node-clock time after success
-  first turns true (success=True), or ``episode_timeout_s`` after the start
-  (success=False). Under ``use_sim_time`` both follow ``/clock``.
+  episode records. The episode stops once success has been true without a break for
+  ``success_hold_s`` of node-clock time (success=True), or ``episode_timeout_s`` after the
+  start (success=False). Under ``use_sim_time`` both follow ``/clock``.
 - After ``auto_episodes`` stopped episodes the node's ``done`` future gets 0 and ``main``
   returns it as the exit code. A failed write ends the run with 1.
 
@@ -52,7 +52,14 @@ class AutoEpisodes:
         return self.node.get_clock().now().nanoseconds
 
     def _on_success(self, msg: Bool) -> None:
-        if self.state == 'recording' and msg.data and self._success_at is None:
+        if self.state != 'recording':
+            return
+        if not msg.data:
+            # Success must hold without a break: a True still in flight from the previous
+            # episode (the sim publishes False within one tick of the reset) must not end
+            # the new episode. Seen: a 12-frame "successful" lift episode at the start pose.
+            self._success_at = None
+        elif self._success_at is None:
             self._success_at = self._now()
 
     def _finish(self, code: int, why: str) -> None:

@@ -69,7 +69,7 @@ def _cmd_eval(args) -> int:
     try:
         res = evaluate_checkpoint(args.checkpoint, args.task, episodes=args.episodes,
                                   seed=args.seed, use_ema=not args.raw_weights,
-                                  progress=not args.json)
+                                  progress=not args.json, max_steps=args.max_steps)
     except (CheckpointMismatch, FileNotFoundError, ValueError) as e:
         print(f'il-ros eval: {e}', file=sys.stderr)
         return 2
@@ -108,6 +108,8 @@ def add_eval_parser(subparsers) -> None:
     p.add_argument('--seed', type=int, default=EVAL_SEED,
                    help=f'episode k uses env seed SEED + k (default {EVAL_SEED}; demos are '
                         'recorded from seed 0)')
+    p.add_argument('--max-steps', type=int, default=None,
+                   help='cap on control steps per episode (default: the task\'s limit)')
     p.add_argument('--raw-weights', action='store_true',
                    help='evaluate the raw weights instead of the EMA')
     p.add_argument('--json', action='store_true', help='print the result as JSON')

@@ -95,6 +95,8 @@ class TrainConfig:
     eval_seed: int = 1000
     """Base env seed of the rollouts (episode k: eval_seed + k); keep it above the seeds the
     demonstrations were recorded with (they start at 0)."""
+    eval_max_steps: int | None = None
+    """Cap on the control steps of an evaluation episode (None: the task's own limit)."""
     select_by: str = 'auto'
     """Best checkpoint: 'success' (rollout success rate, ties to the lower validation loss),
     'val_loss', 'last', or 'auto' ('success' with an eval_task, else 'val_loss', else
@@ -163,6 +165,8 @@ class TrainConfig:
         if self.max_steps is not None and self.warmup_steps >= self.max_steps:
             raise ValueError(f'warmup_steps ({self.warmup_steps}) must be below max_steps '
                              f'({self.max_steps}); lower warmup_steps')
+        if self.eval_max_steps is not None and self.eval_max_steps < 1:
+            raise ValueError(f'eval_max_steps must be >= 1 or None, got {self.eval_max_steps}')
         if self.eval_every_steps is not None and self.eval_every_steps < 1:
             raise ValueError(f'eval_every_steps must be >= 1 or None, '
                              f'got {self.eval_every_steps}')

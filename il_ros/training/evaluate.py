@@ -57,7 +57,8 @@ def _reset(policy, seed: int) -> None:
 
 def evaluate(policy, task: str, episodes: int = 50, seed: int = EVAL_SEED,
              render: bool = True, progress: bool = True, cameras=None, image_size=None,
-             control_rate_hz: float | None = None, max_steps: int | None = None) -> dict:
+             control_rate_hz: float | None = None, max_steps: int | None = None,
+             env=None) -> dict:
     """Run ``policy`` for ``episodes`` episodes of ``task`` and summarize.
 
     Args:
@@ -70,6 +71,8 @@ def evaluate(policy, task: str, episodes: int = 50, seed: int = EVAL_SEED,
         progress: show a tqdm bar on stderr.
         cameras, image_size, control_rate_hz: env settings; default to ``policy.spec``.
         max_steps: cap on control steps per episode (default: the task's own limit).
+        env: an existing env of ``task`` to run in instead of making one (left open; the
+            env settings above are then ignored).
 
     Returns:
         A JSON-able dict: 'task', 'episodes', 'seed', 'success_rate', 'successes',
@@ -83,8 +86,12 @@ def evaluate(policy, task: str, episodes: int = 50, seed: int = EVAL_SEED,
         raise ValueError(f'unknown task {task!r}; valid tasks: {", ".join(TASKS)}')
     if episodes < 1:
         raise ValueError(f'episodes must be >= 1, got {episodes}')
-    env_args = _env_args(policy, cameras, image_size, control_rate_hz)
-    env = make_env(task, render=render, **env_args)
+    own_env = env is None
+    if own_env:
+        env = make_env(task, render=render,
+                       **_env_args(policy, cameras, image_size, control_rate_hz))
+    elif env.task != task:
+        raise ValueError(f'env is a {env.task!r} env, not {task!r}')
     limit = env.max_steps if max_steps is None else min(int(max_steps), env.max_steps)
     was_training = getattr(policy, 'training', None)
     if was_training is not None:
@@ -137,7 +144,8 @@ def evaluate(policy, task: str, episodes: int = 50, seed: int = EVAL_SEED,
             if bar is not None:
                 bar.set_postfix(success=f'{successes / (k + 1):.2f}', refresh=False)
     finally:
-        env.close()
+        if own_env:
+            env.close()
         if was_training:
             policy.train()
     steps_all = [e['steps'] for e in per_episode]

@@ -283,7 +283,7 @@ class Trainer:
         with st.rng_fork(cfg.seed + 7919 * self.step):
             val = self._val_loss()
             res = (evaluate(self.eval_policy, cfg.eval_task, cfg.eval_episodes,
-                            seed=cfg.eval_seed, progress=False)
+                            seed=cfg.eval_seed, progress=False, max_steps=cfg.eval_max_steps)
                    if cfg.eval_task else None)
         success = res['success_rate'] if res else None
         score = _score(cfg.selection, success, val)

@@ -1,0 +1,177 @@
+"""trainer: train a policy on request, in a worker process, and announce its checkpoints.
+
+- ``~/train`` (std_srvs/Trigger) starts a run with the current parameters (read at each
+  call, so ``config``, ``dataset`` or ``out_dir`` can change between runs). The run goes to
+  a separate process (multiprocessing spawn context: no forked DDS state, no threads shared
+  with the executor), so the executor never blocks. A call while a run is in progress is
+  refused, naming the run.
+- ``~/status`` (std_msgs/String, JSON) is published at ``status_rate_hz``: state (idle,
+  starting, training, done, stopped, failed), step, loss, success, best_success, eta_s,
+  run_dir, best_checkpoint, message.
+- ``~/checkpoint`` (std_msgs/String, transient local: a late subscriber gets the newest)
+  carries the path of each new best checkpoint.
+
+On shutdown a running worker is asked to stop; it saves its resumable state first, so the
+same ``~/train`` call (same ``out_dir``) resumes it.
+"""
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+from pathlib import Path
+import queue
+
+from rclpy.exceptions import ParameterUninitializedException
+from rclpy.node import Node
+from rclpy.qos import QoSDurabilityPolicy, QoSProfile, QoSReliabilityPolicy
+from std_msgs.msg import String
+from std_srvs.srv import Trigger
+
+from il_ros.ros.node_utils import declare, run, STATE_QOS
+
+CHECKPOINT_QOS = QoSProfile(depth=1, reliability=QoSReliabilityPolicy.RELIABLE,
+                            durability=QoSDurabilityPolicy.TRANSIENT_LOCAL)
+"""Latched: a controller that starts later still receives the newest checkpoint path."""
+
+
+class Trainer(Node):
+    """The trainer node (see the module docstring)."""
+
+    def __init__(self):
+        super().__init__('trainer')
+        p = lambda *a, **k: declare(self, *a, **k)  # noqa: E731
+        p('config', 'demo', 'Training config: a YAML path, or a name under config/train/.')
+        p('dataset', '', 'Dataset folder to train on (empty: the config\'s dataset).')
+        p('out_dir', 'runs/trainer', 'Run folder; a run already there is resumed.')
+        p('max_minutes', 0.0, 'Training budget in minutes (0: the config\'s).')
+        p('max_steps', 0, 'Training budget in gradient steps (0: the config\'s).')
+        p('eval_task', '', 'Sim task for periodic rollouts (empty: the config\'s).')
+        p('overrides', [], 'Config overrides, KEY=VALUE (YAML values), e.g. [lr=1e-3].',
+          array_type='string')
+        p('threads', 0, 'torch CPU threads of the worker (0: torch\'s default).')
+        rate = p('status_rate_hz', 1.0, 'Rate of ~/status messages.', read_only=True)
+        self.pub_status = self.create_publisher(String, '~/status', STATE_QOS)
+        self.pub_ckpt = self.create_publisher(String, '~/checkpoint', CHECKPOINT_QOS)
+        self.create_service(Trigger, '~/train', self._on_train)
+        self._ctx = mp.get_context('spawn')
+        self.proc = None
+        self.events = None
+        self.stop = None
+        self.status = {'state': 'idle', 'step': 0, 'loss': None, 'success': None,
+                       'best_success': None, 'eta_s': None, 'run_dir': None,
+                       'best_checkpoint': None, 'message': ''}
+        self.create_timer(1.0 / rate, self._tick)
+        self.get_logger().info('ready: call ~/train to start a run')
+
+    # -- service -----------------------------------------------------------------------------
+    def _request(self) -> dict:
+        def g(name):
+            try:
+                return self.get_parameter(name).value
+            except ParameterUninitializedException:   # an empty string array
+                return []
+        return {'config': g('config'), 'dataset': g('dataset') or None,
+                'out_dir': str(Path(g('out_dir')).resolve()),
+                'max_minutes': g('max_minutes') or None, 'max_steps': g('max_steps') or None,
+                'eval_task': g('eval_task') or None, 'overrides': [o for o in g('overrides') if o],
+                'threads': g('threads')}
+
+    def _on_train(self, request, response):
+        if self.busy:
+            response.success = False
+            response.message = (
+                f'a training run is already in progress (pid {self.proc.pid}, run dir '
+                f'{self.status["run_dir"]}, step {self.status["step"]}); wait for it to finish')
+            return response
+        try:
+            req = self._request()
+            from il_ros.training.worker import run_training
+            self.events, self.stop = self._ctx.Queue(), self._ctx.Event()
+            self.proc = self._ctx.Process(target=run_training,
+                                          args=(req, self.events, self.stop),
+                                          name='il_ros-train', daemon=True)
+            self.proc.start()
+        except Exception as e:  # noqa: BLE001 - answered, the node keeps serving
+            response.success = False
+            response.message = f'cannot start a training run: {type(e).__name__}: {e}'
+            self.get_logger().error(response.message)
+            return response
+        self.status.update(state='starting', step=0, loss=None, success=None,
+                           best_success=None, eta_s=None, run_dir=req['out_dir'],
+                           best_checkpoint=None, message=f'config {req["config"]}')
+        response.success = True
+        response.message = f'training started (pid {self.proc.pid}) in {req["out_dir"]}'
+        self.get_logger().info(response.message)
+        return response
+
+    @property
+    def busy(self) -> bool:
+        """Whether a run is in progress (a worker that reported its result may still exit)."""
+        return (self.proc is not None and self.proc.is_alive()
+                and self.status['state'] in ('starting', 'training'))
+
+    # -- worker events -----------------------------------------------------------------------
+    def _tick(self) -> None:
+        self._drain()
+        if (self.proc is not None and not self.proc.is_alive()
+                and self.status['state'] in ('starting', 'training')):
+            self._drain()
+            if self.status['state'] in ('starting', 'training'):
+                self.status.update(state='failed', message=f'worker exited with code '
+                                   f'{self.proc.exitcode} without a result')
+        self.pub_status.publish(String(data=json.dumps(self.status)))
+
+    def _drain(self) -> None:
+        if self.events is None:
+            return
+        while True:
+            try:
+                kind, payload = self.events.get_nowait()
+            except (queue.Empty, OSError, ValueError):
+                return
+            self._handle(kind, payload)
+
+    def _handle(self, kind: str, payload) -> None:
+        s = self.status
+        if kind == 'progress':
+            s.update(state='training', step=payload['step'], loss=payload['loss'],
+                     success=payload['success_rate'], best_success=payload['best_success'],
+                     eta_s=payload['eta_s'])
+        elif kind == 'checkpoint':
+            s['best_checkpoint'] = payload
+            self.pub_ckpt.publish(String(data=payload))
+            self.get_logger().info(f'new best checkpoint: {payload}')
+        elif kind == 'done':
+            best = payload.get('best') or {}
+            s.update(state='done' if payload['status'] == 'done' else 'stopped',
+                     step=payload['step'], eta_s=0.0, best_success=best.get('success_rate'),
+                     message=f'{payload["status"]}: {payload["step"]} steps, '
+                             f'{payload["samples_per_s"]} samples/s')
+            self.get_logger().info(s['message'])
+        elif kind == 'error':
+            s.update(state='failed', message=payload['error'])
+            self.get_logger().error(f'training failed: {payload["traceback"]}')
+        elif kind == 'started':
+            s['message'] = f'worker pid {payload["pid"]}'
+
+    def destroy_node(self):
+        if self.proc is not None and self.proc.is_alive():
+            self.get_logger().info('stopping the training worker (it saves a resumable state)')
+            self.stop.set()
+            for _ in range(60):       # keep draining: a child with queued events cannot exit
+                self.proc.join(0.5)
+                self._drain()
+                if not self.proc.is_alive():
+                    break
+            if self.proc.is_alive():
+                self.proc.terminate()
+                self.proc.join(5.0)
+        return super().destroy_node()
+
+
+def main(args=None):
+    run(Trainer, args)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,133 @@
+"""In-process evaluation in the real MuJoCo sim (il_ros.training.evaluate).
+
+Scripted policies with known outcomes check the bookkeeping (success, steps, failure
+reasons, modes, seeds); a real (untrained) Policy checkpoint checks evaluate_checkpoint,
+including the refusal of a checkpoint made for another robot.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from il_ros.models.policy import (build_policy, CheckpointMismatch, RobotSpec,
+                                  save_checkpoint)
+from il_ros.models.presets import preset
+from il_ros.sim import make_env, make_expert
+from il_ros.sim.reach_around import ReachAroundExpert
+from il_ros.training.evaluate import EVAL_SEED, evaluate, evaluate_checkpoint, format_result
+
+torch.set_num_threads(2)
+
+
+class ExpertPolicy:
+    """The scripted expert as a policy: it reads the privileged state of the env it is given."""
+
+    def __init__(self, env, expert):
+        self.env, self.expert, self.resets = env, expert, []
+
+    def reset(self, seed=None):
+        self.resets.append(seed)
+        self.expert.reset(self.env)
+
+    def act(self, obs):
+        assert set(obs) >= {'joint_pos', 'joint_vel'}
+        return self.expert.act(self.env).executed
+
+
+class ConstantPolicy:
+    """Always the same action (a NaN one ends the episode)."""
+
+    def __init__(self, action):
+        self.action = np.asarray(action, float)
+
+    def reset(self):
+        pass
+
+    def act(self, obs):
+        return self.action
+
+
+def test_expert_succeeds_with_episode_bookkeeping():
+    env = make_env('lift', render=False)
+    policy = ExpertPolicy(env, make_expert('lift', seed=0))
+    res = evaluate(policy, 'lift', episodes=2, env=env, progress=False)
+    assert res['success_rate'] == 1.0 and res['successes'] == 2
+    assert res['failures'] == {} and res['modes'] == {'none': 2}
+    assert [e['seed'] for e in res['per_episode']] == [EVAL_SEED, EVAL_SEED + 1]
+    assert policy.resets == [EVAL_SEED, EVAL_SEED + 1]       # reset (seeded) every episode
+    assert 20 < res['mean_steps'] < res['max_steps'] == env.max_steps
+    assert res['mean_steps_success'] == res['mean_steps']
+    assert res['cpu_s'] >= 0 and res['wall_s'] > 0 and res['act_ms'] > 0
+    assert 'lift: success 100.0% (2/2' in format_result(res)
+
+
+def test_modes_collisions_timeouts_and_nonfinite_actions():
+    env = make_env('reach_around', render=False)
+    left = ExpertPolicy(env, ReachAroundExpert(mode='left', seed=0))
+    res = evaluate(left, 'reach_around', episodes=2, env=env, progress=False)
+    assert res['success_rate'] == 1.0
+    assert res['modes'] == {'left': 2} and res['modes_success'] == {'left': 2}
+
+    class Straight(ConstantPolicy):          # joint-space jump to the target: hits the pillar
+        def act(self, obs):
+            return np.concatenate([env.arm_pose_for(env.p['target'].copy()), [1.0]])
+    res = evaluate(Straight(None), 'reach_around', episodes=2, env=env, progress=False)
+    assert res['success_rate'] == 0.0 and res['failure_rates'] == {'collision': 1.0}
+
+    env.reset(seed=5)
+    hold = np.concatenate([env.arm_qpos(), [1.0]])           # stays at its start: times out
+    res = evaluate(ConstantPolicy(hold), 'reach_around', episodes=1, seed=5, env=env,
+                   max_steps=15, progress=False)
+    assert res['failures'] == {'timeout': 1} and res['per_episode'][0]['steps'] == 15
+    assert res['per_episode'][0]['seed'] == 5
+
+    res = evaluate(ConstantPolicy([np.nan] * 6), 'reach_around', episodes=1, env=env,
+                   progress=False)
+    assert res['failures'] == {'nonfinite_action': 1} and res['mean_steps'] == 0
+
+
+def test_rejects_bad_arguments():
+    with pytest.raises(ValueError, match='unknown task'):
+        evaluate(ConstantPolicy([0] * 6), 'juggle', episodes=1)
+    with pytest.raises(ValueError, match='episodes'):
+        evaluate(ConstantPolicy([0] * 6), 'lift', episodes=0)
+
+
+def _stats(action_dim: int, proprio_dim: int) -> dict:
+    vec = lambda n, lo, hi: {'min': np.full(n, lo), 'max': np.full(n, hi),  # noqa: E731
+                             'mean': np.zeros(n), 'std': np.ones(n)}
+    return {'action': vec(action_dim, -1.0, 1.0), 'joint_pos': vec(proprio_dim, -2.0, 2.0),
+            'image/front': {'min': np.zeros(3), 'max': np.ones(3), 'mean': np.full(3, 0.5),
+                            'std': np.full(3, 0.25)}}
+
+
+def _checkpoint(path, spec: RobotSpec):
+    cfg = preset('none_mse', encoder={'name': 'conv4', 'channels': [8, 8, 8, 8], 'num_kp': 8,
+                                      'feat_dim': 16}, crop=28)
+    policy = build_policy(cfg, spec, _stats(spec.action_dim, spec.proprio_dim))
+    return save_checkpoint(policy, path, extra={'step': 7})
+
+
+def test_evaluate_checkpoint_runs_a_real_policy(tmp_path):
+    env = make_env('lift', render=False)
+    spec = RobotSpec(env.joint_names, env.action_names, 6, 7, ['front'], (32, 32), 20.0)
+    path = _checkpoint(tmp_path / 'ok', spec)
+    res = evaluate_checkpoint(path, 'lift', episodes=2, max_steps=10, progress=False)
+    assert res['episodes'] == 2 and res['step'] == 7 and res['weights'] == 'ema'
+    assert 0.0 <= res['success_rate'] <= 1.0
+    assert sum(res['failures'].values()) + res['successes'] == 2
+    assert all(1 <= e['steps'] <= 10 for e in res['per_episode'])
+    assert res['act_ms'] > 0
+
+
+def test_evaluate_checkpoint_refuses_another_robot(tmp_path):
+    other = RobotSpec([f'j{i}' for i in range(7)], [f'a{i}' for i in range(7)], 7, 7,
+                      ['front'], (32, 32), 20.0)
+    path = _checkpoint(tmp_path / 'other', other)
+    with pytest.raises(CheckpointMismatch) as e:
+        evaluate_checkpoint(path, 'lift', episodes=1, progress=False)
+    msg = str(e.value)
+    assert 'action_dim 7 != 6' in msg and 'joint_names' in msg and 'action_names' in msg
+    with pytest.raises(FileNotFoundError, match='no checkpoint'):
+        evaluate_checkpoint(tmp_path / 'missing', 'lift', episodes=1)

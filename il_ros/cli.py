@@ -4,6 +4,8 @@
     il-ros bag-info data/bags/lift [--json]
     il-ros convert data/bags/lift --out data/datasets/lift
     il-ros inspect data/datasets/lift
+    il-ros train --config config/train/lift_lstm_gmm.yaml --dataset data/datasets/lift --out runs/x
+    il-ros eval --checkpoint runs/x/checkpoints/best --task lift --episodes 50
     il-ros node sim_robot --ros-args -p task:=reach_around
     il-ros expert-eval --task lift --episodes 100
 """
@@ -236,6 +238,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--json', action='store_true', help='machine-readable output')
     p.set_defaults(func=_cmd_bag_info)
 
+    from il_ros.training.cli import add_eval_parser, add_train_parser
+    add_train_parser(sub)
+    add_eval_parser(sub)
+
     p = sub.add_parser('expert-eval', help='success rate of a task\'s scripted expert')
     p.add_argument('--task', default='lift')
     p.add_argument('--episodes', type=int, default=100)
@@ -248,7 +254,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except BrokenPipeError:  # output piped into `head` and closed early: not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == '__main__':

@@ -44,3 +44,9 @@ SOURCE_POLICY = 'policy'
 SOURCE_INTERVENTION = 'intervention'
 SOURCE_HOLD = 'hold'
 SOURCE_PRE_INTERVENTION = 'pre_intervention'
+
+
+EVAL_SEED = 1000
+"""Evaluation episodes use env seeds from here up; demonstrations are recorded from seed 0,
+so a policy is never evaluated on the initial conditions it was trained on (up to 1000
+demos)."""

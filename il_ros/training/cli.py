@@ -100,7 +100,7 @@ def add_train_parser(subparsers) -> None:
 
 def add_eval_parser(subparsers) -> None:
     """Add ``eval`` to an argparse subparsers object."""
-    from il_ros.training.evaluate import EVAL_SEED
+    from il_ros.keys import EVAL_SEED
     p = subparsers.add_parser('eval', help='roll a checkpoint out in the sim')
     p.add_argument('--checkpoint', required=True, help='checkpoint folder')
     p.add_argument('--task', required=True, help='sim task: lift, reach_around, path')

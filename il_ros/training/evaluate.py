@@ -24,9 +24,10 @@ os.environ.setdefault('PYOPENGL_PLATFORM', os.environ['MUJOCO_GL'])
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from il_ros import keys
 from il_ros.sim.registry import make_env, TASKS  # noqa: E402
 
-EVAL_SEED = 1000
+EVAL_SEED = keys.EVAL_SEED
 """Base seed of evaluation episodes (demos use seeds below it; see the module doc)."""
 
 

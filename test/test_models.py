@@ -10,7 +10,7 @@ from il_ros.models import registry
 from il_ros.models.heads.ddim import NoiseSchedule
 from il_ros.models.obs_encoder import ObsEncoder
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)          # tiny models: a 2nd thread only adds barriers
 
 # Small options per registered name, to keep the tests fast.
 TINY = {
@@ -269,3 +269,15 @@ def test_diffusion_default_size_and_horizon_check():
         registry.build('head', {'name': 'diffusion'}, in_dim=8, action_dim=2, horizon=6)
     with pytest.raises(ValueError, match='n_groups'):
         registry.make_config('head', {'name': 'diffusion', 'down_dims': [12, 24]})
+
+
+@pytest.mark.parametrize('k, stride, pad, bias', [(5, 1, 2, True), (1, 1, 0, True),
+                                                  (3, 2, 1, True), (3, 1, 1, False)])
+def test_unet_conv1d_batch1_fast_path_equals_conv1d(k, stride, pad, bias):
+    from il_ros.models.heads.unet1d import Conv1d
+    torch.manual_seed(0)
+    conv = Conv1d(12, 20, k, stride, pad, bias=bias)
+    for n, length in ((1, 16), (1, 5), (3, 16)):      # batch 1: im2col path; 3: PyTorch's
+        x = torch.randn(n, 12, length)
+        ref = torch.nn.functional.conv1d(x, conv.weight, conv.bias, stride, pad)
+        assert torch.allclose(conv(x), ref, atol=1e-5), (n, length)

@@ -15,7 +15,7 @@ from il_ros.models import (build_policy, CheckpointMismatch, load_checkpoint, Po
 from il_ros.models import registry
 from il_ros.models.policy_config import image_encoders
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)          # tiny models: a 2nd thread only adds barriers
 HW, CROP = 24, 20
 LENGTHS = [30, 12, 25]
 

@@ -255,8 +255,10 @@ def test_loss_masks_padding_and_scales_with_weight(ds, spec):
 
 
 def test_bf16_channels_last_switch(ds, spec):
-    fp32, wd = make(ds, spec, tiny_cfg('none_mse'))
+    assert preset('none_mse').bf16 and preset('diffusion').channels_last   # preset default
+    fp32, wd = make(ds, spec, tiny_cfg('none_mse', bf16=False, channels_last=False))
     fast, _ = make(ds, spec, tiny_cfg('none_mse', bf16=True, channels_last=True))
+    assert not PolicyConfig().bf16 and not fp32.encoder.bf16 and fast.encoder.bf16
     fast.load_state_dict(fp32.state_dict())
     batch = wd.batch(np.arange(8))
     fp32.eval()

@@ -16,8 +16,9 @@ from il_ros.models.resnet import make_norm, NORMS
 class Conv4EncoderConfig:
     """Options of the ``conv4`` image encoder (76x76 input -> 19x19 map by default)."""
 
-    channels: tuple[int, ...] = (32, 64, 64, 64)
-    """Output channels of the 3x3 conv layers."""
+    channels: tuple[int, ...] = (32, 32, 32, 32)
+    """Output channels of the 3x3 conv layers (32-64-64-64 trained 2.2x slower; see
+    docs/models.md)."""
     strides: tuple[int, ...] = (2, 2, 1, 1)
     """Stride of each layer (same length as channels)."""
     norm: str = 'group'

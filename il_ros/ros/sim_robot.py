@@ -187,7 +187,11 @@ class SimRobot(Node):
                 self.waiting_since = time.monotonic()
                 self.fresh_command = False
                 break
-        self.pub_clock.publish(Clock(clock=to_time(self.sim_time)))
+        if not self.lockstep:
+            # In lockstep /clock moves only at control ticks (published with /sim/state):
+            # it then reads t until the next tick, so a recorder that is slow to take the
+            # command answering tick t still logs it at t, not at some time in between.
+            self.pub_clock.publish(Clock(clock=to_time(self.sim_time)))
 
     def _hold_action(self) -> np.ndarray:
         """Keep the arm where it is (current joint positions) and the gripper as commanded."""

@@ -229,6 +229,22 @@ def test_lstm_act_matches_the_training_forward(ds, spec):
     assert np.allclose(policy.act(obs[4]), acts[4], atol=1e-5)  # step 5 started a new window
 
 
+def test_frame_stack_act_matches_the_training_forward(ds, spec):
+    """act's history (padded at the start, each frame encoded once) = the sampler's window."""
+    policy, wd = make(ds, spec, tiny_cfg('none_mse', obs_horizon=3, bf16=False,
+                                         channels_last=False))
+    policy.eval()
+    policy.reset()
+    acts = np.stack([policy.act(obs_at(ds, 0, t)) for t in range(5)])
+    batch = wd.batch(np.arange(5))                          # episode 0, frames 0..4
+    with torch.no_grad():
+        feats = policy.encoder(policy._images(batch['obs'], False),
+                               policy._proprio(batch['obs']))    # (5, To, D)
+        out = policy.head.sample(policy.core(feats)[:, 0])       # (5, 1, A)
+        ref = policy.normalizers['action'].unnormalize(out[:, 0].double()).numpy()
+    np.testing.assert_allclose(acts, ref, rtol=1e-5, atol=1e-5)
+
+
 def test_loss_masks_padding_and_scales_with_weight(ds, spec):
     policy, wd = make(ds, spec, tiny_cfg('lstm_mse', seq_len=4, action_horizon=3))
     policy.eval()                                               # center crop, no jitter

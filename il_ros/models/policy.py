@@ -80,14 +80,14 @@ class Policy(nn.Module):
         """Training loss of one ``WindowDataset`` batch (a scalar tensor)."""
         obs = batch['obs']
         feats = self.encoder(self._images(obs, self.training), self._proprio(obs))  # (B,T,D)
-        b = feats.shape[0]
+        b, dev = feats.shape[0], feats.device
         weight = batch.get('weight')
-        weight = torch.ones(b) if weight is None else weight.to(torch.float32)     # (B,)
+        weight = torch.ones(b, device=dev) if weight is None else weight.to(torch.float32)
         act = self.normalizers[keys.ACTION].normalize(batch['action'].to(torch.float32))
         if not self.core.sequence:
             features = self.core(feats)[:, 0]                           # (B, F)
             mask = (~batch['action_pad'] if self.cfg.mask_padding
-                    else torch.ones(act.shape[:2], dtype=torch.bool))   # (B, Tp)
+                    else torch.ones(act.shape[:2], dtype=torch.bool, device=dev))  # (B, Tp)
             return self.head.loss(features, act, mask, weight)
         if 'action_seq' not in batch or 'obs_pad' not in batch:
             raise ValueError('a sequence core needs per-frame actions: build the '
@@ -98,9 +98,10 @@ class Policy(nn.Module):
         seq = self.normalizers[keys.ACTION].normalize(batch['action_seq'].to(torch.float32))
         stream = torch.cat([seq, act[:, 1:]], dim=1)                    # (B, T+Tp-1, A)
         target = stream.unfold(1, tp, 1).permute(0, 1, 3, 2)           # (B, T, Tp, A)
-        pad = torch.cat([torch.zeros(b, t, dtype=torch.bool), batch['action_pad'][:, 1:]], 1)
+        pad = torch.cat([torch.zeros(b, t, dtype=torch.bool, device=dev),
+                         batch['action_pad'][:, 1:]], 1)                # (B, T+Tp-1)
         valid = (~pad).unfold(1, tp, 1) if self.cfg.mask_padding else \
-            torch.ones(b, t, tp, dtype=torch.bool)                      # (B, T, Tp)
+            torch.ones(b, t, tp, dtype=torch.bool, device=dev)          # (B, T, Tp)
         valid = valid & ~batch['obs_pad'][:, :, None]                   # (B, T, Tp)
         return self.head.loss(features.reshape(b * t, -1), target.reshape(b * t, tp, -1),
                               valid.reshape(b * t, tp), weight.repeat_interleave(t))
@@ -117,13 +118,15 @@ class Policy(nn.Module):
 
     @contextmanager
     def _inference(self):
-        was = self.training
-        self.train(False)
+        was = self.training              # walking the modules costs ~1 ms: only when needed
+        if was:
+            self.train(False)
         try:
             with torch.inference_mode():
                 yield
         finally:
-            self.train(was)
+            if was:
+                self.train(True)
 
     def _frame(self, obs: dict) -> dict:
         """Validate one raw observation and turn it into normalized (1, 1, ...) tensors."""
@@ -154,6 +157,20 @@ class Policy(nn.Module):
                    if self.cfg.proprio_keys else None)
         return self.encoder(images, proprio)                            # (1, T, D)
 
+    def _history_features(self) -> torch.Tensor:
+        """(1, To, D) features of the history; each frame is encoded once, when first needed
+        (the encoders work per frame, so a frame's features never change)."""
+        frames = list(self._history)
+        todo = []
+        for f in frames:
+            if 'feat' not in f and all(f is not g for g in todo):
+                todo.append(f)
+        if todo:
+            feats = self._encode(todo)                                  # (1, n, D)
+            for j, f in enumerate(todo):
+                f['feat'] = feats[:, j]                                 # (1, D)
+        return torch.stack([f['feat'] for f in frames], dim=1)          # (1, To, D)
+
     def _observe(self, obs: dict) -> None:
         frame = self._frame(obs)
         if not self._history:
@@ -161,11 +178,11 @@ class Policy(nn.Module):
         else:
             self._history.append(frame)
         if self.core.sequence:
-            self._seq_features = self.core.step(self._encode([frame]))  # (1, F)
+            self._seq_features = self.core.step(self._history_features())  # (1, F)
 
     def _plan(self, generator) -> np.ndarray:
         features = (self._seq_features if self.core.sequence
-                    else self.core.step(self._encode(list(self._history))))  # (1, F)
+                    else self.core.step(self._history_features()))     # (1, F)
         chunk = self.head.sample(features, generator=generator or self._gen)  # (1, Tp, A)
         return self.normalizers[keys.ACTION].unnormalize(chunk[0].double()).numpy()
 

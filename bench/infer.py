@@ -42,19 +42,21 @@ SPEC = RobotSpec(joint_names=[f'j{i}' for i in range(7)],
 
 
 def normalizers() -> dict[str, Normalizer]:
-    """Plausible fixed normalizers (what build_policy would derive from a dataset)."""
+    """Return plausible fixed normalizers, like those build_policy derives from a dataset."""
     return {'action': Normalizer(np.full(6, 0.5), np.zeros(6), 'minmax'),
             'joint_pos': Normalizer(np.full(7, 2.0), np.zeros(7), 'meanstd'),
             'image/front': Normalizer(np.full(3, 4.0), np.full(3, -2.0), 'meanstd')}
 
 
 def percentiles(times: list[float]) -> dict:
+    """Return min/p50/p99 in ms of ``times`` (seconds)."""
     ms = np.asarray(times) * 1e3
     return {'min_ms': round(float(ms.min()), 3), 'p50_ms': round(float(np.percentile(ms, 50)), 3),
             'p99_ms': round(float(np.percentile(ms, 99)), 3), 'n': len(ms)}
 
 
 def timed(fn, n: int, warmup: int = 10) -> list[float]:
+    """Call ``fn`` ``warmup`` times, then return the durations of ``n`` calls."""
     for _ in range(warmup):
         fn()
     out = []
@@ -66,6 +68,7 @@ def timed(fn, n: int, warmup: int = 10) -> list[float]:
 
 
 def bench_policy(name: str, fast: bool, steps: int, rng: np.random.Generator) -> dict:
+    """Measure act, replan and the two baselines for one preset."""
     cfg = preset(name, bf16=fast, channels_last=fast)
     torch.manual_seed(0)
     policy = assemble_policy(cfg, SPEC, normalizers(), load_weights=False).eval()
@@ -112,6 +115,7 @@ def bench_policy(name: str, fast: bool, steps: int, rng: np.random.Generator) ->
 
 
 def describe(name: str) -> dict:
+    """Return the sizes and horizons of a preset."""
     cfg = preset(name)
     torch.manual_seed(0)
     p = assemble_policy(cfg, SPEC, normalizers(), load_weights=False)
@@ -125,6 +129,7 @@ def describe(name: str) -> dict:
 
 
 def main() -> None:
+    """Run every preset at every thread count and print the JSON."""
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--steps', type=int, default=200, help='act calls per measurement')
     ap.add_argument('--presets', nargs='+', default=['lstm_gmm', 'none_mse', 'diffusion'])

@@ -26,7 +26,7 @@ HEAD_HORIZON = 4                      # divisible by 2 ** (len(down_dims) - 1)
 
 
 def tiny(kind: str, name: str, **extra) -> dict:
-    """Component config dict with the tiny options."""
+    """Return a component config dict with the tiny options."""
     return {'name': name, **TINY.get(name, {}), **extra}
 
 

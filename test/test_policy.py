@@ -39,7 +39,7 @@ def spec(ds):
 
 
 def tiny_cfg(name: str = 'none_mse', **overrides) -> PolicyConfig:
-    """A preset shrunk to test size (components from test_models.TINY)."""
+    """Return a preset shrunk to test size (components from test_models.TINY)."""
     base = preset(name)
     kw = {}
     for k in ('encoder', 'proprio_encoder', 'core', 'head'):
@@ -230,7 +230,7 @@ def test_lstm_act_matches_the_training_forward(ds, spec):
 
 
 def test_frame_stack_act_matches_the_training_forward(ds, spec):
-    """act's history (padded at the start, each frame encoded once) = the sampler's window."""
+    """The act history (padded at the start, each frame encoded once) = the sampler window."""
     policy, wd = make(ds, spec, tiny_cfg('none_mse', obs_horizon=3, bf16=False,
                                          channels_last=False))
     policy.eval()

@@ -20,7 +20,7 @@ def store(tmp_path_factory):
 
 
 def reference_item(ds: Dataset, ep: int, t: int, to: int, tp: int) -> dict:
-    """The window spelled out frame by frame, independently of the sampler's index math."""
+    """Return the window spelled out frame by frame, independently of the sampler's index math."""
     e = ds.episode(ep)
     n = len(e['action'])
     obs_frames = [max(k, 0) for k in range(t - to + 1, t + 1)]

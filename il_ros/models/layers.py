@@ -23,7 +23,7 @@ def make_mlp(in_dim: int, hidden, out_dim: int | None,
 
 
 def mlp_out_dim(in_dim: int, hidden, out_dim: int | None) -> int:
-    """Output size of :func:`make_mlp` with the same arguments."""
+    """Return the output size of :func:`make_mlp` with the same arguments."""
     if out_dim is not None:
         return out_dim
     return int(hidden[-1]) if len(hidden) else in_dim

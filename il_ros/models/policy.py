@@ -58,7 +58,7 @@ class Policy(nn.Module):
 
     # ----------------------------------------------------------------- training
     def sampler_spec(self) -> dict:
-        """The windows the trainer must load (``WindowDataset`` arguments)."""
+        """Return the windows the trainer must load (``WindowDataset`` arguments)."""
         return {'obs_keys': [*map(keys.image_key, self.cfg.cameras), *self.cfg.proprio_keys],
                 'obs_horizon': self.cfg.window, 'action_horizon': self.cfg.action_horizon,
                 'obs_aligned_actions': self.cfg.sequence_core}
@@ -158,8 +158,11 @@ class Policy(nn.Module):
         return self.encoder(images, proprio)                            # (1, T, D)
 
     def _history_features(self) -> torch.Tensor:
-        """(1, To, D) features of the history; each frame is encoded once, when first needed
-        (the encoders work per frame, so a frame's features never change)."""
+        """Return the (1, To, D) features of the history.
+
+        Each frame is encoded once, when first needed: the encoders work per frame, so a
+        frame's features never change.
+        """
         frames = list(self._history)
         todo = []
         for f in frames:
@@ -198,7 +201,7 @@ class Policy(nn.Module):
             return self._queue.popleft().copy()
 
     def act_chunk(self, obs: dict, generator: torch.Generator | None = None) -> np.ndarray:
-        """A fresh (Ta, A) raw chunk for a controller that schedules chunks itself.
+        """Return a fresh (Ta, A) raw chunk, for a controller that schedules chunks itself.
 
         Use either :meth:`act` or this within an episode; this one clears act's queue.
         """
@@ -210,8 +213,11 @@ class Policy(nn.Module):
 
 def assemble_policy(cfg: PolicyConfig, spec: RobotSpec, normalizers: dict[str, Normalizer],
                     load_weights: bool = True) -> Policy:
-    """Build the parts from the registry and wire them (``load_weights``: read pretrained
-    encoder files named in the config; a checkpoint load passes False)."""
+    """Build the parts from the registry and wire them into a Policy.
+
+    ``load_weights``: read the pretrained encoder files named in the config (a checkpoint
+    load passes False: its weights replace them).
+    """
     image_encoders = {c: registry.build('encoder', cfg.encoder, in_channels=3,
                                         load_weights=load_weights) for c in cfg.cameras}
     proprio = (registry.build('encoder', cfg.proprio_encoder, in_dim=spec.proprio_dim)
@@ -226,7 +232,7 @@ def assemble_policy(cfg: PolicyConfig, spec: RobotSpec, normalizers: dict[str, N
 
 
 def build_policy(cfg: PolicyConfig, spec: RobotSpec, stats: dict) -> Policy:
-    """A freshly initialized policy whose normalizers come from ``stats`` (Dataset.stats)."""
+    """Build a freshly initialized policy whose normalizers come from ``stats`` (Dataset.stats)."""
     if list(cfg.cameras) != list(spec.cameras):
         raise ValueError(f'config cameras {cfg.cameras} != spec cameras {spec.cameras}')
     modes = {keys.ACTION: cfg.normalize_action,
@@ -249,5 +255,6 @@ def build_policy(cfg: PolicyConfig, spec: RobotSpec, stats: dict) -> Policy:
     return assemble_policy(cfg, spec, norms, load_weights=True)
 
 
-from il_ros.models.checkpoint import (CheckpointMismatch, load_checkpoint,  # noqa: E402
+# Re-exported here (the API's home); imported last because checkpoint imports this module.
+from il_ros.models.checkpoint import (CheckpointMismatch, load_checkpoint,  # noqa: E402,I100,I202
                                       save_checkpoint)

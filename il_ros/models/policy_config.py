@@ -1,4 +1,4 @@
-"""The policy's config (:class:`PolicyConfig`) and the robot it was trained for (:class:`RobotSpec`).
+"""The policy config (:class:`PolicyConfig`) and the robot it is for (:class:`RobotSpec`).
 
 Both are plain dataclasses that round-trip through JSON (``dataclasses.asdict`` and
 ``from_dict``), so a checkpoint stores them as text, never pickled.
@@ -12,8 +12,8 @@ import math
 import numpy as np
 
 from il_ros import keys
-from il_ros.models import registry
 from il_ros.data.stats import MODES as NORM_MODES
+from il_ros.models import registry
 
 
 def _default_encoder() -> dict:
@@ -150,7 +150,7 @@ class PolicyConfig:
 
 
 def image_encoders() -> list[str]:
-    """Registered encoders that take images."""
+    """Return the registered encoders that take images."""
     return [n for n in registry.names('encoder')
             if registry.lookup('encoder', n).modality == 'image']
 
@@ -234,8 +234,11 @@ class RobotSpec:
                      action_names: list[str] | None = None,
                      joint_names: list[str] | None = None,
                      control_rate_hz: float | None = None) -> RobotSpec:
-        """Read shapes from an ``il_ros.data.store.Dataset``; names and rate from episode 0's
-        meta (``joint_names``, ``rate_hz``) unless given."""
+        """Build the spec of a ``il_ros.data.store.Dataset``.
+
+        Shapes come from the dataset schema; names and rate from episode 0's meta
+        (``joint_names``, ``action_names``, ``rate_hz``) unless given.
+        """
         meta = dataset.meta(0) if dataset.num_episodes else {}
         missing = [k for k in [*map(keys.image_key, cameras), *proprio_keys, keys.ACTION]
                    if k not in dataset.shapes]

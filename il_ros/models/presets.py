@@ -57,7 +57,7 @@ def preset_names() -> list[str]:
 
 
 def preset(name: str, **overrides) -> PolicyConfig:
-    """The preset's PolicyConfig with ``overrides`` applied (see module doc)."""
+    """Return the preset's PolicyConfig with ``overrides`` applied (see module doc)."""
     if name not in PRESETS:
         raise ValueError(f'policy preset {name!r} unknown; presets: {preset_names()}')
     fields = {**_FAST, **copy.deepcopy(PRESETS[name])}

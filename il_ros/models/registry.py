@@ -52,7 +52,7 @@ def register(kind: str, name: str):
 
 
 def names(kind: str) -> list[str]:
-    """Registered names of ``kind``, sorted."""
+    """Return the registered names of ``kind``, sorted."""
     _load_builtins()
     if kind not in KINDS:
         raise ValueError(f'component kind {kind!r} unknown; use one of {KINDS}')

@@ -41,12 +41,12 @@ class NoiseSchedule:
 
     def add_noise(self, x0: torch.Tensor, noise: torch.Tensor,
                   t: torch.Tensor) -> torch.Tensor:
-        """q(x_t | x0): sqrt(ab_t) x0 + sqrt(1 - ab_t) noise; ``t`` (N,) int."""
+        """Return x_t ~ q(x_t | x0): sqrt(ab_t) x0 + sqrt(1 - ab_t) noise; ``t`` (N,) int."""
         ab = self.alphas_cumprod.to(x0.device)[t].reshape(-1, *([1] * (x0.dim() - 1)))
         return ab.sqrt() * x0 + (1 - ab).sqrt() * noise
 
     def ddim_timesteps(self, k: int) -> list[int]:
-        """The k timesteps visited when sampling, descending ('leading' spacing)."""
+        """Return the k timesteps visited when sampling, descending ('leading' spacing)."""
         if not 1 <= k <= self.num_train_steps:
             raise ValueError(f'DDIM steps must be in [1, {self.num_train_steps}], got {k}')
         ratio = self.num_train_steps // k

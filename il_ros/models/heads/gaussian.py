@@ -66,7 +66,7 @@ class GaussianHead(nn.Module):
         return reduce_loss(nll, mask, weight)
 
     def sample(self, features, generator=None) -> torch.Tensor:
-        """The mean ('mean') or a draw using ``generator`` ('sample')."""
+        """Return the mean ('mean') or a draw using ``generator`` ('sample')."""
         mean, std = self(features)
         if self.cfg.sample_mode == 'mean':
             return mean

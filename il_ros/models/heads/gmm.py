@@ -77,7 +77,7 @@ class GmmHead(nn.Module):
         return reduce_loss(nll, mask.any(-1), weight)
 
     def sample(self, features, generator=None) -> torch.Tensor:
-        """Most likely mode's mean, or a draw from the mixture using ``generator``."""
+        """Return the most likely mode's mean, or a draw from the mixture using ``generator``."""
         logits, means, stds = self(features)
         if self.cfg.sample_mode == 'mode_mean':
             idx = logits.argmax(-1)                                     # (N,)

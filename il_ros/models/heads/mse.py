@@ -46,5 +46,5 @@ class MseHead(nn.Module):
         return reduce_loss(per_step, mask, weight)
 
     def sample(self, features, generator=None) -> torch.Tensor:
-        """The regressed actions (deterministic)."""
+        """Return the regressed actions (deterministic)."""
         return self(features)

@@ -165,7 +165,8 @@ class Trainer:
         cfg = self.cfg
         self.out.mkdir(parents=True, exist_ok=True)
         self._build()
-        if self.finished and not self._budget_left():
+        if (self.finished and not self._budget_left()
+                and (self.out / 'summary.json').is_file()):
             return json.loads((self.out / 'summary.json').read_text())
         save_train_config(cfg, self.out / 'config.yaml')
         self.log = Logbook(self.out, self.step if self.resumed else None)
@@ -276,7 +277,8 @@ class Trainer:
                 total += float(model.loss(self.val_set.batch(idx))) * len(idx)
                 count += len(idx)
         model.train(was)
-        return total / count
+        loss = total / count
+        return loss if math.isfinite(loss) else None     # JSON (checkpoints) has no NaN
 
     def _evaluate(self, bar) -> None:
         cfg = self.cfg

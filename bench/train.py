@@ -1,0 +1,163 @@
+"""Training throughput: the il_ros trainer against a plain PyTorch loop on the same model.
+
+For each policy preset, in one process:
+
+- ``plain``: the policy built by the trainer's own config path, batches gathered into RAM
+  beforehand and cycled; the loop is ``loss -> zero_grad -> backward -> AdamW step``, with
+  nothing else (no EMA, no clipping, no logging, no data loading);
+- ``trainer``: ``il_ros.training.train`` on the same dataset and config (sampler, EMA,
+  gradient clipping, LR schedule, log rows; no evaluation), its samples/s read from the
+  log rows after a warm-up window.
+
+The plain loop runs before and after the trainer and the two are averaged, so a change in
+machine load during the run hits both sides alike. The dataset is synthetic (smooth images
+with moving blobs, random-walk joints) and written through ``DatasetWriter``.
+
+    python bench/train.py [--presets lstm_gmm none_mse diffusion] [--steps 20] [--threads 2]
+
+Prints one JSON object; ``ratio`` = trainer / plain median samples/s per step (the target
+is >= 0.8; medians, because other jobs on a shared machine make single steps spike), and
+``ratio_mean`` the same from total time.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+from pathlib import Path
+import platform
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from il_ros.data.sampler import WindowDataset  # noqa: E402
+from il_ros.data.store import Dataset, DatasetWriter, encode_labels  # noqa: E402
+from il_ros.training.config import TrainConfig  # noqa: E402
+from il_ros.training.trainer import Trainer  # noqa: E402
+
+JOINTS = ['base_yaw', 'shoulder', 'elbow', 'wrist_pitch', 'wrist_roll', 'finger_left',
+          'finger_right']
+
+
+def synthetic_dataset(path: Path, episodes: int = 12, length: int = 100,
+                      size: int = 84) -> Path:
+    """Write a sim-like dataset: smooth images with two moving blobs, random-walk joints."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    with DatasetWriter(path, compression=None) as w:
+        for _ in range(episodes):
+            centers = rng.uniform(0.2, 0.8, (2, 2)) + np.cumsum(
+                rng.normal(0, 0.01, (length, 2, 2)), axis=0)              # (T, 2, 2)
+            d = ((xx[None, None] - centers[..., 0, None, None]) ** 2
+                 + (yy[None, None] - centers[..., 1, None, None]) ** 2)  # (T, 2, H, W)
+            blobs = np.exp(-d / 0.004)                                   # (T, 2, H, W)
+            img = np.stack([0.3 + 0.6 * blobs[:, 0], 0.3 + 0.6 * blobs[:, 1],
+                            0.4 + 0.2 * yy[None].repeat(length, 0)], -1)  # (T, H, W, 3)
+            joints = np.cumsum(rng.normal(0, 0.02, (length, 7)), 0).astype(np.float32)
+            w.append_episode({
+                'image/front': (img * 255).clip(0, 255).astype(np.uint8),
+                'joint_pos': joints,
+                'action': np.concatenate([joints[:, :5] + 0.05, (joints[:, 5:6] > 0)], 1
+                                         ).astype(np.float32),
+                'label': encode_labels(['demo'] * length),
+                'time': np.arange(length) * 0.05},
+                {'task': 'lift', 'joint_names': JOINTS, 'rate_hz': 20.0})
+    return path
+
+
+def plain_loop(trainer: Trainer, steps: int, warmup: int, batch_size: int) -> list[float]:
+    """Step times (s) of loss/backward/step on the trainer's model config, data in RAM."""
+    from il_ros.models.policy import build_policy
+    torch.manual_seed(1)
+    policy = build_policy(trainer.pcfg, trainer.spec, trainer.ds.stats)
+    data = WindowDataset(trainer.ds, **policy.sampler_spec())
+    rng = np.random.default_rng(1)
+    batches = [data.batch(rng.integers(0, len(data), batch_size)) for _ in range(8)]
+    opt = torch.optim.AdamW(policy.parameters(), lr=3e-4)
+    policy.train()
+    times = []
+    for i in range(warmup + steps):
+        t0 = time.perf_counter()
+        loss = policy.loss(batches[i % len(batches)])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        times.append(time.perf_counter() - t0)
+    return times[warmup:]
+
+
+def trainer_run(cfg: TrainConfig, out: Path, warmup: int) -> tuple[list[float], Trainer]:
+    """Step times (s) of the il_ros trainer, from its per-step log rows after ``warmup``.
+
+    A row's time covers the whole step: fetching the batch from the sampler, the loss,
+    backward, clipping, the AdamW step and the EMA update.
+    """
+    trainer = Trainer(cfg, out)
+    trainer.run()
+    with open(out / 'log.csv', newline='') as f:
+        rows = [r for r in csv.DictReader(f) if r['samples_per_s']]
+    return [cfg.batch_size / float(r['samples_per_s']) for r in rows
+            if int(r['step']) > warmup], trainer
+
+
+def _rate(batch_size: int, times: list[float]) -> dict:
+    return {'median': round(batch_size / float(np.median(times)), 1),
+            'mean': round(batch_size * len(times) / float(np.sum(times)), 1)}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap.add_argument('--presets', nargs='+', default=['lstm_gmm', 'none_mse', 'diffusion'])
+    ap.add_argument('--steps', type=int, default=20, help='measured steps per loop')
+    ap.add_argument('--warmup', type=int, default=5, help='unmeasured first steps')
+    ap.add_argument('--batch-size', type=int, default=64)
+    ap.add_argument('--threads', type=int, default=2)
+    ap.add_argument('--bf16', type=int, default=1, help='bf16 encoders (1) or fp32 (0)')
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    tmp = Path(tempfile.mkdtemp(prefix='il_ros_bench_train_'))
+    ds_path = synthetic_dataset(tmp / 'dataset')
+    ds = Dataset(ds_path)
+    results = {}
+    for name in args.presets:
+        cfg = TrainConfig(policy=name, dataset=str(ds_path), batch_size=args.batch_size,
+                          max_steps=args.warmup + args.steps, max_minutes=None,
+                          warmup_steps=0, val_fraction=0.0, eval_every_minutes=None,
+                          log_every=1, progress=False, bf16=bool(args.bf16), seed=0)
+        probe = Trainer(cfg, tmp / f'probe_{name}')
+        bs = args.batch_size
+        before = plain_loop(probe, args.steps, args.warmup, bs)
+        trained, trainer = trainer_run(cfg, tmp / f'run_{name}', args.warmup)
+        after = plain_loop(probe, args.steps, args.warmup, bs)
+        plain, mine = _rate(bs, before + after), _rate(bs, trained)
+        results[name] = {
+            'trainer_samples_per_s': mine, 'plain_samples_per_s': plain,
+            'plain_before_after_median': [_rate(bs, before)['median'],
+                                          _rate(bs, after)['median']],
+            'ratio': round(mine['median'] / plain['median'], 3),
+            'ratio_mean': round(mine['mean'] / plain['mean'], 3),
+            'frames_per_sample': trainer.pcfg.window,
+            'params_M': round(sum(p.numel() for p in trainer.policy.parameters()) / 1e6, 2),
+            'ema': cfg.ema_decay > 0, 'grad_clip': cfg.grad_clip}
+        print(f'{name}: trainer {mine} vs plain {plain} samples/s', file=sys.stderr,
+              flush=True)
+    print(json.dumps({
+        'bench': 'train', 'torch': torch.__version__, 'threads': args.threads,
+        'cpu_count': os.cpu_count(), 'machine': platform.machine(),
+        'load_avg_1m': round(os.getloadavg()[0], 2), 'batch_size': args.batch_size,
+        'bf16': bool(args.bf16), 'dataset': {'episodes': ds.num_episodes,
+                                             'frames': int(ds.episode_lengths.sum()),
+                                             'image': list(ds.shapes['image/front'])},
+        'steps': args.steps, 'results': results,
+        'min_ratio': min(r['ratio'] for r in results.values())}, indent=1))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -209,6 +209,26 @@ def test_receding_horizon_replans_every_action_exec_steps(ds, spec):
     np.testing.assert_array_equal(x, y)                         # generator decides the noise
 
 
+def test_observe_every_tick_then_plan_equals_act_chunk(ds, spec):
+    """A controller feeds every tick and plans sometimes: the chunk equals act_chunk's."""
+    for name in ('diffusion', 'lstm_gmm'):
+        policy, _ = make(ds, spec, tiny_cfg(name))
+        obs = [obs_at(ds, 1, t) for t in range(3)]  # within one LSTM seq_len window (4)
+        policy.reset(seed=5)
+        with pytest.raises(RuntimeError, match='before any observe'):
+            policy.plan()
+        for o in obs:
+            policy.observe(o)
+        planned = policy.plan()
+        policy.reset(seed=5)
+        for o in obs[:-1]:
+            policy.observe(o)
+        np.testing.assert_array_equal(planned, policy.act_chunk(obs[-1]))
+        policy.reset(seed=5)
+        policy.observe(obs[-1])                                  # a different history
+        assert not np.array_equal(planned, policy.plan())
+
+
 def test_lstm_act_matches_the_training_forward(ds, spec):
     """Stepping with carried state reproduces the seq_len window; the state restarts after."""
     policy, wd = make(ds, spec, tiny_cfg('lstm_mse', seq_len=4))

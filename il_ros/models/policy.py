@@ -6,7 +6,9 @@
 - ``loss(batch)``: a ``WindowDataset`` batch (uint8 images ``(B, T, H, W, 3)``); crops and
   jitters the images itself in training mode (center crop otherwise), normalizes, and uses
   ``batch['weight']`` and the padding masks;
-- ``reset(seed=None)``, ``act(obs) -> (A,)`` and ``act_chunk(obs) -> (Ta, A)`` on raw
+- ``reset(seed=None)``, ``act(obs) -> (A,)`` and ``act_chunk(obs) -> (Ta, A)`` (=
+  ``observe(obs)`` + ``plan()``, for a controller that feeds every tick and plans when its
+  queue runs low) on raw
   observation dicts (``'image/<cam>'`` (H, W, 3) uint8, proprio keys), returning raw
   (unnormalized) actions. ``act`` keeps the obs history, the core's hidden state and the
   action queue (receding horizon: a chunk of Ta actions is executed, then it replans).
@@ -204,9 +206,25 @@ class Policy(nn.Module):
         """Return a fresh (Ta, A) raw chunk, for a controller that schedules chunks itself.
 
         Use either :meth:`act` or this within an episode; this one clears act's queue.
+        Equivalent to :meth:`observe` then :meth:`plan`.
+        """
+        self.observe(obs)
+        return self.plan(generator)
+
+    def observe(self, obs: dict) -> None:
+        """Record this tick's observation without planning.
+
+        A controller that plans only when its chunk queue runs low still calls this every
+        tick, so the frame history stays on consecutive ticks and an LSTM steps once a tick.
         """
         with self._inference():
             self._observe(obs)
+
+    def plan(self, generator: torch.Generator | None = None) -> np.ndarray:
+        """A fresh (Ta, A) raw chunk from the observations recorded so far."""
+        if not self._history:
+            raise RuntimeError('plan() before any observe(): no observation yet')
+        with self._inference():
             self._queue.clear()
             return self._plan(generator)[:self.cfg.action_exec].copy()
 

@@ -4,6 +4,7 @@
   never talk to other DDS programs on the machine.
 - ROS_HOME, torch and Mesa caches point into a temp dir.
 - ``procs``: start node processes; each is stopped by its pid when the test ends.
+- ``ros_node``: an rclpy node in the test process (a probe: publishes, subscribes, calls).
 """
 from __future__ import annotations
 
@@ -85,6 +86,18 @@ def procs(tmp_path):
     group = ProcessGroup(tmp_path)
     yield group
     group.stop_all()
+
+
+@pytest.fixture
+def ros_node(request):
+    """An rclpy node for the test itself; rclpy is shut down after the test."""
+    import rclpy
+    rclpy.init()
+    node = rclpy.create_node(f'probe_{request.node.name}'.replace('[', '_').replace(']', '')
+                             .replace('-', '_')[:60])
+    yield node
+    node.destroy_node()
+    rclpy.try_shutdown()
 
 
 def wait_for(pred, timeout: float, interval: float = 0.05, what: str = 'condition'):

@@ -20,12 +20,8 @@ from conftest import wait_for  # noqa: E402
 
 
 @pytest.fixture
-def node():
-    rclpy.init()
-    n = rclpy.create_node('teleop_test_probe')
-    yield n
-    n.destroy_node()
-    rclpy.try_shutdown()
+def node(ros_node):
+    return ros_node
 
 
 def test_joy_deadman_drives_commands(procs, node):

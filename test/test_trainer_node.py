@@ -22,12 +22,8 @@ from test_training import make_sim_dataset, TINY  # noqa: E402
 
 
 @pytest.fixture
-def node():
-    rclpy.init()
-    n = rclpy.create_node('trainer_test_probe')
-    yield n
-    n.destroy_node()
-    rclpy.try_shutdown()
+def node(ros_node):
+    return ros_node
 
 
 def _call(node, client, timeout=20.0):

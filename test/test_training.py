@@ -205,7 +205,7 @@ def test_cli_trains_and_evaluates_as_a_subprocess(dataset, tmp_path):
     env = {**os.environ, 'OMP_NUM_THREADS': '2'}
     tiny = json.dumps(TINY)
     out = subprocess.run(
-        [sys.executable, '-m', 'il_ros.training.cli', 'train', '--config', 'demo',
+        [sys.executable, '-m', 'il_ros.cli', 'train', '--config', 'demo',
          '--dataset', str(dataset), '--out', str(run), '--max-steps', '20',
          '--set', f'policy={tiny}', '--set', 'batch_size=16', '--set', 'warmup_steps=2',
          '--set', 'eval_episodes=1', '--set', 'eval_task=lift', '--set', 'eval_max_steps=10',
@@ -214,7 +214,7 @@ def test_cli_trains_and_evaluates_as_a_subprocess(dataset, tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     assert 'done: 20 steps' in out.stdout
     ev = subprocess.run(
-        [sys.executable, '-m', 'il_ros.training.cli', 'eval', '--checkpoint',
+        [sys.executable, '-m', 'il_ros.cli', 'eval', '--checkpoint',
          str(run / 'checkpoints' / 'best'), '--task', 'lift', '--episodes', '2',
          '--max-steps', '15', '--json'],
         capture_output=True, text=True, timeout=240, env=env)
@@ -222,7 +222,7 @@ def test_cli_trains_and_evaluates_as_a_subprocess(dataset, tmp_path):
     res = json.loads(ev.stdout)
     assert res['episodes'] == 2 and 0.0 <= res['success_rate'] <= 1.0
     assert res['step'] == 20 and sum(res['failures'].values()) + res['successes'] == 2
-    bad = subprocess.run([sys.executable, '-m', 'il_ros.training.cli', 'train', '--out',
+    bad = subprocess.run([sys.executable, '-m', 'il_ros.cli', 'train', '--out',
                           str(tmp_path / 'x'), '--dataset', str(dataset), '--set', 'lr=-1'],
                          capture_output=True, text=True, timeout=120, env=env)
     assert bad.returncode == 2 and 'lr must be > 0' in bad.stderr

@@ -24,7 +24,7 @@ os.environ.setdefault('PYOPENGL_PLATFORM', os.environ['MUJOCO_GL'])
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from il_ros import keys
+from il_ros import keys  # noqa: E402
 from il_ros.sim.registry import make_env, TASKS  # noqa: E402
 
 EVAL_SEED = keys.EVAL_SEED

@@ -110,3 +110,17 @@ def test_temporal_ensembling_weights_older_predictions_more():
     q.add_chunk(np.ones((3, 1)), 0.05)
     a = q.pop(0.05)[0]
     assert a == pytest.approx(np.exp(-1) / (1 + np.exp(-1)))
+
+
+def test_step_limit_per_value_where_measured():
+    """A value no joint state measures (NaN, e.g. a gripper) is not step-limited at first;
+    HOLD before any command needs every value measured."""
+    f = SafetyFilter(SafetyConfig(lower=[-1.0, 0.0], upper=[1.0, 1.0], max_step=0.1),
+                     enabled=True)
+    measured = np.array([0.0, np.nan])
+    out, st = f([0.5, 1.0], 0.0, P, measured=measured)
+    assert st is Status.RATE_LIMITED and np.allclose(out, [0.1, 1.0])
+    out, st = f([0.5, 0.0], 0.0, P, measured=measured)      # now relative to the last sent
+    assert np.allclose(out, [0.2, 0.9])
+    g = SafetyFilter(SafetyConfig(lower=[-1.0, 0.0], upper=[1.0, 1.0]), enabled=True)
+    assert g([np.nan, 0.0], 0.0, P, measured=measured)[0] is None

@@ -99,7 +99,8 @@ class SafetyFilter:
 
         ``obs_age_s``: age of the newest observation the command was computed from (or, for a
         human command, of the robot's state). ``measured``: current positions, used for HOLD
-        before any command was sent.
+        before any command was sent (only when every value is finite) and as the step
+        limit's reference for each of its finite values.
         """
         status = self._check(command, obs_age_s, period_s)
         if status.is_hold:
@@ -111,9 +112,13 @@ class SafetyFilter:
                 status = Status.CLAMPED
             ref = self.last_sent if self.last_sent is not None else (
                 None if measured is None else np.asarray(measured, float))
-            if ref is not None and np.all(np.isfinite(ref)):
-                limited = np.where(self._step > 0,
-                                   np.clip(out, ref - self._step, ref + self._step), out)
+            if ref is not None and ref.shape == out.shape:
+                # Per value: a value without a reference (e.g. a gripper command that no
+                # joint state measures, before the first command) is not step-limited.
+                on = (self._step > 0) & np.isfinite(ref)
+                safe_ref = np.where(on, ref, out)
+                limited = np.where(on, np.clip(out, safe_ref - self._step,
+                                               safe_ref + self._step), out)
                 if np.any(limited != out):
                     status = Status.RATE_LIMITED
                 out = limited

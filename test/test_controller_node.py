@@ -1,0 +1,312 @@
+"""The controller node as a real process over DDS, with tiny random-init checkpoints.
+
+The test process plays the robot: it publishes camera images and joint states, a human's
+deadman heartbeats and commands, and watches the command topic, /il/control_source and
+/controller/status. Checked: nothing is sent while disabled; a camera that stops gives HOLD
+after the watchdog period; takeover puts the human's command on the robot within about one
+period and releases it after the timeout; hot swaps (trainer topic, parameter, service)
+keep the loop ticking; a mismatched checkpoint is refused while the old one keeps running;
+a checkpoint whose actions are NaN gives HOLD from its first tick.
+"""
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip('rclpy')
+from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue  # noqa: E402
+from rcl_interfaces.srv import SetParameters  # noqa: E402
+from rclpy.qos import (DurabilityPolicy, QoSProfile, qos_profile_sensor_data,  # noqa: E402
+                       ReliabilityPolicy)
+from sensor_msgs.msg import Image, JointState  # noqa: E402
+from std_msgs.msg import Bool, Float64MultiArray, String  # noqa: E402
+from std_srvs.srv import SetBool, Trigger  # noqa: E402
+
+from conftest import wait_for  # noqa: E402
+
+PERIOD = 0.05
+JOINTS = ['j0', 'j1', 'j2']
+HW = 32
+LIMITS = ['-p', 'joint_lower:=[-1.0,-1.0,-1.0]', '-p', 'joint_upper:=[1.0,1.0,1.0]']
+RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+
+
+def make_checkpoint(path, seed=0, actions=JOINTS, nan=False):
+    """A tiny random-init conv4 + MLP policy for the test robot (3 joints, 32x32 camera)."""
+    import torch
+
+    from il_ros.models.policy import build_policy, RobotSpec, save_checkpoint
+    from il_ros.models.presets import preset
+    torch.manual_seed(seed)
+    cfg = preset('none_mse', encoder={'name': 'conv4', 'channels': [8, 8], 'strides': [2, 1],
+                                      'num_kp': 4, 'feat_dim': 8},
+                 proprio_encoder={'name': 'mlp', 'hidden': 16, 'out_dim': 8},
+                 core={'name': 'none', 'hidden': [32]}, crop=None)
+    spec = RobotSpec(joint_names=JOINTS, action_names=list(actions), action_dim=len(actions),
+                     proprio_dim=len(JOINTS), cameras=['front'], image_size=(HW, HW),
+                     control_rate_hz=1 / PERIOD)
+    a, j = len(actions), len(JOINTS)
+    stats = {'action': {'min': [-0.5] * a, 'max': [0.5] * a, 'mean': [0.0] * a,
+                        'std': [0.3] * a},
+             'joint_pos': {'min': [-1.0] * j, 'max': [1.0] * j, 'mean': [0.0] * j,
+                           'std': [0.5] * j},
+             'image/front': {'mean': [0.5] * 3, 'std': [0.25] * 3}}
+    policy = build_policy(cfg, spec, stats)
+    if nan:
+        with torch.no_grad():
+            for prm in policy.head.parameters():
+                prm.fill_(float('nan'))
+    save_checkpoint(policy, path)
+    return str(path)
+
+
+@pytest.fixture(scope='module')
+def ckpts(tmp_path_factory):
+    import torch
+    torch.set_num_threads(1)
+    d = tmp_path_factory.mktemp('ckpts')
+    return {'a': make_checkpoint(d / 'a', 0), 'b': make_checkpoint(d / 'b', 1),
+            'nan': make_checkpoint(d / 'nan', 2, nan=True),
+            'other_robot': make_checkpoint(d / 'other', 3, actions=JOINTS + ['gripper'])}
+
+
+class Robot:
+    """The test's probe node playing the robot, a human and an observer."""
+
+    def __init__(self, node):
+        self.node = node
+        self.cmds, self.sources, self.status = [], [], []
+        node.create_subscription(Float64MultiArray, '/il/command',
+                                 lambda m: self.cmds.append((time.monotonic(),
+                                                             np.array(m.data))), RELIABLE)
+        node.create_subscription(String, '/il/control_source',
+                                 lambda m: self.sources.append((time.monotonic(), m.data)),
+                                 RELIABLE)
+        node.create_subscription(String, '/controller/status',
+                                 lambda m: self.status.append(json.loads(m.data)), RELIABLE)
+        self.pub_img = node.create_publisher(Image, '/camera/front/image_raw',
+                                             qos_profile_sensor_data)
+        self.pub_js = node.create_publisher(JointState, '/joint_states',
+                                            qos_profile_sensor_data)
+        self.pub_beat = node.create_publisher(Bool, '/il/intervention', RELIABLE)
+        self.pub_human = node.create_publisher(Float64MultiArray, '/il/teleop/command',
+                                               RELIABLE)
+        self.camera, self.human = True, None
+        self.last_camera = self.last_beat = None
+        self.joints = [0.1, -0.2, 0.3]
+        self._next_pub = 0.0
+        self.proc = None
+
+    def publish(self, force=False):
+        now = time.monotonic()
+        if now < self._next_pub and not force:
+            return
+        self._next_pub = now + 0.02
+        js = JointState(name=['other', *reversed(JOINTS)],   # mapped by name, not by order
+                        position=[9.0, *reversed(self.joints)])
+        js.header.stamp = self.node.get_clock().now().to_msg()
+        self.pub_js.publish(js)
+        if self.camera:
+            img = Image(height=HW, width=HW, encoding='rgb8', step=3 * HW,
+                        data=bytes(np.full(HW * HW * 3, int(now * 50) % 256, np.uint8)))
+            img.header.stamp = js.header.stamp
+            self.pub_img.publish(img)
+            self.last_camera = now
+        if self.human is not None:
+            self.pub_human.publish(Float64MultiArray(data=list(self.human)))
+            self.pub_beat.publish(Bool(data=True))
+            self.last_beat = now
+
+    def spin(self, seconds, until=None):
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            self.publish()
+            rclpy.spin_once(self.node, timeout_sec=0.005)
+            if self.proc is not None:
+                assert self.proc.poll() is None, 'the controller died'
+            if until is not None and until():
+                return True
+        return False
+
+    def wait(self, pred, timeout, what):
+        assert self.spin(timeout, pred), f'timed out waiting for {what}; last status ' \
+            f'{self.status[-1:]}'
+
+    def call(self, srv_type, name, request, timeout=10.0):
+        client = self.node.create_client(srv_type, name)
+        self.wait(client.service_is_ready, 30, f'service {name}')
+        fut = client.call_async(request)
+        self.wait(fut.done, timeout, f'an answer from {name}')
+        return fut.result()
+
+    def set_param(self, name, value: str):
+        req = SetParameters.Request(parameters=[Parameter(name=name, value=ParameterValue(
+            type=ParameterType.PARAMETER_STRING, string_value=value))])
+        return self.call(SetParameters, '/controller/set_parameters', req).results[0]
+
+    def sources_since(self, t):
+        return [s for ts, s in self.sources if ts >= t]
+
+    def cmds_since(self, t):
+        return [c for ts, c in self.cmds if ts >= t]
+
+    def loaded(self, path):
+        return lambda: self.status and self.status[-1]['checkpoint'] == path
+
+
+def start(procs, robot, *params):
+    args = ['--ros-args', '-p', 'status_rate_hz:=10.0', *LIMITS]
+    for prm in params:
+        args += ['-p', prm]
+    robot.proc = procs.python('il_ros.ros.controller', *args, name='controller')
+    robot.wait(lambda: robot.status, 60, 'the controller\'s first status')
+    return robot.proc
+
+
+def test_disabled_sends_nothing_then_enable_and_camera_watchdog(procs, ros_node, ckpts):
+    robot = Robot(ros_node)
+    start(procs, robot, f'checkpoint:={ckpts["a"]}', 'enabled:=false', 'watchdog_periods:=3.0')
+    robot.wait(robot.loaded(ckpts['a']), 60, 'checkpoint a to load')
+    t0 = time.monotonic()
+    robot.spin(1.5)
+    assert not robot.cmds, 'a command was published while disabled'
+    assert set(robot.sources_since(t0)) == {'hold'} and len(robot.sources_since(t0)) >= 20
+    assert robot.status[-1]['reason'] == 'disabled'
+
+    assert robot.call(SetBool, '/controller/enable', SetBool.Request(data=True)).success
+    t_on = time.monotonic()
+    robot.wait(lambda: len(robot.cmds_since(t_on)) >= 10, 10, 'commands after enabling')
+    assert robot.sources_since(t_on)[-5:] == ['policy'] * 5
+    cmds = np.array(robot.cmds_since(t_on))
+    assert cmds.shape[1] == 3 and np.all(np.isfinite(cmds)) and np.all(np.abs(cmds) <= 1.0)
+
+    # A camera that stops: HOLD once its newest image is older than 3 periods (+ a tick).
+    robot.camera = False
+    t_stop = robot.last_camera
+    robot.wait(lambda: 'hold' in robot.sources_since(t_stop), 2, 'HOLD after the camera stops')
+    t_hold = next(ts for ts, s in robot.sources if ts >= t_stop and s == 'hold')
+    assert 3 * PERIOD - 0.04 <= t_hold - t_stop <= 4 * PERIOD + 0.15, t_hold - t_stop
+    robot.spin(0.5)
+    held = robot.cmds_since(t_hold + 0.03)
+    assert held and all(np.array_equal(c, held[0]) for c in held), 'HOLD must freeze'
+    assert robot.status[-1]['reason'] == 'stale' and robot.status[-1]['safety']['hold_stale']
+    robot.camera = True
+    t_back = time.monotonic()
+    robot.wait(lambda: robot.sources_since(t_back)[-3:] == ['policy'] * 3, 3,
+               'POLICY once the camera is back')
+
+    assert robot.call(SetBool, '/controller/enable', SetBool.Request(data=False)).success
+    t_off = time.monotonic()
+    robot.spin(0.3)
+    t_quiet = time.monotonic()
+    robot.spin(1.0)
+    assert not robot.cmds_since(t_quiet), 'commands went on after disabling'
+    assert robot.sources_since(t_off)[-5:] == ['hold'] * 5
+    assert robot.status[-1]['tick_errors'] == 0 and robot.status[-1]['worker_errors'] == 0
+
+
+def test_takeover_within_one_period_and_release_after_timeout(procs, ros_node, ckpts):
+    robot = Robot(ros_node)
+    start(procs, robot, f'checkpoint:={ckpts["a"]}', 'enabled:=true', 'max_step:=5.0',
+          'takeover_timeout_s:=0.3')
+    robot.wait(lambda: [s for _, s in robot.sources[-3:]] == ['policy'] * 3, 60,
+               'the policy driving')
+    gen0 = robot.status[-1]['generation']
+    human = np.array([0.45, -0.35, 0.25])
+    robot.human = human
+    robot.publish(force=True)
+    t_take = robot.last_beat
+    robot.wait(lambda: any(np.allclose(c, human) for c in robot.cmds_since(t_take)), 2,
+               'the human command on the robot')
+    t_cmd = next(ts for ts, c in robot.cmds if ts >= t_take and np.allclose(c, human))
+    assert t_cmd - t_take <= PERIOD + 0.06, f'takeover took {t_cmd - t_take:.3f}s'
+    robot.spin(0.5)
+    assert robot.sources_since(t_cmd + 0.01) and set(robot.sources_since(t_cmd + 0.01)) == {
+        'intervention'}
+    assert all(np.allclose(c, human) for c in robot.cmds_since(t_cmd + 0.01))
+
+    robot.human = None                            # the deadman is released
+    t_rel = robot.last_beat
+    robot.wait(lambda: 'policy' in robot.sources_since(t_rel), 3, 'the policy back')
+    t_pol = next(ts for ts, s in robot.sources if ts >= t_rel and s == 'policy')
+    assert 0.3 - 0.03 <= t_pol - t_rel <= 0.3 + PERIOD + 0.15, t_pol - t_rel
+    robot.spin(0.3)
+    assert robot.status[-1]['generation'] > gen0, 'the policy was not reset at the handover'
+    assert robot.status[-1]['handovers'] >= 2
+
+
+def test_hot_swaps_keep_the_loop_running_mismatch_refused_nan_holds(procs, ros_node, ckpts):
+    robot = Robot(ros_node)
+    start(procs, robot, 'enabled:=true')
+    robot.spin(1.0)
+    assert {s for _, s in robot.sources} == {'hold'} and not robot.cmds   # no policy: HOLD
+    assert robot.status[-1]['reason'] == 'no_policy'
+
+    # 1. The trainer's latched checkpoint topic.
+    latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    pub = ros_node.create_publisher(String, '/trainer/checkpoint', latched)
+    pub.publish(String(data=ckpts['a']))
+    robot.wait(lambda: robot.loaded(ckpts['a'])() and robot.status[-1]['source'] == 'policy',
+               60, 'checkpoint a from the trainer topic')
+    t_a = time.monotonic()
+    robot.spin(1.0)
+
+    # 2. The checkpoint parameter (hot reload), then 3. a mismatched one (refused).
+    res = robot.set_param('checkpoint', ckpts['b'])
+    assert res.successful, res.reason
+    robot.wait(robot.loaded(ckpts['b']), 30, 'checkpoint b')
+    robot.spin(0.5)
+    res = robot.set_param('checkpoint', ckpts['other_robot'])
+    assert not res.successful and 'action_dim 4 != 3' in res.reason, res.reason
+    robot.spin(0.5)
+    # 4. ~/load_checkpoint reloads the parameter, still b.
+    swaps = robot.status[-1]['swaps']
+    ans = robot.call(Trigger, '/controller/load_checkpoint', Trigger.Request())
+    assert ans.success, ans.message
+    robot.wait(lambda: robot.status[-1]['swaps'] == swaps + 1, 30, 'the reload of b')
+    robot.spin(0.5)
+    st = robot.status[-1]
+    assert st['checkpoint'] == ckpts['b'] and st['refused'] == 1
+    assert 'action_dim 4 != 3' in st['last_error'] or st['last_error'] == ''
+    # The loop kept running through three swaps and a refusal: POLICY every tick, no gap.
+    ours = [(ts, s) for ts, s in robot.sources if ts >= t_a]
+    assert [s for _, s in ours].count('policy') == len(ours) >= 40, set(s for _, s in ours)
+    windows = [s['window'] for s in robot.status if s['seq'] > 0 and s['window']['ticks']]
+    assert max(w['gap_ms_max'] for w in windows[-30:]) <= 2 * PERIOD * 1e3
+    assert st['tick'] - robot.status[0]['tick'] >= 40
+
+    # 5. A checkpoint whose actions are NaN: HOLD from its first tick, the command frozen.
+    last_good = robot.cmds[-1][1]
+    assert robot.set_param('checkpoint', ckpts['nan']).successful
+    robot.wait(robot.loaded(ckpts['nan']), 30, 'the NaN checkpoint')
+    t_nan = time.monotonic()
+    robot.spin(0.6)
+    st = robot.status[-1]
+    assert st['source'] == 'hold' and st['reason'] == 'invalid_command', st
+    assert st['source_since_tick'] - st['swap_tick'] <= 1, st
+    after = robot.cmds_since(t_nan)
+    assert after and all(np.array_equal(c, after[0]) for c in after)
+    assert np.all(np.isfinite(np.array([c for _, c in robot.cmds])))
+    assert np.abs(after[0] - last_good).max() <= 0.1 + 1e-9   # held near the last command
+    assert set(robot.sources_since(t_nan + 0.06)) == {'hold'}
+
+
+def test_command_adapters():
+    from il_ros.ros.command_adapters import make_adapter
+    values = np.array([0.1, 0.2, 1.0])
+    traj = make_adapter('joint_trajectory', ['a', 'b', 'g'], 0.05)(values, 12.5)
+    assert traj.joint_names == ['a', 'b', 'g'] and list(traj.points[0].positions) == [
+        0.1, 0.2, 1.0]
+    assert traj.points[0].time_from_start.nanosec == 50_000_000
+    js = make_adapter('joint_state', ['a', 'b', 'g'], 0.05)(values, 12.5)
+    assert list(js.name) == ['a', 'b', 'g'] and js.header.stamp.sec == 12
+    arr = make_adapter('float64_multi_array', [], 0.05)(values, 0.0)
+    assert list(arr.data) == [0.1, 0.2, 1.0]
+    with pytest.raises(NotImplementedError, match='twist_stamped'):
+        make_adapter('twist_stamped', ['a'], 0.05)
+    with pytest.raises(ValueError, match='unknown'):
+        make_adapter('nope', ['a'], 0.05)

@@ -45,6 +45,7 @@ def _stub_launch_api(monkeypatch):
         EmitEvent=cls('EmitEvent'), RegisterEventHandler=cls('RegisterEventHandler'))
     mod('launch.event_handlers', OnProcessExit=cls('OnProcessExit'))
     mod('launch.events', Shutdown=cls('Shutdown'))
+    mod('launch.conditions', IfCondition=cls('IfCondition'))
     mod('launch.substitutions', LaunchConfiguration=cls('LaunchConfiguration'))
     mod('launch_ros')
     mod('launch_ros.actions', Node=cls('Node'))
@@ -83,9 +84,17 @@ def _declared_params(module: str) -> set[str]:
     return found
 
 
+def _flatten(ld) -> list:
+    """The entities of a (stub) LaunchDescription, nested LaunchDescriptions included."""
+    out = []
+    for e in ld.args[0]:
+        out += _flatten(e) if type(e).__name__ == 'LaunchDescription' else [e]
+    return out
+
+
 def test_there_are_launch_files():
     names = {p.name for p in LAUNCH_FILES}
-    assert {'sim.launch.py', 'record.launch.py'} <= names
+    assert {'sim.launch.py', 'record.launch.py', 'deploy.launch.py'} <= names
 
 
 @pytest.mark.parametrize('path', LAUNCH_FILES, ids=lambda p: p.name)
@@ -96,7 +105,7 @@ def test_launch_file_structure(path, monkeypatch):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     ld = module.generate_launch_description()
-    entities = ld.args[0]
+    entities = _flatten(ld)
     nodes = [e for e in entities if type(e).__name__ == 'Node']
     declared_args = {e.args[0] for e in entities if type(e).__name__ == 'DeclareLaunchArgument'}
     assert nodes, f'{path.name} launches no node'
@@ -107,6 +116,9 @@ def test_launch_file_structure(path, monkeypatch):
     for node in nodes:
         kw = node.kwargs
         assert kw['package'] == 'il_ros'
+        if 'condition' in kw:             # IfCondition(LaunchConfiguration(arg))
+            arg = kw['condition'].args[0].args[0]
+            assert arg in declared_args, f'{path.name}: condition on undeclared argument {arg}'
         exe = kw['executable']
         assert exe in scripts, f'{path.name}: executable {exe!r} is not a console script'
         src = (REPO / (scripts[exe].replace('.', '/') + '.py'))

@@ -67,9 +67,19 @@ def _cmd_eval(args) -> int:
     from il_ros.training.evaluate import evaluate_checkpoint, format_result
     _threads(args.threads)
     try:
-        res = evaluate_checkpoint(args.checkpoint, args.task, episodes=args.episodes,
-                                  seed=args.seed, use_ema=not args.raw_weights,
-                                  progress=not args.json, max_steps=args.max_steps)
+        if getattr(args, 'transport', 'inproc') == 'ros':
+            from il_ros.ros.ros_eval import evaluate_ros, NodeDied
+            try:
+                res = evaluate_ros(args.checkpoint, args.task, episodes=args.episodes,
+                                   seed=args.seed, use_ema=not args.raw_weights,
+                                   progress=not args.json, max_steps=args.max_steps)
+            except (NodeDied, TimeoutError, RuntimeError) as e:
+                print(f'il-ros eval --transport ros: {e}', file=sys.stderr)
+                return 1
+        else:
+            res = evaluate_checkpoint(args.checkpoint, args.task, episodes=args.episodes,
+                                      seed=args.seed, use_ema=not args.raw_weights,
+                                      progress=not args.json, max_steps=args.max_steps)
     except (CheckpointMismatch, FileNotFoundError, ValueError) as e:
         print(f'il-ros eval: {e}', file=sys.stderr)
         return 2
@@ -116,6 +126,10 @@ def add_eval_parser(subparsers) -> None:
     p.add_argument('--per-episode', action='store_true',
                    help='with --json: include every episode')
     p.add_argument('--threads', type=int, default=None, help='torch CPU threads')
+    p.add_argument('--transport', choices=('inproc', 'ros'), default='inproc',
+                   help='inproc: step the sim in this process (fast); ros: run sim_robot + '
+                        'the controller node as processes over ROS 2, in real time '
+                        '(il_ros/ros/ros_eval.py)')
     p.set_defaults(func=_cmd_eval)
 
 

@@ -6,6 +6,7 @@
     il-ros inspect data/datasets/lift
     il-ros train --config config/train/lift_lstm_gmm.yaml --dataset data/datasets/lift --out runs/x
     il-ros eval --checkpoint runs/x/checkpoints/best --task lift --episodes 50
+    il-ros deploy --checkpoint runs/x/checkpoints/best --sim lift --enable
     il-ros node sim_robot --ros-args -p task:=reach_around
     il-ros expert-eval --task lift --episodes 100
 """
@@ -127,13 +128,100 @@ def _cmd_demo(args) -> int:
     return rc
 
 
+def _cmd_deploy(args) -> int:
+    """Run the controller (and with --sim the simulated robot, with --teleop joy a teleop)
+    from the ``deploy`` graph until Ctrl-C, printing the controller's status."""
+    from il_ros.launcher import GraphRunner, ros_env
+    values, extra = {'enabled': 'true' if args.enable else 'false'}, {'controller': {}}
+    nodes = ['controller']
+    if args.checkpoint:
+        ckpt = Path(args.checkpoint).resolve()
+        if not (ckpt / 'policy.json').is_file():
+            print(f'il-ros deploy: {ckpt} is not a checkpoint folder (no policy.json)',
+                  file=sys.stderr)
+            return 2
+        values['checkpoint'] = str(ckpt)
+    for item in args.set:
+        key, sep, value = item.partition('=')
+        if not sep:
+            print(f'il-ros deploy: --set wants KEY=VALUE, got {item!r}', file=sys.stderr)
+            return 2
+        extra['controller'][key] = value
+    if args.sim:
+        nodes.append('sim_robot')
+        values.update(task=args.sim, rtf=str(args.rtf))
+        if args.checkpoint:
+            spec = json.loads((ckpt / 'policy.json').read_text())['spec']
+            values['cameras'] = '[' + ','.join(spec['cameras']) + ']'
+            h, w = spec['image_size']
+            extra['sim_robot'] = {'image_width': w, 'image_height': h,
+                                  'camera_rate_hz': spec['control_rate_hz'],
+                                  'state_rate_hz': spec['control_rate_hz']}
+            extra['controller'].setdefault('rate_hz', spec['control_rate_hz'])
+    if args.teleop != 'none':
+        nodes.append('teleop')
+        values.update(teleop_mode=args.teleop, task=args.sim or 'lift')
+    # A sim graph gets its own random ROS domain; a real robot is on the caller's domain.
+    env = ros_env(isolate=bool(args.sim))
+    log_dir = Path(args.log_dir)
+    runner = GraphRunner('deploy', values, log_dir, extra_params=extra, env=env)
+    print(f'il-ros deploy: {", ".join(nodes)} (ROS_DOMAIN_ID={env.get("ROS_DOMAIN_ID", "0")},'
+          f' logs in {log_dir}); Ctrl-C stops')
+    if not args.enable:
+        print('  the controller starts disabled: --enable, or call /controller/enable '
+              '(std_srvs/SetBool) with data: true')
+    import signal
+
+    def _term(signum, frame):
+        raise KeyboardInterrupt
+    old = signal.signal(signal.SIGTERM, _term)
+    runner.start(only=nodes)
+    client = None
+    try:
+        from il_ros.ros.ros_eval import GraphClient, NodeDied
+        client = GraphClient('il_ros_deploy', runner.env, runner)
+        last = 0.0
+        while True:
+            client.executor.spin_once(timeout_sec=0.1)
+            client.check_alive()
+            st = client.status
+            if st is not None and time.monotonic() - last >= args.status_every:
+                last = time.monotonic()
+                w = st['window']
+                print(f"[{time.strftime('%H:%M:%S')}] {'enabled' if st['enabled'] else 'disabled'}"
+                      f" {st['source']} ({st['reason']}), tick {st['tick']}, policy "
+                      f"{st['policy_ticks']} / human {st['human_ticks']} / hold "
+                      f"{st['hold_ticks']} ticks, step p50 {w['latency_ms_p50']} ms, "
+                      f"underruns {st['underruns']}, checkpoint {st['checkpoint']}"
+                      + (f", loading {st['loading']}" if st['loading'] else '')
+                      + (f"\n  last error: {st['last_error']}" if st['last_error'] else ''),
+                      flush=True)
+    except KeyboardInterrupt:
+        return 0
+    except NodeDied as e:
+        print(f'il-ros deploy: {e}', file=sys.stderr)
+        return 1
+    finally:
+        if client is not None:
+            client.close()
+        runner.stop()
+        signal.signal(signal.SIGTERM, old)
+
+
 def _cmd_convert(args) -> int:
     """Bags -> dataset. Exit 0: all converted or skipped; 1: some rejected; 2: bad config."""
+    from il_ros import keys
     from il_ros.config import ConfigError
     from il_ros.data.convert import convert, format_reports
     from il_ros.data.topic_map import ConvertConfig, load_topic_map
     try:
-        cfg = ConvertConfig(topics=load_topic_map(args.topics), rate_hz=args.rate,
+        topics = load_topic_map(args.topics)
+        if args.cameras:
+            if args.topics:
+                raise ValueError('give the cameras in the --topics YAML or with --cameras, '
+                                 'not both')
+            topics.cameras = {c: keys.camera_topic(c) for c in args.cameras}
+        cfg = ConvertConfig(topics=topics, rate_hz=args.rate,
                             image_size=tuple(args.image_size),
                             pre_intervention_frames=args.pre_intervention,
                             stale_reject=args.stale_reject,
@@ -213,10 +301,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--rtf', type=float, default=4.0)
     p.set_defaults(func=_cmd_demo)
 
+    p = sub.add_parser('deploy', help='run a policy through the controller node (on the sim '
+                       'with --sim TASK)')
+    p.add_argument('--checkpoint', help='checkpoint folder (none: the controller waits for one '
+                   'on /trainer/checkpoint or its checkpoint parameter)')
+    p.add_argument('--sim', metavar='TASK', help='also run the simulated robot on this task')
+    p.add_argument('--enable', action='store_true', help='start the controller enabled')
+    p.add_argument('--teleop', choices=('none', 'joy'), default='none',
+                   help='joy: run teleop for human takeover (its command reaches the robot '
+                        'only through the controller\'s safety filter)')
+    p.add_argument('--rtf', type=float, default=1.0, help='sim real-time factor')
+    p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
+                   help='controller parameter (see config/controller.yaml); repeatable')
+    p.add_argument('--log-dir', default='runs/deploy/logs', help='node logs')
+    p.add_argument('--status-every', type=float, default=2.0, help='seconds between status lines')
+    p.set_defaults(func=_cmd_deploy)
+
     p = sub.add_parser('convert', help='turn episode bags into a training dataset')
     p.add_argument('bags', nargs='+', help='bag folders, or folders holding them')
     p.add_argument('--out', required=True, help='dataset folder (created or appended to)')
     p.add_argument('--topics', help='topic map YAML (default: the package\'s own topics)')
+    p.add_argument('--cameras', nargs='+', metavar='CAM',
+                   help='cameras of the package\'s own topics /camera/CAM/image_raw '
+                        '(default: front; e.g. --cameras front wrist)')
     p.add_argument('--rate', type=float, default=20.0, help='control rate to resample to')
     p.add_argument('--image-size', type=int, nargs=2, default=[84, 84], metavar=('H', 'W'))
     p.add_argument('--pre-intervention', type=int, default=10,

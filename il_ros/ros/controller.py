@@ -28,6 +28,7 @@ policy keeps running.
 """
 from __future__ import annotations
 
+from collections import deque
 import json
 import math
 import os
@@ -110,6 +111,7 @@ class PolicyWorker:
         self._done: list[tuple] = []       # (gen, tick, chunk | None, error | None, seconds)
         self.backlog = 0
         self.plan_s: list[float] = []      # recent plan-job durations (observe + plan)
+        self.plan_hist: deque = deque(maxlen=100_000)   # all of them, for stats_file
         self._thread = threading.Thread(target=self._loop, name='il_ros-policy', daemon=True)
         self._thread.start()
 
@@ -143,6 +145,7 @@ class PolicyWorker:
                     self._done.append((gen, tick, chunk, err, dt))
                     if plan and err is None:
                         self.plan_s = (self.plan_s + [dt])[-50:]
+                        self.plan_hist.append(round(dt * 1e3, 3))
                 self._cv.notify_all()
 
     def take(self) -> list[tuple]:
@@ -208,7 +211,7 @@ class Controller(Node):
                             'horizon: a newer chunk replaces the older one).')
         self.plan_ahead_param = p('plan_ahead', 0, 'Plan a new chunk when fewer than this '
                                   'many actions are queued; 0: auto (from the measured plan '
-                                  'latency, + 1 tick).')
+                                  'latency: the worst of the last 20 plans in ticks, + 2).')
         self.max_wait = p('max_wait_fraction', 0.6, 'A tick with no queued action waits at '
                           'most this fraction of a period for the worker, then HOLDs.')
         self.adapter_kind = p('command_adapter', 'float64_multi_array',
@@ -681,8 +684,12 @@ class Controller(Node):
     def _tick_index(self, now: float) -> int:
         if self.t_origin is None:
             self.t_origin = now
-        k = int(math.floor((now - self.t_origin) / self.period + 0.5))
-        return max(self.k + 1, k)
+        k = max(self.k + 1, int(math.floor((now - self.t_origin) / self.period + 0.5)))
+        if now < self.t_origin + k * self.period:
+            # The timer runs on its own phase: anchor the tick grid at the earliest callback
+            # seen, so the jitter measures lateness only.
+            self.t_origin = now - k * self.period
+        return k
 
     def _reset_policy(self) -> None:
         self.gen += 1
@@ -698,7 +705,7 @@ class Controller(Node):
             return int(self.plan_ahead_param)
         recent = self.worker.plan_s[-20:]
         latency = max(recent) if recent else self.period
-        return int(math.ceil(latency / self.period)) + 1
+        return int(math.ceil(latency / self.period)) + 2
 
     def _collect(self, k: int) -> None:
         ta = self.policy.cfg.action_exec if self.policy is not None else 1
@@ -860,7 +867,8 @@ class Controller(Node):
                 Path(self.stats_file).write_text(json.dumps({
                     'period_s': self.period, 'counts': self.counts,
                     'safety': dict(self.safety.counts) if self.safety else {},
-                    'dropped_actions': self.queue.dropped, 'plan_s': self.worker.plan_s,
+                    'dropped_actions': self.queue.dropped,
+                    'plan_ms': list(self.worker.plan_hist),
                     'columns': ['tick', 'jitter_ms', 'latency_ms', 'source', 'reason'],
                     'ticks': self.ticks_log}))
             except OSError as e:

@@ -84,6 +84,13 @@ def read_checkpoint_meta(path) -> dict:
     return meta
 
 
+def _mtime(path) -> float | None:
+    try:
+        return (Path(path) / 'policy.json').stat().st_mtime_ns
+    except OSError:
+        return None
+
+
 def sim_limits(action_names: list[str]) -> tuple[list[float], list[float]] | None:
     """Joint limits of the sim arm when ``action_names`` are its actions, else None."""
     from il_ros.sim.env import ARM_JOINTS, GRIPPER
@@ -258,6 +265,7 @@ class Controller(Node):
         self.queue = ActionQueue(self.period, self.ensemble_k or None)
         self.policy = None
         self.policy_path = None
+        self.policy_mtime = None               # of its policy.json when it was loaded
         self.gen = 0
         self.robot = None                      # RobotSpec the policies must fit, set at 1st load
         self.safety: SafetyFilter | None = None
@@ -427,16 +435,17 @@ class Controller(Node):
     def _request_load(self, path: str, origin: str) -> str:
         """Check ``path`` now (raises Refused) and load it in a background thread."""
         path = str(Path(path).expanduser().resolve())
+        mtime = _mtime(path)
         expect = self._check(path)
         with self.lock:
             self._load_seq += 1
             seq = self._load_seq
             self.loading = path
-        threading.Thread(target=self._load, args=(path, expect, seq, origin),
+        threading.Thread(target=self._load, args=(path, expect, seq, origin, mtime),
                          name='il_ros-load', daemon=True).start()
         return path
 
-    def _load(self, path: str, expect, seq: int, origin: str) -> None:
+    def _load(self, path: str, expect, seq: int, origin: str, mtime) -> None:
         """Background: load, warm up once (the first call of a fresh model is slow), hand
         over to the tick."""
         from il_ros.models.policy import load_checkpoint
@@ -463,7 +472,7 @@ class Controller(Node):
         with self.lock:
             if seq != self._load_seq:
                 return                            # a newer request superseded this one
-            self._pending = (policy, path, expect, extra, dt, origin)
+            self._pending = (policy, path, expect, extra, dt, origin, mtime)
 
     def _refuse(self, message: str) -> None:
         self.counts['refused'] += 1
@@ -478,7 +487,7 @@ class Controller(Node):
                 self.loading = None
         if pending is None:
             return
-        policy, path, expect, extra, dt, origin = pending
+        policy, path, expect, extra, dt, origin, self.policy_mtime = pending
         first = self.robot is None
         if first:
             from il_ros.models.policy_config import RobotSpec
@@ -526,7 +535,10 @@ class Controller(Node):
         self.arbiter.human_command(array_from_msg(msg))
 
     def _on_checkpoint_topic(self, msg: String) -> None:
-        if not msg.data or msg.data == self.policy_path:
+        # The trainer re-uses one folder (checkpoints/best) for each new best: the same path
+        # with a newer policy.json is a new checkpoint.
+        if not msg.data or (str(Path(msg.data).resolve()) == self.policy_path
+                            and _mtime(msg.data) == self.policy_mtime):
             return
         try:
             self._request_load(msg.data, 'checkpoint topic')

@@ -102,30 +102,12 @@ def _cmd_record(args) -> int:
 
 
 def _cmd_demo(args) -> int:
-    """The main job so far: record scripted demos through ROS 2, convert, inspect.
-
-    Training, deployment through the controller node and the success report are added as
-    their issues land.
-    """
-    out = Path(args.out)
-    bags, dataset = out / 'bags' / args.task, out / 'dataset'
-    steps = 3
-    print(f'[demo 1/{steps}] recording {args.episodes} scripted {args.task} episodes through '
-          'the ROS 2 node graph (sim_robot, teleop, recorder)')
-    rc = _cmd_record(build_parser().parse_args(
-        ['record', '--task', args.task, '--episodes', str(args.episodes), '--out', str(bags),
-         '--rtf', str(args.rtf)]))
-    if rc != 0:
-        return rc
-    print(f'[demo 2/{steps}] converting the bags into a training dataset at {dataset}')
-    rc = _cmd_convert(build_parser().parse_args(['convert', str(bags), '--out', str(dataset)]))
-    if rc != 0:
-        return rc
-    print(f'[demo 3/{steps}] inspecting the dataset')
-    rc = _cmd_inspect(build_parser().parse_args(['inspect', str(dataset)]))
-    print(f'[demo] done: bags in {bags}, dataset in {dataset}, pictures in '
-          f'{dataset / "inspect"}')
-    return rc
+    """The main job: record, convert, inspect, train, deploy over ROS 2, report."""
+    from il_ros.demo import run_demo
+    return run_demo(args.out, task=args.task, episodes=args.episodes, rtf=args.rtf,
+                    cameras=tuple(args.cameras), config=args.config,
+                    eval_episodes=args.eval_episodes, threads=args.threads,
+                    max_minutes=args.max_minutes)
 
 
 def _cmd_deploy(args) -> int:
@@ -294,11 +276,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--timeout', type=float, default=3600.0, help='wall-clock limit (s)')
     p.set_defaults(func=_cmd_record)
 
-    p = sub.add_parser('demo', help='the main job: record demos through ROS 2, convert, inspect')
+    p = sub.add_parser('demo', help='the main job: record demos through ROS 2, convert, '
+                       'train, deploy through the controller node, report (il_ros/demo.py)')
     p.add_argument('--out', default='runs/demo')
     p.add_argument('--task', default='lift')
-    p.add_argument('--episodes', type=int, default=10)
-    p.add_argument('--rtf', type=float, default=4.0)
+    p.add_argument('--episodes', type=int, default=100, help='scripted demos to record')
+    p.add_argument('--rtf', type=float, default=8.0, help='sim real-time factor when recording')
+    p.add_argument('--cameras', nargs='+', default=['front', 'wrist'])
+    p.add_argument('--config', default='demo', help='training config (config/train/NAME.yaml)')
+    p.add_argument('--max-minutes', type=float, default=None, help='training budget override')
+    p.add_argument('--eval-episodes', type=int, default=20)
+    p.add_argument('--threads', type=int, default=2, help='torch threads for training')
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser('deploy', help='run a policy through the controller node (on the sim '

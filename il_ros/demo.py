@@ -1,0 +1,179 @@
+"""``il-ros demo`` / ``make demo``: the whole loop, in the sim, through ROS 2.
+
+1. record scripted demonstrations through the node graph (sim_robot, teleop, recorder);
+2. convert the bags into a dataset;
+3. inspect it (contact sheet, action plots);
+4. train a policy (config/train/demo.yaml: conv4 encoders on the front and wrist cameras,
+   8-action MSE chunks, a few CPU minutes);
+5. deploy the best checkpoint through the controller node against sim_robot, in real time,
+   and measure its success (``il-ros eval --transport ros``), next to the in-process
+   rollout of the same checkpoint;
+6. write ``OUT/report.md``, ``OUT/report.json`` and ``OUT/success.png``.
+
+A rerun reuses what is already there: complete recordings, converted bags (by content) and
+a finished training run; a stopped run resumes. Delete OUT to start over.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+import sys
+import time
+
+
+def _say(step: int, total: int, text: str) -> None:
+    print(f'\n[demo {step}/{total}] {text}', flush=True)
+
+
+def _complete_episodes(bags: Path) -> int:
+    """Episodes in ``bags`` the recorder finished (their metadata JSON says so)."""
+    n = 0
+    for meta in bags.glob('episode_*.json'):
+        try:
+            if json.loads(meta.read_text()).get('status', 'complete') == 'complete':
+                n += 1
+        except (OSError, ValueError):
+            pass
+    return n
+
+
+def plot_success(results: dict, path: Path) -> Path:
+    """Bar chart of the success rates, with each episode's length as dots."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(9, 3.4))
+    names = list(results)
+    rates = [results[n]['success_rate'] for n in names]
+    bars = ax.bar(names, [100 * r for r in rates], color=['tab:blue', 'tab:green'][:len(names)])
+    for b, r in zip(bars, rates):
+        ax.text(b.get_x() + b.get_width() / 2, 100 * r + 1, f'{r:.0%}', ha='center')
+    ax.set_ylim(0, 110)
+    ax.set_ylabel('success (%)')
+    ax.set_title('success rate, same checkpoint and seeds')
+    for i, n in enumerate(names):
+        eps = results[n].get('per_episode') or []
+        steps = [e['steps'] for e in eps]
+        colors = ['tab:green' if e['success'] else 'tab:red' for e in eps]
+        ax2.scatter([i + 0.1 * ((j % 5) - 2) for j in range(len(eps))], steps, c=colors, s=12)
+    ax2.set_xticks(range(len(names)), names)
+    ax2.set_ylabel('control steps (green: success)')
+    ax2.set_title('episode lengths')
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def run_demo(out='runs/demo', task: str = 'lift', episodes: int = 100, rtf: float = 8.0,
+             cameras=('front', 'wrist'), config: str = 'demo', eval_episodes: int = 20,
+             threads: int = 2, max_minutes: float | None = None) -> int:
+    """Run the six steps (module doc); return the exit code (0: every step worked)."""
+    from il_ros.cli import _cmd_convert, _cmd_inspect, _cmd_record, build_parser
+    t_start = time.perf_counter()
+    out = Path(out)
+    bags, dataset, run_dir = out / 'bags' / task, out / 'dataset', out / 'train'
+    total, times = 6, {}
+    parse = build_parser().parse_args
+
+    t0 = time.perf_counter()
+    have = _complete_episodes(bags) if bags.is_dir() else 0
+    if have >= episodes:
+        _say(1, total, f'reusing the {have} recorded episodes in {bags}')
+    else:
+        if bags.exists() and any(bags.iterdir()):
+            print(f'il-ros demo: {bags} holds {have} of {episodes} complete episodes; delete it '
+                  f'(or all of {out}) to record again', file=sys.stderr)
+            return 2
+        _say(1, total, f'recording {episodes} scripted {task} episodes through the ROS 2 node '
+             f'graph (sim_robot, teleop, recorder) at {rtf:g}x real time, cameras '
+             f'{" + ".join(cameras)}')
+        rc = _cmd_record(parse(['record', '--task', task, '--episodes', str(episodes),
+                                '--out', str(bags), '--rtf', str(rtf), '--cameras', *cameras]))
+        if rc != 0:
+            return rc
+    times['record_s'] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    _say(2, total, f'converting the bags into a training dataset at {dataset}')
+    rc = _cmd_convert(parse(['convert', str(bags), '--out', str(dataset), '--cameras',
+                             *cameras]))
+    if rc != 0:
+        return rc
+    times['convert_s'] = time.perf_counter() - t0
+
+    _say(3, total, 'inspecting the dataset')
+    rc = _cmd_inspect(parse(['inspect', str(dataset)]))
+    if rc != 0:
+        return rc
+
+    t0 = time.perf_counter()
+    from il_ros.training.cli import format_summary
+    from il_ros.training.config import load_train_config
+    from il_ros.training.trainer import train
+    import torch
+    torch.set_num_threads(threads)
+    cfg = load_train_config(config, [], dataset=str(dataset), max_minutes=max_minutes,
+                            eval_task=task)
+    _say(4, total, f'training {config!r} for {cfg.max_minutes:g} min on {threads} threads '
+         f'(rollouts every {cfg.eval_every_minutes:g} min pick the best checkpoint) '
+         f'into {run_dir}')
+    summary = train(cfg, run_dir)
+    print(format_summary(summary))
+    if summary['status'] != 'done':
+        return 130
+    best = summary.get('best') or {}
+    ckpt = Path(best.get('path') or summary['last'])
+    times['train_s'] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    _say(5, total, f'deploying {ckpt} through the controller node against sim_robot in real '
+         f'time: {eval_episodes} {task} episodes over ROS 2, then the same seeds in-process')
+    from il_ros.ros.ros_eval import evaluate_ros
+    from il_ros.training.evaluate import evaluate_checkpoint, format_result
+    res_ros = evaluate_ros(ckpt, task, episodes=eval_episodes, log_dir=out / 'deploy_logs')
+    print('over ROS 2:  ' + format_result(res_ros))
+    times['deploy_eval_s'] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    res_in = evaluate_checkpoint(ckpt, task, episodes=eval_episodes)
+    print('in-process:  ' + format_result(res_in))
+    times['inproc_eval_s'] = time.perf_counter() - t0
+
+    _say(6, total, f'writing the report to {out}')
+    times['total_s'] = time.perf_counter() - t_start
+    results = {'ROS 2 (controller node)': res_ros, 'in-process': res_in}
+    plot_success(results, out / 'success.png')
+    report = {'task': task, 'episodes_recorded': max(have, episodes), 'checkpoint': str(ckpt),
+              'train': {k: summary.get(k) for k in ('step', 'train_s', 'samples_per_s')},
+              'success_ros': res_ros['success_rate'], 'success_inproc': res_in['success_rate'],
+              'eval_episodes': eval_episodes, 'seconds': {k: round(v, 1)
+                                                          for k, v in times.items()},
+              'ros': {k: v for k, v in res_ros.items() if k != 'per_episode'},
+              'inproc': {k: v for k, v in res_in.items() if k != 'per_episode'}}
+    (out / 'report.json').write_text(json.dumps(report, indent=1, default=str))
+    _write_markdown(out, report, run_dir, dataset)
+    print(f'\n[demo] {task}: success {res_ros["success_rate"]:.0%} through the controller node '
+          f'over ROS 2 ({res_in["success_rate"]:.0%} in-process), {eval_episodes} episodes; '
+          f'{times["total_s"] / 60:.1f} min in all. Report: {out / "report.md"}')
+    return 0
+
+
+def _write_markdown(out: Path, rep: dict, run_dir: Path, dataset: Path) -> None:
+    s = rep['seconds']
+    rel = lambda p: Path(p).resolve().relative_to(out.resolve())  # noqa: E731
+    lines = [
+        f"# il_ros demo: {rep['task']}", '',
+        f"- Success through the controller node over ROS 2: **{rep['success_ros']:.0%}** "
+        f"({rep['eval_episodes']} episodes, seeds {rep['ros']['seed']}..), in-process "
+        f"{rep['success_inproc']:.0%} on the same seeds.",
+        f"- Failures over ROS 2: {rep['ros']['failures'] or '-'}; controller: "
+        f"{json.dumps(rep['ros'].get('controller', {}))}",
+        f"- Demonstrations: {rep['episodes_recorded']} scripted episodes; training: "
+        f"{rep['train']['step']} steps in {rep['train']['train_s'] / 60:.1f} min "
+        f"({rep['train']['samples_per_s']:.0f} samples/s); checkpoint `{rep['checkpoint']}`.",
+        '- Time (s): ' + ', '.join(f'{k[:-2]} {v:.0f}' for k, v in s.items()), '',
+        '![success](success.png)', '',
+        f'![training curves]({rel(run_dir / "curves.png")})', '',
+        f'![dataset]({rel(dataset / "inspect" / "contact_sheet.png")})', '',
+    ]
+    (out / 'report.md').write_text('\n'.join(lines))

@@ -7,7 +7,7 @@ from setuptools import find_packages, setup
 PACKAGE = 'il_ros'
 
 # One entry per node: `ros2 run il_ros <name>` and `il-ros node <name>` both reach it.
-NODES = ['sim_robot', 'teleop', 'recorder', 'trainer', 'controller']
+NODES = ['sim_robot', 'teleop', 'recorder', 'trainer', 'controller', 'supervisor']
 
 
 def tree(src):

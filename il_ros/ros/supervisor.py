@@ -1,0 +1,169 @@
+"""supervisor: a scripted person who watches a policy run in the sim and takes over when it
+goes wrong (HG-DAgger in sim). The gate is il_ros.sim.supervisor.Supervisor (ROS-free);
+this node feeds it and speaks the controller's human-takeover channel.
+
+Per ``/sim/state`` (the sim's privileged state, one per control tick):
+
+1. the newest command seen on ``command_topic`` since the previous state (what the robot
+   executed in answer to it; the controller's output) and the state go to the gate;
+2. while the gate holds control: ``Bool(True)`` on ``intervention_topic`` (the deadman
+   heartbeat) and the expert's command on ``human_command_topic``, which the controller
+   forwards to the robot through its safety filter. On hand-back: one ``Bool(False)``,
+   which releases the controller at once;
+3. the expert's label for every state goes to ``label_topic`` (a clean action for every
+   visited state: the DAgger baseline's relabelling, recorded beside the executed command).
+
+``~/enable`` (SetBool) arms or disarms the gate (disarmed: it never takes over and releases
+control it holds; labels are still published). ``~/status`` (String, JSON) carries the
+counts: steps, human_steps (ticks in control: the expert-labelled steps), takeovers, this
+episode's counts, and the last deviation/danger values.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from rclpy.node import Node
+from std_msgs.msg import Bool, Float64MultiArray, String
+from std_srvs.srv import SetBool
+
+from il_ros import keys
+from il_ros.ros.conversions import array_from_msg, array_msg
+from il_ros.ros.node_utils import COMMAND_QOS, declare, run, STATE_QOS
+from il_ros.sim.supervisor import GateConfig, Supervisor
+
+TOPIC_EXPERT_LABEL = '/il/expert/label'
+
+
+class SupervisorNode(Node):
+    """The supervisor node (see the module docstring)."""
+
+    def __init__(self):
+        super().__init__('supervisor')
+        p = lambda *a, **k: declare(self, *a, **k)  # noqa: E731
+        task = p('task', 'lift', 'Sim task whose expert supervises.')
+        seed = p('seed', 0, 'Seed of the expert; sim episode k uses seed + k.')
+        self.active = p('active', True, 'Start armed (may take over); ~/enable toggles.')
+        d = GateConfig()
+        gate = GateConfig(
+            deviation_m=p('deviation_m', d.deviation_m, 'Take over when the hand position '
+                          'the executed command aims at is this far (m) from the expert\'s '
+                          '(for trigger_steps ticks); <= 0: off.'),
+            gripper_deviation=p('gripper_deviation', d.gripper_deviation, 'Gripper command '
+                                'difference (0..1) that counts as a deviation; <= 0: off.'),
+            stall_m=p('stall_m', d.stall_m, 'Stall: the hand moved less than this (m) over '
+                      'stall_steps ticks while deviating; <= 0: off.'),
+            stall_steps=p('stall_steps', d.stall_steps, 'Window of the stall rule (ticks).'),
+            danger_on_m=_none_if_negative(p(
+                'danger_on_m', -1.0, 'Take over at once when the task\'s danger distance '
+                'exceeds this (path: m from the curve; corridor 0.04); < 0: the task\'s '
+                'default (path 0.02), 0: off.')),
+            danger_off_m=_none_if_negative(p(
+                'danger_off_m', -1.0, 'Recovered below this danger distance; < 0: the '
+                'task\'s default (path 0.01).')),
+            trigger_steps=p('trigger_steps', d.trigger_steps, 'Consecutive deviating ticks '
+                            'before taking over.'),
+            min_takeover_steps=p('min_takeover_steps', d.min_takeover_steps, 'Ticks in '
+                                 'control before handing back can start.'),
+            release_steps=p('release_steps', d.release_steps, 'Consecutive recovered ticks '
+                            'before handing back.'))
+        command_topic = p('command_topic', keys.TOPIC_COMMAND,
+                          'The robot command to judge (Float64MultiArray, action order).')
+        human_topic = p('human_command_topic', keys.TOPIC_TELEOP_COMMAND,
+                        'Where the expert\'s command goes while in control (the '
+                        'controller\'s human channel).')
+        intervention_topic = p('intervention_topic', keys.TOPIC_INTERVENTION,
+                               'Deadman heartbeats: True while in control, False to release.')
+        label_topic = p('label_topic', TOPIC_EXPERT_LABEL, 'The expert\'s label for every '
+                        'state (empty: not published).')
+        status_rate = p('status_rate_hz', 2.0, 'Rate of ~/status.')
+
+        self.sup = Supervisor(task, gate, seed=seed)
+        self.sup.arm(self.active)
+        self.executed: np.ndarray | None = None
+        self.last: dict = {}
+        self.pub_human = self.create_publisher(Float64MultiArray, human_topic, COMMAND_QOS)
+        self.pub_beat = self.create_publisher(Bool, intervention_topic, COMMAND_QOS)
+        self.pub_label = (self.create_publisher(Float64MultiArray, label_topic, STATE_QOS)
+                          if label_topic else None)
+        self.pub_status = self.create_publisher(String, '~/status', STATE_QOS)
+        self.create_subscription(Float64MultiArray, command_topic, self._on_command,
+                                 COMMAND_QOS)
+        self.create_subscription(Float64MultiArray, keys.TOPIC_SIM_STATE, self._on_state,
+                                 STATE_QOS)
+        self.create_service(SetBool, '~/enable', self._on_enable)
+        self.create_timer(1.0 / status_rate, self._publish_status)
+        self.seq = 0
+        g = self.sup.gate
+        self.get_logger().info(
+            f'{task}: {"armed" if self.active else "disarmed"}; take over at deviation '
+            f'{g.deviation_m} m x{g.trigger_steps}, stall {g.stall_m} m/{g.stall_steps} '
+            f'ticks, danger {g.danger_on_m} m; release after {g.min_takeover_steps}+'
+            f'{g.release_steps} ticks (danger < {g.danger_off_m} m)')
+
+    def _on_command(self, msg: Float64MultiArray) -> None:
+        self.executed = array_from_msg(msg)
+
+    def _on_state(self, msg: Float64MultiArray) -> None:
+        state = np.asarray(msg.data, np.float64)
+        was = self.sup.in_control
+        episode = self.sup.episode
+        executed, self.executed = self.executed, None
+        step = self.sup.step(state, executed)
+        if self.sup.episode != episode and was:
+            self._release('new episode')            # control held in the old one ends
+        if self.pub_label is not None:
+            self.pub_label.publish(array_msg(step.label, 'expert_label'))
+        if self.sup.in_control:
+            # The command first: the controller needs one before a heartbeat gives it control.
+            self.pub_human.publish(array_msg(step.label, 'supervisor'))
+            self.pub_beat.publish(Bool(data=True))
+            if step.event == 'takeover':
+                self.get_logger().info(
+                    f'episode {self.sup.episode}: take over ({step.reason}; deviation '
+                    f'{_fmt(step.deviation)} m, danger {_fmt(step.danger)} m)')
+        elif step.event == 'release':
+            self._release(f'recovered after {self.sup._held} ticks')
+        self.last = {'deviation': step.deviation, 'danger': step.danger,
+                     'reason': step.reason}
+
+    def _release(self, why: str) -> None:
+        self.pub_beat.publish(Bool(data=False))
+        self.get_logger().info(f'episode {self.sup.episode}: hand back ({why})')
+
+    def _on_enable(self, request, response):
+        self.active = bool(request.data)
+        if self.sup.arm(self.active):
+            self._release('disarmed')
+        response.success = True
+        response.message = 'armed' if self.active else 'disarmed'
+        return response
+
+    def status(self) -> dict:
+        return {'seq': self.seq, 'active': self.active, **self.sup.counts(), **self.last}
+
+    def _publish_status(self) -> None:
+        self.seq += 1
+        self.pub_status.publish(String(data=json.dumps(self.status())))
+
+    def destroy_node(self):
+        if self.sup.in_control:
+            self.pub_beat.publish(Bool(data=False))
+        self.sup.close()
+        return super().destroy_node()
+
+
+def _none_if_negative(v: float) -> float | None:
+    return None if v < 0 else float(v)
+
+
+def _fmt(v) -> str:
+    return '-' if v is None else f'{v:.3f}'
+
+
+def main(args=None):
+    run(SupervisorNode, args)
+
+
+if __name__ == '__main__':
+    main()

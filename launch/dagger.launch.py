@@ -1,0 +1,53 @@
+"""Supervised runs for HG-DAgger on a real robot: the controller, the recorder and a human
+teleop device whose deadman takes over (docs/dagger.md).
+
+    ros2 launch il_ros dagger.launch.py checkpoint:=runs/x/checkpoints/best out:=data/bags/r1
+    ros2 launch il_ros dagger.launch.py checkpoint:=... teleop_mode:=keyboard \\
+        teleop_prefix:='xterm -e'                     # keyboard teleop needs a terminal
+    ros2 launch il_ros dagger.launch.py checkpoint:=... trainer:=true   # retrain in the graph
+    ros2 launch il_ros dagger.launch.py sim:=true task:=path checkpoint:=... teleop:=false
+                                                  # the sim robot and the scripted supervisor
+
+Per episode: ``/recorder/start_episode`` (Trigger), ``/controller/enable`` (SetBool true);
+the operator holds the deadman (joy button / keys) to take over, and the controller puts the
+teleop command on the robot through its safety filter and labels those ticks
+``intervention`` on ``/il/control_source``; then ``/recorder/stop_episode`` (SetBool: success).
+``il-ros convert`` labels the frames (intervention, pre_intervention, policy), ``il-ros train
+--set weighting=iwr|sirius`` learns from them. The recorder stores the topics listed in the
+``dagger`` graph of config/graph.yaml (edit them there for a robot with other topics); it
+uses the system clock (``use_sim_time`` only under ``il-ros dagger`` in the sim).
+"""
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument
+from launch.conditions import IfCondition
+from launch.substitutions import LaunchConfiguration
+
+from il_ros.ros.launch_graph import graph_launch_description
+
+
+def generate_launch_description():
+    sim = {'condition': IfCondition(LaunchConfiguration('sim'))}
+    graph = graph_launch_description('dagger', extra_args={
+        'sim_robot': sim,
+        'supervisor': sim,
+        'teleop': {'condition': IfCondition(LaunchConfiguration('teleop')),
+                   'prefix': LaunchConfiguration('teleop_prefix')},
+        'trainer': {'condition': IfCondition(LaunchConfiguration('trainer'))}})
+    return LaunchDescription([
+        DeclareLaunchArgument('sim', default_value='false',
+                              description='Run the simulated robot and the scripted supervisor '
+                                          '(false: a real robot).'),
+        DeclareLaunchArgument('teleop', default_value='true',
+                              description='Run the human teleop device for takeovers.'),
+        # Declared before the graph's own teleop_mode (default scripted): the first
+        # declaration sets the default, and a person on a real robot uses a device.
+        DeclareLaunchArgument('teleop_mode', default_value='joy',
+                              description='Teleop device: joy or keyboard.'),
+        DeclareLaunchArgument('teleop_prefix', default_value='',
+                              description="Command prefix for teleop, e.g. 'xterm -e' (the "
+                                          'keyboard mode reads a terminal).'),
+        DeclareLaunchArgument('trainer', default_value='false',
+                              description='Run the trainer node (the controller hot-loads its '
+                                          'new checkpoints).'),
+        graph,
+    ])

@@ -1,0 +1,118 @@
+"""A supervised deployment over real ROS 2 processes (the ``dagger`` graph: sim_robot,
+controller, supervisor, recorder): a random-init policy drives the path task, the scripted
+supervisor takes over through the controller's takeover channel, and
+
+- the bag has ``/il/control_source`` with ``intervention`` segments, and the executed
+  command during them is the supervisor's;
+- after ``il-ros convert`` the dataset frames carry ``intervention`` and the policy frames
+  right before each takeover carry ``pre_intervention``.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+pytest.importorskip('rclpy')
+
+from rosbags.rosbag2 import Reader  # noqa: E402
+from rosbags.typesys import get_typestore, Stores  # noqa: E402
+
+TYPESTORE = get_typestore(Stores.ROS2_KILTED)
+PRE = 4          # --pre-intervention frames
+
+
+def tiny_checkpoint(path, seed=1000, image_size=(48, 48)):
+    """A random-init policy for the sim arm whose commands scatter a few cm around the start
+    pose of episode ``seed``: it stalls or wanders off the path (slowly enough for the
+    supervisor to catch it; a policy jumping 0.1 rad per tick would leave the 4 cm corridor
+    within a tick)."""
+    import torch
+
+    from il_ros.sim import make_env
+
+    from il_ros.models.policy import build_policy, save_checkpoint
+    from il_ros.models.presets import preset
+    from il_ros.training.spec import sim_spec
+    torch.manual_seed(0)
+    spec = sim_spec('path')
+    spec.image_size = tuple(image_size)
+    cfg = preset('none_mse', encoder={'name': 'conv4', 'channels': [8, 8], 'strides': [2, 1],
+                                      'num_kp': 4, 'feat_dim': 8},
+                 proprio_encoder={'name': 'mlp', 'hidden': 16, 'out_dim': 8},
+                 core={'name': 'none', 'hidden': [32]}, crop=None)
+    a, j = spec.action_dim, spec.proprio_dim
+    env = make_env('path', render=False)
+    env.reset(seed=seed)
+    start = np.r_[env.arm_qpos(), 1.0]
+    stats = {'action': {'min': (start - 0.08).tolist(), 'max': (start + 0.08).tolist()},
+             'joint_pos': {'mean': [0.0] * j, 'std': [0.5] * j},
+             'image/front': {'mean': [0.5] * 3, 'std': [0.25] * 3}}
+    return str(save_checkpoint(build_policy(cfg, spec, stats), path))
+
+
+def _messages(bag, topic):
+    with Reader(bag) as reader:
+        conns = [c for c in reader.connections if c.topic == topic]
+        assert conns, f'{topic} not in {bag}'
+        return [(t, TYPESTORE.deserialize_cdr(raw, c.msgtype))
+                for c, t, raw in reader.messages(connections=conns)]
+
+
+def test_takeover_is_recorded_and_labelled(tmp_path):
+    from il_ros.data.store import Dataset, decode_labels
+    from il_ros.ros.dagger_driver import start_sim_graph
+    ckpt = tiny_checkpoint(tmp_path / 'ckpt')
+    bags = tmp_path / 'bags'
+    runner, driver = start_sim_graph('path', tmp_path / 'logs', bags, first_seed=1000,
+                                     image_size=(48, 48), checkpoint=ckpt, with_trainer=False)
+    try:
+        ep = driver.run_episode(1000, max_steps=70)
+    finally:
+        driver.close()
+        runner.stop()
+    assert ep['takeovers'] >= 1 and ep['human_ticks'] >= 10, ep
+    assert ep['policy_ticks'] >= 1, ep
+    assert ep['failure'] != 'off_path', f'the supervisor let the policy leave the path: {ep}'
+
+    # -- the bag: control source segments, and the supervisor's command on the robot
+    metas = sorted(bags.glob('episode_*.json'))
+    assert len(metas) == 1
+    meta = json.loads(metas[0].read_text())
+    assert meta['status'] == 'complete', meta
+    bag = metas[0].with_suffix('')
+    sources = [m.data for _, m in _messages(bag, '/il/control_source')]
+    assert 'intervention' in sources and 'policy' in sources
+    segments = sum(1 for a, b in zip([''] + sources, sources)
+                   if b == 'intervention' and a != b)
+    assert segments == ep['takeovers'], (segments, ep)
+    human = [(t, np.asarray(m.data)) for t, m in _messages(bag, '/il/teleop/command')]
+    beats = [m.data for _, m in _messages(bag, '/il/intervention')]
+    assert len(human) >= ep['human_ticks'] - 2 and True in beats and False in beats
+
+    # -- conversion labels the frames
+    ds_path = tmp_path / 'dataset'
+    res = subprocess.run([sys.executable, '-m', 'il_ros.cli', 'convert', str(bags), '--out',
+                          str(ds_path), '--image-size', '48', '48', '--pre-intervention',
+                          str(PRE)], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    ds = Dataset(ds_path)
+    assert ds.num_episodes == 1
+    labels = decode_labels(ds.read('label', 0, 0, ds.episode_lengths[0]))
+    assert 'intervention' in labels and 'pre_intervention' in labels, labels
+    starts = [t for t in range(1, len(labels)) if labels[t] == 'intervention'
+              and labels[t - 1] != 'intervention']
+    assert starts, labels
+    for t in starts:
+        window = labels[max(0, t - PRE):t]
+        # what the policy controlled right before a takeover is pre_intervention, nothing
+        # else in the window is plain policy
+        assert 'policy' not in window, (t, labels)
+    # pre_intervention only ever sits right before a takeover
+    for t, lab in enumerate(labels):
+        if lab == 'pre_intervention':
+            assert any(0 < s - t <= PRE for s in starts), (t, labels)
+    assert abs(labels.count('intervention') - ep['human_ticks']) <= 3, (labels, ep)

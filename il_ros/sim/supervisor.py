@@ -136,6 +136,7 @@ class Supervisor:
         self.expert = make_expert(task, seed=seed)
         self.n_arm = len(self.env.action_names) - 1
         self.episode: int | None = None
+        self.armed = True
         # totals over all episodes
         self.steps = 0
         self.human_steps = 0
@@ -218,7 +219,7 @@ class Supervisor:
                 self._fire = self._fire + 1 if reason else 0
                 if not reason and self._stalled(ee, dev):
                     reason, self._fire = 'stall', g.trigger_steps
-            if self._fire >= g.trigger_steps and env.failure() is None:
+            if self._fire >= g.trigger_steps and env.failure() is None and self.armed:
                 self.in_control, self._reason = True, reason
                 self._held = self._calm = 0
                 self.takeovers += 1
@@ -242,6 +243,15 @@ class Supervisor:
             self.episode_human_steps += 1
         return SupervisorStep(self.in_control, label, event, dev, danger,
                               self._reason if self.in_control else '')
+
+    def arm(self, on: bool) -> bool:
+        """Arm (may take over) or disarm (never takes over); True when disarming ended a
+        takeover in progress."""
+        self.armed = bool(on)
+        released = not self.armed and self.in_control
+        if released:
+            self.in_control, self._fire = False, 0
+        return released
 
     def _stalled(self, ee: np.ndarray, dev: float | None) -> bool:
         g = self.gate

@@ -28,7 +28,8 @@ BUDGET_FIELDS = ('max_steps', 'max_minutes', 'eval_every_steps', 'eval_every_min
 """Fields a resumed run may change (budgets, reporting, data access); the others must match
 the run folder's config.yaml, or the resumed run would not continue the same run."""
 _FLOAT_FIELDS = ('lr', 'weight_decay', 'min_lr_ratio', 'max_minutes', 'grad_clip', 'ema_decay',
-                 'val_fraction', 'eval_every_minutes', 'save_every_minutes')
+                 'val_fraction', 'eval_every_minutes', 'save_every_minutes',
+                 'pre_intervention_weight')
 
 
 @dataclass
@@ -77,6 +78,18 @@ class TrainConfig:
     label_weights: dict[str, float] | None = None
     """Per-label loss weight, e.g. ``{intervention: 2.0, hold: 0.0}``; labels not named get
     1.0. None: uniform. Labels: demo, policy, intervention, pre_intervention, hold."""
+    weighting: str = 'uniform'
+    """How frames from interventions are weighted against the rest (il_ros.training.weighting):
+    'uniform'; 'iwr' (intervention frames and all others get equal total weight); 'sirius'
+    (as iwr, with pre_intervention frames downweighted by ``pre_intervention_weight``).
+    ``label_weights`` multiply in (e.g. ``{hold: 0}`` drops HOLD frames first)."""
+    pre_intervention_weight: float = 0.1
+    """Sirius: weight of a pre_intervention frame relative to the other non-intervention
+    frames."""
+    init_checkpoint: str | None = None
+    """Warm start: a checkpoint folder whose weights (its EMA weights when it has them) and
+    normalizers the policy starts from (e.g. the previous DAgger round's policy). The policy
+    config and robot must match. Ignored when resuming a run (its own state wins)."""
     num_workers: int = 0
     """DataLoader worker processes (0: load in the training process; best on 2 cores with
     the dataset cached in RAM)."""
@@ -152,6 +165,16 @@ class TrainConfig:
                    if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0)}
             if bad:
                 raise ValueError(f'label_weights must be finite numbers >= 0, got {bad}')
+        from il_ros.training.weighting import SCHEMES
+        if self.weighting not in SCHEMES:
+            raise ValueError(f'weighting must be one of {SCHEMES}, got {self.weighting!r}')
+        if not (math.isfinite(self.pre_intervention_weight)
+                and self.pre_intervention_weight >= 0):
+            raise ValueError(f'pre_intervention_weight must be >= 0, '
+                             f'got {self.pre_intervention_weight}')
+        if self.init_checkpoint is not None and not isinstance(self.init_checkpoint, str):
+            raise ValueError(f'init_checkpoint must be a folder path, '
+                             f'got {self.init_checkpoint!r}')
         self._check_eval()
 
     def _check_budget(self) -> None:

@@ -36,6 +36,7 @@ from il_ros.training.evaluate import evaluate
 from il_ros.training.logbook import Logbook
 from il_ros.training.schedule import EpochSampler, lr_at
 from il_ros.training.spec import spec_from_dataset
+from il_ros.training.weighting import label_counts, scheme_weights
 
 
 class TrainError(RuntimeError):
@@ -95,6 +96,9 @@ class Trainer:
             self._check_same_run()
             self.policy, _ = load_checkpoint(last, expect=self.spec, use_ema=False)
             tensors, info = st.read_trainer_state(last)
+        elif cfg.init_checkpoint:
+            self.policy = self._warm_start(cfg.init_checkpoint)
+            tensors, info = {}, {}
         else:
             self.policy = build_policy(self.pcfg, self.spec, self.ds.stats)
             tensors, info = {}, {}
@@ -102,6 +106,8 @@ class Trainer:
         if cfg.ema_decay > 0:
             if self.resumed:
                 shadow = load_checkpoint(last, expect=self.spec, use_ema=True)[0]
+            elif cfg.init_checkpoint:
+                shadow = self._warm_start(cfg.init_checkpoint)
             else:
                 shadow = build_policy(self.pcfg, self.spec, self.ds.stats)
                 shadow.load_state_dict(self.policy.state_dict())
@@ -120,6 +126,21 @@ class Trainer:
         if self.resumed:
             st.set_rng_state(tensors, info['rng'])
 
+    def _warm_start(self, path):
+        """The policy of checkpoint ``path`` (EMA weights when it has them, its normalizers),
+        in training mode; TrainError when its config or robot differ from this run's."""
+        from il_ros.models.policy import CheckpointMismatch, load_checkpoint
+        try:
+            policy, _ = load_checkpoint(path, expect=self.spec, use_ema=True)
+        except (CheckpointMismatch, FileNotFoundError, ValueError) as e:
+            raise TrainError(f'init_checkpoint: {e}') from None
+        have, want = policy.cfg.to_dict(), self.pcfg.to_dict()
+        diff = sorted(k for k in set(have) | set(want) if have.get(k) != want.get(k))
+        if diff:
+            raise TrainError(f'init_checkpoint {path}: its policy config differs from this '
+                             f'run\'s in {", ".join(diff)}; use the same policy config')
+        return policy.train()
+
     def _check_same_run(self) -> None:
         from il_ros.config import load_yaml
         saved = load_yaml(self.out / 'config.yaml') or {}
@@ -132,7 +153,12 @@ class Trainer:
     def _data(self) -> None:
         cfg, spec = self.cfg, self.policy.sampler_spec()
         train_eps, val_eps = split_episodes(self.ds.num_episodes, cfg.val_fraction, cfg.seed)
-        common = dict(label_weights=cfg.label_weights, cache=cfg.cache, **spec)
+        self.counts = label_counts(self.ds, train_eps)
+        self.label_weights = (None if cfg.weighting == 'uniform' and not cfg.label_weights
+                              else scheme_weights(cfg.weighting, self.counts,
+                                                  cfg.label_weights,
+                                                  cfg.pre_intervention_weight))
+        common = dict(label_weights=self.label_weights, cache=cfg.cache, **spec)
         self.train_set = WindowDataset(self.ds, episodes=train_eps, **common)
         self.val_set = WindowDataset(self.ds, episodes=val_eps, **common) if val_eps else None
         if len(self.train_set) < cfg.batch_size:
@@ -383,6 +409,7 @@ class Trainer:
             'evals': self.evals, 'dataset': str(Path(self.cfg.dataset).resolve()),
             'train_samples': len(self.train_set),
             'val_samples': len(self.val_set) if self.val_set is not None else 0,
+            'label_counts': self.counts, 'label_weights': self.label_weights,
             'last': str((self.ckpt_dir / 'last').resolve())}
         (self.out / 'summary.json').write_text(json.dumps(summary, indent=1, default=str))
         return summary

@@ -1,0 +1,80 @@
+"""Per-label sample weights for learning from interventions (TrainConfig.weighting).
+
+Frames carry a label (demo, policy, intervention, pre_intervention, hold; see
+il_ros.data.convert). A scheme turns the label counts of the training episodes into one
+weight per label, which the sampler gives every frame (``batch['weight']``, used by the
+loss):
+
+- ``uniform``: every label 1 (times ``label_weights``).
+- ``iwr`` (Intervention Weighted Regression, Mandlekar et al. 2020): the intervention
+  frames and all the other frames get equal total weight, however few the interventions
+  are: ``w_int = N / (2 n_int)``, ``w_rest = N / (2 n_rest)``.
+- ``sirius`` (Liu et al. 2022): as ``iwr``, and the pre-intervention frames (what the policy
+  did just before a person had to take over: likely bad actions) are downweighted by
+  ``pre_intervention_weight`` within the rest.
+
+``label_weights`` (TrainConfig) multiply into every scheme: ``{hold: 0}`` drops the HOLD
+frames (the arm standing still while the controller primed) before the balancing. ``N``
+and the counts are weighted by them, so the total weight of the training set stays
+``sum_l label_weight_l * n_l``: the loss scale does not change with the scheme. A scheme
+that has nothing to balance (no intervention frames, or nothing else) is uniform.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from il_ros import keys
+from il_ros.data.store import LABEL_KEY, LABEL_NAMES
+
+SCHEMES = ('uniform', 'iwr', 'sirius')
+
+
+def label_counts(dataset, episodes) -> dict[str, int]:
+    """Frames per label over ``episodes`` of a dataset store (all labels, zeros included)."""
+    counts = np.zeros(len(LABEL_NAMES), np.int64)
+    if LABEL_KEY in dataset.shapes:
+        for ep in episodes:
+            n = int(dataset.episode_lengths[ep])
+            counts += np.bincount(dataset.read(LABEL_KEY, int(ep), 0, n),
+                                  minlength=len(LABEL_NAMES))[:len(LABEL_NAMES)]
+    else:                       # no labels stored: every frame is a demonstration
+        counts[LABEL_NAMES.index(keys.SOURCE_DEMO)] = sum(
+            int(dataset.episode_lengths[ep]) for ep in episodes)
+    return {name: int(c) for name, c in zip(LABEL_NAMES, counts)}
+
+
+def scheme_weights(scheme: str, counts: dict[str, int],
+                   label_weights: dict[str, float] | None = None,
+                   pre_intervention_weight: float = 0.1) -> dict[str, float]:
+    """Weight per label (every label named) for ``scheme`` given the label ``counts``."""
+    if scheme not in SCHEMES:
+        raise ValueError(f'weighting must be one of {SCHEMES}, got {scheme!r}')
+    if not (math.isfinite(pre_intervention_weight) and pre_intervention_weight >= 0):
+        raise ValueError(f'pre_intervention_weight must be finite and >= 0, '
+                         f'got {pre_intervention_weight}')
+    base = {name: float((label_weights or {}).get(name, 1.0)) for name in LABEL_NAMES}
+    if scheme == 'uniform':
+        return base
+    inter = keys.SOURCE_INTERVENTION
+    rel = dict(base)
+    if scheme == 'sirius':
+        rel[keys.SOURCE_PRE_INTERVENTION] *= pre_intervention_weight
+    total = sum(base[name] * counts.get(name, 0) for name in LABEL_NAMES)
+    n_int = rel[inter] * counts.get(inter, 0)
+    n_rest = sum(rel[name] * counts.get(name, 0) for name in LABEL_NAMES if name != inter)
+    if n_int <= 0 or n_rest <= 0:
+        return rel if scheme == 'sirius' else base
+    out = {}
+    for name in LABEL_NAMES:
+        group = n_int if name == inter else n_rest
+        out[name] = rel[name] * total / (2.0 * group)
+    return out
+
+
+def group_shares(weights: dict[str, float], counts: dict[str, int]) -> dict[str, float]:
+    """Fraction of the total weight that each label carries (for reports and tests)."""
+    mass = {name: weights[name] * counts.get(name, 0) for name in weights}
+    total = sum(mass.values())
+    return {name: (m / total if total > 0 else 0.0) for name, m in mass.items()}

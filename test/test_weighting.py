@@ -1,0 +1,142 @@
+"""Intervention weighting (uniform / IWR / Sirius) and warm starts (init_checkpoint).
+
+- scheme_weights: IWR gives the intervention frames and the rest equal total weight,
+  Sirius also downweights pre_intervention frames, label_weights multiply in, the total
+  weight is preserved, nothing to balance means uniform;
+- the trainer hands those weights to every training sample (batch['weight']);
+- init_checkpoint starts a run from another run's EMA weights and normalizers, and refuses
+  a checkpoint with another policy config.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from il_ros.data.store import DatasetWriter, encode_labels, LABEL_NAMES
+from il_ros.models.policy import load_checkpoint
+from il_ros.training.config import TrainConfig
+from il_ros.training.trainer import train, Trainer, TrainError
+from il_ros.training.weighting import group_shares, label_counts, scheme_weights
+
+torch.set_num_threads(2)
+
+COUNTS = {'demo': 600, 'policy': 300, 'intervention': 50, 'pre_intervention': 40, 'hold': 10}
+NO_HOLD = {'hold': 0.0}
+
+
+def _mass(w, counts=COUNTS):
+    return sum(w[k] * counts[k] for k in counts)
+
+
+def test_uniform_is_the_label_weights():
+    assert scheme_weights('uniform', COUNTS) == {k: 1.0 for k in LABEL_NAMES}
+    w = scheme_weights('uniform', COUNTS, NO_HOLD)
+    assert w['hold'] == 0.0 and w['intervention'] == 1.0
+
+
+def test_iwr_balances_interventions_against_the_rest():
+    w = scheme_weights('iwr', COUNTS, NO_HOLD)
+    share = group_shares(w, COUNTS)
+    assert share['intervention'] == pytest.approx(0.5)
+    assert share['demo'] + share['policy'] + share['pre_intervention'] == pytest.approx(0.5)
+    assert w['hold'] == 0.0
+    assert w['demo'] == w['policy'] == w['pre_intervention']          # the rest is uniform
+    assert w['intervention'] == pytest.approx(w['demo'] * 940 / 50)   # n_rest / n_int
+    assert _mass(w) == pytest.approx(_mass(scheme_weights('uniform', COUNTS, NO_HOLD)))
+
+
+def test_sirius_also_downweights_pre_intervention():
+    w = scheme_weights('sirius', COUNTS, NO_HOLD, pre_intervention_weight=0.1)
+    share = group_shares(w, COUNTS)
+    assert share['intervention'] == pytest.approx(0.5)
+    assert w['pre_intervention'] == pytest.approx(0.1 * w['policy'])
+    assert w['demo'] == w['policy'] and w['intervention'] > w['demo'] > w['pre_intervention']
+    assert _mass(w) == pytest.approx(_mass(scheme_weights('uniform', COUNTS, NO_HOLD)))
+    assert scheme_weights('sirius', COUNTS, pre_intervention_weight=0.0)[
+        'pre_intervention'] == 0.0
+
+
+def test_label_weights_multiply_in():
+    w = scheme_weights('iwr', COUNTS, {'hold': 0.0, 'demo': 2.0})
+    assert w['demo'] == pytest.approx(2 * w['policy'])
+    assert group_shares(w, COUNTS)['intervention'] == pytest.approx(0.5)
+
+
+def test_nothing_to_balance_is_uniform():
+    only_demos = {'demo': 100}
+    assert scheme_weights('iwr', only_demos) == scheme_weights('uniform', only_demos)
+    s = scheme_weights('sirius', {'demo': 10, 'pre_intervention': 10}, None, 0.5)
+    assert s['pre_intervention'] == 0.5 and s['demo'] == 1.0
+    with pytest.raises(ValueError, match='weighting must be one of'):
+        scheme_weights('nope', COUNTS)
+    with pytest.raises(ValueError, match='weighting must be one of'):
+        TrainConfig(dataset='x', weighting='nope')
+
+
+# ---- through the trainer -------------------------------------------------------------------
+TINY = {'preset': 'none_mse', 'encoder': {'name': 'conv4', 'channels': [8, 8, 8, 8],
+                                          'num_kp': 8, 'feat_dim': 16},
+        'proprio_encoder': {'hidden': 32, 'out_dim': 16}, 'crop': 28}
+PATTERN = ['demo'] * 10 + ['policy'] * 14 + ['pre_intervention'] * 4 + \
+    ['intervention'] * 6 + ['hold'] * 2 + ['policy'] * 4
+
+
+@pytest.fixture(scope='module')
+def labelled(tmp_path_factory):
+    """Four 40-frame episodes of random frames with a fixed label pattern."""
+    path = tmp_path_factory.mktemp('ds') / 'labelled'
+    rng = np.random.default_rng(0)
+    with DatasetWriter(path) as w:
+        for k in range(4):
+            n = len(PATTERN)
+            w.append_episode({
+                'image/front': rng.integers(0, 255, (n, 32, 32, 3), dtype=np.uint8),
+                'joint_pos': rng.normal(size=(n, 7)).astype(np.float32),
+                'action': rng.normal(size=(n, 6)).astype(np.float32),
+                'label': encode_labels(PATTERN), 'time': np.arange(n) * 0.05},
+                {'task': 'lift', 'rate_hz': 20.0})
+    return path
+
+
+def cfg(dataset, **fields):
+    base = dict(policy=TINY, dataset=str(dataset), batch_size=8, max_steps=6,
+                max_minutes=None, warmup_steps=1, eval_every_minutes=None, val_fraction=0.0,
+                progress=False, label_weights={'hold': 0.0})
+    return TrainConfig(**{**base, **fields})
+
+
+@pytest.mark.parametrize('scheme', ['uniform', 'iwr', 'sirius'])
+def test_trainer_gives_every_sample_its_scheme_weight(labelled, tmp_path, scheme):
+    t = Trainer(cfg(labelled, weighting=scheme), tmp_path / 'run')
+    t._build()
+    counts = label_counts(t.ds, range(4))
+    assert counts == {k: 4 * PATTERN.count(k) for k in LABEL_NAMES}
+    want = scheme_weights(scheme, counts, {'hold': 0.0}, 0.1)
+    labels = np.tile(encode_labels(PATTERN), 4)
+    expect = np.array([want[LABEL_NAMES[c]] for c in labels])
+    np.testing.assert_allclose(t.train_set.sample_weights, expect)
+    batch = t.train_set.batch(np.arange(len(PATTERN)))
+    np.testing.assert_allclose(batch['weight'].numpy(), expect[:len(PATTERN)], rtol=1e-6)
+    if scheme != 'uniform':
+        mass = t.train_set.sample_weights
+        inter = labels == encode_labels(['intervention'])[0]
+        assert mass[inter].sum() == pytest.approx(mass[~inter].sum())
+
+
+def test_warm_start_from_another_run(labelled, tmp_path):
+    first = train(cfg(labelled, max_steps=4), tmp_path / 'a')
+    ckpt = first['last']
+    warm = Trainer(cfg(labelled, init_checkpoint=ckpt, weighting='iwr'), tmp_path / 'b')
+    warm._build()
+    ref, _ = load_checkpoint(ckpt, use_ema=True)
+    for k, v in ref.state_dict().items():
+        torch.testing.assert_close(warm.policy.state_dict()[k], v, msg=k)
+        torch.testing.assert_close(warm.ema.shadow.state_dict()[k], v, msg=k)
+    assert warm.policy.training
+    assert warm.policy.normalizers.keys() == ref.normalizers.keys()
+    s = train(cfg(labelled, init_checkpoint=ckpt, weighting='iwr'), tmp_path / 'b2')
+    assert s['status'] == 'done' and s['label_weights']['intervention'] > 1.0
+    other = dict(TINY, proprio_encoder={'hidden': 16, 'out_dim': 16})
+    with pytest.raises(TrainError, match='policy config differs'):
+        Trainer(cfg(labelled, policy=other, init_checkpoint=ckpt), tmp_path / 'c')._build()

@@ -62,15 +62,23 @@ def run_one(task: str, core: str, head: str, args) -> dict:
     if args.max_minutes:
         train += ['--max-minutes', str(args.max_minutes)]
     row = {'name': name, 'task': task, 'core': core, 'head': head}
-    rc, cpu_train, wall_train = _run(train, log, args.threads)
-    row.update(train_rc=rc, train_cpu_s=round(cpu_train, 1), train_wall_s=round(wall_train, 1))
     summary = run_dir / 'summary.json'
+    old = args.previous.get(name)
+    if name in args.reeval and old and summary.is_file():
+        row.update({k: old[k] for k in ('train_rc', 'train_cpu_s', 'train_wall_s') if k in old})
+        row['reevaluated'] = True
+    else:
+        rc, cpu_train, wall_train = _run(train, log, args.threads)
+        row.update(train_rc=rc, train_cpu_s=round(cpu_train, 1),
+                   train_wall_s=round(wall_train, 1))
+    rc = row.get('train_rc', 0)
     if rc != 0 or not summary.is_file():
         row['error'] = f'training failed (rc {rc}); see {log}'
         return row
     s = json.loads(summary.read_text())
-    row.update(steps=s.get('steps'), train_s=s.get('train_s'),
-               samples_per_s=s.get('samples_per_s'), best_step=s.get('best_step'),
+    row.update(steps=s.get('step'), train_s=s.get('train_s'),
+               samples_per_s=s.get('samples_per_s'),
+               best_step=(s.get('best') or {}).get('step'),
                encoder=_encoder(run_dir))
     ckpt = run_dir / 'checkpoints' / 'best'
     out = run_dir / 'eval.json'
@@ -137,12 +145,16 @@ def main(argv=None) -> int:
                     help='override every config\'s training budget')
     ap.add_argument('--parallel', type=int, default=1, help='runs at once')
     ap.add_argument('--threads', type=int, default=2, help='torch threads per run')
+    ap.add_argument('--reeval', nargs='+', default=[], metavar='NAME',
+                    help='evaluate these finished runs again (after a change to acting) '
+                         'without retraining; their CPU time is kept')
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results_file = out / 'results.json'
     rows = json.loads(results_file.read_text()) if results_file.is_file() else []
-    done = {r['name'] for r in rows if 'success_rate' in r}
+    args.previous = {r['name']: r for r in rows}
+    done = {r['name'] for r in rows if 'success_rate' in r} - set(args.reeval)
     rows = [r for r in rows if r['name'] in done]
     todo = [c for c in itertools.product(args.tasks, args.cores, args.heads)
             if f'{c[0]}_{c[1]}_{c[2]}' not in done]

@@ -205,6 +205,26 @@ def test_gmm_mode_mean_finds_both_modes_where_mse_averages():
         assert ((draws.abs() - 1).abs() < 0.1).float().mean() > 0.9
 
 
+def test_gmm_sticky_mode_keeps_the_plan_being_executed():
+    """Two chunk modes (+1 and -1 throughout): the replan keeps the mode that made the
+    previous plan, even when the other mode's weight is now higher; without a prior (the
+    first plan) the heavier mode wins."""
+    torch.manual_seed(0)
+    feats = torch.ones(64, 4)
+    target = torch.where(torch.arange(64) % 3 == 0, 1.0, -1.0).reshape(64, 1, 1).expand(
+        64, 4, 1).contiguous()                                       # -1 is twice as common
+    mask = torch.ones(64, 4, dtype=torch.bool)
+    gmm = _fit(build_head('gmm', in_dim=4, action_dim=1, horizon=4), feats, target, mask, 300)
+    with torch.no_grad():
+        first = gmm.sample(feats[:1])
+        assert torch.allclose(first, -torch.ones(1, 4, 1), atol=0.05), first
+        up = torch.ones(1, 2, 1)                                     # the +1 plan's remainder
+        kept = gmm.sample(feats[:1], prior=up)
+        assert torch.allclose(kept, torch.ones(1, 4, 1), atol=0.05), kept
+        gmm.cfg.sticky = False
+        assert torch.allclose(gmm.sample(feats[:1], prior=up), first)
+
+
 def test_gmm_on_a_unimodal_task_tracks_the_target():
     torch.manual_seed(0)
     feats = torch.randn(64, 4)

@@ -57,6 +57,8 @@ class Policy(nn.Module):
         self._history: deque = deque(maxlen=cfg.obs_horizon)
         self._queue: deque = deque()
         self._seq_features: torch.Tensor | None = None
+        self._last_chunk: torch.Tensor | None = None   # normalized (1, Tp, A) of the last plan
+        self._since_plan = 0                             # observations since that plan
 
     # ----------------------------------------------------------------- training
     def sampler_spec(self) -> dict:
@@ -114,6 +116,7 @@ class Policy(nn.Module):
         self._history.clear()
         self._queue.clear()
         self._seq_features = None
+        self._last_chunk, self._since_plan = None, 0
         self.core.reset()
         if seed is not None:
             self._gen.manual_seed(int(seed))
@@ -178,6 +181,7 @@ class Policy(nn.Module):
 
     def _observe(self, obs: dict) -> None:
         frame = self._frame(obs)
+        self._since_plan += 1
         if not self._history:
             self._history.extend([frame] * self.cfg.obs_horizon)       # pad like the sampler
         else:
@@ -188,7 +192,15 @@ class Policy(nn.Module):
     def _plan(self, generator) -> np.ndarray:
         features = (self._seq_features if self.core.sequence
                     else self.core.step(self._history_features()))     # (1, F)
-        chunk = self.head.sample(features, generator=generator or self._gen)  # (1, Tp, A)
+        gen = generator or self._gen
+        if getattr(self.head, 'accepts_prior', False):
+            # the previous plan's actions for this tick on: chunk index = ticks since it
+            prior = (self._last_chunk[:, self._since_plan - 1:]
+                     if self._last_chunk is not None else None)
+            chunk = self.head.sample(features, generator=gen, prior=prior)  # (1, Tp, A)
+        else:
+            chunk = self.head.sample(features, generator=gen)
+        self._last_chunk, self._since_plan = chunk, 1
         return self.normalizers[keys.ACTION].unnormalize(chunk[0].double()).numpy()
 
     def act(self, obs: dict, generator: torch.Generator | None = None) -> np.ndarray:

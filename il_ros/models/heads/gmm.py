@@ -34,6 +34,11 @@ class GmmConfig:
     """Floor on each component's sigma: softplus(raw) + min_std (robomimic)."""
     sample_mode: str = 'mode_mean'
     """At act time: 'mode_mean' (the most likely mode's mean) or 'sample' (a mixture draw)."""
+    sticky: bool = True
+    """With chunks: pick the mode by its weight times its likelihood of the previous chunk's
+    actions for the steps the new chunk covers (the posterior of the mode that made the plan
+    being executed), so a replan keeps its plan instead of hopping between modes whose
+    weights cross mid-motion (measured: the hop collides with reach_around's pillar)."""
 
     def __post_init__(self):
         """Reject impossible values."""
@@ -76,11 +81,24 @@ class GmmHead(nn.Module):
         nll = -torch.logsumexp(F.log_softmax(logits, -1) + comp, -1)    # (N,)
         return reduce_loss(nll, mask.any(-1), weight)
 
-    def sample(self, features, generator=None) -> torch.Tensor:
-        """Return the most likely mode's mean, or a draw from the mixture using ``generator``."""
+    accepts_prior = True
+    """``sample`` takes ``prior``: the previous plan's actions for this chunk's first steps."""
+
+    def sample(self, features, generator=None, prior=None) -> torch.Tensor:
+        """Return the most likely mode's mean, or a draw from the mixture using ``generator``.
+
+        ``prior`` (N, P, A), P <= Tp, normalized: the actions the previous chunk planned for
+        this chunk's first P steps; with ``sticky`` the mode is chosen by
+        ``log w_k + log N(prior | mean_k[:P], std_k[:P])`` (see GmmConfig.sticky).
+        """
         logits, means, stds = self(features)
         if self.cfg.sample_mode == 'mode_mean':
-            idx = logits.argmax(-1)                                     # (N,)
+            score = F.log_softmax(logits, -1)                           # (N, K)
+            if prior is not None and self.cfg.sticky and prior.shape[1] > 0:
+                p = prior.shape[1]
+                score = score + gaussian_log_prob(prior[:, None], means[:, :, :p],
+                                                  stds[:, :, :p]).sum((-2, -1))
+            idx = score.argmax(-1)                                      # (N,)
             return means[torch.arange(len(idx), device=idx.device), idx]
         idx = torch.multinomial(logits.softmax(-1), 1, generator=generator)[:, 0]  # (N,)
         rows = torch.arange(len(idx), device=idx.device)

@@ -160,6 +160,16 @@ def test_append_adds_only_new_bags_and_is_deterministic(tmp_path):
             np.testing.assert_array_equal(v, again.stats[k][name])
 
 
+def test_copies_of_a_bag_in_one_call_convert_once(tmp_path):
+    bags = tmp_path / 'bags'
+    write_synthetic_bag(bags / 'ep0', SyntheticBagSpec(seed=0, duration=1.5))
+    shutil.copytree(bags / 'ep0', tmp_path / 'copy' / 'ep0')
+    reports = convert([bags, tmp_path / 'copy'], tmp_path / 'ds', progress=False)
+    assert sorted(r.status for r in reports) == ['converted', 'skipped']
+    assert 'same content as' in next(r.reason for r in reports if r.status == 'skipped')
+    assert Dataset(tmp_path / 'ds').num_episodes == 1
+
+
 def test_partial_recording_is_reported(tmp_path):
     bag = write_synthetic_bag(tmp_path / 'bags' / 'cut', SyntheticBagSpec())
     (bag / 'metadata.yaml').unlink()  # what a SIGKILLed writer leaves behind

@@ -225,12 +225,16 @@ def convert(inputs: list[str | Path], out: str | Path, cfg: ConvertConfig | None
     writer = DatasetWriter(out, create=True)
     pool = None
     try:
-        jobs = []
+        jobs, queued = [], {}
         for bag in bags:
             sid = source_id(bag)
             if writer.has_source(sid):
                 reports.append(EpisodeReport(str(bag), 'skipped', 'already in the dataset'))
+            elif sid in queued:          # a copy of a bag given in the same call
+                reports.append(EpisodeReport(str(bag), 'skipped',
+                                             f'same content as {queued[sid]}'))
             else:
+                queued[sid] = bag
                 jobs.append((bag, cfg, sid))
         if workers > 1 and len(jobs) > 1:
             import multiprocessing as mp

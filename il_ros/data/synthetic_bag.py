@@ -51,6 +51,9 @@ class SyntheticBagSpec:
     start: float = 1000.0                       # receive time of the first message
     storage: str = 'mcap'
     seed: int = 0
+    control_source: tuple = ()                  # ((from_s, 'policy'), (1.0, 'intervention'),
+                                                # ...): std_msgs/String at action_hz
+    control_source_topic: str = '/il/control_source'
 
 
 def joint_value(t, j):
@@ -142,6 +145,11 @@ def write_synthetic_bag(path: str | Path, spec: SyntheticBagSpec | None = None) 
             layout=_T['std_msgs/msg/MultiArrayLayout'](dim=[], data_offset=0),
             data=action_value(t - spec.start, spec.action_dim))
         events.append((t, 2, (spec.action_topic, 'std_msgs/msg/Float64MultiArray'), msg))
+        if spec.control_source:
+            te = t - spec.start
+            src = [s for t0, s in spec.control_source if t0 <= te + 1e-9]
+            events.append((t, 3, (spec.control_source_topic, 'std_msgs/msg/String'),
+                           _T['std_msgs/msg/String'](data=src[-1] if src else 'hold')))
     events.sort(key=lambda e: (e[0], e[1]))
     with Writer(path, version=9, storage_plugin=plugin) as writer:
         conns = {}

@@ -219,11 +219,14 @@ RECORD_TOPICS = [keys.TOPIC_JOINT_STATES, keys.TOPIC_COMMAND, keys.TOPIC_CONTROL
 
 def start_sim_graph(task: str, log_dir, bags_dir, first_seed: int, cameras=('front',),
                     image_size=(84, 84), rate_hz: float = 20.0, checkpoint: str | None = None,
-                    with_trainer: bool = True, supervisor_params: dict | None = None,
+                    with_trainer: bool = True, nodes: list[str] | None = None,
+                    supervisor_params: dict | None = None,
                     controller_params: dict | None = None, trainer_params: dict | None = None,
                     env: dict | None = None, startup_timeout: float = 180.0):
     """Start the ``dagger`` graph for a sim task (no teleop) and connect a driver.
 
+    ``nodes`` (default: sim_robot, controller, supervisor, recorder and, ``with_trainer``,
+    trainer) picks the graph members to run, e.g. ``['trainer']`` to train only.
     The sim's first :meth:`DaggerDriver.run_episode` gets env seed ``first_seed`` (the sim
     starts at ``first_seed - 1``, an episode that is never used). Returns (runner, driver);
     close the driver, then stop the runner.
@@ -245,17 +248,23 @@ def start_sim_graph(task: str, log_dir, bags_dir, first_seed: int, cameras=('fro
                      'topics': [keys.camera_topic(c) for c in cams] + RECORD_TOPICS},
         'trainer': {'status_rate_hz': 2.0, **(trainer_params or {})},
     }
-    nodes = ['sim_robot', 'controller', 'supervisor', 'recorder'] + (
-        ['trainer'] if with_trainer else [])
+    if nodes is None:
+        nodes = ['sim_robot', 'controller', 'supervisor', 'recorder'] + (
+            ['trainer'] if with_trainer else [])
     runner = GraphRunner('dagger', values, Path(log_dir), extra_params=extra,
                          env=env or ros_env())
     runner.start(only=nodes)
     driver = None
     try:
         driver = DaggerDriver(runner.env, runner, task, rate_hz, cams, image_size)
-        driver.wait_ready(str(checkpoint) if checkpoint else None, startup_timeout)
-        driver.spin_until(lambda: driver.supervisor_status is not None, startup_timeout,
-                          'a /supervisor/status')
+        if 'sim_robot' in nodes:
+            driver.wait_ready(str(checkpoint) if checkpoint else None, startup_timeout)
+        if 'supervisor' in nodes:
+            driver.spin_until(lambda: driver.supervisor_status is not None, startup_timeout,
+                              'a /supervisor/status')
+        if 'trainer' in nodes:
+            driver.spin_until(lambda: driver.trainer_status is not None, startup_timeout,
+                              'a /trainer/status')
     except BaseException:
         if driver is not None:
             driver.close()

@@ -9,10 +9,10 @@ that state (the *label*) and runs a gate:
 
 - **take over** when a rule fires:
 
-  - *deviation* (for ``trigger_steps`` consecutive ticks): the hand position the executed
-    command aims at (forward kinematics of its joint targets) is more than ``deviation_m``
-    from the one the expert's command for the same state aims at, or the gripper commands
-    differ by more than ``gripper_deviation``. This is the novice-vs-expert discrepancy
+  - *deviation* (for ``trigger_steps`` consecutive ticks; at once beyond twice the
+    threshold): the hand position the executed command aims at (forward kinematics of its
+    joint targets) is more than ``deviation_m`` from the one the expert's command for the
+    same state aims at, or the gripper commands differ by more than ``gripper_deviation``. This is the novice-vs-expert discrepancy
     gate of HG-DAgger / SafeDAgger. The executed command is compared with the label of
     the state it answered (the previous one), so the expert itself deviates by 0.
   - *stall*: the hand moved less than ``stall_m`` over the last ``stall_steps`` ticks while
@@ -214,6 +214,8 @@ class Supervisor:
             else:
                 if dev is not None and g.deviation_m > 0 and dev > g.deviation_m:
                     reason = 'deviation'
+                    if dev > 2 * g.deviation_m:      # far off: no time to wait
+                        self._fire = g.trigger_steps - 1
                 elif grip is not None and g.gripper_deviation > 0 and grip > g.gripper_deviation:
                     reason = 'gripper'
                 self._fire = self._fire + 1 if reason else 0

@@ -256,6 +256,8 @@ class Controller(Node):
                              f'{ADAPTERS}')
         self.period = 1.0 / self.rate
         import torch
+
+        import il_ros.models.policy  # noqa: F401 - imported now, not by the first hot load
         torch.set_num_threads(max(1, int(threads)))
 
         self.log = self.get_logger()

@@ -115,9 +115,14 @@ def run_demo(out='runs/demo', task: str = 'lift', episodes: int = 100, rtf: floa
     torch.set_num_threads(threads)
     cfg = load_train_config(config, [], dataset=str(dataset), max_minutes=max_minutes,
                             eval_task=task)
-    _say(4, total, f'training {config!r} for {cfg.max_minutes:g} min on {threads} threads '
-         f'(rollouts every {cfg.eval_every_minutes:g} min pick the best checkpoint) '
-         f'into {run_dir}')
+    budget = ' or '.join(b for b in (
+        cfg.max_steps and f'{cfg.max_steps} steps', cfg.max_minutes and f'{cfg.max_minutes:g} min')
+        if b)
+    every = ' or '.join(b for b in (
+        cfg.eval_every_steps and f'{cfg.eval_every_steps} steps',
+        cfg.eval_every_minutes and f'{cfg.eval_every_minutes:g} min') if b) or 'the end'
+    _say(4, total, f'training {config!r} for {budget} on {threads} threads (rollouts every '
+         f'{every} pick the best checkpoint) into {run_dir}')
     summary = train(cfg, run_dir)
     print(format_summary(summary))
     if summary['status'] != 'done':

@@ -336,6 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
     from il_ros.training.cli import add_eval_parser, add_train_parser
     add_train_parser(sub)
     add_eval_parser(sub)
+    from il_ros.dagger import add_dagger_parser
+    add_dagger_parser(sub)
 
     p = sub.add_parser('expert-eval', help='success rate of a task\'s scripted expert')
     p.add_argument('--task', default='lift')

@@ -367,8 +367,10 @@ class DaggerRun:
         c = self.cfg
         topics = TopicMap(cameras={cam: keys.camera_topic(cam) for cam in c.cameras},
                           action=ActionRole(topic=action_topic))
+        # A controller tick that stalls on a loaded machine leaves /il/command quiet for a
+        # few periods while the robot keeps its last command: warn, but keep the episode.
         return ConvertConfig(topics=topics, rate_hz=c.rate_hz, image_size=c.image_size,
-                             pre_intervention_frames=c.pre_intervention)
+                             pre_intervention_frames=c.pre_intervention, stale_reject=10.0)
 
     def _new_data(self, k: int, demos: bool) -> dict:
         """Episodes, frames and expert-labelled frames that round ``k`` added."""
@@ -471,6 +473,11 @@ class DaggerRun:
                  f'{"success" if ep["success"] else ep["failure"]} in {ep["steps"]} steps, '
                  f'{ep["takeovers"]} takeovers, {ep["human_ticks"]}/{ep["ticks"]} ticks by '
                  f'the supervisor')
+            if ep['ticks'] < 0.9 * ep['steps']:
+                # The sim runs in real time and does not wait for the controller.
+                _say(f'  warning: the controller ticked {ep["ticks"]} times in {ep["steps"]} '
+                     'sim steps (the machine is overloaded?): stale commands; conversion '
+                     'may reject the episode')
         return results
 
     # ------------------------------------------------------------------ report

@@ -1,0 +1,294 @@
+r"""Success against expert-labelled steps: BC, BC+DART, DAgger and HG-DAgger (uniform, IWR,
+Sirius weighting) on a sim task, over seeds. Prints JSON; writes a PNG and a markdown table.
+
+    python bench/dagger_experiment.py --task path --seeds 0 1 2 --out runs/dagger_exp \
+        [--methods bc dart dagger hg-uniform hg-iwr hg-sirius] [--demos 10] [--rounds 3] \
+        [--episodes-per-round 5] [--train-steps 400] [--eval-episodes 20]
+
+The loop is il-ros dagger's, run in one process so that a grid of methods x seeds fits on
+a CPU: the same scripted supervisor (il_ros.sim.supervisor.Supervisor, default gate), the
+controller's safety filter (il_ros.control.safety, 0.1 rad per tick) and its handover rule
+(the policy is reset whenever control comes back to it), the same frame labels
+(il_ros.data.convert.label_frames, 10 pre-intervention frames), the same dataset store,
+trainer (weighting, init_checkpoint warm starts from the previous round) and in-process
+evaluation. Only the transport differs: no DDS, no real-time pacing.
+
+Per seed, round 0 is BC on ``--demos`` scripted demos (DART: demos with ``--noise`` on the
+executed command, clean labels). Each round then adds ``--episodes-per-round`` episodes:
+
+- ``bc`` / ``dart``: more (noisy) scripted demos; every frame is expert-labelled;
+- ``dagger``: the policy runs alone; the expert labels every visited state (all frames);
+- ``hg-*``: the policy runs under the supervisor; only the takeover ticks are
+  expert-labelled. ``hg-uniform`` trains on demos + interventions (HG-DAgger);
+  ``hg-iwr`` / ``hg-sirius`` on every frame with IWR / Sirius weights.
+
+Training: ``--train-steps`` gradient steps per round (round 0 from scratch, later rounds
+warm-started), the config's policy (``--config``, default TASK_none_mse). Success: the
+round's policy alone, in-process, ``--eval-episodes`` episodes from seed 1000.
+``results.json`` is rewritten after every run, and runs already in it are skipped.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+import sys
+import time
+
+os.environ.setdefault('MUJOCO_GL', 'egl')
+os.environ.setdefault('PYOPENGL_PLATFORM', os.environ['MUJOCO_GL'])
+
+import numpy as np  # noqa: E402
+
+from il_ros import keys  # noqa: E402
+
+METHODS = ('bc', 'dart', 'dagger', 'hg-uniform', 'hg-iwr', 'hg-sirius')
+DEMO_SEED, COLLECT_SEED = 10000, 20000
+"""Seed s draws demos from DEMO_SEED + 1000 s and round episodes from COLLECT_SEED + 1000 s;
+evaluation uses 1000.. (keys.EVAL_SEED) for every run."""
+PRE = 10
+
+
+def _frames(obs_list, actions, labels, dt):
+    n = len(actions)
+    return {keys.image_key('front'): np.stack([o[keys.image_key('front')] for o in obs_list]),
+            keys.OBS_JOINT_POS: np.stack([o[keys.OBS_JOINT_POS] for o in obs_list]
+                                         ).astype(np.float32),
+            keys.ACTION: np.stack(actions).astype(np.float32),
+            'label': list(labels), 'time': np.arange(n) * dt}
+
+
+def demo_episode(env, expert, seed: int, noise: float) -> dict:
+    """One scripted demo: frames with clean labels (executed with DART noise)."""
+    obs = env.reset(seed=seed)
+    expert.noise = noise
+    expert.reset(env, seed=seed)
+    o, a = [], []
+    done = False
+    while not done:
+        act = expert.act(env)
+        o.append(obs)
+        a.append(act.label)
+        obs, _, done = env.step(act.executed)
+    return _frames(o, a, ['demo'] * len(a), env.control_dt)
+
+
+def policy_episode(env, policy, sup, safety, seed: int, supervise: bool) -> tuple[dict, dict]:
+    """The policy runs (under the supervisor when ``supervise``), through the safety filter.
+    Frames carry the executed action, or with ``supervise`` False the expert's label of every
+    state (DAgger); labels follow the control source as the converter makes them."""
+    from il_ros.data.convert import label_frames
+    obs = env.reset(seed=seed)
+    policy.reset()
+    sup.reset()
+    sup.arm(supervise)
+    safety.reset(None)
+    o, acts, sources = [], [], []
+    executed, prev_source, ok, failure = None, None, False, None
+    for _ in range(env.max_steps):
+        step = sup.step(env.get_state(), executed)
+        if step.in_control:
+            cmd, source = step.label, keys.SOURCE_INTERVENTION
+        else:
+            if prev_source == keys.SOURCE_INTERVENTION:
+                policy.reset()                    # the controller re-primes at handback
+            cmd, source = np.asarray(policy.act(obs), np.float64), keys.SOURCE_POLICY
+        measured = np.r_[env.arm_qpos(), np.nan]
+        executed, _ = safety(cmd, 0.0, env.control_dt, measured)
+        o.append(obs)
+        acts.append(executed if supervise else step.label)
+        sources.append(source)
+        prev_source = source
+        obs, ok, done = env.step(executed)
+        if done:
+            failure = None if ok else (env.failure() or 'timeout')
+            break
+    labels = label_frames(sources, len(sources), PRE, [])
+    human = sum(s == keys.SOURCE_INTERVENTION for s in sources)
+    return (_frames(o, acts, labels, env.control_dt),
+            {'seed': seed, 'success': bool(ok), 'failure': failure, 'steps': len(sources),
+             'human_steps': human, 'takeovers': sup.episode_takeovers})
+
+
+def append(ds_path: Path, episodes: list[dict], task: str, names) -> None:
+    from il_ros.data.store import DatasetWriter, encode_labels
+    with DatasetWriter(ds_path) as w:
+        for ep in episodes:
+            fr = dict(ep)
+            fr['label'] = encode_labels(fr['label'])
+            w.append_episode(fr, {'task': task, 'joint_names': names, 'rate_hz': 20.0})
+
+
+def train_round(args, ds: Path, out: Path, init: str | None, method: str, seed: int) -> str:
+    from il_ros.training.config import load_train_config
+    from il_ros.training.trainer import train
+    weighting = {'hg-iwr': 'iwr', 'hg-sirius': 'sirius'}.get(method, 'uniform')
+    lw = ({'policy': 0.0, 'pre_intervention': 0.0, 'hold': 0.0} if method == 'hg-uniform'
+          else {'hold': 0.0})
+    over = [f'seed={seed}', f'weighting={weighting}', f'label_weights={json.dumps(lw)}',
+            'eval_task=null', 'val_fraction=0.0', 'select_by=last', 'progress=false',
+            'eval_every_minutes=null', 'max_minutes=null',
+            f'warmup_steps={min(50, args.train_steps // 4)}']
+    if init:
+        over.append(f'init_checkpoint={init}')
+    cfg = load_train_config(args.config or f'{args.task}_none_mse', over, dataset=str(ds),
+                            max_steps=args.train_steps)
+    return train(cfg, out)['last']
+
+
+def run_one(args, method: str, seed: int, root: Path, demo_cache: dict) -> dict:
+    import torch
+
+    from il_ros.control.safety import SafetyConfig, SafetyFilter
+    from il_ros.models.policy import load_checkpoint
+    from il_ros.sim import make_env, make_expert
+    from il_ros.sim.supervisor import Supervisor
+    from il_ros.training.evaluate import evaluate
+    torch.manual_seed(seed)
+    run = root / f'{method}_s{seed}'
+    if run.exists():
+        import shutil
+        shutil.rmtree(run)
+    ds = run / 'dataset'
+    env = make_env(args.task)
+    expert = make_expert(args.task, seed=seed)
+    names = env.joint_names
+    noise = args.noise if method == 'dart' else 0.0
+    key = (seed, noise)
+    if key not in demo_cache:
+        demo_cache[key] = [demo_episode(env, expert, DEMO_SEED + 1000 * seed + i, noise)
+                           for i in range(args.demos)]
+    demos = demo_cache[key]
+    append(ds, demos, args.task, names)
+    labelled = sum(len(d['label']) for d in demos)
+    sup = Supervisor(args.task, seed=seed)
+    safety = SafetyFilter(SafetyConfig(lower=env.action_low.tolist(),
+                                       upper=env.action_high.tolist(),
+                                       max_step=[0.1] * (len(names) - 2) + [0.0]),
+                          enabled=True)
+    rounds, ckpt = [], None
+    for k in range(args.rounds + 1):
+        t0 = time.monotonic()
+        info = {'round': k}
+        if k > 0:
+            first = COLLECT_SEED + 1000 * seed + (k - 1) * args.episodes_per_round
+            eps, stats = [], []
+            if method in ('bc', 'dart'):
+                for i in range(args.episodes_per_round):
+                    eps.append(demo_episode(env, expert, first + i, noise))
+                labelled += sum(len(e['label']) for e in eps)
+            else:
+                policy, _ = load_checkpoint(ckpt)
+                for i in range(args.episodes_per_round):
+                    fr, st = policy_episode(env, policy, sup, safety, first + i,
+                                            supervise=method != 'dagger')
+                    eps.append(fr)
+                    stats.append(st)
+                if method == 'dagger':
+                    labelled += sum(len(e['label']) for e in eps)
+                else:
+                    labelled += sum(s['human_steps'] for s in stats)
+                n = sum(s['steps'] for s in stats)
+                info['collect'] = {
+                    'success_rate': float(np.mean([s['success'] for s in stats])),
+                    'intervention_rate': sum(s['human_steps'] for s in stats) / max(1, n),
+                    'takeovers': sum(s['takeovers'] for s in stats), 'steps': n}
+            append(ds, eps, args.task, names)
+        ckpt = train_round(args, ds, run / f'round_{k}', ckpt, method, seed)
+        policy, _ = load_checkpoint(ckpt)
+        res = evaluate(policy, args.task, args.eval_episodes, seed=keys.EVAL_SEED,
+                       progress=False, env=env)
+        info.update(expert_labelled=labelled, success_rate=res['success_rate'],
+                    failures=res['failures'], wall_s=round(time.monotonic() - t0, 1))
+        rounds.append(info)
+        print(json.dumps({'method': method, 'seed': seed, **info}), file=sys.stderr,
+              flush=True)
+    env.close()
+    sup.close()
+    return {'method': method, 'seed': seed, 'rounds': rounds}
+
+
+def plot(results: list[dict], path: Path, task: str) -> None:
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for method in METHODS:
+        runs = [r for r in results if r['method'] == method]
+        if not runs:
+            continue
+        n = min(len(r['rounds']) for r in runs)
+        x = np.array([[r['rounds'][k]['expert_labelled'] for k in range(n)] for r in runs])
+        y = np.array([[r['rounds'][k]['success_rate'] for k in range(n)] for r in runs])
+        ax.errorbar(x.mean(0), 100 * y.mean(0), yerr=100 * y.std(0), marker='o',
+                    capsize=3, label=f'{method} ({len(runs)} seeds)')
+    ax.set_xlabel('expert-labelled steps')
+    ax.set_ylabel('success (%)')
+    ax.set_title(f'{task}: success vs expert-labelled steps (mean ± std over seeds)')
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def table(results: list[dict]) -> str:
+    lines = ['| method | seeds | round | expert-labelled steps | success (mean ± std) | '
+             'intervention rate |', '|---|---|---|---|---|---|']
+    for method in METHODS:
+        runs = [r for r in results if r['method'] == method]
+        if not runs:
+            continue
+        n = min(len(r['rounds']) for r in runs)
+        for k in range(n):
+            lab = np.mean([r['rounds'][k]['expert_labelled'] for r in runs])
+            s = np.array([r['rounds'][k]['success_rate'] for r in runs])
+            ir = [r['rounds'][k].get('collect', {}).get('intervention_rate') for r in runs]
+            ir = [v for v in ir if v is not None]
+            lines.append(f'| {method} | {len(runs)} | {k} | {lab:.0f} | '
+                         f'{100 * s.mean():.0f} ± {100 * s.std():.0f}% | '
+                         + (f'{100 * np.mean(ir):.0f}%' if ir else '-') + ' |')
+    return '\n'.join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    p.add_argument('--task', default='path')
+    p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
+    p.add_argument('--methods', nargs='+', default=list(METHODS), choices=METHODS)
+    p.add_argument('--demos', type=int, default=10)
+    p.add_argument('--rounds', type=int, default=3)
+    p.add_argument('--episodes-per-round', type=int, default=5)
+    p.add_argument('--train-steps', type=int, default=400)
+    p.add_argument('--eval-episodes', type=int, default=20)
+    p.add_argument('--noise', type=float, default=0.02, help='DART noise (rad); path fails '
+                   'often above 0.03 (README)')
+    p.add_argument('--config', help='training config (default TASK_none_mse)')
+    p.add_argument('--threads', type=int, default=2)
+    p.add_argument('--out', default='runs/dagger_exp')
+    args = p.parse_args(argv)
+    import torch
+    torch.set_num_threads(args.threads)
+    root = Path(args.out)
+    root.mkdir(parents=True, exist_ok=True)
+    res_file = root / 'results.json'
+    results = json.loads(res_file.read_text())['runs'] if res_file.is_file() else []
+    done = {(r['method'], r['seed']) for r in results}
+    cache: dict = {}
+    t0 = time.monotonic()
+    for seed in args.seeds:
+        for method in args.methods:
+            if (method, seed) in done:
+                continue
+            results.append(run_one(args, method, seed, root, cache))
+            res_file.write_text(json.dumps({'args': vars(args), 'runs': results}, indent=1))
+    plot(results, root / 'success_vs_labels.png', args.task)
+    (root / 'table.md').write_text(table(results) + '\n')
+    print(json.dumps({'args': vars(args), 'wall_s': round(time.monotonic() - t0, 1),
+                      'table': table(results).splitlines(), 'runs': results}))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -117,9 +117,9 @@ def bench_preset(name: str, ticks: int, tmp: Path, env: dict) -> dict:
                 return client.status is not None and pred(client.status)
             return check
         client.spin_until(status(lambda st: st['policy_ticks'] > 0), 180, 'the first policy tick')
-        start = client.status['tick']
+        start = client.status['ticks']
         # Count ticks, not policy ticks: on an overloaded machine some ticks HOLD.
-        client.spin_until(status(lambda st: st['tick'] >= start + ticks + 10),
+        client.spin_until(status(lambda st: st['ticks'] >= start + ticks + 10),
                           ticks / 20 + 120, f'{ticks} ticks')
         load.append(os.getloadavg()[0])
     finally:

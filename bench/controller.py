@@ -94,7 +94,7 @@ def pct(values, q) -> float | None:
     return round(float(np.percentile(values, q)), 3) if len(values) else None
 
 
-def bench_preset(name: str, ticks: int, tmp: Path, env: dict) -> dict:
+def bench_preset(name: str, ticks: int, tmp: Path, env: dict, nice: int = 0) -> dict:
     from il_ros.ros.ros_eval import GraphClient
     ckpt = make_checkpoint(name, tmp / name)
     stats_file = tmp / f'{name}_ticks.json'
@@ -105,7 +105,8 @@ def bench_preset(name: str, ticks: int, tmp: Path, env: dict) -> dict:
     ctl = subprocess.Popen(
         [sys.executable, '-m', 'il_ros.ros.controller', '--ros-args', '-p',
          f'checkpoint:={ckpt}', '-p', 'enabled:=true', '-p', f'stats_file:={stats_file}',
-         '-p', 'checkpoint_topic:=\'\''], env=env, stdout=logs['controller'],
+         '-p', 'checkpoint_topic:=\'\'', '-p', f'nice:={nice}'], env=env,
+        stdout=logs['controller'],
         stderr=subprocess.STDOUT, start_new_session=True)
     client = GraphClient('bench_controller', env)
     load = [os.getloadavg()[0]]
@@ -165,6 +166,9 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--ticks', type=int, default=5000)
     parser.add_argument('--presets', nargs='+', default=['lstm_gmm', 'diffusion'])
+    parser.add_argument('--nice', type=int, default=0,
+                        help='the controller\'s nice parameter (< 0: priority over other '
+                             'jobs; needs root or CAP_SYS_NICE)')
     parser.add_argument('--feeder', action='store_true', help=argparse.SUPPRESS)
     args, _ = parser.parse_known_args()
     if args.feeder:
@@ -175,10 +179,10 @@ def main() -> None:
     os.environ.update({k: env[k] for k in ('ROS_DOMAIN_ID', 'ROS_AUTOMATIC_DISCOVERY_RANGE',
                                            'RMW_IMPLEMENTATION')})
     out = {'bench': 'controller', 'ticks': args.ticks, 'cpus': os.cpu_count(),
-           'torch_threads': 1, 'image': [HW, HW], 'results': []}
+           'torch_threads': 1, 'nice': args.nice, 'image': [HW, HW], 'results': []}
     with tempfile.TemporaryDirectory(prefix='il_ros_bench_ctl_') as tmp:
         for name in args.presets:
-            out['results'].append(bench_preset(name, args.ticks, Path(tmp), env))
+            out['results'].append(bench_preset(name, args.ticks, Path(tmp), env, args.nice))
             print(json.dumps(out['results'][-1]), file=sys.stderr, flush=True)
     print(json.dumps(out, indent=1))
 

@@ -249,12 +249,21 @@ class Controller(Node):
                             '(bench/controller.py); empty: do not.')
         threads = p('torch_threads', 1, 'torch CPU threads (1: measured best for batch-1 '
                     'control on a shared machine).')
+        nice = p('nice', 0, 'Change the process\'s CPU priority by this much (os.nice) at '
+                 'start-up; < 0 puts the control loop ahead of training jobs on a shared '
+                 'machine (needs CAP_SYS_NICE or root).')
         if not self.rate > 0:
             raise ValueError(f'rate_hz must be > 0, got {self.rate}')
         if self.adapter_kind not in ADAPTERS:
             raise ValueError(f'command_adapter {self.adapter_kind!r} unknown; use one of '
                              f'{ADAPTERS}')
         self.period = 1.0 / self.rate
+        if nice:
+            try:
+                os.nice(int(nice))
+            except OSError as e:
+                self.get_logger().warning(f'nice {nice}: {e} (needs CAP_SYS_NICE); running at '
+                                          'the default priority')
         import torch
 
         import il_ros.models.policy  # noqa: F401 - imported now, not by the first hot load

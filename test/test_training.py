@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 import subprocess
 import sys
@@ -195,9 +196,15 @@ def test_shipped_configs_are_valid(path):
     cfg = load_train_config(path)
     pcfg = resolve_policy_config(cfg.policy)
     if path.stem != 'demo':
-        task, history, head = path.stem.rsplit('_', 2)
+        # {task}_{history}_{head}[_{variant}], e.g. lift_lstm_gmm_resnet
+        m = re.fullmatch(r'(lift|reach_around|path)_(none|lstm)_(mse|gmm|diffusion)(_\w+)?',
+                         path.stem)
+        assert m, f'{path.name}: name it TASK_HISTORY_HEAD[_VARIANT]'
+        task, history, head, variant = m.groups()
         assert cfg.eval_task == task and pcfg.head['name'] == head
         assert pcfg.core['name'] == history
+        if variant == '_resnet':
+            assert pcfg.encoder['name'] == 'resnet18'
 
 
 def test_cli_trains_and_evaluates_as_a_subprocess(dataset, tmp_path):

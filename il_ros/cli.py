@@ -107,7 +107,7 @@ def _cmd_demo(args) -> int:
     return run_demo(args.out, task=args.task, episodes=args.episodes, rtf=args.rtf,
                     cameras=tuple(args.cameras), config=args.config,
                     eval_episodes=args.eval_episodes, threads=args.threads,
-                    max_minutes=args.max_minutes)
+                    max_minutes=args.max_minutes, noise=args.noise)
 
 
 def _cmd_deploy(args) -> int:
@@ -203,6 +203,11 @@ def _cmd_convert(args) -> int:
                 raise ValueError('give the cameras in the --topics YAML or with --cameras, '
                                  'not both')
             topics.cameras = {c: keys.camera_topic(c) for c in args.cameras}
+        if args.action_topic:
+            if args.topics:
+                raise ValueError('give the action topic in the --topics YAML or with '
+                                 '--action-topic, not both')
+            topics.action.topic = args.action_topic
         cfg = ConvertConfig(topics=topics, rate_hz=args.rate,
                             image_size=tuple(args.image_size),
                             pre_intervention_frames=args.pre_intervention,
@@ -254,6 +259,7 @@ def _cmd_expert_eval(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from il_ros import keys
     parser = argparse.ArgumentParser(prog='il-ros', description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest='cmd', required=True, metavar='COMMAND')
@@ -283,6 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--episodes', type=int, default=100, help='scripted demos to record')
     p.add_argument('--rtf', type=float, default=8.0, help='sim real-time factor when recording')
     p.add_argument('--cameras', nargs='+', default=['front', 'wrist'])
+    p.add_argument('--noise', type=float, default=0.03,
+                   help='DART noise (rad) on the executed command while recording')
     p.add_argument('--config', default='demo', help='training config (config/train/NAME.yaml)')
     p.add_argument('--max-minutes', type=float, default=None, help='training budget override')
     p.add_argument('--eval-episodes', type=int, default=20)
@@ -312,6 +320,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--cameras', nargs='+', metavar='CAM',
                    help='cameras of the package\'s own topics /camera/CAM/image_raw '
                         '(default: front; e.g. --cameras front wrist)')
+    p.add_argument('--action-topic', metavar='TOPIC',
+                   help=f'action label topic (default {keys.TOPIC_COMMAND}); under DART the '
+                        f'clean label {keys.TOPIC_TELEOP_COMMAND}')
     p.add_argument('--rate', type=float, default=20.0, help='control rate to resample to')
     p.add_argument('--image-size', type=int, nargs=2, default=[84, 84], metavar=('H', 'W'))
     p.add_argument('--pre-intervention', type=int, default=10,

@@ -1,6 +1,7 @@
 """``il-ros demo`` / ``make demo``: the whole loop, in the sim, through ROS 2.
 
-1. record scripted demonstrations through the node graph (sim_robot, teleop, recorder);
+1. record scripted demonstrations through the node graph (sim_robot, teleop, recorder), with
+   DART noise on the executed command (the clean expert action is the label);
 2. convert the bags into a dataset;
 3. inspect it (contact sheet, action plots);
 4. train a policy (config/train/demo.yaml: conv4 encoders on the front and wrist cameras,
@@ -67,8 +68,9 @@ def plot_success(results: dict, path: Path) -> Path:
 
 def run_demo(out='runs/demo', task: str = 'lift', episodes: int = 100, rtf: float = 8.0,
              cameras=('front', 'wrist'), config: str = 'demo', eval_episodes: int = 20,
-             threads: int = 2, max_minutes: float | None = None) -> int:
+             threads: int = 2, max_minutes: float | None = None, noise: float = 0.03) -> int:
     """Run the six steps (module doc); return the exit code (0: every step worked)."""
+    from il_ros import keys
     from il_ros.cli import _cmd_convert, _cmd_inspect, _cmd_record, build_parser
     t_start = time.perf_counter()
     out = Path(out)
@@ -87,17 +89,19 @@ def run_demo(out='runs/demo', task: str = 'lift', episodes: int = 100, rtf: floa
             return 2
         _say(1, total, f'recording {episodes} scripted {task} episodes through the ROS 2 node '
              f'graph (sim_robot, teleop, recorder) at {rtf:g}x real time, cameras '
-             f'{" + ".join(cameras)}')
+             f'{" + ".join(cameras)}, DART noise {noise:g} rad on the executed command')
         rc = _cmd_record(parse(['record', '--task', task, '--episodes', str(episodes),
-                                '--out', str(bags), '--rtf', str(rtf), '--cameras', *cameras]))
+                                '--out', str(bags), '--rtf', str(rtf), '--cameras', *cameras,
+                                '--noise', str(noise)]))
         if rc != 0:
             return rc
     times['record_s'] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    _say(2, total, f'converting the bags into a training dataset at {dataset}')
+    _say(2, total, f'converting the bags into a training dataset at {dataset} (actions: the '
+         f'expert\'s clean label on {keys.TOPIC_TELEOP_COMMAND})')
     rc = _cmd_convert(parse(['convert', str(bags), '--out', str(dataset), '--cameras',
-                             *cameras]))
+                             *cameras, '--action-topic', keys.TOPIC_TELEOP_COMMAND]))
     if rc != 0:
         return rc
     times['convert_s'] = time.perf_counter() - t0

@@ -23,7 +23,7 @@ start pose; those steps count towards the limit).
 """
 from __future__ import annotations
 
-from collections import Counter, deque
+from collections import deque
 import json
 import os
 from pathlib import Path
@@ -189,6 +189,7 @@ def _drive(client: GraphClient, mirror, checkpoint: str, task: str, episodes: in
     from std_srvs.srv import SetBool, Trigger
 
     from il_ros.ros.node_utils import STATE_QOS
+    from il_ros.training.evaluate import summarize_episodes
     states: deque = deque(maxlen=1000)
     episode_index = [None]               # state[0] of the newest /sim/state
 
@@ -207,7 +208,7 @@ def _drive(client: GraphClient, mirror, checkpoint: str, task: str, episodes: in
         if not ans.success:
             raise RuntimeError(f'/controller/enable {on}: {ans.message}')
 
-    per_episode, failures, modes, modes_ok = [], Counter(), Counter(), Counter()
+    per_episode = []
     reset_s = []
     bar, it = None, range(episodes)
     if progress:
@@ -253,12 +254,7 @@ def _drive(client: GraphClient, mirror, checkpoint: str, task: str, episodes: in
                 break
         enable(False)
         mode = mirror.info.get('mode') or 'none'
-        modes[mode] += 1
-        if ok:
-            successes += 1
-            modes_ok[mode] += 1
-        else:
-            failures[failure] += 1
+        successes += bool(ok)
         per_episode.append({'seed': want_seed, 'success': bool(ok), 'steps': int(steps),
                             'failure': failure, 'mode': mode})
         if bar is not None:
@@ -269,20 +265,11 @@ def _drive(client: GraphClient, mirror, checkpoint: str, task: str, episodes: in
     client.spin_until(lambda: client.status['seq'] > seq or time.monotonic() > end, 5,
                       'a final status')
     st = client.status
-    steps_all = [e['steps'] for e in per_episode]
-    steps_ok = [e['steps'] for e in per_episode if e['success']]
     counters = ('ticks', 'policy_ticks', 'human_ticks', 'hold_ticks', 'underruns',
                 'priming_ticks', 'missed_deadlines', 'late_plans', 'worker_errors',
                 'tick_errors')
     return {
-        'task': task, 'episodes': episodes, 'seed': seed,
-        'success_rate': successes / episodes, 'successes': successes,
-        'mean_steps': float(np.mean(steps_all)),
-        'mean_steps_success': float(np.mean(steps_ok)) if steps_ok else None,
-        'max_steps': limit,
-        'failures': dict(failures),
-        'failure_rates': {r: c / episodes for r, c in failures.items()},
-        'modes': dict(modes), 'modes_success': dict(modes_ok),
+        **summarize_episodes(task, seed, per_episode, limit),
         'act_ms': float(st.get('plan_ms_p50') or 0.0),
         'per_episode': per_episode,
         'transport': 'ros', 'checkpoint': checkpoint,

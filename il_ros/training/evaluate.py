@@ -98,9 +98,6 @@ def evaluate(policy, task: str, episodes: int = 50, seed: int = EVAL_SEED,
     if was_training is not None:
         policy.eval()
     per_episode, act_s, n_act = [], 0.0, 0
-    failures: Counter = Counter()
-    modes: Counter = Counter()
-    modes_ok: Counter = Counter()
     cpu0, wall0 = time.process_time(), time.perf_counter()
     bar = None
     it = range(episodes)
@@ -134,12 +131,7 @@ def evaluate(policy, task: str, episodes: int = 50, seed: int = EVAL_SEED,
                         failure = 'timeout'
                         break
             mode = env.info.get('mode') or 'none'
-            modes[mode] += 1
-            if ok:
-                successes += 1
-                modes_ok[mode] += 1
-            else:
-                failures[failure] += 1
+            successes += bool(ok)
             per_episode.append({'seed': seed + k, 'success': bool(ok), 'steps': steps,
                                 'failure': failure, 'mode': mode})
             if bar is not None:
@@ -149,21 +141,30 @@ def evaluate(policy, task: str, episodes: int = 50, seed: int = EVAL_SEED,
             env.close()
         if was_training:
             policy.train()
-    steps_all = [e['steps'] for e in per_episode]
-    steps_ok = [e['steps'] for e in per_episode if e['success']]
+    return {**summarize_episodes(task, seed, per_episode, limit),
+            'act_ms': round(1e3 * act_s / max(n_act, 1), 3),
+            'cpu_s': round(time.process_time() - cpu0, 2),
+            'wall_s': round(time.perf_counter() - wall0, 2),
+            'per_episode': per_episode}
+
+
+def summarize_episodes(task: str, seed: int, per_episode: list[dict], max_steps: int) -> dict:
+    """The summary fields of an evaluation result (shared by the in-process and the ROS 2
+    transports) from its ``per_episode`` list of {'seed', 'success', 'steps', 'failure',
+    'mode'}."""
+    n = len(per_episode)
+    ok = [e for e in per_episode if e['success']]
+    failures = Counter(e['failure'] for e in per_episode if not e['success'])
     return {
-        'task': task, 'episodes': episodes, 'seed': seed,
-        'success_rate': successes / episodes, 'successes': successes,
-        'mean_steps': float(np.mean(steps_all)),
-        'mean_steps_success': float(np.mean(steps_ok)) if steps_ok else None,
-        'max_steps': limit,
+        'task': task, 'episodes': n, 'seed': seed,
+        'success_rate': len(ok) / n, 'successes': len(ok),
+        'mean_steps': float(np.mean([e['steps'] for e in per_episode])),
+        'mean_steps_success': float(np.mean([e['steps'] for e in ok])) if ok else None,
+        'max_steps': max_steps,
         'failures': dict(failures),
-        'failure_rates': {r: c / episodes for r, c in failures.items()},
-        'modes': dict(modes), 'modes_success': dict(modes_ok),
-        'act_ms': round(1e3 * act_s / max(n_act, 1), 3),
-        'cpu_s': round(time.process_time() - cpu0, 2),
-        'wall_s': round(time.perf_counter() - wall0, 2),
-        'per_episode': per_episode,
+        'failure_rates': {r: c / n for r, c in failures.items()},
+        'modes': dict(Counter(e['mode'] for e in per_episode)),
+        'modes_success': dict(Counter(e['mode'] for e in ok)),
     }
 
 

@@ -140,7 +140,12 @@ def run_demo(out='runs/demo', task: str = 'lift', episodes: int = 100, rtf: floa
          f'time: {eval_episodes} {task} episodes over ROS 2, then the same seeds in-process')
     from il_ros.ros.ros_eval import evaluate_ros
     from il_ros.training.evaluate import evaluate_checkpoint, format_result
-    res_ros = evaluate_ros(ckpt, task, episodes=eval_episodes, log_dir=out / 'deploy_logs')
+    try:
+        res_ros = evaluate_ros(ckpt, task, episodes=eval_episodes, log_dir=out / 'deploy_logs')
+    except (RuntimeError, TimeoutError) as e:   # NodeDied is a RuntimeError
+        print(f'il-ros demo: the deployment over ROS 2 failed: {e}\nnode logs: '
+              f'{out / "deploy_logs"}; the trained checkpoint is {ckpt}', file=sys.stderr)
+        return 1
     print('over ROS 2:  ' + format_result(res_ros))
     times['deploy_eval_s'] = time.perf_counter() - t0
     t0 = time.perf_counter()

@@ -109,3 +109,31 @@ def wait_for(pred, timeout: float, interval: float = 0.05, what: str = 'conditio
             return v
         time.sleep(interval)
     pytest.fail(f'timed out after {timeout:.0f}s waiting for {what}')
+
+
+def tiny_sim_checkpoint(path, task: str = 'lift', image_size=(48, 48), action_min=None,
+                        action_max=None) -> str:
+    """Save a small random-init policy for the sim arm of ``task`` and return its folder.
+
+    Its actions span ``action_min..action_max`` (default -0.2..0.2 for every value): the
+    action normalizer maps the network's output range onto it.
+    """
+    import torch
+
+    from il_ros.models.policy import build_policy, save_checkpoint
+    from il_ros.models.presets import preset
+    from il_ros.training.spec import sim_spec
+    torch.manual_seed(0)
+    spec = sim_spec(task)
+    spec.image_size = tuple(image_size)
+    cfg = preset('none_mse', encoder={'name': 'conv4', 'channels': [8, 8], 'strides': [2, 1],
+                                      'num_kp': 4, 'feat_dim': 8},
+                 proprio_encoder={'name': 'mlp', 'hidden': 16, 'out_dim': 8},
+                 core={'name': 'none', 'hidden': [32]}, crop=None)
+    a, j = spec.action_dim, spec.proprio_dim
+    lo = [-0.2] * a if action_min is None else [float(v) for v in action_min]
+    hi = [0.2] * a if action_max is None else [float(v) for v in action_max]
+    stats = {'action': {'min': lo, 'max': hi},
+             'joint_pos': {'mean': [0.0] * j, 'std': [0.5] * j},
+             'image/front': {'mean': [0.5] * 3, 'std': [0.25] * 3}}
+    return str(save_checkpoint(build_policy(cfg, spec, stats), path))

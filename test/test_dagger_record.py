@@ -18,6 +18,7 @@ import pytest
 
 pytest.importorskip('rclpy')
 
+from conftest import tiny_sim_checkpoint  # noqa: E402
 from rosbags.rosbag2 import Reader  # noqa: E402
 from rosbags.typesys import get_typestore, Stores  # noqa: E402
 
@@ -30,28 +31,11 @@ def tiny_checkpoint(path, seed=1000, image_size=(48, 48)):
     pose of episode ``seed``: it stalls or wanders off the path (slowly enough for the
     supervisor to catch it; a policy jumping 0.1 rad per tick would leave the 4 cm corridor
     within a tick)."""
-    import torch
-
     from il_ros.sim import make_env
-
-    from il_ros.models.policy import build_policy, save_checkpoint
-    from il_ros.models.presets import preset
-    from il_ros.training.spec import sim_spec
-    torch.manual_seed(0)
-    spec = sim_spec('path')
-    spec.image_size = tuple(image_size)
-    cfg = preset('none_mse', encoder={'name': 'conv4', 'channels': [8, 8], 'strides': [2, 1],
-                                      'num_kp': 4, 'feat_dim': 8},
-                 proprio_encoder={'name': 'mlp', 'hidden': 16, 'out_dim': 8},
-                 core={'name': 'none', 'hidden': [32]}, crop=None)
-    a, j = spec.action_dim, spec.proprio_dim
     env = make_env('path', render=False)
     env.reset(seed=seed)
     start = np.r_[env.arm_qpos(), 1.0]
-    stats = {'action': {'min': (start - 0.08).tolist(), 'max': (start + 0.08).tolist()},
-             'joint_pos': {'mean': [0.0] * j, 'std': [0.5] * j},
-             'image/front': {'mean': [0.5] * 3, 'std': [0.25] * 3}}
-    return str(save_checkpoint(build_policy(cfg, spec, stats), path))
+    return tiny_sim_checkpoint(path, 'path', image_size, start - 0.08, start + 0.08)
 
 
 def _messages(bag, topic):

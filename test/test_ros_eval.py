@@ -11,28 +11,13 @@ import pytest
 
 pytest.importorskip('rclpy')
 
+from conftest import tiny_sim_checkpoint  # noqa: E402
 from il_ros.keys import EVAL_SEED  # noqa: E402
 from il_ros.models.policy import CheckpointMismatch  # noqa: E402
 
 
 def sim_checkpoint(path, image_size=(84, 84)):
-    import torch
-
-    from il_ros.models.policy import build_policy, save_checkpoint
-    from il_ros.models.presets import preset
-    from il_ros.training.spec import sim_spec
-    torch.manual_seed(0)
-    spec = sim_spec('lift')
-    spec.image_size = tuple(image_size)
-    cfg = preset('none_mse', encoder={'name': 'conv4', 'channels': [8, 8], 'strides': [2, 1],
-                                      'num_kp': 4, 'feat_dim': 8},
-                 proprio_encoder={'name': 'mlp', 'hidden': 16, 'out_dim': 8},
-                 core={'name': 'none', 'hidden': [32]}, crop=None)
-    a, j = spec.action_dim, spec.proprio_dim
-    stats = {'action': {'min': [-0.2] * a, 'max': [0.2] * a},
-             'joint_pos': {'mean': [0.0] * j, 'std': [0.5] * j},
-             'image/front': {'mean': [0.5] * 3, 'std': [0.25] * 3}}
-    return str(save_checkpoint(build_policy(cfg, spec, stats), path))
+    return tiny_sim_checkpoint(path, 'lift', image_size)
 
 
 def test_ros_eval_bookkeeping(tmp_path):

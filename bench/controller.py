@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 from pathlib import Path
-import signal
 import subprocess
 import sys
 import tempfile
@@ -95,6 +94,7 @@ def pct(values, q) -> float | None:
 
 
 def bench_preset(name: str, ticks: int, tmp: Path, env: dict, nice: int = 0) -> dict:
+    from il_ros.launcher import stop_processes
     from il_ros.ros.ros_eval import GraphClient
     ckpt = make_checkpoint(name, tmp / name)
     stats_file = tmp / f'{name}_ticks.json'
@@ -125,14 +125,8 @@ def bench_preset(name: str, ticks: int, tmp: Path, env: dict, nice: int = 0) -> 
         load.append(os.getloadavg()[0])
     finally:
         client.close()
-        for p in (ctl, feed):
-            if p.poll() is None:
-                os.kill(p.pid, signal.SIGINT)
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                os.kill(p.pid, signal.SIGKILL)
-                p.wait(5)
+        for p in (ctl, feed):                  # the controller first: it writes its stats
+            stop_processes([p], timeout=20)
         for f in logs.values():
             f.close()
     data = json.loads(stats_file.read_text())

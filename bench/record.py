@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import random
-import signal
 import subprocess
 import sys
 import tempfile
@@ -153,13 +152,8 @@ def bag_counts(bag: Path) -> tuple[dict, dict, dict]:
 
 
 def stop(p: subprocess.Popen) -> None:
-    if p.poll() is None:
-        os.kill(p.pid, signal.SIGINT)
-        try:
-            p.wait(20)
-        except subprocess.TimeoutExpired:
-            os.kill(p.pid, signal.SIGKILL)
-            p.wait(5)
+    from il_ros.launcher import stop_processes
+    stop_processes([p], timeout=20)
 
 
 def run_bench(args) -> dict:

@@ -110,19 +110,7 @@ class GraphRunner:
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGINT every process (by pid), wait, then SIGKILL what is left."""
-        for p in self.procs.values():
-            if p.popen.poll() is None:
-                try:
-                    os.kill(p.popen.pid, signal.SIGINT)
-                except ProcessLookupError:
-                    pass
-        deadline = time.monotonic() + timeout
-        for p in self.procs.values():
-            try:
-                p.popen.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                os.kill(p.popen.pid, signal.SIGKILL)
-                p.popen.wait(5)
+        stop_processes([p.popen for p in self.procs.values()], timeout)
 
     def __enter__(self):
         # The nodes run in their own sessions (so Ctrl-C reaches them only through us):
@@ -136,6 +124,24 @@ class GraphRunner:
             self.stop()
         finally:
             signal.signal(signal.SIGTERM, self._old_term)
+
+
+def stop_processes(popens, timeout: float = 10.0) -> None:
+    """SIGINT each process (by pid), wait up to ``timeout`` in all, then SIGKILL what is
+    left."""
+    for p in popens:
+        if p.poll() is None:
+            try:
+                os.kill(p.pid, signal.SIGINT)
+            except ProcessLookupError:
+                pass
+    deadline = time.monotonic() + timeout
+    for p in popens:
+        try:
+            p.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            os.kill(p.pid, signal.SIGKILL)
+            p.wait(5)
 
 
 def _raise_system_exit(signum, frame):

@@ -52,7 +52,8 @@ PRE = 10
 
 def _frames(obs_list, actions, labels, dt):
     n = len(actions)
-    return {keys.image_key('front'): np.stack([o[keys.image_key('front')] for o in obs_list]),
+    images = [k for k in obs_list[0] if k.startswith(keys.image_key(''))]
+    return {**{k: np.stack([o[k] for o in obs_list]) for k in images},
             keys.OBS_JOINT_POS: np.stack([o[keys.OBS_JOINT_POS] for o in obs_list]
                                          ).astype(np.float32),
             keys.ACTION: np.stack(actions).astype(np.float32),
@@ -120,8 +121,12 @@ def append(ds_path: Path, episodes: list[dict], task: str, names) -> None:
             w.append_episode(fr, {'task': task, 'joint_names': names, 'rate_hz': 20.0})
 
 
-def train_round(args, ds: Path, out: Path, init: str | None, method: str, seed: int) -> str:
+def load_cfg(args, over=(), **kw):
     from il_ros.training.config import load_train_config
+    return load_train_config(args.config or f'{args.task}_none_mse', list(over), **kw)
+
+
+def train_round(args, ds: Path, out: Path, init: str | None, method: str, seed: int) -> str:
     from il_ros.training.trainer import train
     weighting = {'hg-iwr': 'iwr', 'hg-sirius': 'sirius'}.get(method, 'uniform')
     lw = ({'policy': 0.0, 'pre_intervention': 0.0, 'hold': 0.0} if method == 'hg-uniform'
@@ -132,8 +137,8 @@ def train_round(args, ds: Path, out: Path, init: str | None, method: str, seed: 
             f'warmup_steps={min(50, args.train_steps // 4)}']
     if init:
         over.append(f'init_checkpoint={init}')
-    cfg = load_train_config(args.config or f'{args.task}_none_mse', over, dataset=str(ds),
-                            max_steps=args.train_steps)
+    steps = args.train_steps if init is None else (args.round_steps or args.train_steps)
+    cfg = load_cfg(args, over, dataset=str(ds), max_steps=steps)
     return train(cfg, out)['last']
 
 
@@ -151,7 +156,9 @@ def run_one(args, method: str, seed: int, root: Path, demo_cache: dict) -> dict:
         import shutil
         shutil.rmtree(run)
     ds = run / 'dataset'
-    env = make_env(args.task)
+    from il_ros.training.config import resolve_policy_config
+    cameras = resolve_policy_config(load_cfg(args).policy).cameras
+    env = make_env(args.task, cameras=cameras)
     expert = make_expert(args.task, seed=seed)
     names = env.joint_names
     noise = args.noise if method == 'dart' else 0.0
@@ -168,6 +175,9 @@ def run_one(args, method: str, seed: int, root: Path, demo_cache: dict) -> dict:
                                        max_step=[0.1] * (len(names) - 2) + [0.0]),
                           enabled=True)
     rounds, ckpt = [], None
+    # Round 0 is plain BC on the seed's demos for every method with the same demos (all but
+    # dart): trained once, its checkpoint and result reused.
+    shared = root / f'round0_s{seed}_n{noise:g}'
     for k in range(args.rounds + 1):
         t0 = time.monotonic()
         info = {'round': k}
@@ -195,12 +205,22 @@ def run_one(args, method: str, seed: int, root: Path, demo_cache: dict) -> dict:
                     'intervention_rate': sum(s['human_steps'] for s in stats) / max(1, n),
                     'takeovers': sum(s['takeovers'] for s in stats), 'steps': n}
             append(ds, eps, args.task, names)
-        ckpt = train_round(args, ds, run / f'round_{k}', ckpt, method, seed)
-        policy, _ = load_checkpoint(ckpt)
-        res = evaluate(policy, args.task, args.eval_episodes, seed=keys.EVAL_SEED,
-                       progress=False, env=env)
+        res_file = shared / 'eval.json'
+        if k == 0 and res_file.is_file():
+            res = json.loads(res_file.read_text())
+            ckpt = res.pop('checkpoint')
+        else:
+            out = shared if k == 0 else run / f'round_{k}'
+            ckpt = train_round(args, ds, out, ckpt, method, seed)
+            policy, _ = load_checkpoint(ckpt)
+            res = evaluate(policy, args.task, args.eval_episodes, seed=keys.EVAL_SEED,
+                           progress=False, env=env)
+            res.pop('per_episode', None)
+            if k == 0:
+                res_file.write_text(json.dumps({'checkpoint': ckpt, **res}))
         info.update(expert_labelled=labelled, success_rate=res['success_rate'],
-                    failures=res['failures'], wall_s=round(time.monotonic() - t0, 1))
+                    mean_progress=res.get('mean_progress'), failures=res['failures'],
+                    wall_s=round(time.monotonic() - t0, 1))
         rounds.append(info)
         print(json.dumps({'method': method, 'seed': seed, **info}), file=sys.stderr,
               flush=True)
@@ -209,45 +229,66 @@ def run_one(args, method: str, seed: int, root: Path, demo_cache: dict) -> dict:
     return {'method': method, 'seed': seed, 'rounds': rounds}
 
 
+def _curve(runs: list[dict], key: str, n: int) -> np.ndarray:
+    """(seeds, rounds) of one round field; NaN where a run lacks it."""
+    return np.array([[np.nan if r['rounds'][k].get(key) is None else r['rounds'][k][key]
+                      for k in range(n)] for r in runs], dtype=float)
+
+
 def plot(results: list[dict], path: Path, task: str) -> None:
+    """Success (and, where the task has sub-goals, mean progress) against expert-labelled
+    steps: one line per method, mean over seeds with the seed spread (std) as error bars."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    graded = any(r['rounds'][0].get('mean_progress') is not None for r in results)
+    fig, axes = plt.subplots(1, 2 if graded else 1, figsize=(12 if graded else 7, 4.2),
+                             squeeze=False)
     for method in METHODS:
         runs = [r for r in results if r['method'] == method]
         if not runs:
             continue
         n = min(len(r['rounds']) for r in runs)
-        x = np.array([[r['rounds'][k]['expert_labelled'] for k in range(n)] for r in runs])
-        y = np.array([[r['rounds'][k]['success_rate'] for k in range(n)] for r in runs])
-        ax.errorbar(x.mean(0), 100 * y.mean(0), yerr=100 * y.std(0), marker='o',
-                    capsize=3, label=f'{method} ({len(runs)} seeds)')
-    ax.set_xlabel('expert-labelled steps')
-    ax.set_ylabel('success (%)')
-    ax.set_title(f'{task}: success vs expert-labelled steps (mean ± std over seeds)')
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
+        x = _curve(runs, 'expert_labelled', n).mean(0)
+        panels = [('success_rate', 100.0)] + ([('mean_progress', 1.0)] if graded else [])
+        for ax, (key, scale) in zip(axes[0], panels):
+            y = scale * _curve(runs, key, n)
+            ax.errorbar(x, np.nanmean(y, 0), yerr=np.nanstd(y, 0), marker='o', capsize=3,
+                        label=f'{method} ({len(runs)} seeds)')
+    axes[0, 0].set_ylabel('success (%)')
+    if graded:
+        axes[0, 1].set_ylabel('waypoints reached (mean, of 5)')
+    for ax in axes[0]:
+        ax.set_xlabel('expert-labelled steps')
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f'{task}: the policy alone after each round vs expert-labelled steps '
+                 f'(mean ± std over seeds)')
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
 def table(results: list[dict]) -> str:
+    """Markdown: per method and round, the mean labelled steps, success and progress."""
     lines = ['| method | seeds | round | expert-labelled steps | success (mean ± std) | '
-             'intervention rate |', '|---|---|---|---|---|---|']
+             'waypoints reached (mean ± std) | intervention rate |',
+             '|---|---|---|---|---|---|---|']
     for method in METHODS:
         runs = [r for r in results if r['method'] == method]
         if not runs:
             continue
         n = min(len(r['rounds']) for r in runs)
+        lab = _curve(runs, 'expert_labelled', n).mean(0)
+        s = 100 * _curve(runs, 'success_rate', n)
+        p = _curve(runs, 'mean_progress', n)
         for k in range(n):
-            lab = np.mean([r['rounds'][k]['expert_labelled'] for r in runs])
-            s = np.array([r['rounds'][k]['success_rate'] for r in runs])
             ir = [r['rounds'][k].get('collect', {}).get('intervention_rate') for r in runs]
             ir = [v for v in ir if v is not None]
-            lines.append(f'| {method} | {len(runs)} | {k} | {lab:.0f} | '
-                         f'{100 * s.mean():.0f} ± {100 * s.std():.0f}% | '
+            prog = ('-' if np.isnan(p[:, k]).all()
+                    else f'{np.nanmean(p[:, k]):.2f} ± {np.nanstd(p[:, k]):.2f}')
+            lines.append(f'| {method} | {len(runs)} | {k} | {lab[k]:.0f} | '
+                         f'{s[:, k].mean():.0f} ± {s[:, k].std():.0f}% | {prog} | '
                          + (f'{100 * np.mean(ir):.0f}%' if ir else '-') + ' |')
     return '\n'.join(lines)
 
@@ -260,14 +301,30 @@ def main(argv=None) -> int:
     p.add_argument('--demos', type=int, default=10)
     p.add_argument('--rounds', type=int, default=3)
     p.add_argument('--episodes-per-round', type=int, default=5)
-    p.add_argument('--train-steps', type=int, default=400)
+    p.add_argument('--train-steps', type=int, default=400, help='round 0 (from scratch)')
+    p.add_argument('--round-steps', type=int, help='later rounds (warm-started); default '
+                   '--train-steps')
     p.add_argument('--eval-episodes', type=int, default=20)
     p.add_argument('--noise', type=float, default=0.02, help='DART noise (rad); path fails '
                    'often above 0.03 (README)')
     p.add_argument('--config', help='training config (default TASK_none_mse)')
-    p.add_argument('--threads', type=int, default=2)
+    p.add_argument('--threads', type=int, default=1)
     p.add_argument('--out', default='runs/dagger_exp')
+    p.add_argument('--merge', nargs='+', metavar='DIR', help='run nothing: plot and tabulate '
+                   'the results.json of these folders (e.g. one per seed, run in parallel) '
+                   'into --out')
     args = p.parse_args(argv)
+    if args.merge:
+        results = [r for d in args.merge
+                   for r in json.loads((Path(d) / 'results.json').read_text())['runs']]
+        root = Path(args.out)
+        root.mkdir(parents=True, exist_ok=True)
+        plot(results, root / 'success_vs_labels.png', args.task)
+        (root / 'table.md').write_text(table(results) + '\n')
+        (root / 'results.json').write_text(json.dumps({'merged': args.merge,
+                                                       'runs': results}, indent=1))
+        print(table(results))
+        return 0
     import torch
     torch.set_num_threads(args.threads)
     root = Path(args.out)

@@ -62,6 +62,22 @@ def test_expert_succeeds_with_episode_bookkeeping():
     assert 'lift: success 100.0% (2/2' in format_result(res)
 
 
+def test_path_reports_waypoints_reached():
+    """On path, each episode records the waypoints reached and the summary their mean: the
+    expert reaches all 5; a policy that holds still leaves the corridor with none."""
+    env = make_env('path', render=False)
+    res = evaluate(ExpertPolicy(env, make_expert('path', seed=0)), 'path', episodes=1,
+                   env=env, progress=False)
+    assert res['success_rate'] == 1.0
+    assert res['per_episode'][0]['progress'] == 5 and res['mean_progress'] == 5.0
+    drift = np.r_[env.arm_qpos() + 0.3, 0.0]           # far from the start: off the path
+    res = evaluate(ConstantPolicy(drift), 'path', episodes=2, env=env, progress=False)
+    assert res['failures'] == {'off_path': 2} and res['mean_progress'] == 0.0
+    lift = evaluate(ConstantPolicy(np.zeros(6)), 'lift', episodes=1, progress=False,
+                    render=False)
+    assert 'mean_progress' not in lift and 'progress' not in lift['per_episode'][0]
+
+
 def test_modes_collisions_timeouts_and_nonfinite_actions():
     env = make_env('reach_around', render=False)
     left = ExpertPolicy(env, ReachAroundExpert(mode='left', seed=0))

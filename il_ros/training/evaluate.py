@@ -130,10 +130,13 @@ def evaluate(policy, task: str, episodes: int = 50, seed: int = EVAL_SEED,
                     if done or steps >= limit:
                         failure = 'timeout'
                         break
-            mode = env.info.get('mode') or 'none'
+            info = env.info
+            mode = info.get('mode') or 'none'
             successes += bool(ok)
             per_episode.append({'seed': seed + k, 'success': bool(ok), 'steps': steps,
                                 'failure': failure, 'mode': mode})
+            if 'progress' in info:        # path: waypoints reached in order (of 5)
+                per_episode[-1]['progress'] = int(info['progress'])
             if bar is not None:
                 bar.set_postfix(success=f'{successes / (k + 1):.2f}', refresh=False)
     finally:
@@ -151,8 +154,10 @@ def evaluate(policy, task: str, episodes: int = 50, seed: int = EVAL_SEED,
 def summarize_episodes(task: str, seed: int, per_episode: list[dict], max_steps: int) -> dict:
     """The summary fields of an evaluation result (shared by the in-process and the ROS 2
     transports) from its ``per_episode`` list of {'seed', 'success', 'steps', 'failure',
-    'mode'}."""
+    'mode'} (and 'progress', sub-goals reached, on tasks that have them: then
+    'mean_progress' is their mean, a graded measure where success is rare)."""
     n = len(per_episode)
+    prog = [e['progress'] for e in per_episode if e.get('progress') is not None]
     ok = [e for e in per_episode if e['success']]
     failures = Counter(e['failure'] for e in per_episode if not e['success'])
     return {
@@ -165,6 +170,7 @@ def summarize_episodes(task: str, seed: int, per_episode: list[dict], max_steps:
         'failure_rates': {r: c / n for r, c in failures.items()},
         'modes': dict(Counter(e['mode'] for e in per_episode)),
         'modes_success': dict(Counter(e['mode'] for e in ok)),
+        **({'mean_progress': float(np.mean(prog))} if prog else {}),
     }
 
 

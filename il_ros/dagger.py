@@ -71,6 +71,9 @@ rollouts of the shipped configs: 2000..). Episode i of round k: COLLECT_SEED + (
 DEMO_LABEL_TOPIC = keys.TOPIC_TELEOP_COMMAND
 EXPERT_LABEL_TOPIC = '/il/expert/label'
 PHASES = ('data', 'collect', 'convert', 'train', 'eval')
+STALE_ACTION_HOLD = 4.0
+"""Conversion of a round: a tick whose label (command) is older than this many periods is
+labelled hold instead of rejecting the episode (strict ``il-ros convert`` rejects there)."""
 _MUST_MATCH = ('task', 'method', 'weighting', 'episodes_per_round', 'demos', 'init_dataset',
                'init_checkpoint', 'config', 'noise', 'cameras', 'image_size', 'rate_hz',
                'seed', 'overrides', 'pre_intervention', 'max_episode_steps')
@@ -358,6 +361,11 @@ class DaggerRun:
         n = {s: sum(r.status == s for r in reports) for s in ('converted', 'skipped')}
         _say(f'converted {bags}: {n["converted"]} new episodes, {n["skipped"]} already in '
              f'the dataset, {len(rejected)} rejected')
+        held = [r for r in reports if r.status == 'converted' and r.stale_hold]
+        if held:
+            _say(f'  {sum(r.stale_hold for r in held)} frames of {len(held)} episodes '
+                 f'labelled hold: their command was more than {STALE_ACTION_HOLD:g} periods '
+                 f'old (a starved controller or recorder)')
         if rejected:
             print(format_reports(rejected), flush=True)
 
@@ -367,10 +375,15 @@ class DaggerRun:
         c = self.cfg
         topics = TopicMap(cameras={cam: keys.camera_topic(cam) for cam in c.cameras},
                           action=ActionRole(topic=action_topic))
-        # A controller tick that stalls on a loaded machine leaves /il/command quiet for a
-        # few periods while the robot keeps its last command: warn, but keep the episode.
+        # On a loaded machine a starved controller (or recorder: the label is timed by
+        # receive time) leaves the label stream quiet for a few periods while the robot
+        # keeps its last command. Those ticks have no label of their own: they are labelled
+        # hold (weight 0 in training) where strict conversion would reject the whole
+        # episode, and the intervention frames around them are kept. An observation stream
+        # (header-stamped by the sim) still rejects above 10 periods.
         return ConvertConfig(topics=topics, rate_hz=c.rate_hz, image_size=c.image_size,
-                             pre_intervention_frames=c.pre_intervention, stale_reject=10.0)
+                             pre_intervention_frames=c.pre_intervention, stale_reject=10.0,
+                             stale_action_hold=STALE_ACTION_HOLD)
 
     def _new_data(self, k: int, demos: bool) -> dict:
         """Episodes, frames and expert-labelled frames that round ``k`` added."""
@@ -477,7 +490,7 @@ class DaggerRun:
                 # The sim runs in real time and does not wait for the controller.
                 _say(f'  warning: the controller ticked {ep["ticks"]} times in {ep["steps"]} '
                      'sim steps (the machine is overloaded?): stale commands; conversion '
-                     'may reject the episode')
+                     'labels those ticks hold')
         return results
 
     # ------------------------------------------------------------------ report

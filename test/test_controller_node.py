@@ -236,6 +236,13 @@ def test_takeover_within_one_period_and_release_after_timeout(procs, ros_node, c
     robot.spin(0.3)
     assert robot.status[-1]['generation'] > gen0, 'the policy was not reset at the handover'
     assert robot.status[-1]['handovers'] >= 2
+    # While enabled, every tick sends a command, also across the takeover, the hand-back
+    # and the re-priming after it (HOLD then repeats the last command sent): a command and
+    # a control source per tick, so /il/command has no hole for a recording to trip on.
+    t_end = time.monotonic() - 0.1
+    n_src = len([ts for ts, _ in robot.sources if t_take <= ts <= t_end])
+    n_cmd = len([ts for ts, _ in robot.cmds if t_take <= ts <= t_end])
+    assert n_src >= 15 and abs(n_cmd - n_src) <= 1, (n_cmd, n_src)
 
 
 def test_hot_swaps_keep_the_loop_running_mismatch_refused_nan_holds(procs, ros_node, ckpts):

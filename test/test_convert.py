@@ -196,3 +196,68 @@ def test_each_validation_rejects_with_file_topic_and_time(tmp_path, fault, topic
     if words != 'too short':
         assert 't=1001.0' in bad.reason or 't=1000.9' in bad.reason, bad.reason
     assert reports['fine'].status == 'converted'
+
+
+# A deployed episode (il-ros dagger): a takeover at 1.0 s, a hand-back at 2.0 s, and a
+# 0.5 s hole in /il/command (and /il/control_source, sent in the same tick) in the middle of
+# the intervention: a starved controller or recorder. 10 periods at 20 Hz.
+GAP = (1.3, 1.8)
+INTERVENTION_SPEC = SyntheticBagSpec(
+    control_source=((0.0, 'policy'), (1.0, 'intervention'), (2.0, 'policy')),
+    action_gap=GAP, duration=3.0, seed=4)
+
+
+def _labels(ds_path, episode=0):
+    from il_ros.data.store import decode_labels
+    ds = Dataset(ds_path)
+    ep = ds.episode(episode)
+    return np.array(decode_labels(ep['label'])), ep['time'], ds.meta(episode)
+
+
+def test_command_gap_rejects_by_default(tmp_path):
+    write_synthetic_bag(tmp_path / 'bags' / 'ep', INTERVENTION_SPEC)
+    (rep,) = convert([tmp_path / 'bags'], tmp_path / 'ds', progress=False)
+    assert rep.status == 'rejected', 'plain convert stays strict'
+    assert '/il/command: stale for' in rep.reason
+
+
+def test_command_gap_ticks_are_labelled_hold_and_the_episode_is_kept(tmp_path):
+    bag = write_synthetic_bag(tmp_path / 'bags' / 'ep', INTERVENTION_SPEC)
+    cfg = ConvertConfig(stale_action_hold=4.0, pre_intervention_frames=5)
+    (rep,) = convert([tmp_path / 'bags'], tmp_path / 'ds', cfg, progress=False)
+    assert rep.status == 'converted', rep.reason
+    labels, ticks, meta = _labels(tmp_path / 'ds')
+    # Expected from the bag's own message times (read with rosbags): a tick whose newest
+    # command (half a period of lookahead) is more than 4 periods old is hold.
+    a_t = _times(bag, '/il/command')
+    i = np.searchsorted(a_t, ticks + 0.025 + 1e-9, side='right') - 1
+    stale = (ticks - a_t[i]) / 0.05 > 4.0
+    assert stale.sum() >= 5
+    rel = ticks - INTERVENTION_SPEC.start
+    assert np.all((rel[stale] > GAP[0]) & (rel[stale] < GAP[1] + 0.05))
+    np.testing.assert_array_equal(labels == 'hold', stale)
+    assert rep.stale_hold == meta['stale_hold_frames'] == int(stale.sum())
+    assert any('labelled hold' in w and '/il/command' in w for w in rep.warnings)
+    # The intervention around the hole is kept, and the hole is no hand-back: the only
+    # pre_intervention frames are the 5 before the one takeover at 1.0 s.
+    inter = (rel >= 1.0) & (rel < 2.0) & ~stale
+    assert inter.sum() >= 10 and np.all(labels[inter] == 'intervention')
+    pre = np.flatnonzero(labels == 'pre_intervention')
+    assert pre.size == 5 and np.all((rel[pre] > 0.7) & (rel[pre] < 1.0))
+    assert set(labels[rel >= 2.05]) == {'policy'}
+
+
+def test_command_gap_hold_keeps_the_other_checks(tmp_path):
+    # Most of the episode without a command: still rejected (max_hold_fraction).
+    write_synthetic_bag(tmp_path / 'a' / 'ep', SyntheticBagSpec(action_gap=(0.5, 2.9)))
+    (rep,) = convert([tmp_path / 'a'], tmp_path / 'ds_a',
+                     ConvertConfig(stale_action_hold=4.0), progress=False)
+    assert rep.status == 'rejected' and 'max_hold_fraction' in rep.reason, rep.reason
+    # A stale observation stream still rejects.
+    write_synthetic_bag(tmp_path / 'b' / 'ep', FOREIGN)
+    (rep,) = convert([tmp_path / 'b'], tmp_path / 'ds_b',
+                     ConvertConfig(topics=FOREIGN_TOPICS, stale_action_hold=4.0),
+                     progress=False)
+    assert rep.status == 'rejected' and '/robot/cam_front/image_raw' in rep.reason
+    with pytest.raises(ValueError, match='stale_action_hold'):
+        ConvertConfig(stale_action_hold=1.0)          # below stale_warn

@@ -8,7 +8,9 @@ synthetic bags (the conversion, the dataset and the state machine are the real o
   aside, and the collection goes on at the next seed;
 - every round warm-starts from the previous round's policy with the chosen weighting, and
   the expert-labelled steps are counted per method;
-- a run folder with other settings is refused.
+- a run folder with other settings is refused;
+- a hole in /il/command inside an intervention (a starved controller or recorder) labels
+  those ticks hold instead of losing the episode.
 """
 from __future__ import annotations
 
@@ -27,13 +29,14 @@ FRAMES_PER_EPISODE = 60          # 3 s at 20 Hz
 INTERVENTION_FRAMES = 10         # 1.0 .. 1.5 s
 
 
-def _bag(folder: Path, action_topic: str, seed: int, sources=(), status='complete'):
+def _bag(folder: Path, action_topic: str, seed: int, sources=(), status='complete',
+         action_gap=None):
     folder.mkdir(parents=True, exist_ok=True)
     from il_ros.data.episode_writer import next_episode_index
     name = f'episode_{next_episode_index(folder):04d}'
     write_synthetic_bag(folder / name, SyntheticBagSpec(
         action_topic=action_topic, action_dim=6, control_source=sources, seed=seed,
-        start=1000.0 + seed, image_hw=(32, 32)))
+        start=1000.0 + seed, image_hw=(32, 32), action_gap=action_gap))
     (folder / f'{name}.json').write_text(json.dumps(
         {'status': status, 'success': False, 'task': 'path'}))
     return name
@@ -42,8 +45,9 @@ def _bag(folder: Path, action_topic: str, seed: int, sources=(), status='complet
 class FakeDriver:
     """Stands in for DaggerDriver: episodes become synthetic bags, training a summary."""
 
-    def __init__(self, interrupt_at_seed=None):
+    def __init__(self, interrupt_at_seed=None, action_gap=None):
         self.interrupt_at_seed = interrupt_at_seed
+        self.action_gap = action_gap
         self.status = None
         self.out = None
         self.seeds, self.trained = [], []
@@ -61,7 +65,7 @@ class FakeDriver:
             _bag(self.out, '/il/command', seed, SOURCES, status='recording')  # cut off
             raise KeyboardInterrupt
         self.seeds.append(seed)
-        name = _bag(self.out, '/il/command', seed, SOURCES)
+        name = _bag(self.out, '/il/command', seed, SOURCES, action_gap=self.action_gap)
         return {'seed': seed, 'success': False, 'failure': 'timeout', 'steps': limit,
                 'ticks': 60, 'human_ticks': 10, 'policy_ticks': 50, 'takeovers': 1,
                 'wall_s': 0.0, 'bag': name}
@@ -197,3 +201,24 @@ def test_other_settings_are_refused_more_rounds_are_not(tmp_path, fake):
         dg.DaggerRun(config(out, rounds=0, weighting='iwr')).run()
     report = dg.DaggerRun(config(out, rounds=1)).run()
     assert [r['round'] for r in report['rounds']] == [0, 1]
+
+
+def test_a_command_gap_in_an_intervention_keeps_the_episode(tmp_path, fake):
+    # 0.6 s (12 periods) without /il/command or /il/control_source from 1.2 s, inside the
+    # intervention (1.0 .. 1.5 s). Strict conversion (or stale_reject 10) rejects that.
+    fake['driver'] = FakeDriver(action_gap=(1.2, 1.8))
+    out = tmp_path / 'run'
+    report = dg.DaggerRun(config(out, rounds=1)).run()
+    eps = _episodes_by_round(out).get('round_01', [])
+    assert len(eps) == 2, 'no round episode is rejected'
+    ds = Dataset(out / 'dataset')
+    for ep in eps:
+        labels = decode_labels(ds.read('label', ep, 0, ds.episode_lengths[ep]))
+        held = [i for i, x in enumerate(labels) if x == 'hold']
+        assert 6 <= len(held) <= 10 and held == list(range(held[0], held[-1] + 1))
+        assert labels[held[0] - 1] == 'intervention' and labels[held[-1] + 1] == 'policy'
+        assert labels.count('pre_intervention') == PRE, 'the hole is not a second takeover'
+        assert ds.meta(ep)['stale_hold_frames'] == len(held)
+    added = report['rounds'][1]['expert_labelled_steps'] - \
+        report['rounds'][0]['expert_labelled_steps']
+    assert 0 < added < 2 * INTERVENTION_FRAMES

@@ -5,13 +5,19 @@ supervisor takes over through the controller's takeover channel, and
 - the bag has ``/il/control_source`` with ``intervention`` segments, and the executed
   command during them is the supervisor's;
 - after ``il-ros convert`` the dataset frames carry ``intervention`` and the policy frames
-  right before each takeover carry ``pre_intervention``.
+  right before each takeover carry ``pre_intervention``;
+- a sim process stalled for a second (SIGSTOP) goes on in real time afterwards (it used to
+  run as fast as the CPU allowed from then on, so the controller answered a third of its
+  ticks and conversion rejected the episodes for stale /il/command).
 """
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -54,10 +60,23 @@ def test_takeover_is_recorded_and_labelled(tmp_path):
     runner, driver = start_sim_graph('path', tmp_path / 'logs', bags, first_seed=1000,
                                      image_size=(48, 48), checkpoint=ckpt, with_trainer=False)
     try:
+        # The sim process gets no CPU for a second (as under a training job): afterwards it
+        # must go on in real time, not race ahead of the 20 Hz controller for good.
+        sim = runner.procs['sim_robot'].popen
+        os.kill(sim.pid, signal.SIGSTOP)
+        try:
+            time.sleep(1.0)
+        finally:
+            os.kill(sim.pid, signal.SIGCONT)
+        t0 = time.monotonic()
         ep = driver.run_episode(1000, max_steps=70)
+        wall = time.monotonic() - t0              # from before /sim/reset
     finally:
         driver.close()
         runner.stop()
+    # Sim steps since the reset: at most real time (x1.1) plus one 0.25 s catch-up.
+    assert ep['steps'] / 20.0 <= 1.1 * wall + 0.3, \
+        f'the sim ran faster than real time: {ep["steps"]} steps in {wall:.2f} s: {ep}'
     assert ep['takeovers'] >= 1 and ep['human_ticks'] >= 10, ep
     assert ep['policy_ticks'] >= 1, ep
     assert ep['failure'] != 'off_path', f'the supervisor let the policy leave the path: {ep}'

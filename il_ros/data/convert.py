@@ -5,6 +5,11 @@ Per bag: read the role streams (bag_reader), pick a time base per stream, check 
 length), resample onto the control-rate grid (resample), label every frame from the control
 source, and append the episode to the store. Rejected bags are listed with file, topic, time
 and reason in ``<dataset>/conversion_report.json``; the others still convert.
+
+A stream staler than ``stale_reject`` periods at some tick rejects the episode. With
+``stale_action_hold`` (``il-ros dagger`` sets it; plain ``il-ros convert`` does not) the
+action stream is treated apart: ticks whose newest command is older than that are labelled
+``hold`` (weight 0 in training) and the rest of the episode is kept.
 """
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ import numpy as np
 from il_ros import keys
 from il_ros.data.bag_reader import BagError, BagFile
 from il_ros.data.resample import (choose_timing, first_backwards, latest_at_or_before,
-                                  staleness, tick_grid)
+                                  nominal_period, staleness, tick_grid)
 from il_ros.data.topic_map import ConvertConfig
 
 SOURCE_LABELS = (keys.SOURCE_DEMO, keys.SOURCE_POLICY, keys.SOURCE_INTERVENTION,
@@ -37,6 +42,7 @@ class EpisodeReport:
     success: bool | None = None
     time_sources: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    stale_hold: int = 0                # frames labelled hold for a stale action
 
 
 def find_bags(inputs: list[str | Path]) -> tuple[list[Path], list[EpisodeReport]]:
@@ -113,6 +119,17 @@ def label_frames(sources: list[str] | None, n: int, pre_frames: int,
     return labels
 
 
+def sample_age(times: np.ndarray, ticks: np.ndarray, idx: np.ndarray,
+               control_period: float) -> np.ndarray:
+    """(T,) age of the sample each tick uses, in periods (as ``resample.staleness``
+    measures it: the larger of the stream's own period and the control period); inf before
+    the stream's first sample."""
+    period = max(nominal_period(times), control_period)
+    age = (ticks - times[np.maximum(idx, 0)]) / period
+    age[idx < 0] = np.inf
+    return age
+
+
 def convert_bag(bag: Path, cfg: ConvertConfig, report: EpisodeReport, sid: str):
     """Frames and meta of one bag (content id ``sid``); raises BagError when rejected."""
     meta = _episode_meta(bag)
@@ -159,6 +176,7 @@ def convert_bag(bag: Path, cfg: ConvertConfig, report: EpisodeReport, sid: str):
         if ticks.size < cfg.min_frames:
             raise BagError(f'{bag}: too short: {ticks.size} frames at {cfg.rate_hz} Hz where '
                            f'all role streams overlap (min_frames={cfg.min_frames})')
+        stale_hold = None      # ticks whose action is too old to be their label
         for role in data.streams:
             look = cfg.action_lookahead * period if role == 'action' else 0.0
             idx[role] = latest_at_or_before(times[role], ticks, look)
@@ -166,7 +184,21 @@ def convert_bag(bag: Path, cfg: ConvertConfig, report: EpisodeReport, sid: str):
                 continue
             st = staleness(times[role], ticks, idx[role], period, cfg.stale_warn)
             topic = data.streams[role].topic
-            if st.worst_periods > cfg.stale_reject:
+            if role == 'action' and cfg.stale_action_hold > 0:
+                age = sample_age(times[role], ticks, idx[role], period)
+                stale_hold = age > cfg.stale_action_hold
+                n = report.stale_hold = int(stale_hold.sum())
+                if n > cfg.max_hold_fraction * ticks.size:
+                    raise BagError(f'{bag}: {topic}: stale over {cfg.stale_action_hold} '
+                                   f'periods at {n} of {ticks.size} ticks (worst '
+                                   f'{st.worst_periods:.1f} at t={st.worst_tick_time:.3f}s): '
+                                   f'more than max_hold_fraction {cfg.max_hold_fraction:g}')
+                if n:
+                    report.warnings.append(
+                        f'{topic}: stale over {cfg.stale_action_hold} periods at {n} '
+                        f'tick(s), worst {st.worst_periods:.1f} at '
+                        f't={st.worst_tick_time:.3f}s: labelled hold')
+            elif st.worst_periods > cfg.stale_reject:
                 raise BagError(f'{bag}: {topic}: stale for {st.worst_periods:.1f} periods at '
                                f't={st.worst_tick_time:.3f}s (reject above '
                                f'{cfg.stale_reject})')
@@ -186,11 +218,16 @@ def convert_bag(bag: Path, cfg: ConvertConfig, report: EpisodeReport, sid: str):
         sources = [src.items[i] if i >= 0 else keys.SOURCE_DEMO for i in idx['source']]
     frames['label'] = label_frames(sources, ticks.size, cfg.pre_intervention_frames,
                                    report.warnings)
+    if stale_hold is not None:
+        # After the pre-intervention relabelling, so a gap inside an intervention does not
+        # count as a hand-back and a new takeover.
+        frames['label'][stale_hold] = keys.SOURCE_HOLD
     frames['time'] = ticks
     meta_out = {'source_bag': str(bag), 'source_id': sid,
                 'success': report.success, 'task': meta.get('task'),
                 'joint_names': data.joint_names, 'time_sources': report.time_sources,
-                'warnings': report.warnings, 'rate_hz': cfg.rate_hz}
+                'warnings': report.warnings, 'rate_hz': cfg.rate_hz,
+                'stale_hold_frames': report.stale_hold}
     return frames, meta_out
 
 

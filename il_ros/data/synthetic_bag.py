@@ -42,6 +42,8 @@ class SyntheticBagSpec:
     action_hz: float = 20.0
     jitter: float = 0.0                         # +- fraction of the period, uniform
     camera_gap: tuple[float, float] | None = None   # (start, end) s without camera 0
+    action_gap: tuple[float, float] | None = None   # (start, end) s without actions (and
+                                                    # control sources, sent with them)
     nan_joint_at: float | None = None           # a NaN position at this time
     backwards_stamp_at: float | None = None     # a joint stamp 0.2 s in the past here
     resize_camera_at: float | None = None       # camera 0 halves its height from here on
@@ -141,6 +143,9 @@ def write_synthetic_bag(path: str | Path, spec: SyntheticBagSpec | None = None) 
             velocity=np.zeros(len(order)), effort=np.zeros(len(order)))
         events.append((t, 1, (spec.joint_states_topic, 'sensor_msgs/msg/JointState'), msg))
     for t in _times(rng, spec.action_hz, spec):
+        if spec.action_gap and spec.start + spec.action_gap[0] <= t < \
+                spec.start + spec.action_gap[1]:
+            continue
         msg = _T['std_msgs/msg/Float64MultiArray'](
             layout=_T['std_msgs/msg/MultiArrayLayout'](dim=[], data_offset=0),
             data=action_value(t - spec.start, spec.action_dim))

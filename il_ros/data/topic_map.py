@@ -97,6 +97,16 @@ class ConvertConfig:
     """A stream whose newest sample is older than this many periods at a tick is reported."""
     stale_reject: float = 4.0
     """... and older than this many periods rejects the episode."""
+    stale_action_hold: float = 0.0
+    """0 (the default): the action stream is checked like the others (``stale_reject``).
+    > 0: a tick whose newest action is older than this many periods is labelled ``hold``
+    (weight 0 in training) instead of rejecting the episode, and the rest of the episode is
+    kept. For deployed episodes (``il-ros dagger``), where a starved controller or recorder
+    leaves a short gap in the command stream in the middle of an intervention."""
+    max_hold_fraction: float = 0.5
+    """With ``stale_action_hold``: the episode is still rejected when more than this
+    fraction of its frames would be such stale-action holds (the recording is mostly
+    broken)."""
     min_frames: int = 10
     """Shorter episodes are rejected."""
     stamp_tolerance_s: float = 0.5
@@ -117,6 +127,12 @@ class ConvertConfig:
         if not 1.0 <= self.stale_warn <= self.stale_reject:
             raise ValueError(f'need 1 <= stale_warn <= stale_reject, got {self.stale_warn}, '
                              f'{self.stale_reject}')
+        if self.stale_action_hold and not self.stale_warn <= self.stale_action_hold:
+            raise ValueError(f'need stale_action_hold 0 (off) or >= stale_warn '
+                             f'({self.stale_warn}), got {self.stale_action_hold}')
+        if not 0.0 < self.max_hold_fraction <= 1.0:
+            raise ValueError(f'max_hold_fraction must be in (0, 1], got '
+                             f'{self.max_hold_fraction}')
         if not 0.0 <= self.action_lookahead < 1.0:
             raise ValueError(f'action_lookahead must be in [0, 1), got {self.action_lookahead}')
 

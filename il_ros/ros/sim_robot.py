@@ -7,6 +7,9 @@ scripted experts) and ``/sim/success``; executes joint-position commands from ``
 Time: the simulation keeps its own clock, monotonic across episodes, and stamps every message
 with it. It is advanced from a wall-clock timer at ``real_time_factor`` times real time, one
 physics step at a time, so each stream is published at exactly its configured sim-time rate.
+After a stall (a starved process) it catches up at most 0.25 s of sim time at once and
+then goes on at ``real_time_factor`` again: the rest of the lag is never made up, so the sim
+never runs faster than that (a warning says how much was dropped).
 
 Lockstep (``lockstep: true``, for scripted collection): after each ``/sim/state`` the sim waits
 for the first command that follows it, then goes on at once. The command answering the state
@@ -104,6 +107,7 @@ class SimRobot(Node):
         self.last_command = None
         self.bad_commands = 0
         self.stale_commands = 0
+        self.lag_forgiven = 0.0      # sim s not simulated because the sim fell behind
         self.fresh_command = False   # lockstep: a command arrived since the pause
         self._reset_episode()        # also sets waiting_since (lockstep pause start) to None
         self._anchor()
@@ -169,10 +173,20 @@ class SimRobot(Node):
             self._anchor()
         if self.rtf > 0:
             target = self.sim_start + (time.monotonic() - self.wall_start) * self.rtf
-            # Never catch up more than 0.25 s of sim time at once (e.g. after a stall).
-            if target - self.sim_time > 0.25:
-                self.sim_start += target - self.sim_time - 0.25
+            # Never catch up more than 0.25 s of sim time at once (e.g. after a stall): the
+            # rest of the lag is forgiven, i.e. the pacing origin moves *back* by it, so the
+            # sim goes on at real_time_factor from here. (Moving it forward, as this once
+            # did, doubled the lag at every call after a stall of more than 0.5 s: the sim
+            # then ran as fast as the CPU allowed, for good.)
+            lag = target - self.sim_time
+            if lag > 0.25:
+                self.sim_start -= lag - 0.25
                 target = self.sim_time + 0.25
+                self.lag_forgiven += lag - 0.25
+                self.get_logger().warning(
+                    f'fell {lag:.2f} s behind real time x {self.rtf:g} (the machine is '
+                    f'overloaded?): caught up 0.25 s, the other {lag - 0.25:.2f} s are not '
+                    f'made up ({self.lag_forgiven:.2f} s in all)', throttle_duration_sec=5.0)
         else:
             target = self.sim_time + 0.25
         dt = self.env.physics_dt

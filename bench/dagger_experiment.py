@@ -25,7 +25,10 @@ executed command, clean labels). Each round then adds ``--episodes-per-round`` e
 Training: ``--train-steps`` gradient steps per round (round 0 from scratch, later rounds
 warm-started), the config's policy (``--config``, default TASK_none_mse). Success: the
 round's policy alone, in-process, ``--eval-episodes`` episodes from seed 1000.
-``results.json`` is rewritten after every run, and runs already in it are skipped.
+``results.json`` is rewritten after every run, and runs already in it are skipped. Round 0
+depends only on the seed's demos, so every method but ``dart`` shares one round-0 training.
+To use both cores, run one process per seed (``--out DIR/sS``) and combine them with
+``--merge DIR/s0 DIR/s1 ... --out DIR/all`` (docs/dagger.md has the measured run).
 """
 from __future__ import annotations
 
@@ -176,8 +179,9 @@ def run_one(args, method: str, seed: int, root: Path, demo_cache: dict) -> dict:
                           enabled=True)
     rounds, ckpt = [], None
     # Round 0 is plain BC on the seed's demos for every method with the same demos (all but
-    # dart): trained once, its checkpoint and result reused.
-    shared = root / f'round0_s{seed}_n{noise:g}'
+    # dart): trained once, its checkpoint and result reused (keyed by what makes it).
+    config = Path(args.config or f'{args.task}_none_mse').stem
+    shared = root / f'round0_s{seed}_n{noise:g}_d{args.demos}_t{args.train_steps}_{config}'
     for k in range(args.rounds + 1):
         t0 = time.monotonic()
         info = {'round': k}

@@ -286,7 +286,11 @@ def test_auto_mode_ignores_a_stale_success_across_reset(procs, tmp_path):
     assert rec.returncode == 0, procs.log(rec)
     metas = [meta(out, i) for i in range(2)]
     assert [m['success'] for m in metas] == [False, False]
-    assert all(m['duration_s'] == pytest.approx(1.0, abs=0.2) for m in metas)
+    # Each episode ran to its 1 s timeout (sim time), not ended by the stale success; the
+    # upper bound is loose because sim time may run on a little past the timeout while a
+    # loaded machine stops the episode (a fresh-clone run failed the old +-0.2 s bound).
+    durations = [m['duration_s'] for m in metas]
+    assert all(0.8 <= d <= 2.0 for d in durations), durations
 
 
 def test_auto_mode_fails_cleanly_without_reset_service(procs, tmp_path):

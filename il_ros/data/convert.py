@@ -23,7 +23,7 @@ import numpy as np
 from il_ros import keys
 from il_ros.data.bag_reader import BagError, BagFile
 from il_ros.data.resample import (choose_timing, first_backwards, latest_at_or_before,
-                                  nominal_period, staleness, tick_grid)
+                                  staleness, tick_grid)
 from il_ros.data.topic_map import ConvertConfig
 
 SOURCE_LABELS = (keys.SOURCE_DEMO, keys.SOURCE_POLICY, keys.SOURCE_INTERVENTION,
@@ -119,17 +119,6 @@ def label_frames(sources: list[str] | None, n: int, pre_frames: int,
     return labels
 
 
-def sample_age(times: np.ndarray, ticks: np.ndarray, idx: np.ndarray,
-               control_period: float) -> np.ndarray:
-    """(T,) age of the sample each tick uses, in periods (as ``resample.staleness``
-    measures it: the larger of the stream's own period and the control period); inf before
-    the stream's first sample."""
-    period = max(nominal_period(times), control_period)
-    age = (ticks - times[np.maximum(idx, 0)]) / period
-    age[idx < 0] = np.inf
-    return age
-
-
 def convert_bag(bag: Path, cfg: ConvertConfig, report: EpisodeReport, sid: str):
     """Frames and meta of one bag (content id ``sid``); raises BagError when rejected."""
     meta = _episode_meta(bag)
@@ -185,8 +174,7 @@ def convert_bag(bag: Path, cfg: ConvertConfig, report: EpisodeReport, sid: str):
             st = staleness(times[role], ticks, idx[role], period, cfg.stale_warn)
             topic = data.streams[role].topic
             if role == 'action' and cfg.stale_action_hold > 0:
-                age = sample_age(times[role], ticks, idx[role], period)
-                stale_hold = age > cfg.stale_action_hold
+                stale_hold = st.age > cfg.stale_action_hold
                 n = report.stale_hold = int(stale_hold.sum())
                 if n > cfg.max_hold_fraction * ticks.size:
                     raise BagError(f'{bag}: {topic}: stale over {cfg.stale_action_hold} '

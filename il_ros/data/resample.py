@@ -93,15 +93,18 @@ class Staleness:
     """Tick time where that happened."""
     stale_ticks: int
     """Ticks whose sample is older than the warning threshold."""
+    age: np.ndarray
+    """(T,) the age of each tick's sample, in those periods; inf before the first sample."""
 
 
 def staleness(times: np.ndarray, ticks: np.ndarray, idx: np.ndarray, control_period: float,
               warn_periods: float) -> Staleness:
     """Age of the sample used at each tick, in periods."""
     if ticks.size == 0:
-        return Staleness(0.0, float('nan'), 0)
+        return Staleness(0.0, float('nan'), 0, np.zeros(0))
     period = max(nominal_period(times), control_period)
     age = (ticks - times[np.maximum(idx, 0)]) / period  # (T,)
     age[idx < 0] = np.inf
     worst = int(np.argmax(age))
-    return Staleness(float(age[worst]), float(ticks[worst]), int(np.sum(age > warn_periods)))
+    return Staleness(float(age[worst]), float(ticks[worst]), int(np.sum(age > warn_periods)),
+                     age)

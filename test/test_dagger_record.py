@@ -33,15 +33,18 @@ PRE = 4          # --pre-intervention frames
 
 
 def tiny_checkpoint(path, seed=1000, image_size=(48, 48)):
-    """A random-init policy for the sim arm whose commands scatter a few cm around the start
-    pose of episode ``seed``: it stalls or wanders off the path (slowly enough for the
-    supervisor to catch it; a policy jumping 0.1 rad per tick would leave the 4 cm corridor
-    within a tick)."""
+    """A random-init policy for the sim arm whose commands aim about 0.02 rad past the start
+    pose of episode ``seed`` on every joint: a hand target about 2 cm from the expert's, which
+    the test's supervisor (``deviation_m`` 0.01) overrules within a few ticks, every time, and
+    still inside the 4 cm corridor, so the run never fails off the path before the
+    supervisor acts. (A policy scattering around the start pose only stalled, and whether the
+    stall rule fired within the episode depended on how the scatter fell: a flaky test. One
+    aiming past the default 4 cm deviation threshold left the corridor within 3 ticks.)"""
     from il_ros.sim import make_env
     env = make_env('path', render=False)
     env.reset(seed=seed)
     start = np.r_[env.arm_qpos(), 1.0]
-    return tiny_sim_checkpoint(path, 'path', image_size, start - 0.08, start + 0.08)
+    return tiny_sim_checkpoint(path, 'path', image_size, start, start + 0.04)
 
 
 def _messages(bag, topic):
@@ -58,7 +61,8 @@ def test_takeover_is_recorded_and_labelled(tmp_path):
     ckpt = tiny_checkpoint(tmp_path / 'ckpt')
     bags = tmp_path / 'bags'
     runner, driver = start_sim_graph('path', tmp_path / 'logs', bags, first_seed=1000,
-                                     image_size=(48, 48), checkpoint=ckpt, with_trainer=False)
+                                     image_size=(48, 48), checkpoint=ckpt, with_trainer=False,
+                                     supervisor_params={'deviation_m': 0.01})
     try:
         # The sim process gets no CPU for a second (as under a training job): afterwards it
         # must go on in real time, not race ahead of the 20 Hz controller for good.
@@ -77,7 +81,9 @@ def test_takeover_is_recorded_and_labelled(tmp_path):
     # Sim steps since the reset: at most real time (x1.1) plus one 0.25 s catch-up.
     assert ep['steps'] / 20.0 <= 1.1 * wall + 0.3, \
         f'the sim ran faster than real time: {ep["steps"]} steps in {wall:.2f} s: {ep}'
-    assert ep['takeovers'] >= 1 and ep['human_ticks'] >= 10, ep
+    logs = {f.name: f.read_text()[-3000:] for f in sorted((tmp_path / 'logs').glob('*'))
+            if f.is_file() and f.name.startswith('supervisor')}
+    assert ep['takeovers'] >= 1 and ep['human_ticks'] >= 10, f'{ep}\n{logs}'
     assert ep['policy_ticks'] >= 1, ep
     assert ep['failure'] != 'off_path', f'the supervisor let the policy leave the path: {ep}'
 
@@ -94,7 +100,10 @@ def test_takeover_is_recorded_and_labelled(tmp_path):
     assert segments == ep['takeovers'], (segments, ep)
     human = [(t, np.asarray(m.data)) for t, m in _messages(bag, '/il/teleop/command')]
     beats = [m.data for _, m in _messages(bag, '/il/intervention')]
-    assert len(human) >= ep['human_ticks'] - 2 and True in beats and False in beats
+    # one teleop command per supervised tick, but a command late for its tick (a loaded
+    # machine) is answered by the controller re-sending the last one: some ticks share one
+    assert len(human) >= 0.8 * ep['human_ticks'], (len(human), ep)
+    assert True in beats and False in beats
 
     # -- conversion labels the frames
     ds_path = tmp_path / 'dataset'

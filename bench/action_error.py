@@ -6,8 +6,8 @@ at each recorded state, against the demonstrator's label. Prints JSON.
 Per checkpoint: the mean squared error of the first action the head returns at act time
 (normalized units, per action dimension), and, when the last action dimension is a gripper
 (two values in the data), how often its open/closed state is right. For a ``gmm`` head the
-state is the mixture's (the weight of the modes whose mean is closed > 0.5), and the joint
-error is the top mode's. Held-out episodes: the trainer's split (val_fraction 0.1, seed 0).
+state is the mixture's (the weight of the modes whose mean is closed > 0.5), or with
+``binary_dims`` its own Bernoulli's, and the joint error is the top mode's. Held-out episodes: the trainer's split (val_fraction 0.1, seed 0).
 
 A low open-loop error with a low closed-loop success points at the closed loop (compounding
 errors, copycat cues); a high one at the fit (docs/models.md uses it on the GMM rows).
@@ -47,13 +47,15 @@ def action_error(ckpt: str, ds, episodes: list[int], windows: int) -> dict:
                 f = pol.core(feats)[:, 0]
                 label = b['action'][:, 0]
             target = norm.normalize(label.float())                       # (B, A)
-            if isinstance(pol.head, GmmHead):
-                logits, means, _ = pol.head(f)
-                top = means[torch.arange(len(f)), logits.argmax(-1), 0]
-                p = (logits.softmax(-1) * (means[:, :, 0, -1] > 0)).sum(-1)
-            else:
-                top = pol.head.sample(f)[:, 0]
-                p = (top[:, -1] > 0).float()
+            top = pol.head.sample(f)[:, 0]           # gmm: the top mode's mean (no prior)
+            p = (top[:, -1] > 0).float()
+            if isinstance(pol.head, GmmHead):          # P(closed) rather than the top mode's
+                logits, means, _, binary = pol.head.outputs(f)
+                a = pol.head.action_dim - 1
+                if a in pol.head.binary:               # its own Bernoulli
+                    p = binary[:, 0, pol.head.binary.index(a)].sigmoid()
+                else:                                  # the weight of the modes that close
+                    p = (logits.softmax(-1) * (means[:, :, 0, -1] > 0)).sum(-1)
             err.append(((top - target) ** 2).numpy())
             closed_p.append(p.numpy())
             closed.append((target[:, -1] > 0).numpy())

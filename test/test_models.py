@@ -236,6 +236,42 @@ def test_gmm_on_a_unimodal_task_tracks_the_target():
     assert err.mean() < 0.05 and err.max() < 0.2, err
 
 
+def test_gmm_binary_dims_model_a_switch_beside_the_mixture():
+    """A gripper-like last value (closed where feature 0 > 0, per chunk step) beside a
+    bimodal arm value: the mixture keeps the arm's two modes, the switch comes out as exact
+    +-1 from its own Bernoulli and follows the input, masked steps do not count, and bad
+    indices are refused."""
+    torch.manual_seed(0)
+    feats = torch.randn(128, 4)
+    arm = torch.where(torch.arange(128) % 2 == 0, 1.0, -1.0)[:, None].expand(128, 2)
+    grip = torch.stack([feats[:, 0] > 0, feats[:, 0] > 0.5], 1).float() * 2 - 1
+    target = torch.stack([arm, grip], -1)                            # (N, Tp=2, A=2)
+    mask = torch.ones(128, 2, dtype=torch.bool)
+    gmm = _fit(build_head('gmm', in_dim=4, action_dim=2, horizon=2, binary_dims=[-1]),
+               feats, target, mask, 300)
+    assert gmm.binary == [1] and gmm.continuous == [0]
+    with torch.no_grad():
+        out = gmm.sample(feats)
+        assert out.shape == (128, 2, 2)
+        assert set(out[..., 1].unique().tolist()) <= {-1.0, 1.0}
+        assert (out[..., 1] == grip).float().mean() > 0.95
+        assert ((out[..., 0].abs() - 1).abs() < 0.1).float().mean() > 0.9   # a mode, not 0
+        w = torch.ones(128)
+        moved = target.clone()
+        moved[:, 1, 1] *= -1                                          # flip a masked step
+        m2 = mask.clone()
+        m2[:, 1] = False
+        assert torch.allclose(gmm.loss(feats, moved, m2, w), gmm.loss(feats, target, m2, w))
+        assert not torch.allclose(gmm.loss(feats, moved, mask, w),
+                                  gmm.loss(feats, target, mask, w))
+    with pytest.raises(ValueError, match='binary_dims'):
+        build_head('gmm', action_dim=2, binary_dims=[2])
+    with pytest.raises(ValueError, match='binary_dims'):
+        build_head('gmm', action_dim=2, binary_dims=[0, 1])
+    with pytest.raises(ValueError, match='binary_dims'):
+        build_head('gmm', action_dim=2, binary_dims=[1, -1])
+
+
 def test_diffusion_sampling_is_deterministic_per_generator():
     torch.manual_seed(0)
     head = build_head('diffusion')

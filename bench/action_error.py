@@ -7,7 +7,8 @@ Per checkpoint: the mean squared error of the first action the head returns at a
 (normalized units, per action dimension), and, when the last action dimension is a gripper
 (two values in the data), how often its open/closed state is right. For a ``gmm`` head the
 state is the mixture's (the weight of the modes whose mean is closed > 0.5), or with
-``binary_dims`` its own Bernoulli's, and the joint error is the top mode's. Held-out episodes: the trainer's split (val_fraction 0.1, seed 0).
+``binary_dims`` its own Bernoulli's, and the joint error is the top mode's. Held-out
+episodes: the trainer's split (val_fraction 0.1, seed 0).
 
 A low open-loop error with a low closed-loop success points at the closed loop (compounding
 errors, copycat cues); a high one at the fit (docs/models.md uses it on the GMM rows).

@@ -5,9 +5,11 @@ Parametrized over the registry, so a newly registered component is tested withou
 """
 import pytest
 import torch
+import torch.nn.functional as F
 
 from il_ros.models import registry
 from il_ros.models.heads.ddim import NoiseSchedule
+from il_ros.models.heads.gaussian import gaussian_log_prob
 from il_ros.models.obs_encoder import ObsEncoder
 
 torch.set_num_threads(1)          # tiny models: a 2nd thread only adds barriers
@@ -270,6 +272,50 @@ def test_gmm_binary_dims_model_a_switch_beside_the_mixture():
         build_head('gmm', action_dim=2, binary_dims=[0, 1])
     with pytest.raises(ValueError, match='binary_dims'):
         build_head('gmm', action_dim=2, binary_dims=[1, -1])
+
+
+def test_gmm_nll_beta_changes_the_gradient_not_the_loss():
+    """beta-NLL: the logged loss stays the exact mixture NLL for any beta; at beta 0 the
+    gradient is the exact NLL's; at beta 1 a mean's gradient is responsibility x residual
+    (MSE-sized), not residual / sigma^2; the logits' gradient is unchanged."""
+    torch.manual_seed(0)
+    feats = torch.randn(6, 3)
+    target = torch.randn(6, 2, 2)
+    mask = torch.ones(6, 2, dtype=torch.bool)
+    mask[0, 1] = False
+    w = torch.ones(6)
+    heads = {b: build_head('gmm', in_dim=3, action_dim=2, horizon=2, num_modes=3, nll_beta=b)
+             for b in (0.0, 0.5, 1.0)}
+    for h in heads.values():
+        h.load_state_dict(heads[0.0].state_dict())
+
+    def grads(head):
+        out = head.net(feats).detach().requires_grad_(True)     # the head's raw outputs
+        hook = head.net.register_forward_hook(lambda _m, _i, _o: out)
+        try:
+            loss = head.loss(feats, target, mask, w)
+            loss.backward()
+        finally:
+            hook.remove()
+        return loss.detach(), out.grad
+    loss0, g0 = grads(heads[0.0])
+    for b in (0.5, 1.0):
+        lb, gb = grads(heads[b])
+        assert torch.allclose(lb, loss0)
+        assert torch.allclose(gb[:, :3], g0[:, :3], atol=1e-6)   # logits
+        assert not torch.allclose(gb, g0)
+    # beta 1: mean gradient = r_k * (mean - target) * mask / count(valid samples)
+    _, g1 = grads(heads[1.0])
+    with torch.no_grad():
+        logits, means, stds, _ = heads[1.0].outputs(feats)
+        m = mask[:, None, :, None].float()
+        comp = (gaussian_log_prob(target[:, None], means, stds) * m).sum((-2, -1))
+        r = F.softmax(F.log_softmax(logits, -1) + comp, -1)
+        want = r[:, :, None, None] * (means - target[:, None]) * m / 6
+    got = g1[:, 3:].reshape(6, 3, 2, 2, 2)[:, :, 0]              # (N, K, Tp, A): the means
+    assert torch.allclose(got, want, atol=1e-5)
+    with pytest.raises(ValueError, match='nll_beta'):
+        build_head('gmm', nll_beta=1.5)
 
 
 def test_diffusion_sampling_is_deterministic_per_generator():

@@ -52,11 +52,20 @@ class GmmConfig:
     """Scale of the switches' BCE against the mixture NLL. The NLL's gradients grow as the
     sigmas shrink (about 1/sigma^2), so the shared trunk is shaped by the continuous values
     unless the switches weigh more."""
+    nll_beta: float = 0.0
+    """beta-NLL (Seitzer et al., ICLR 2022) inside the mixture: each component's per-value
+    log-likelihood term is scaled by a stop-gradient sigma^(2 beta), so a mean's gradient is
+    ``responsibility * (mean - target) / sigma^(2 - 2 beta)``. 0 is the exact mixture NLL
+    (robomimic); 1 gives the means an MSE-sized gradient however small the sigmas get, which
+    keeps near-noiseless scripted demos from handing the trunk 1/sigma^2-sized gradients. The
+    logged loss stays the exact NLL; only the gradient changes."""
 
     def __post_init__(self):
         """Reject impossible values."""
         check_positive('gmm head', num_modes=self.num_modes, hidden=list(self.hidden),
                        min_std=self.min_std, binary_weight=self.binary_weight)
+        if not 0.0 <= self.nll_beta <= 1.0:
+            raise ValueError(f'gmm head: nll_beta must be in [0, 1], got {self.nll_beta}')
         self.binary_dims = tuple(self.binary_dims)
         if not all(isinstance(d, int) and not isinstance(d, bool) for d in self.binary_dims):
             raise ValueError(f'gmm head: binary_dims must be action indices (integers), got '
@@ -119,7 +128,16 @@ class GmmHead(nn.Module):
         lp = gaussian_log_prob(target[:, None], means, stds)            # (N, K, Tp, Ac)
         m = mask[:, None, :, None].to(lp.dtype)                          # (N, 1, Tp, 1)
         comp = (lp * m).sum((-2, -1))                                   # (N, K)
-        nll = -torch.logsumexp(F.log_softmax(logits, -1) + comp, -1)    # (N,)
+        log_w = F.log_softmax(logits, -1)
+        nll = -torch.logsumexp(log_w + comp, -1)                        # (N,)
+        if self.cfg.nll_beta > 0:
+            # The exact NLL's gradient is that of sum_k r_k (-log w_k - comp_k) with the
+            # responsibilities r held fixed (EM); beta-NLL scales the comp_k terms.
+            r = F.softmax(log_w + comp, -1).detach()                   # (N, K)
+            scale = stds.detach().pow(2 * self.cfg.nll_beta)
+            comp_b = (lp * m * scale).sum((-2, -1))
+            surrogate = -(r * (log_w + comp_b)).sum(-1)
+            nll = surrogate - surrogate.detach() + nll.detach()
         if binary is not None:
             p = ((target_actions[..., self.binary] + 1) / 2).clamp(0, 1)
             bce = F.binary_cross_entropy_with_logits(binary, p.to(binary.dtype),

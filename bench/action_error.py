@@ -7,7 +7,9 @@ Per checkpoint: the mean squared error of the first action the head returns at a
 (normalized units, per action dimension), and, when the last action dimension is a gripper
 (two values in the data), how often its open/closed state is right. For a ``gmm`` head the
 state is the mixture's (the weight of the modes whose mean is closed > 0.5), or with
-``binary_dims`` its own Bernoulli's, and the joint error is the top mode's. Held-out
+``binary_dims`` its own Bernoulli's, and the joint error is the top mode's; beside it
+``mse_arm_nearest_mode`` (the arm error of the mode nearest the label: a low one means the
+fit is there and the pick is wrong) and ``top_mode_weight`` (its mean weight). Held-out
 episodes: the trainer's split (val_fraction 0.1, seed 0).
 
 A low open-loop error with a low closed-loop success points at the closed loop (compounding
@@ -35,7 +37,7 @@ def action_error(ckpt: str, ds, episodes: list[int], windows: int) -> dict:
     wd = WindowDataset(ds, episodes=episodes, **pol.sampler_spec())
     idx = np.random.default_rng(0).choice(len(wd), min(windows, len(wd)), replace=False)
     norm = pol.normalizers[keys.ACTION]
-    err, closed_p, closed = [], [], []
+    err, closed_p, closed, best_err, top_w = [], [], [], [], []
     with torch.no_grad():
         for s in range(0, len(idx), 64):
             b = wd.batch(idx[s:s + 64])
@@ -57,6 +59,12 @@ def action_error(ckpt: str, ds, episodes: list[int], windows: int) -> dict:
                     p = binary[:, 0, pol.head.binary.index(a)].sigmoid()
                 else:                                  # the weight of the modes that close
                     p = (logits.softmax(-1) * (means[:, :, 0, -1] > 0)).sum(-1)
+                # the mode nearest the label: is the top mode's error the fit or the pick?
+                c = pol.head.continuous
+                arm = [i for i in c if i != a]
+                d = ((means[:, :, 0, [c.index(i) for i in arm]] - target[:, None, arm]) ** 2)
+                best_err.append(d.mean(-1).min(-1).values.numpy())
+                top_w.append(logits.softmax(-1).max(-1).values.numpy())
             err.append(((top - target) ** 2).numpy())
             closed_p.append(p.numpy())
             closed.append((target[:, -1] > 0).numpy())
@@ -64,6 +72,9 @@ def action_error(ckpt: str, ds, episodes: list[int], windows: int) -> dict:
     out = {'checkpoint': ckpt, 'windows': int(len(err)),
            'mse_per_dim': np.round(err.mean(0), 5).tolist(),
            'mse_arm': float(err[:, :-1].mean())}
+    if best_err:
+        out.update(mse_arm_nearest_mode=float(np.concatenate(best_err).mean()),
+                   top_mode_weight=float(np.concatenate(top_w).mean()))
     if len(np.unique(np.asarray(ds.episode(episodes[0], [keys.ACTION])[keys.ACTION])[:, -1])) <= 2:
         c, p = np.concatenate(closed), np.concatenate(closed_p)
         out.update(gripper_closed_fraction=float(c.mean()),

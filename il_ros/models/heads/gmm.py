@@ -11,6 +11,10 @@ the mixture and gives each its own Bernoulli per chunk step (BCE on the target m
 the normalized [-1, 1] to [0, 1]; the act value is +-1 by the probability). Measured on lift
 (docs/models.md): with the gripper inside the mixture over 8-action chunks, the modes split
 by the chunk's open/close pattern and the state came out wrong in 20% of frames.
+
+Training uses beta-NLL (``nll_beta``, default 1): on scripted demos the sigmas fall to the
+floor, and the exact NLL's 1/sigma^2-sized gradients then shaped the shared trunk for arm
+precision at the expense of everything else (the gripper's timing, the side to pass on).
 """
 from __future__ import annotations
 

@@ -275,9 +275,9 @@ def test_gmm_binary_dims_model_a_switch_beside_the_mixture():
 
 
 def test_gmm_nll_beta_changes_the_gradient_not_the_loss():
-    """beta-NLL: the logged loss stays the exact mixture NLL for any beta; at beta 0 the
-    gradient is the exact NLL's; at beta 1 a mean's gradient is responsibility x residual
-    (MSE-sized), not residual / sigma^2; the logits' gradient is unchanged."""
+    """beta-NLL against beta 0 (the exact mixture NLL, by autograd): the logged loss is the
+    same for any beta, the logits' gradient is unchanged, and at beta 1 a mean's gradient is
+    responsibility x residual (MSE-sized), not residual / sigma^2."""
     torch.manual_seed(0)
     feats = torch.randn(6, 3)
     target = torch.randn(6, 2, 2)

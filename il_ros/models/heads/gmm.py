@@ -134,11 +134,12 @@ class GmmHead(nn.Module):
         m = mask[:, None, :, None].to(lp.dtype)                          # (N, 1, Tp, 1)
         comp = (lp * m).sum((-2, -1))                                   # (N, K)
         log_w = F.log_softmax(logits, -1)
-        nll = -torch.logsumexp(log_w + comp, -1)                        # (N,)
+        joint = log_w + comp                                            # (N, K)
+        nll = -torch.logsumexp(joint, -1)                               # (N,)
         if self.cfg.nll_beta > 0:
             # The exact NLL's gradient is that of sum_k r_k (-log w_k - comp_k) with the
             # responsibilities r held fixed (EM); beta-NLL scales the comp_k terms.
-            r = F.softmax(log_w + comp, -1).detach()                   # (N, K)
+            r = F.softmax(joint, -1).detach()                           # (N, K)
             scale = stds.detach().pow(2 * self.cfg.nll_beta)
             comp_b = (lp * m * scale).sum((-2, -1))
             surrogate = -(r * (log_w + comp_b)).sum(-1)

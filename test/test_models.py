@@ -384,3 +384,19 @@ def test_unet_conv1d_batch1_fast_path_equals_conv1d(k, stride, pad, bias):
         x = torch.randn(n, 12, length)
         ref = torch.nn.functional.conv1d(x, conv.weight, conv.bias, stride, pad)
         assert torch.allclose(conv(x), ref, atol=1e-5), (n, length)
+
+
+@pytest.mark.parametrize('kind', ['epsilon', 'sample', 'v_prediction'])
+def test_diffusion_prediction_types_convert_back_to_the_noise(kind):
+    """A perfect prediction of each target turns back into the exact noise at every step."""
+    from il_ros.models.heads.ddim import NoiseSchedule
+    sched = NoiseSchedule(100)
+    torch.manual_seed(0)
+    x0, noise = torch.rand(3, 16, 2) * 2 - 1, torch.randn(3, 16, 2)
+    for step in (0, 37, 99):
+        t = torch.full((3,), step)
+        x_t = sched.add_noise(x0, noise, t)
+        pred = sched.target(kind, x0, noise, t)
+        assert torch.allclose(sched.to_epsilon(kind, pred, step, x_t), noise, atol=1e-4)
+    with pytest.raises(ValueError, match='prediction_type'):
+        registry.make_config('head', {'name': 'diffusion', 'prediction_type': 'x0'})

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 SCHEDULES = ('squaredcos_cap_v2', 'linear')
+PREDICTION_TYPES = ('epsilon', 'sample', 'v_prediction')
 
 
 def make_betas(schedule: str, num_steps: int) -> np.ndarray:
@@ -44,6 +45,36 @@ class NoiseSchedule:
         """Return x_t ~ q(x_t | x0): sqrt(ab_t) x0 + sqrt(1 - ab_t) noise; ``t`` (N,) int."""
         ab = self.alphas_cumprod.to(x0.device)[t].reshape(-1, *([1] * (x0.dim() - 1)))
         return ab.sqrt() * x0 + (1 - ab).sqrt() * noise
+
+    def target(self, prediction_type: str, x0: torch.Tensor, noise: torch.Tensor,
+               t: torch.Tensor) -> torch.Tensor:
+        """The regression target of ``prediction_type`` for x_t = add_noise(x0, noise, t).
+
+        'epsilon': the noise; 'sample': x0 itself; 'v_prediction': sqrt(ab) noise -
+        sqrt(1 - ab) x0 (Salimans & Ho, 2022).
+        """
+        if prediction_type == 'epsilon':
+            return noise
+        if prediction_type == 'sample':
+            return x0
+        if prediction_type == 'v_prediction':
+            ab = self.alphas_cumprod.to(x0.device)[t].reshape(-1, *([1] * (x0.dim() - 1)))
+            return ab.sqrt() * noise - (1 - ab).sqrt() * x0
+        raise ValueError(f'prediction type {prediction_type!r} unknown; use one of '
+                         f'{PREDICTION_TYPES}')
+
+    def to_epsilon(self, prediction_type: str, pred: torch.Tensor, t: int,
+                   x_t: torch.Tensor) -> torch.Tensor:
+        """Convert a network output of ``prediction_type`` at step ``t`` to the noise."""
+        if prediction_type == 'epsilon':
+            return pred
+        ab = self.alphas_cumprod[t].item()
+        if prediction_type == 'sample':
+            return (x_t - math.sqrt(ab) * pred) / math.sqrt(1 - ab)
+        if prediction_type == 'v_prediction':
+            return math.sqrt(1 - ab) * x_t + math.sqrt(ab) * pred
+        raise ValueError(f'prediction type {prediction_type!r} unknown; use one of '
+                         f'{PREDICTION_TYPES}')
 
     def ddim_timesteps(self, k: int) -> list[int]:
         """Return the k timesteps visited when sampling, descending ('leading' spacing)."""

@@ -1,7 +1,8 @@
 """``diffusion``: a conditional 1-D UNet denoising action chunks (Diffusion Policy).
 
-Training is DDPM with epsilon prediction: draw t uniformly in [0, T), noise the normalized
-target chunk, regress the noise (masked MSE). Sampling is DDIM with ``num_inference_steps``
+Training is DDPM: draw t uniformly in [0, T), noise the normalized target chunk, regress
+the noise (``prediction_type='epsilon'``, the default), the clean chunk ('sample') or the
+velocity ('v_prediction') with a masked MSE. Sampling is DDIM with ``num_inference_steps``
 steps and eta = 0, so the only randomness is the initial noise, drawn from the given
 ``torch.Generator``: the same generator state gives the same chunk.
 """
@@ -13,7 +14,7 @@ import torch
 from torch import nn
 
 from il_ros.models.heads.base import check_head_inputs, reduce_loss
-from il_ros.models.heads.ddim import NoiseSchedule, SCHEDULES
+from il_ros.models.heads.ddim import NoiseSchedule, PREDICTION_TYPES, SCHEDULES
 from il_ros.models.heads.unet1d import ConditionalUnet1D
 from il_ros.models.layers import check_positive
 from il_ros.models.registry import register
@@ -40,6 +41,9 @@ class DiffusionConfig:
     """'squaredcos_cap_v2' or 'linear'."""
     clip_sample: bool = True
     """Clip the predicted x0 to [-1, 1] while sampling (actions are minmax-normalized)."""
+    prediction_type: str = 'epsilon'
+    """What the UNet regresses: 'epsilon' (the noise), 'sample' (the clean chunk) or
+    'v_prediction'. docs/models.md compares them on reach_around."""
 
     def __post_init__(self):
         """Reject impossible values."""
@@ -59,6 +63,9 @@ class DiffusionConfig:
         if self.num_inference_steps > self.num_train_steps:
             raise ValueError(f'diffusion head: num_inference_steps {self.num_inference_steps}'
                              f' > num_train_steps {self.num_train_steps}')
+        if self.prediction_type not in PREDICTION_TYPES:
+            raise ValueError(f'diffusion head: prediction_type {self.prediction_type!r} '
+                             f'unknown; use one of {PREDICTION_TYPES}')
         if self.beta_schedule not in SCHEDULES:
             raise ValueError(f'diffusion head: beta_schedule {self.beta_schedule!r} unknown; '
                              f'use one of {SCHEDULES}')
@@ -89,14 +96,15 @@ class DiffusionHead(nn.Module):
         self.schedule = NoiseSchedule(cfg.num_train_steps, cfg.beta_schedule, cfg.clip_sample)
 
     def loss(self, features, target_actions, mask, weight) -> torch.Tensor:
-        """Masked, weighted epsilon-prediction MSE at a random timestep per sample."""
+        """Masked, weighted MSE to the ``prediction_type`` target at a random timestep."""
         check_head_inputs('diffusion', features, target_actions, self.horizon,
                           self.action_dim)
         n = features.shape[0]
         noise = torch.randn_like(target_actions)                        # (N, Tp, A)
         t = torch.randint(0, self.cfg.num_train_steps, (n,), device=features.device)
         noisy = self.schedule.add_noise(target_actions, noise, t)
-        per_step = (self.unet(noisy, t, features) - noise).pow(2).mean(-1)  # (N, Tp)
+        target = self.schedule.target(self.cfg.prediction_type, target_actions, noise, t)
+        per_step = (self.unet(noisy, t, features) - target).pow(2).mean(-1)  # (N, Tp)
         return reduce_loss(per_step, mask, weight)
 
     def sample(self, features, generator=None,
@@ -110,5 +118,7 @@ class DiffusionHead(nn.Module):
         for i, t in enumerate(steps):
             prev = steps[i + 1] if i + 1 < len(steps) else -1
             tt = torch.full((n,), t, device=features.device, dtype=torch.long)
-            x = self.schedule.ddim_step(self.unet(x, tt, features), t, x, prev)
+            eps = self.schedule.to_epsilon(self.cfg.prediction_type,
+                                           self.unet(x, tt, features), t, x)
+            x = self.schedule.ddim_step(eps, t, x, prev)
         return x

@@ -348,10 +348,16 @@ def test_ddim_schedule_and_step_recover_x0_with_exact_noise():
     assert torch.allclose(x_prev, s.add_noise(x0, eps, torch.full((3,), 30)), atol=1e-4)
 
 
-def test_diffusion_head_learns_a_bimodal_chunk():
-    """Two target chunks (+ramp, -ramp) for one input: samples land near one of the two."""
+@pytest.mark.parametrize('kind', ['epsilon', 'sample'])
+def test_diffusion_head_learns_a_bimodal_chunk(kind):
+    """Two target chunks (+ramp, -ramp) for one input: samples land near one of the two.
+
+    Also with ``sample`` (x0) prediction, whose regression target at high noise is the mean
+    chunk: sampling must still draw the modes, not their average.
+    """
     torch.manual_seed(0)
-    head = build_head('diffusion', in_dim=4, action_dim=1, down_dims=[32, 64])
+    head = build_head('diffusion', in_dim=4, action_dim=1, down_dims=[32, 64],
+                      prediction_type=kind)
     ramp = torch.linspace(-0.8, 0.8, HEAD_HORIZON).reshape(1, HEAD_HORIZON, 1)
     target = torch.cat([ramp, -ramp]).repeat(8, 1, 1)               # (16, Tp, 1)
     _fit(head, torch.ones(16, 4), target, torch.ones(16, HEAD_HORIZON, dtype=torch.bool),

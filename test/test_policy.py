@@ -330,6 +330,20 @@ def test_checkpoint_mismatch_is_refused_naming_the_fields(ds, spec, tmp_path):
         load_checkpoint(path)
 
 
+def test_old_diffusion_checkpoints_keep_the_noise_target(ds, spec, tmp_path):
+    """A diffusion checkpoint written before ``prediction_type`` existed regressed the noise;
+    it must load as 'epsilon' (the new default, 'sample', would sample garbage from it)."""
+    policy, _ = make(ds, spec, tiny_cfg('diffusion'))
+    assert policy.cfg.head['prediction_type'] == 'sample'
+    path = save_checkpoint(policy, tmp_path / 'ck')
+    meta = json.loads((path / 'policy.json').read_text())
+    del meta['config']['head']['prediction_type']
+    (path / 'policy.json').write_text(json.dumps(meta))
+    old, _ = load_checkpoint(path)
+    assert old.cfg.head['prediction_type'] == 'epsilon'
+    assert old.head.cfg.prediction_type == 'epsilon'
+
+
 def test_ema_weights_are_loaded_when_present(ds, spec, tmp_path):
     policy, _ = make(ds, spec, tiny_cfg('none_mse'))
     ema = {k: v + 0.5 if v.is_floating_point() else v for k, v in policy.state_dict().items()}

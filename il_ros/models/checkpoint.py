@@ -95,6 +95,17 @@ def _checkpoint_dir(path: Path) -> Path:
     return path
 
 
+def _upgrade_config(config):
+    """Fill fields whose default changed since a checkpoint was written, with the value it
+    was trained with: a diffusion head saved before ``prediction_type`` existed regressed
+    the noise ('epsilon'; the default is now 'sample')."""
+    head = config.get('head') if isinstance(config, dict) else None
+    if isinstance(head, dict) and head.get('name') == 'diffusion' \
+            and 'prediction_type' not in head:
+        config = {**config, 'head': {**head, 'prediction_type': 'epsilon'}}
+    return config
+
+
 def load_checkpoint(path, expect=None, use_ema: bool = True):
     """Load a checkpoint folder -> ``(policy, extra)``; the policy is in eval mode.
 
@@ -121,7 +132,7 @@ def load_checkpoint(path, expect=None, use_ema: bool = True):
                          f'{meta.get("format") if isinstance(meta, dict) else None!r} '
                          f'(expected {FORMAT!r})')
     try:
-        cfg = PolicyConfig.from_dict(meta['config'])
+        cfg = PolicyConfig.from_dict(_upgrade_config(meta['config']))
         spec = RobotSpec.from_dict(meta['spec'])
         norms = {k: Normalizer.from_dict(d) for k, d in meta['normalizers'].items()}
     except (KeyError, TypeError, ValueError) as e:

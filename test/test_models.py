@@ -395,7 +395,6 @@ def test_unet_conv1d_batch1_fast_path_equals_conv1d(k, stride, pad, bias):
 @pytest.mark.parametrize('kind', ['epsilon', 'sample', 'v_prediction'])
 def test_diffusion_prediction_types_convert_back_to_the_noise(kind):
     """A perfect prediction of each target turns back into the exact noise at every step."""
-    from il_ros.models.heads.ddim import NoiseSchedule
     sched = NoiseSchedule(100)
     torch.manual_seed(0)
     x0, noise = torch.rand(3, 16, 2) * 2 - 1, torch.randn(3, 16, 2)

@@ -40,10 +40,14 @@ class NoiseSchedule:
         ab = np.cumprod(1.0 - make_betas(schedule, num_train_steps))
         self.alphas_cumprod = torch.tensor(ab, dtype=torch.float32)     # (T,)
 
+    def _alpha_bar(self, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """alpha_bar at the (N,) timesteps ``t``, shaped to broadcast over ``like``."""
+        return self.alphas_cumprod.to(like.device)[t].reshape(-1, *([1] * (like.dim() - 1)))
+
     def add_noise(self, x0: torch.Tensor, noise: torch.Tensor,
                   t: torch.Tensor) -> torch.Tensor:
         """Return x_t ~ q(x_t | x0): sqrt(ab_t) x0 + sqrt(1 - ab_t) noise; ``t`` (N,) int."""
-        ab = self.alphas_cumprod.to(x0.device)[t].reshape(-1, *([1] * (x0.dim() - 1)))
+        ab = self._alpha_bar(t, x0)
         return ab.sqrt() * x0 + (1 - ab).sqrt() * noise
 
     def target(self, prediction_type: str, x0: torch.Tensor, noise: torch.Tensor,
@@ -58,7 +62,7 @@ class NoiseSchedule:
         if prediction_type == 'sample':
             return x0
         if prediction_type == 'v_prediction':
-            ab = self.alphas_cumprod.to(x0.device)[t].reshape(-1, *([1] * (x0.dim() - 1)))
+            ab = self._alpha_bar(t, x0)
             return ab.sqrt() * noise - (1 - ab).sqrt() * x0
         raise ValueError(f'prediction type {prediction_type!r} unknown; use one of '
                          f'{PREDICTION_TYPES}')

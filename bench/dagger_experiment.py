@@ -34,17 +34,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 import sys
 import time
 
-os.environ.setdefault('MUJOCO_GL', 'egl')
-os.environ.setdefault('PYOPENGL_PLATFORM', os.environ['MUJOCO_GL'])
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from il_ros import keys  # noqa: E402
+from il_ros import keys
 
 METHODS = ('bc', 'dart', 'dagger', 'hg-uniform', 'hg-iwr', 'hg-sirius')
 DEMO_SEED, COLLECT_SEED = 10000, 20000

@@ -35,23 +35,12 @@ def _cmd_node(args) -> int:
     return 0
 
 
-def _episode_states(out: Path, before: set[str]) -> dict[str, str]:
-    """Status of each episode metadata file written since the run started."""
-    states = {}
-    for meta in sorted(out.glob('episode_*.json')):
-        if meta.name in before:
-            continue
-        try:
-            states[meta.name] = json.loads(meta.read_text()).get('status', '?')
-        except (OSError, ValueError):
-            states[meta.name] = '?'  # being written right now
-    return states
-
-
 def _cmd_record(args) -> int:
     """Record scripted episodes through the real node graph (separate processes over DDS)."""
     from tqdm import tqdm
 
+    from il_ros.data.episodes import (episode_statuses, STATUS_COMPLETE, STATUS_RECORDING,
+                                      STATUS_UNKNOWN)
     from il_ros.launcher import GraphRunner
     out = Path(args.out)
     try:
@@ -76,10 +65,10 @@ def _cmd_record(args) -> int:
     finished_ok = False
     with runner, tqdm(total=args.episodes, unit='ep', desc=args.task) as bar:
         while time.monotonic() < deadline:
-            states = _episode_states(out, before)
-            done = [s for s in states.values() if s not in ('recording', '?')]
+            states = episode_statuses(out, skip=before)
+            done = [s for s in states.values() if s not in (STATUS_RECORDING, STATUS_UNKNOWN)]
             bar.n = len(done)
-            bar.set_postfix(ok=sum(s == 'complete' for s in done), refresh=False)
+            bar.set_postfix(ok=sum(s == STATUS_COMPLETE for s in done), refresh=False)
             bar.refresh()
             dead = runner.dead()
             if dead:

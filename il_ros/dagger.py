@@ -57,11 +57,8 @@ import subprocess
 import sys
 import time
 
-# Offscreen rendering needs EGL (or osmesa) chosen before mujoco is first imported.
-os.environ.setdefault('MUJOCO_GL', 'egl')
-os.environ.setdefault('PYOPENGL_PLATFORM', os.environ['MUJOCO_GL'])
-
-from il_ros import keys  # noqa: E402
+from il_ros import keys
+from il_ros.data.episodes import episode_status, STATUS_COMPLETE
 
 METHODS = ('hg-dagger', 'dagger', 'dart', 'bc')
 WEIGHTINGS = ('uniform', 'iwr', 'sirius')
@@ -558,11 +555,7 @@ def _set_aside_incomplete(bags: Path) -> int:
         return 0
     n = 0
     for meta in sorted(bags.glob('episode_*.json')):
-        try:
-            status = json.loads(meta.read_text()).get('status')
-        except (OSError, ValueError):
-            status = None
-        if status == 'complete':
+        if episode_status(meta) == STATUS_COMPLETE:
             n += 1
             continue
         aside = bags.parent / 'interrupted'

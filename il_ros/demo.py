@@ -26,18 +26,6 @@ def _say(step: int, total: int, text: str) -> None:
     print(f'\n[demo {step}/{total}] {text}', flush=True)
 
 
-def _complete_episodes(bags: Path) -> int:
-    """Episodes in ``bags`` the recorder finished (their metadata JSON says so)."""
-    n = 0
-    for meta in bags.glob('episode_*.json'):
-        try:
-            if json.loads(meta.read_text()).get('status', 'complete') == 'complete':
-                n += 1
-        except (OSError, ValueError):
-            pass
-    return n
-
-
 def plot_success(results: dict, path: Path) -> Path:
     """Bar chart of the success rates, with each episode's length as dots."""
     import matplotlib
@@ -71,6 +59,7 @@ def run_demo(out='runs/demo', task: str = 'lift', episodes: int = 100, rtf: floa
              threads: int = 2, max_minutes: float | None = None, noise: float = 0.03) -> int:
     """Run the six steps (module doc); return the exit code (0: every step worked)."""
     from il_ros import keys
+    from il_ros.data.episodes import count_complete
     from il_ros.cli import _cmd_convert, _cmd_inspect, _cmd_record, build_parser
     t_start = time.perf_counter()
     out = Path(out)
@@ -79,7 +68,7 @@ def run_demo(out='runs/demo', task: str = 'lift', episodes: int = 100, rtf: floa
     parse = build_parser().parse_args
 
     t0 = time.perf_counter()
-    have = _complete_episodes(bags) if bags.is_dir() else 0
+    have = count_complete(bags) if bags.is_dir() else 0
     if have >= episodes:
         _say(1, total, f'reusing the {have} recorded episodes in {bags}')
     else:

@@ -44,6 +44,12 @@ SOURCE_POLICY = 'policy'
 SOURCE_INTERVENTION = 'intervention'
 SOURCE_HOLD = 'hold'
 SOURCE_PRE_INTERVENTION = 'pre_intervention'
+TOPIC_SOURCES = (SOURCE_DEMO, SOURCE_POLICY, SOURCE_INTERVENTION, SOURCE_HOLD)
+"""The values /il/control_source may carry (a recording without the topic is all demo)."""
+LABEL_NAMES = (SOURCE_DEMO, SOURCE_POLICY, SOURCE_INTERVENTION, SOURCE_PRE_INTERVENTION,
+               SOURCE_HOLD)
+"""Per-frame dataset labels; a label's index here is its uint8 code in the store.
+``pre_intervention`` is derived at conversion: the policy frames just before a takeover."""
 
 
 EVAL_SEED = 1000

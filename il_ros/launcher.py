@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from il_ros.config import GraphConfig, load_graph
+from il_ros.render import gl_env
 
 
 def ros_env(base: dict | None = None, isolate: bool = True) -> dict:
@@ -26,8 +27,7 @@ def ros_env(base: dict | None = None, isolate: bool = True) -> dict:
     """
     env = dict(os.environ if base is None else base)
     env.setdefault('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp')
-    env.setdefault('MUJOCO_GL', 'egl')
-    env.setdefault('PYOPENGL_PLATFORM', env['MUJOCO_GL'])
+    gl_env(env)
     env['PYTHONUNBUFFERED'] = '1'
     if isolate:
         env.setdefault('ROS_DOMAIN_ID', str(random.SystemRandom().randint(1, 100)))

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from il_ros.render import setup_headless_gl
+
 _RUN_TMP = Path(tempfile.mkdtemp(prefix='il_ros_test_'))
 os.environ['ROS_DOMAIN_ID'] = str(random.SystemRandom().randint(1, 100))
 os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
@@ -28,8 +30,7 @@ os.environ['ROS_LOG_DIR'] = str(_RUN_TMP / 'ros_log')
 os.environ['TORCHINDUCTOR_CACHE_DIR'] = str(_RUN_TMP / 'inductor')
 os.environ['MPLCONFIGDIR'] = str(_RUN_TMP / 'mpl')
 os.environ['XDG_CACHE_HOME'] = str(_RUN_TMP / 'cache')
-os.environ.setdefault('MUJOCO_GL', 'egl')
-os.environ.setdefault('PYOPENGL_PLATFORM', os.environ['MUJOCO_GL'])
+setup_headless_gl()
 os.environ['PYTHONUNBUFFERED'] = '1'
 
 REPO = Path(__file__).resolve().parent.parent

@@ -5,7 +5,8 @@ from test_store import make_episode
 import torch
 
 from il_ros.data.sampler import make_loader, split_episodes, WindowDataset
-from il_ros.data.store import Dataset, DatasetWriter, LABEL_NAMES
+from il_ros.data.store import Dataset, DatasetWriter
+from il_ros.keys import LABEL_NAMES
 
 LENGTHS = [5, 1, 20, 9]
 

@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from il_ros.data.stats import Normalizer, normalizers_from_stats, STD_FLOOR
+from il_ros.keys import LABEL_NAMES
 from il_ros.data.store import (Dataset, DatasetWriter, decode_labels, encode_labels,
-                               LABEL_CODES, LABEL_NAMES, StoreError)
+                               LABEL_CODES, StoreError)
 
 
 def make_episode(seed: int, length: int, hw: int = 12) -> dict[str, np.ndarray]:
@@ -185,7 +186,7 @@ KILL_CHILD = textwrap.dedent("""
             return real(self, name, **kw)
         h5py.Group.create_dataset = dying
     else:
-        store._write_json_atomic = lambda *a: os.kill(os.getpid(), signal.SIGKILL)
+        store.atomic_write_json = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
     w.append_episode(make_episode(9, 6), {{'source_id': 'bag9'}})
 """)
 

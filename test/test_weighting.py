@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from il_ros.data.store import DatasetWriter, encode_labels, LABEL_NAMES
+from il_ros.data.store import DatasetWriter, encode_labels
+from il_ros.keys import LABEL_NAMES
 from il_ros.models.policy import load_checkpoint
 from il_ros.training.config import TrainConfig
 from il_ros.training.trainer import train, Trainer, TrainError

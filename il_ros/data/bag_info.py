@@ -20,6 +20,8 @@ import numpy as np
 from rosbags.rosbag2 import Reader
 from rosbags.typesys import get_typestore, Stores
 
+from il_ros.data.episodes import episode_status, STATUS_RECORDING
+
 MAX_GAPS = 50  # gaps listed per topic; ``gap_count`` has the total
 PARTIAL = 'partial (recorder stopped mid-episode)'
 HEADER_TYPES = ('std_msgs/msg/Header', 'std_msgs/Header', 'Header')
@@ -98,8 +100,8 @@ def _pid_alive(pid) -> bool:
 
 
 def _episode_status(meta: dict) -> str:
-    status = meta.get('status', 'unknown')
-    if status != 'recording':
+    status = episode_status(meta)
+    if status != STATUS_RECORDING:
         return status
     # 'recording' is only true while the recorder that wrote it still runs on this host.
     if meta.get('host') == socket.gethostname() and _pid_alive(meta.get('recorder_pid')):

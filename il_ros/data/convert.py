@@ -22,12 +22,11 @@ import numpy as np
 
 from il_ros import keys
 from il_ros.data.bag_reader import BagError, BagFile
+from il_ros.data.episodes import episode_status, STATUS_RECORDING
 from il_ros.data.resample import (choose_timing, first_backwards, latest_at_or_before,
                                   staleness, tick_grid)
 from il_ros.data.topic_map import ConvertConfig
 
-SOURCE_LABELS = (keys.SOURCE_DEMO, keys.SOURCE_POLICY, keys.SOURCE_INTERVENTION,
-                 keys.SOURCE_HOLD)
 
 
 @dataclass
@@ -106,7 +105,7 @@ def label_frames(sources: list[str] | None, n: int, pre_frames: int,
     if sources is None:
         return np.array([keys.SOURCE_DEMO] * n, dtype=object)
     labels = np.array(sources, dtype=object)
-    unknown = sorted(set(labels) - set(SOURCE_LABELS))
+    unknown = sorted(set(labels) - set(keys.TOPIC_SOURCES))
     if unknown:
         warnings.append(f'unknown control source value(s) {unknown} labelled demo')
         labels[np.isin(labels, unknown)] = keys.SOURCE_DEMO
@@ -122,7 +121,7 @@ def label_frames(sources: list[str] | None, n: int, pre_frames: int,
 def convert_bag(bag: Path, cfg: ConvertConfig, report: EpisodeReport, sid: str):
     """Frames and meta of one bag (content id ``sid``); raises BagError when rejected."""
     meta = _episode_meta(bag)
-    if meta.get('status') == 'recording':
+    if episode_status(meta) == STATUS_RECORDING:
         raise BagError(f'{bag}: partial episode (the recorder stopped mid-episode)')
     report.success = meta.get('success')
     period = 1.0 / cfg.rate_hz

@@ -42,11 +42,10 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import get_typestore, Stores
 
 from il_ros.data.bag_info import header_stamp_ns, starts_with_header, topic_stats
+from il_ros.data.episodes import (STATUS_COMPLETE, STATUS_DISCARDED, STATUS_INCOMPLETE,
+                                 STATUS_RECORDING)
+from il_ros.fsio import atomic_write_json
 
-STATUS_RECORDING = 'recording'
-STATUS_COMPLETE = 'complete'
-STATUS_INCOMPLETE = 'incomplete'
-STATUS_DISCARDED = 'discarded'
 STORAGES = {'mcap': StoragePlugin.MCAP, 'sqlite3': StoragePlugin.SQLITE3}
 META_FORMAT = 'il_ros.episode/1'
 _STOP = object()
@@ -74,15 +73,8 @@ def next_episode_index(output_dir: str | os.PathLike) -> int:
 
 
 def write_json(path: Path, obj: dict, sync: bool = True) -> None:
-    """Write ``obj`` as JSON atomically (temp file, fsync, rename)."""
-    tmp = path.with_name(f'.{path.name}.tmp')
-    with open(tmp, 'w') as fh:
-        json.dump(obj, fh, indent=1, sort_keys=False)
-        fh.write('\n')
-        if sync:
-            fh.flush()
-            os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    """Write episode metadata atomically (:func:`il_ros.fsio.atomic_write_json`)."""
+    atomic_write_json(path, obj, sync=sync)
 
 
 def _ensure_dir(path: Path) -> None:

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from il_ros import keys
-from il_ros.data.store import LABEL_NAMES, Dataset, decode_labels, is_image_key
+from il_ros.data.store import Dataset, decode_labels, is_image_key
+from il_ros.keys import LABEL_NAMES
 
 
 def summarize(ds: Dataset) -> dict:

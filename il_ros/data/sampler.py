@@ -38,7 +38,8 @@ import numpy as np
 import torch
 
 from il_ros import keys
-from il_ros.data.store import Dataset, is_image_key, LABEL_KEY, LABEL_NAMES
+from il_ros.data.store import Dataset, is_image_key, LABEL_KEY
+from il_ros.keys import LABEL_NAMES
 
 CACHE_MODES = ('auto', 'all', 'lowdim')
 

@@ -35,17 +35,16 @@ import h5py
 import numpy as np
 
 from il_ros import keys
+from il_ros.fsio import atomic_write_json, fsync_dir
 from il_ros.data.stats import (merge_moments, moments, stats_from_json, stats_from_moments,
                                stats_to_json)
 
 FORMAT = 'il_ros.dataset/1'
 MANIFEST = 'manifest.json'
 EPISODE_DIR = 'episodes'
-LABEL_KEY = 'label'              # (T,) uint8 codes of LABEL_NAMES
+LABEL_KEY = 'label'              # (T,) uint8 codes of keys.LABEL_NAMES
 TIME_KEY = 'time'                # (T,) float64 seconds of each control tick
-LABEL_NAMES = (keys.SOURCE_DEMO, keys.SOURCE_POLICY, keys.SOURCE_INTERVENTION,
-               keys.SOURCE_PRE_INTERVENTION, keys.SOURCE_HOLD)
-LABEL_CODES = {name: code for code, name in enumerate(LABEL_NAMES)}
+LABEL_CODES = {name: code for code, name in enumerate(keys.LABEL_NAMES)}
 IMAGE_COMPRESSION = 'lzf'        # default; fast to read, ~2x on clean sim renders
 _MAX_OPEN_FILES = 128            # per-process LRU of open episode files
 
@@ -64,31 +63,13 @@ def encode_labels(labels) -> np.ndarray:
     names = list(labels)
     bad = sorted(set(names) - set(LABEL_CODES))
     if bad:
-        raise ValueError(f'unknown label(s) {bad}; known: {list(LABEL_NAMES)}')
+        raise ValueError(f'unknown label(s) {bad}; known: {list(keys.LABEL_NAMES)}')
     return np.array([LABEL_CODES[n] for n in names], dtype=np.uint8)
 
 
 def decode_labels(codes: np.ndarray) -> list[str]:
     """``(T,)`` uint8 codes -> label names."""
-    return [LABEL_NAMES[int(c)] for c in codes]
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_json_atomic(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + '.tmp')
-    with open(tmp, 'w') as f:
-        json.dump(obj, f, indent=1, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    return [keys.LABEL_NAMES[int(c)] for c in codes]
 
 
 def _read_manifest(path: Path) -> dict:
@@ -188,7 +169,7 @@ class DatasetWriter:
                 raise StoreError(f'{self.path}: exists and is not a folder')
             (self.path / EPISODE_DIR).mkdir(parents=True, exist_ok=True)
             self._man = {'format': FORMAT, 'schema': {}, 'episodes': [], 'stats': {},
-                         'stats_episodes': 0, 'label_names': list(LABEL_NAMES)}
+                         'stats_episodes': 0, 'label_names': list(keys.LABEL_NAMES)}
         self._lock = open(self.path / '.writer.lock', 'w')  # noqa: SIM115 - held until close
         try:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -196,7 +177,7 @@ class DatasetWriter:
             self._lock.close()
             raise StoreError(f'{self.path}: another DatasetWriter has it open') from None
         if not (self.path / MANIFEST).exists():
-            _write_json_atomic(self.path / MANIFEST, self._man)
+            atomic_write_json(self.path / MANIFEST, self._man, sort_keys=True)
         self._sources = {e.get('source_id') for e in self._man['episodes']} - {None}
         self._files = _EpisodeFiles(self.path, [e['file'] for e in self._man['episodes']])
         self._closed = False
@@ -248,11 +229,11 @@ class DatasetWriter:
         with open(tmp, 'rb+') as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, final)
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent)
         self._man['schema'] = schema
         self._man['episodes'].append({'file': rel, 'length': length, 'source_id': sid,
                                       'meta': json.loads(meta_text)})
-        _write_json_atomic(self.path / MANIFEST, self._man)
+        atomic_write_json(self.path / MANIFEST, self._man, sort_keys=True)
         self._files.files.append(rel)
         if sid is not None:
             self._sources.add(sid)
@@ -272,8 +253,8 @@ class DatasetWriter:
                 raise ValueError(f'{k}: images must be (T, H, W, 3) uint8, got '
                                  f'{v.shape} {v.dtype}')
             if k == LABEL_KEY and (v.dtype != np.uint8 or v.ndim != 1
-                                   or (v.size and v.max() >= len(LABEL_NAMES))):
-                raise ValueError(f'{k}: must be (T,) uint8 codes < {len(LABEL_NAMES)} '
+                                   or (v.size and v.max() >= len(keys.LABEL_NAMES))):
+                raise ValueError(f'{k}: must be (T,) uint8 codes < {len(keys.LABEL_NAMES)} '
                                  f'(use encode_labels)')
             if v.dtype.kind == 'f' and not np.isfinite(v).all():
                 bad = np.argwhere(~np.isfinite(v))[0]
@@ -299,7 +280,7 @@ class DatasetWriter:
                 stats = _merged_stats(self._files, n, self._man['schema'])
                 self._man['stats'] = stats_to_json(stats)
                 self._man['stats_episodes'] = n
-                _write_json_atomic(self.path / MANIFEST, self._man)
+                atomic_write_json(self.path / MANIFEST, self._man, sort_keys=True)
         finally:
             self._files.close()
             self._lock.close()
@@ -341,7 +322,7 @@ class Dataset:
         self.num_episodes = len(eps)
         self.episode_starts = np.concatenate([[0], np.cumsum(self.episode_lengths)[:-1]]
                                              ).astype(np.int64)
-        self.label_names = tuple(man.get('label_names', LABEL_NAMES))
+        self.label_names = tuple(man.get('label_names', keys.LABEL_NAMES))
         self._files = _EpisodeFiles(self.path, files)
         self._stats = None
 

@@ -14,12 +14,12 @@ refused with a message saying so. Each file is written to a temp name and rename
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
 
 from il_ros.data.stats import Normalizer
+from il_ros.fsio import atomic_write
 
 FORMAT = 'il_ros.policy/1'
 CONFIG_FILE = 'policy.json'
@@ -30,14 +30,6 @@ _PICKLE_SUFFIXES = ('.pt', '.pth', '.pkl', '.pickle', '.ckpt', '.bin')
 
 class CheckpointMismatch(ValueError):
     """A checkpoint does not fit the robot (spec) or its own architecture (weights)."""
-
-
-def _write_atomic(path: Path, write) -> None:
-    tmp = path.with_name(path.name + '.tmp')
-    write(tmp)
-    with open(tmp, 'rb+') as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def _tensors(state: dict) -> dict[str, torch.Tensor]:
@@ -66,12 +58,12 @@ def save_checkpoint(policy, path, extra: dict | None = None,
         if bad:
             raise ValueError(f'ema_state keys not in the policy or mis-shaped: {bad[:5]}')
     path.mkdir(parents=True, exist_ok=True)
-    _write_atomic(path / MODEL_FILE, lambda p: save_file(_tensors(policy.state_dict()), str(p)))
+    atomic_write(path / MODEL_FILE, lambda p: save_file(_tensors(policy.state_dict()), str(p)))
     if ema_state is not None:
-        _write_atomic(path / EMA_FILE, lambda p: save_file(_tensors(ema_state), str(p)))
+        atomic_write(path / EMA_FILE, lambda p: save_file(_tensors(ema_state), str(p)))
     elif (path / EMA_FILE).exists():
         (path / EMA_FILE).unlink()                  # stale EMA of an older save
-    _write_atomic(path / CONFIG_FILE, lambda p: p.write_text(text))
+    atomic_write(path / CONFIG_FILE, lambda p: p.write_text(text))
     return path
 
 

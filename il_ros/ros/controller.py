@@ -50,6 +50,7 @@ from il_ros import keys
 from il_ros.control.arbiter import Source, TakeoverArbiter
 from il_ros.control.chunks import ActionQueue
 from il_ros.control.safety import SafetyConfig, SafetyFilter, Status
+from il_ros.render import setup_headless_gl
 from il_ros.ros.command_adapters import ADAPTERS, make_adapter
 from il_ros.ros.conversions import array_from_msg, image_to_rgb
 from il_ros.ros.node_utils import COMMAND_QOS, declare, run, SENSOR_QOS, STATE_QOS
@@ -900,8 +901,7 @@ class Controller(Node):
 
 
 def main(args=None):
-    os.environ.setdefault('MUJOCO_GL', 'egl')
-    os.environ.setdefault('PYOPENGL_PLATFORM', os.environ['MUJOCO_GL'])
+    setup_headless_gl()
     run(Controller, args)
 
 

@@ -10,9 +10,13 @@ control), see docs/sim.md:
 ``make_env(task)`` gives a :class:`SimEnv`, ``make_expert(task, noise=...)`` its scripted
 :class:`Expert` (with DART noise on the executed command). Nothing here imports ROS.
 """
-from il_ros.sim.env import ARM_JOINTS, FINGER_JOINTS, GRIPPER, SimEnv
-from il_ros.sim.expert import Expert, ExpertAction
-from il_ros.sim.registry import make_env, make_expert, TASKS
+from il_ros.render import setup_headless_gl
+
+setup_headless_gl()   # MuJoCo reads MUJOCO_GL when il_ros.sim.env first imports it
+
+from il_ros.sim.env import ARM_JOINTS, FINGER_JOINTS, GRIPPER, SimEnv  # noqa: E402
+from il_ros.sim.expert import Expert, ExpertAction  # noqa: E402
+from il_ros.sim.registry import make_env, make_expert, TASKS  # noqa: E402
 
 __all__ = ['ARM_JOINTS', 'FINGER_JOINTS', 'GRIPPER', 'Expert', 'ExpertAction', 'SimEnv',
            'TASKS', 'make_env', 'make_expert']

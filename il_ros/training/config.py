@@ -18,7 +18,7 @@ import yaml
 
 from il_ros.config import ConfigError, from_dict, load_yaml, save_yaml
 from il_ros.data.sampler import CACHE_MODES
-from il_ros.data.store import LABEL_NAMES
+from il_ros.keys import LABEL_NAMES
 from il_ros.resources import share_dir
 
 SELECT_MODES = ('auto', 'success', 'val_loss', 'last')

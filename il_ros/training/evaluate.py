@@ -13,19 +13,14 @@ under ``torch.no_grad`` in eval mode. A non-finite action ends the episode as a 
 from __future__ import annotations
 
 from collections import Counter
-import os
 import sys
 import time
 
-# Offscreen rendering needs EGL (or osmesa) chosen before mujoco is first imported.
-os.environ.setdefault('MUJOCO_GL', 'egl')
-os.environ.setdefault('PYOPENGL_PLATFORM', os.environ['MUJOCO_GL'])
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from il_ros import keys  # noqa: E402
-from il_ros.sim.registry import make_env, TASKS  # noqa: E402
+from il_ros import keys
+from il_ros.sim.registry import make_env, TASKS
 
 EVAL_SEED = keys.EVAL_SEED
 """Base seed of evaluation episodes (demos use seeds below it; see the module doc)."""

@@ -26,7 +26,8 @@ import math
 import numpy as np
 
 from il_ros import keys
-from il_ros.data.store import LABEL_KEY, LABEL_NAMES
+from il_ros.data.store import LABEL_KEY
+from il_ros.keys import LABEL_NAMES
 
 SCHEMES = ('uniform', 'iwr', 'sirius')
 

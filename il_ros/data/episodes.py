@@ -1,0 +1,54 @@
+"""Episode metadata on disk: the one home of the status names and of how a status is read.
+
+The recorder writes ``episode_NNNN.json`` beside each bag ``episode_NNNN/``; its ``status``
+is one of the names below. Every reader (``il-ros record``, ``bag-info``, conversion, the
+demo, the DAgger rounds) asks :func:`episode_status`, so a missing or unreadable file means
+the same thing everywhere: :data:`STATUS_UNKNOWN`, which is never treated as complete.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+STATUS_RECORDING = 'recording'      # the recorder is (or was, if it died) writing it
+STATUS_COMPLETE = 'complete'        # stopped cleanly, every configured topic recorded
+STATUS_INCOMPLETE = 'incomplete'    # stopped, but a topic was missing or a write failed
+STATUS_DISCARDED = 'discarded'      # the operator discarded it; the bag folder is deleted
+STATUS_UNKNOWN = 'unknown'          # no metadata, unreadable metadata, or no status in it
+
+META_GLOB = 'episode_*.json'
+
+
+def read_episode_meta(path: Path) -> dict | None:
+    """The metadata dict of an episode JSON (or of the bag folder beside it); None if absent
+    or unreadable (for example while the recorder replaces it)."""
+    path = Path(path)
+    if path.suffix != '.json':
+        path = path.with_name(path.name + '.json')
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
+def episode_status(meta: dict | Path | None) -> str:
+    """The status of an episode, from its metadata dict or its JSON/bag path."""
+    if meta is not None and not isinstance(meta, dict):
+        meta = read_episode_meta(meta)
+    if not meta:
+        return STATUS_UNKNOWN
+    status = meta.get('status')
+    return status if isinstance(status, str) and status else STATUS_UNKNOWN
+
+
+def episode_statuses(folder: Path, skip: set[str] = frozenset()) -> dict[str, str]:
+    """``{json file name: status}`` of every episode in ``folder`` (names in ``skip`` left
+    out), in name order."""
+    return {meta.name: episode_status(meta) for meta in sorted(Path(folder).glob(META_GLOB))
+            if meta.name not in skip}
+
+
+def count_complete(folder: Path) -> int:
+    """Number of episodes in ``folder`` whose status is complete."""
+    return sum(s == STATUS_COMPLETE for s in episode_statuses(folder).values())

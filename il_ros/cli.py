@@ -333,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--json', action='store_true', help='machine-readable output')
     p.set_defaults(func=_cmd_bag_info)
 
-    from il_ros.training.cli import add_eval_parser, add_train_parser
+    from il_ros.train_cli import add_eval_parser, add_train_parser
     add_train_parser(sub)
     add_eval_parser(sub)
     from il_ros.dagger import add_dagger_parser

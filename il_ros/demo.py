@@ -101,7 +101,7 @@ def run_demo(out='runs/demo', task: str = 'lift', episodes: int = 100, rtf: floa
         return rc
 
     t0 = time.perf_counter()
-    from il_ros.training.cli import format_summary
+    from il_ros.train_cli import format_summary
     from il_ros.training.config import load_train_config
     from il_ros.training.trainer import train
     import torch

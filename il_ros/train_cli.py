@@ -134,7 +134,7 @@ def add_eval_parser(subparsers) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Standalone entry (``python -m il_ros.training.cli train|eval ...``)."""
+    """Standalone entry (``python -m il_ros.train_cli train|eval ...``)."""
     import argparse
     parser = argparse.ArgumentParser(prog='il-ros', description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -1,40 +1,88 @@
-"""The success table: train and evaluate every task x history x head config, in the sim.
+"""The success table: train and evaluate its rows (bench/success_table.yaml) in the sim.
 
-For each ``config/train/{task}_{core}_{head}.yaml`` asked for, it runs
+Each row of bench/success_table.yaml names a task, a recipe (config/train/), --set overrides
+and optionally a dataset; for each row asked for, this runs
 
-    il-ros train --config {task}_{core}_{head} --dataset DATA/{task} --out OUT/{name}
-    il-ros eval --checkpoint OUT/{name}/checkpoints/best --task {task} --episodes 50 --json
+    il-ros train --config RECIPE --task TASK --dataset DATA/DATASET --out OUT/ID --set ...
+    il-ros eval --checkpoint OUT/ID/checkpoints/best --task TASK --episodes 50 --json
 
 as child processes and records the success rate, failure reasons (collisions on
 reach_around), modes, the training steps and the CPU seconds each child used (from
 ``os.wait4``, so runs in parallel are counted apart). Checkpoints are selected during
-training by rollouts on seeds the final evaluation does not use (the configs set
+training by rollouts on seeds the final evaluation does not use (the recipes set
 ``eval_seed: 2000``; the table's 50 episodes use seeds 1000-1049).
 
 Results are appended to ``OUT/results.json`` as each run ends (a rerun skips runs already
 there), and ``OUT/table.md`` is rewritten each time. Runs take minutes each; this is a
 measurement, not a test:
 
-    python bench/success_table.py --out runs/table --parallel 2 --threads 1
+    python bench/success_table.py --out runs/table --parallel 2 --threads 1   # the matrix
     python bench/success_table.py --tasks reach_around --heads mse gmm diffusion
+    python bench/success_table.py --rows lift_lstm_gmm lift_lstm_gmm_resnet_dart
+    python bench/success_table.py --list        # every row and its train command
 
 Prints the final JSON list on stdout.
 """
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import os
 from pathlib import Path
+import shlex
 import subprocess
 import sys
 import time
 
+import yaml
+
 ROOT = Path(__file__).resolve().parent.parent
+TABLE = ROOT / 'bench' / 'success_table.yaml'
 TASKS = ('lift', 'reach_around', 'path')
 CORES = ('none', 'lstm')
 HEADS = ('mse', 'gmm', 'diffusion')
+ROW_KEYS = ('task', 'recipe', 'set', 'dataset', 'note')
+
+
+def load_rows(path: Path = TABLE) -> dict[str, dict]:
+    """The table's rows by id, matrix first: {task, recipe, set, dataset, note, variant}."""
+    raw = yaml.safe_load(Path(path).read_text()) or {}
+    unknown = sorted(set(raw) - {'matrix', 'variants'})
+    if unknown:
+        raise ValueError(f'{path}: unknown section(s) {unknown}; use matrix and variants')
+    rows = {}
+    for section in ('matrix', 'variants'):
+        for rid, row in (raw.get(section) or {}).items():
+            bad = sorted(set(row) - set(ROW_KEYS))
+            if bad or not {'task', 'recipe'} <= set(row):
+                raise ValueError(f'{path}: row {rid}: needs task and recipe, may have '
+                                 f'{ROW_KEYS}; got {sorted(row)}')
+            if rid in rows:
+                raise ValueError(f'{path}: row id {rid} appears twice')
+            rows[rid] = {'task': row['task'], 'recipe': row['recipe'],
+                         'set': [str(s) for s in row.get('set') or []],
+                         'dataset': row.get('dataset') or row['task'],
+                         'note': row.get('note'), 'variant': section == 'variants'}
+    return rows
+
+
+def row_config(row: dict):
+    """The row's TrainConfig (what ``il-ros train`` builds from its arguments)."""
+    from il_ros.training.config import load_train_config
+    return load_train_config(row['recipe'], row['set'], task=row['task'])
+
+
+def row_kind(row: dict) -> tuple[str, str]:
+    """(history, head) of a row: the names of its policy's core and head."""
+    from il_ros.training.config import resolve_policy_config
+    pcfg = resolve_policy_config(row_config(row).policy)
+    return pcfg.core['name'], pcfg.head['name']
+
+
+def train_args(row: dict) -> list[str]:
+    """The row's ``il-ros train`` arguments (without --dataset and --out)."""
+    return ['--config', row['recipe'], '--task', row['task'],
+            *(a for s in row['set'] for a in ('--set', s))]
 
 
 def _run(cmd: list[str], log: Path, threads: int) -> tuple[int, float, float]:
@@ -50,18 +98,20 @@ def _run(cmd: list[str], log: Path, threads: int) -> tuple[int, float, float]:
     return p.returncode, ru.ru_utime + ru.ru_stime, time.perf_counter() - t0
 
 
-def run_one(task: str, core: str, head: str, args) -> dict:
-    """Train + evaluate one config; return its row."""
-    name = f'{task}_{core}_{head}'
+def run_one(name: str, spec: dict, args) -> dict:
+    """Train + evaluate one row of the table; return its result."""
+    task = spec['task']
     run_dir = Path(args.out) / name
     run_dir.mkdir(parents=True, exist_ok=True)
     log = run_dir / 'table.log'
     il_ros = [sys.executable, '-m', 'il_ros.cli']
-    train = [*il_ros, 'train', '--config', name, '--dataset', str(Path(args.data) / task),
-             '--out', str(run_dir), '--threads', str(args.threads), '--set', 'progress=false']
+    train = [*il_ros, 'train', *train_args(spec), '--dataset',
+             str(Path(args.data) / spec['dataset']), '--out', str(run_dir), '--threads',
+             str(args.threads), '--set', 'progress=false']
     if args.max_minutes:
         train += ['--max-minutes', str(args.max_minutes)]
-    row = {'name': name, 'task': task, 'core': core, 'head': head}
+    row = {'name': name, 'task': task, 'core': spec['core'], 'head': spec['head'],
+           'recipe': spec['recipe'], 'set': spec['set'], 'dataset': spec['dataset']}
     summary = run_dir / 'summary.json'
     old = args.previous.get(name)
     if name in args.reeval and old and summary.is_file():
@@ -114,32 +164,53 @@ def _encoder(run_dir: Path) -> str | None:
         return None
 
 
-def write_table(rows: list[dict], path: Path) -> None:
-    """A markdown table of the rows."""
-    lines = ['| task | history | head | success (50 ep) | failures | encoder, cameras | '
+def write_table(rows: list[dict], path: Path, order: list[str]) -> None:
+    """A markdown table of the results, in the order of the table's rows."""
+    lines = ['| row | task | history | head | success (50 ep) | failures | encoder, cameras | '
              'steps | train min | CPU min (train) |',
-             '|---|---|---|---|---|---|---|---|---|']
-    for r in sorted(rows, key=lambda r: (TASKS.index(r['task']), CORES.index(r['core']),
-                                         HEADS.index(r['head']))):
+             '|---|---|---|---|---|---|---|---|---|---|']
+    rank = {rid: k for k, rid in enumerate(order)}
+    for r in sorted(rows, key=lambda r: rank.get(r['name'], len(rank))):
+        first = f"| {r['name']} | {r['task']} | {r.get('core')} | {r.get('head')} |"
         if 'success_rate' not in r:
-            lines.append(f"| {r['task']} | {r['core']} | {r['head']} | error | "
-                         f"{r.get('error', '')} | | | | |")
+            lines.append(f"{first} error | {r.get('error', '')} | | | | |")
             continue
         fails = ', '.join(f'{k} {v}' for k, v in sorted(r['failures'].items())) or '-'
-        lines.append(f"| {r['task']} | {r['core']} | {r['head']} | "
-                     f"{r['success_rate']:.0%} | {fails} | {r.get('encoder') or ''} | "
+        lines.append(f"{first} {r['success_rate']:.0%} | {fails} | {r.get('encoder') or ''} | "
                      f"{r.get('steps')} | {(r.get('train_s') or 0) / 60:.1f} | "
                      f"{r['train_cpu_s'] / 60:.1f} |")
     path.write_text('\n'.join(lines) + '\n')
 
 
+def select(table: dict[str, dict], args) -> dict[str, dict]:
+    """The rows asked for (--rows, else the matrix), filtered by --tasks/--cores/--heads,
+    each with its history and head resolved; unknown ids raise ValueError."""
+    unknown = [r for r in args.rows or [] if r not in table]
+    if unknown:
+        raise ValueError(f'unknown row(s) {unknown}; rows: {", ".join(table)}')
+    ids = args.rows or [rid for rid, row in table.items() if not row['variant']]
+    chosen = {}
+    for rid in ids:
+        row = dict(table[rid])
+        row['core'], row['head'] = row_kind(row)
+        if ((args.tasks is None or row['task'] in args.tasks)
+                and (args.cores is None or row['core'] in args.cores)
+                and (args.heads is None or row['head'] in args.heads)):
+            chosen[rid] = row
+    return chosen
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--out', default='runs/table', help='folder of the runs and results')
-    ap.add_argument('--data', default='data/datasets', help='folder holding DATA/<task>')
-    ap.add_argument('--tasks', nargs='+', default=list(TASKS), choices=TASKS)
-    ap.add_argument('--cores', nargs='+', default=list(CORES), choices=CORES)
-    ap.add_argument('--heads', nargs='+', default=list(HEADS), choices=HEADS)
+    ap.add_argument('--data', default='data/datasets', help='folder holding DATA/<dataset>')
+    ap.add_argument('--rows', nargs='+', metavar='ID',
+                    help='row ids of bench/success_table.yaml (default: the matrix)')
+    ap.add_argument('--tasks', nargs='+', choices=TASKS, help='only rows on these tasks')
+    ap.add_argument('--cores', nargs='+', choices=CORES, help='only rows with this history')
+    ap.add_argument('--heads', nargs='+', choices=HEADS, help='only rows with these heads')
+    ap.add_argument('--list', action='store_true',
+                    help='print the chosen rows and their train commands, run nothing')
     ap.add_argument('--episodes', type=int, default=50)
     ap.add_argument('--max-minutes', type=float, default=None,
                     help='override every config\'s training budget')
@@ -149,6 +220,18 @@ def main(argv=None) -> int:
                     help='evaluate these finished runs again (after a change to acting) '
                          'without retraining; their CPU time is kept')
     args = ap.parse_args(argv)
+    table = load_rows()
+    try:
+        chosen = select(table, args)
+    except ValueError as e:  # an unknown row id, or a row whose config does not load
+        print(f'success_table: {e}', file=sys.stderr)
+        return 2
+    if args.list:
+        for rid, row in chosen.items():
+            cmd = ' '.join(shlex.quote(a) for a in train_args(row))
+            print(f"{rid}: il-ros train {cmd} --dataset {Path(args.data) / row['dataset']}"
+                  f"{'  # ' + row['note'] if row['note'] else ''}")
+        return 0
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results_file = out / 'results.json'
@@ -156,24 +239,18 @@ def main(argv=None) -> int:
     args.previous = {r['name']: r for r in rows}
     done = {r['name'] for r in rows if 'success_rate' in r} - set(args.reeval)
     rows = [r for r in rows if r['name'] in done]
-    todo = [c for c in itertools.product(args.tasks, args.cores, args.heads)
-            if f'{c[0]}_{c[1]}_{c[2]}' not in done]
-    missing = [f'{t}_{c}_{h}' for t, c, h in todo
-               if not (ROOT / 'config' / 'train' / f'{t}_{c}_{h}.yaml').is_file()]
-    if missing:
-        print(f'no config/train/<name>.yaml for {missing}', file=sys.stderr)
-        return 2
+    todo = [rid for rid in chosen if rid not in done]
     from concurrent.futures import ThreadPoolExecutor
     with ThreadPoolExecutor(max(1, args.parallel)) as pool:
-        futures = {pool.submit(run_one, *c, args): c for c in todo}
+        futures = {pool.submit(run_one, rid, chosen[rid], args): rid for rid in todo}
         for fut in futures:
             row = fut.result()
             rows.append(row)
             results_file.write_text(json.dumps(rows, indent=1))
-            write_table(rows, out / 'table.md')
+            write_table(rows, out / 'table.md', list(table))
             print(f"{row['name']}: {row.get('success_rate', row.get('error'))}",
                   file=sys.stderr, flush=True)
-    write_table(rows, out / 'table.md')
+    write_table(rows, out / 'table.md', list(table))
     print(json.dumps(rows, indent=1))
     return 0 if all('success_rate' in r for r in rows) else 1
 

@@ -1,11 +1,14 @@
 r"""``il-ros train`` and ``il-ros eval``: argparse glue for il_ros.cli.
 
-    il-ros train --config config/train/lift_lstm_gmm.yaml --dataset data/datasets/lift \\
+    il-ros train --config lstm_gmm --task lift --dataset data/datasets/lift \\
                  --out runs/lift_lstm_gmm [--max-minutes 5] [--set lr=1e-3 --set seed=1]
     il-ros eval --checkpoint runs/lift_lstm_gmm/checkpoints/best --task lift --episodes 50
 
-``train`` resumes when ``--out`` already holds an interrupted run of the same config. Exit
-codes: 0 done, 1 failed, 2 bad arguments or config, 130 interrupted (resumable).
+``train`` builds its config from a recipe (``--config``: a name in config/train/ or a YAML
+path), a task overlay (``--task``: config/train/tasks/), then the ``--set`` overrides and the
+flags (il_ros/training/config.py). It resumes when ``--out`` already holds an interrupted
+run of the same config. Exit codes: 0 done, 1 failed, 2 bad arguments or config, 130
+interrupted (resumable).
 """
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ def _cmd_train(args) -> int:
     from il_ros.training.config import load_train_config
     from il_ros.training.trainer import train, TrainError
     try:
-        cfg = load_train_config(args.config, args.set, dataset=args.dataset,
+        cfg = load_train_config(args.config, args.set, task=args.task, dataset=args.dataset,
                                 max_minutes=args.max_minutes, max_steps=args.max_steps,
                                 eval_task=args.eval_task)
     except ConfigError as e:
@@ -95,12 +98,17 @@ def add_train_parser(subparsers) -> None:
     """Add ``train`` to an argparse subparsers object."""
     p = subparsers.add_parser('train', help='train a policy on a dataset (resumable)')
     p.add_argument('--config', default='demo',
-                   help='training config YAML, or a name under config/train/ (default: demo)')
+                   help='recipe: a name in config/train/ (mse_chunk, lstm_gmm, diffusion, '
+                        'lstm_gmm_resnet, demo) or a YAML path (default: demo)')
+    p.add_argument('--task', help='task overlay in config/train/tasks/ (lift, reach_around, '
+                   'path: cameras, rollout task, per-head settings); default: the overlay of '
+                   'the recipe\'s eval_task, if any')
     p.add_argument('--dataset', help='dataset folder (overrides the config\'s dataset)')
     p.add_argument('--out', required=True, help='run folder (resumed when it holds a run)')
     p.add_argument('--max-minutes', type=float, help='training budget in minutes')
     p.add_argument('--max-steps', type=int, help='training budget in gradient steps')
-    p.add_argument('--eval-task', help='sim task for periodic rollouts (lift, ...)')
+    p.add_argument('--eval-task', help='sim task for periodic rollouts (overrides the '
+                   'task overlay\'s; --set eval_task=null: none)')
     p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
                    help='override a config field (YAML value; policy.<field> for the '
                         'policy); repeatable')

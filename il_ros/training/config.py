@@ -1,9 +1,32 @@
 """TrainConfig: everything a training run needs besides the dataset's content.
 
-Load it from ``config/train/*.yaml`` (:func:`load_train_config`), override single fields with
-``key=value`` strings (``--set`` on the command line; the value is parsed as YAML, dotted
-keys reach into the policy config), and save it into the run folder (:func:`save_train_config`)
-so that the run can be resumed or repeated.
+:func:`load_train_config` builds it in layers, each later one winning:
+
+1. a **recipe**: ``config/train/NAME.yaml`` (a name, or any YAML path), the TrainConfig
+   fields of one method, task-free: ``mse_chunk``, ``lstm_gmm``, ``diffusion``,
+   ``lstm_gmm_resnet``, ``demo``;
+2. a **task overlay** (``task``): ``config/train/tasks/TASK.yaml`` (``lift``,
+   ``reach_around``, ``path``; or a path), what the task needs;
+3. ``overrides``: ``key=value`` strings (``--set`` on the command line), the value parsed as
+   YAML, dotted keys reaching into the policy config (``policy.head.num_modes=3``);
+4. ``fields``: keyword arguments (``dataset=...``, ``max_steps=...``); None is ignored.
+
+A task overlay is a mapping in three parts::
+
+    eval_task: lift                      # 1. TrainConfig fields for every recipe on the
+    policy: {cameras: [front, wrist]}    #    task; nested mappings merge into the recipe's
+    heads:                               # 2. only when the policy's head has this name
+      gmm: {policy: {head: {num_modes: 2, binary_dims: [-1], sticky: false}}}
+    recipes:                             # 3. only for the recipe of this name (file stem)
+      lstm_gmm: {max_steps: 2000}
+
+The head is the one the recipe and ``overrides`` give (``--set policy.preset=none_gmm``
+selects ``heads.gmm``); an overlay never sets ``policy.preset`` or the head's ``name``.
+Without ``task``, a recipe of ``config/train/`` whose ``eval_task`` names an overlay gets
+that overlay (``demo`` gets ``lift``); other files (your own, a run's config.yaml) load as
+they are. bench/success_table.yaml lists the recipe, task and overrides of every published
+result. :func:`save_train_config` writes the resolved config into the run folder, so that
+the run can be resumed or repeated.
 """
 from __future__ import annotations
 
@@ -19,7 +42,8 @@ import yaml
 from il_ros.config import ConfigError, from_dict, load_yaml, save_yaml
 from il_ros.data.sampler import CACHE_MODES
 from il_ros.keys import LABEL_NAMES
-from il_ros.resources import share_dir
+from il_ros.training import recipes
+from il_ros.training.recipes import resolve_config_path  # noqa: F401 - public here too
 
 SELECT_MODES = ('auto', 'success', 'val_loss', 'last')
 BUDGET_FIELDS = ('max_steps', 'max_minutes', 'eval_every_steps', 'eval_every_minutes',
@@ -235,6 +259,14 @@ def _set_path(d: dict, dotted: str, value) -> None:
     d[parts[-1]] = value
 
 
+def _policy_as_dict(data: dict) -> None:
+    """Make ``data['policy']`` a dict (a preset name becomes ``{preset: NAME}``)."""
+    if isinstance(data.get('policy'), str):
+        data['policy'] = {'preset': data['policy']}
+    elif not isinstance(data.get('policy'), dict):
+        data['policy'] = {'preset': TrainConfig.policy}
+
+
 def apply_overrides(data: dict, overrides: list[str] | None) -> dict:
     """Apply ``key=value`` strings to a config dict (values parsed as YAML).
 
@@ -252,39 +284,40 @@ def apply_overrides(data: dict, overrides: list[str] | None) -> dict:
         except yaml.YAMLError as e:
             raise ConfigError(f'override {item!r}: value is not valid YAML: {e}') from None
         if key.startswith('policy.'):
-            if isinstance(out.get('policy'), str):
-                out['policy'] = {'preset': out['policy']}
-            elif not isinstance(out.get('policy'), dict):
-                out['policy'] = {'preset': TrainConfig.policy}
+            _policy_as_dict(out)
         _set_path(out, key, value)
     return out
 
 
-def resolve_config_path(name: str | Path) -> Path:
-    """Return a config file's path; a bare name is looked up in the package's config/train/."""
-    p = Path(name)
-    if p.is_file():
-        return p
-    candidate = share_dir() / 'config' / 'train' / (p.name if p.suffix else p.name + '.yaml')
-    if candidate.is_file():
-        return candidate
-    raise ConfigError(f'{name}: training config not found (also looked for {candidate})')
+def load_train_config(config: str | Path | None = None, overrides: list[str] | None = None,
+                      task: str | Path | None = None, **fields) -> TrainConfig:
+    """Build a TrainConfig: recipe, task overlay, ``overrides``, ``fields`` (module doc).
 
-
-def load_train_config(path: str | Path | None = None, overrides: list[str] | None = None,
-                      **fields) -> TrainConfig:
-    """Build a TrainConfig from a YAML file (or defaults), ``overrides`` and ``fields``.
-
-    ``fields`` (e.g. ``dataset=..., max_minutes=...``) are applied last; None values are
-    ignored.
+    ``config``: a recipe name or a YAML path (None: TrainConfig's defaults). ``task``: a task
+    overlay name or path (None: the shipped recipe's ``eval_task`` overlay, if any).
+    Unknown recipes and tasks raise ConfigError listing the available ones.
     """
-    data, where = {}, 'TrainConfig'
-    if path is not None:
-        p = resolve_config_path(path)
+    data, where, name = {}, 'TrainConfig', None
+    if config is not None:
+        p = resolve_config_path(config)
         raw = load_yaml(p)
         if raw is not None and not isinstance(raw, dict):
             raise ConfigError(f'{p}: a training config is a mapping of field: value')
-        data, where = dict(raw or {}), str(p)
+        data, where, name = dict(raw or {}), str(p), p.stem
+        home = data.get('eval_task')
+        if task is None and recipes.is_shipped_recipe(p) and home in recipes.task_names():
+            task = home
+    if task is not None:
+        names = {f.name for f in dataclasses.fields(TrainConfig)}
+        overlay, opath = recipes.load_task_overlay(task, names)
+        head = recipes.head_name(apply_overrides(data, overrides).get('policy',
+                                                                      TrainConfig.policy))
+        parts = recipes.overlay_parts(overlay, head, name)
+        if any('policy' in part for part in parts):
+            _policy_as_dict(data)
+        for part in parts:
+            data = recipes.merge(data, part)
+        where = f'{where} + {opath}'
     data = apply_overrides(data, overrides)
     data.update({k: v for k, v in fields.items() if v is not None})
     return from_dict(TrainConfig, data, where)

@@ -45,7 +45,7 @@ ROW_KEYS = ('task', 'recipe', 'set', 'dataset', 'note')
 
 
 def load_rows(path: Path = TABLE) -> dict[str, dict]:
-    """The table's rows by id, matrix first: {task, recipe, set, dataset, note, variant}."""
+    """Read the rows by id, matrix first: {task, recipe, set, dataset, note, variant}."""
     raw = yaml.safe_load(Path(path).read_text()) or {}
     unknown = sorted(set(raw) - {'matrix', 'variants'})
     if unknown:
@@ -67,20 +67,20 @@ def load_rows(path: Path = TABLE) -> dict[str, dict]:
 
 
 def row_config(row: dict):
-    """The row's TrainConfig (what ``il-ros train`` builds from its arguments)."""
+    """Return the row's TrainConfig (what ``il-ros train`` builds from its arguments)."""
     from il_ros.training.config import load_train_config
     return load_train_config(row['recipe'], row['set'], task=row['task'])
 
 
 def row_kind(row: dict) -> tuple[str, str]:
-    """(history, head) of a row: the names of its policy's core and head."""
+    """Return (history, head) of a row: the names of its policy's core and head."""
     from il_ros.training.config import resolve_policy_config
     pcfg = resolve_policy_config(row_config(row).policy)
     return pcfg.core['name'], pcfg.head['name']
 
 
 def train_args(row: dict) -> list[str]:
-    """The row's ``il-ros train`` arguments (without --dataset and --out)."""
+    """Return the row's ``il-ros train`` arguments (without --dataset and --out)."""
     return ['--config', row['recipe'], '--task', row['task'],
             *(a for s in row['set'] for a in ('--set', s))]
 
@@ -165,7 +165,7 @@ def _encoder(run_dir: Path) -> str | None:
 
 
 def write_table(rows: list[dict], path: Path, order: list[str]) -> None:
-    """A markdown table of the results, in the order of the table's rows."""
+    """Write a markdown table of the results, in the order of the table's rows."""
     lines = ['| row | task | history | head | success (50 ep) | failures | encoder, cameras | '
              'steps | train min | CPU min (train) |',
              '|---|---|---|---|---|---|---|---|---|---|']
@@ -183,8 +183,11 @@ def write_table(rows: list[dict], path: Path, order: list[str]) -> None:
 
 
 def select(table: dict[str, dict], args) -> dict[str, dict]:
-    """The rows asked for (--rows, else the matrix), filtered by --tasks/--cores/--heads,
-    each with its history and head resolved; unknown ids raise ValueError."""
+    """Return the rows asked for, each with its history and head resolved.
+
+    --rows (default: the matrix), filtered by --tasks/--cores/--heads; unknown ids raise
+    ValueError.
+    """
     unknown = [r for r in args.rows or [] if r not in table]
     if unknown:
         raise ValueError(f'unknown row(s) {unknown}; rows: {", ".join(table)}')

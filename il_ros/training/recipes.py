@@ -35,32 +35,32 @@ _RETIRED_NAME = re.compile(r'(?P<task>\w+?)_(?P<core>none|lstm)_(?P<head>mse|gmm
 
 
 def recipe_dir() -> Path:
-    """The folder of the shipped recipes (``config/train/``)."""
+    """Return the folder of the shipped recipes (``config/train/``)."""
     return share_dir() / 'config' / 'train'
 
 
 def task_dir() -> Path:
-    """The folder of the task overlays (``config/train/tasks/``)."""
+    """Return the folder of the task overlays (``config/train/tasks/``)."""
     return recipe_dir() / 'tasks'
 
 
 def recipe_names() -> list[str]:
-    """Names of the shipped recipes."""
+    """Return the names of the shipped recipes."""
     return sorted(p.stem for p in recipe_dir().glob('*.yaml'))
 
 
 def task_names() -> list[str]:
-    """Names of the shipped task overlays."""
+    """Return the names of the shipped task overlays."""
     return sorted(p.stem for p in task_dir().glob('*.yaml'))
 
 
 def is_shipped_recipe(path: Path) -> bool:
-    """Whether ``path`` is one of the recipes in ``config/train/``."""
+    """Tell whether ``path`` is one of the recipes in ``config/train/``."""
     return path.resolve().parent == recipe_dir().resolve()
 
 
 def retired_config_hint(name: str) -> str | None:
-    """What to use instead of a retired ``{task}_{history}_{head}`` config name, or None."""
+    """Say what replaces a retired ``{task}_{history}_{head}`` config name (None: not one)."""
     m = _RETIRED_NAME.fullmatch(name)
     if not m or m['task'] not in task_names():
         return None
@@ -73,9 +73,8 @@ def retired_config_hint(name: str) -> str | None:
     cli = ' '.join([f'--config {recipe} --task {m["task"]}',
                     *(f'--set {shlex.quote(s)}' for s in sets)])
     return (f'training config {name!r} was replaced by a recipe and a task overlay: use '
-            f'{cli} (Python: load_train_config({recipe!r}, {sets!r}, task={m["task"]!r})); '
-            f'bench/success_table.yaml lists the recipe, task and overrides of every '
-            f'published row')
+            f'{cli} (bench/success_table.yaml lists the recipe, task and overrides of every '
+            f'published row)')
 
 
 def resolve_config_path(name: str | Path) -> Path:
@@ -145,15 +144,17 @@ def _check_section(section: dict, allowed: set[str], where: str) -> None:
 
 
 def overlay_parts(overlay: dict, head: str | None, recipe: str | None) -> list[dict]:
-    """The parts of an overlay that apply, in order: its common settings, then
-    ``heads[head]``, then ``recipes[recipe]`` (merge each with :func:`merge`)."""
+    """Return the parts of an overlay that apply, in the order to merge them.
+
+    Its common settings, then ``heads[head]``, then ``recipes[recipe]`` (each may be empty).
+    """
     common = {k: v for k, v in overlay.items() if k not in OVERLAY_SECTIONS}
     return [common, (overlay.get('heads') or {}).get(head) or {},
             (overlay.get('recipes') or {}).get(recipe) or {}]
 
 
 def merge(base: dict, over: dict) -> dict:
-    """A copy of ``base`` with ``over`` merged in: nested mappings merge, values replace."""
+    """Return ``base`` with ``over`` merged in: nested mappings merge, values replace."""
     out = copy.deepcopy(base)
     for key, value in over.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
@@ -164,7 +165,7 @@ def merge(base: dict, over: dict) -> dict:
 
 
 def head_name(policy) -> str | None:
-    """The head a TrainConfig.policy value selects (None when it cannot tell)."""
+    """Return the head name a TrainConfig.policy value selects (None: cannot tell)."""
     from il_ros.models.policy_config import PolicyConfig
     from il_ros.models.presets import PRESETS
     if isinstance(policy, str):

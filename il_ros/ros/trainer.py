@@ -41,6 +41,8 @@ class Trainer(Node):
         super().__init__('trainer')
         p = lambda *a, **k: declare(self, *a, **k)  # noqa: E731
         p('config', 'demo', 'Training config: a YAML path, or a name under config/train/.')
+        p('task', '', 'Task overlay under config/train/tasks/ (empty: none, or the '
+          'overlay of the recipe\'s eval_task).')
         p('dataset', '', 'Dataset folder to train on (empty: the config\'s dataset).')
         p('out_dir', 'runs/trainer', 'Run folder; a run already there is resumed.')
         p('max_minutes', 0.0, 'Training budget in minutes (0: the config\'s).')
@@ -70,7 +72,8 @@ class Trainer(Node):
                 return self.get_parameter(name).value
             except ParameterUninitializedException:   # an empty string array
                 return []
-        return {'config': g('config'), 'dataset': g('dataset') or None,
+        return {'config': g('config'), 'task': g('task') or None,
+                'dataset': g('dataset') or None,
                 'out_dir': str(Path(g('out_dir')).resolve()),
                 'max_minutes': g('max_minutes') or None, 'max_steps': g('max_steps') or None,
                 'eval_task': g('eval_task') or None, 'overrides': [o for o in g('overrides') if o],

@@ -20,7 +20,8 @@ def run_training(request: dict, events, stop) -> None:
     """Load the config named in ``request``, train, report on ``events``.
 
     ``request``: 'config' (path or name), 'overrides' (list of key=value), 'dataset',
-    'out_dir', optional 'max_minutes', 'max_steps', 'eval_task' (None: the config's),
+    'out_dir', optional 'task' (the task overlay, config/train/tasks/), 'max_minutes',
+    'max_steps', 'eval_task' (None: the config's),
     'threads' (torch threads, 0: default).
     """
     try:
@@ -31,6 +32,7 @@ def run_training(request: dict, events, stop) -> None:
         if request.get('threads'):
             torch.set_num_threads(int(request['threads']))
         cfg = load_train_config(request.get('config'), request.get('overrides') or [],
+                                task=request.get('task') or None,
                                 dataset=request.get('dataset') or None,
                                 max_minutes=request.get('max_minutes'),
                                 max_steps=request.get('max_steps'),

@@ -316,7 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     from il_ros.train_cli import add_eval_parser, add_train_parser
     add_train_parser(sub)
     add_eval_parser(sub)
-    from il_ros.dagger import add_dagger_parser
+    from il_ros.dagger.cli import add_dagger_parser
     add_dagger_parser(sub)
 
     p = sub.add_parser('expert-eval', help='success rate of a task\'s scripted expert')

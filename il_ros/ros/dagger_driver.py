@@ -1,5 +1,6 @@
 """Drive the ``dagger`` node graph from this process: supervised, recorded episodes; hot
-reloads; training through the trainer node (used by il_ros/dagger.py and the tests).
+reloads; training through the trainer node (used by il_ros/dagger/collect.py and the
+tests).
 
 The graph (config/graph.yaml ``dagger``) runs as separate processes: sim_robot (real time),
 controller, supervisor, recorder and trainer. :class:`DaggerDriver` is an rclpy node in

@@ -1,12 +1,18 @@
 """The ``il-ros`` command: run the node graph and the learning pipeline from a plain venv.
 
+This module is argparse glue: each command calls a library function (il_ros.recording,
+il_ros.data, il_ros.demo, il_ros.dagger, il_ros.train_cli, ...) and maps its result or
+error to an exit code; nothing else imports it.
+
     il-ros record --task lift --episodes 20 --out data/bags/lift
     il-ros bag-info data/bags/lift [--json]
     il-ros convert data/bags/lift --out data/datasets/lift
     il-ros inspect data/datasets/lift
-    il-ros train --config config/train/lift_lstm_gmm.yaml --dataset data/datasets/lift --out runs/x
+    il-ros train --config lstm_gmm --task lift --dataset data/datasets/lift --out runs/x
     il-ros eval --checkpoint runs/x/checkpoints/best --task lift --episodes 50
     il-ros deploy --checkpoint runs/x/checkpoints/best --sim lift --enable
+    il-ros dagger --task path --rounds 3 --episodes-per-round 10
+    il-ros demo
     il-ros node sim_robot --ros-args -p task:=reach_around
     il-ros expert-eval --task lift --episodes 100
 """
@@ -67,8 +73,10 @@ def _cmd_demo(args) -> int:
 
 
 def _cmd_deploy(args) -> int:
-    """Run the controller (and with --sim the simulated robot, with --teleop joy a teleop)
-    from the ``deploy`` graph until Ctrl-C, printing the controller's status."""
+    """Run the ``deploy`` graph until Ctrl-C, printing the controller's status.
+
+    The controller always; with --sim the simulated robot, with --teleop joy a teleop.
+    """
     from il_ros.launcher import GraphRunner, ros_env
     values, extra = {'enabled': 'true' if args.enable else 'false'}, {'controller': {}}
     nodes = ['controller']

@@ -76,8 +76,11 @@ def record_demos(bags: Path, task: str, episodes: int, rtf: float, cameras, nois
 
 
 def convert_demos(bags: Path, dataset: Path, cameras) -> None:
-    """Step 2: convert the bags into ``dataset``; the action is the expert's clean label
-    (``/il/teleop/command``; the executed command carries the DART noise)."""
+    """Step 2: convert the bags into ``dataset``.
+
+    The action is the expert's clean label (``/il/teleop/command``; the executed command
+    carries the DART noise).
+    """
     from il_ros import keys
     from il_ros.data.convert import convert, format_reports
     from il_ros.data.topic_map import ActionRole, ConvertConfig, TopicMap
@@ -182,8 +185,10 @@ def _run(out: Path, task: str, episodes: int, rtf: float, cameras: tuple, config
 
 def train_policy(config: str, dataset: Path, task: str, run_dir: Path, threads: int,
                  max_minutes: float | None, say) -> tuple[dict, Path]:
-    """Step 4: train ``config`` on ``dataset`` into ``run_dir`` (resuming a stopped run);
-    returns the run summary and the checkpoint to deploy (the best, else the last)."""
+    """Step 4: train ``config`` on ``dataset`` into ``run_dir`` (resuming a stopped run).
+
+    Returns the run summary and the checkpoint to deploy (the best, else the last).
+    """
     from il_ros.train_cli import format_summary
     from il_ros.training.config import load_train_config
     from il_ros.training.trainer import train
@@ -211,8 +216,10 @@ def train_policy(config: str, dataset: Path, task: str, run_dir: Path, threads: 
 def write_report(out: Path, task: str, recorded: int, ckpt: Path, summary: dict,
                  res_ros: dict, res_in: dict, times: dict, run_dir: Path,
                  dataset: Path) -> dict:
-    """Step 6: ``report.json`` (with every evaluated episode's outcome), ``report.md`` and
-    ``success.png`` in ``out``; returns the report dict."""
+    """Step 6: write ``report.json``, ``report.md`` and ``success.png`` into ``out``.
+
+    ``report.json`` keeps every evaluated episode's outcome. Returns the report dict.
+    """
     from il_ros.fsio import atomic_write_json, atomic_write_text
     plot_success({'ROS 2 (controller node)': res_ros, 'in-process': res_in},
                  out / 'success.png')

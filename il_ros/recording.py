@@ -61,8 +61,11 @@ class RecordResult:
 
 
 def record_topics(cameras) -> list[str]:
-    """The topics a scripted episode records: the cameras, joints, both commands (executed
-    and clean label) and the sim's state and success."""
+    """Topics a scripted episode records.
+
+    The cameras, joints, both commands (executed and clean label) and the sim's state and
+    success.
+    """
     return [keys.camera_topic(c) for c in cameras] + [
         keys.TOPIC_JOINT_STATES, keys.TOPIC_COMMAND, keys.TOPIC_TELEOP_COMMAND,
         keys.TOPIC_SIM_STATE, keys.TOPIC_SIM_SUCCESS]

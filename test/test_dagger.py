@@ -1,6 +1,7 @@
-"""``il-ros dagger`` bookkeeping, with the ROS graph replaced by a fake collector that writes
-synthetic bags and a fake trainer and evaluator passed to DaggerRun (the conversion, the
-dataset and the state machine are the real ones):
+"""``il-ros dagger`` bookkeeping, with fakes for the ROS graph.
+
+DaggerRun gets a fake collector that writes synthetic bags and a fake trainer and evaluator
+(the conversion, the dataset and the state machine are the real ones):
 
 - each round appends only its own new episodes to the aggregated dataset (re-converting a
   round adds nothing);
@@ -294,3 +295,21 @@ def test_every_field_is_documented_and_is_a_flag_with_the_dataclass_default():
 def test_invalid_settings_say_what_to_change(bad, message):
     with pytest.raises(ValueError, match=message.replace('(', r'\(')):
         dg.DaggerConfig(**{'task': 'path', 'cameras': ('front',), **bad})
+
+
+def test_the_trainer_node_gets_the_recipe_with_the_task_overlay(tmp_path):
+    # Needs load_train_config(..., task=) and config/train/mse_chunk.yaml + tasks/ (recipes).
+    from il_ros.dagger.collect import resolve_recipe
+    from il_ros.training.config import load_train_config
+    request = dg.TrainRequest(config=dg.DEFAULT_RECIPE, task='lift', dataset='d',
+                              out_dir=str(tmp_path / 'round_01' / 'train'),
+                              overrides=['weighting=iwr', 'policy.cameras=[front]'],
+                              max_steps=700)
+    path = resolve_recipe(request, tmp_path / 'round_01' / 'train_recipe.yaml')
+    direct = load_train_config(dg.DEFAULT_RECIPE, request.overrides, task='lift',
+                               dataset='d', max_steps=700)
+    # what the trainer node builds from the file, the overrides and the budget
+    node = load_train_config(path, request.overrides, dataset='d', max_steps=700)
+    assert node == direct and node.eval_task == 'lift' and node.weighting == 'iwr'
+    with pytest.raises(dg.DaggerError, match='training config'):
+        resolve_recipe(dg.TrainRequest(**{**vars(request), 'overrides': ['nope=1']}), path)

@@ -1,9 +1,11 @@
-"""``il-ros dagger`` end to end over real ROS 2 processes, at toy scale: round 0 is given
-(a dataset of scripted path demos and a policy trained on it for 2 steps); round 1 deploys
-that policy through the ``dagger`` graph with the scripted supervisor, records, converts and
-appends the episodes, retrains through the trainer node (warm start, IWR weights),
-hot-loads the result into the running controller and evaluates it. The training config is
-the test's own YAML with the path task's overlay and the run's --set overrides on top.
+"""``il-ros dagger`` end to end over real ROS 2 processes, at toy scale.
+
+Round 0 is given (a dataset of scripted path demos and a policy trained on it for 2 steps);
+round 1 deploys that policy through the ``dagger`` graph with the scripted supervisor,
+records, converts and appends the episodes, retrains through the trainer node (warm start,
+IWR weights), hot-loads the result into the running controller and evaluates it. The
+training config is the test's own YAML with the path task's overlay and the run's --set
+overrides on top.
 """
 from __future__ import annotations
 

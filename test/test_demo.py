@@ -1,6 +1,9 @@
-"""`il-ros demo` end to end, made small: 2 recorded episodes, 20 training steps, 1 episode
-deployed through the controller node over ROS 2. It checks the plumbing and the report; the
-success of the full demo is measured by `make demo` (README)."""
+"""`il-ros demo` end to end, made small.
+
+2 recorded episodes, 20 training steps, 1 episode deployed through the controller node over
+ROS 2. It checks the plumbing and the report; the success of the full demo is measured by
+`make demo` (README).
+"""
 import json
 import subprocess
 import sys

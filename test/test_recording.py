@@ -34,8 +34,11 @@ class FakeProc:
 
 
 def fake_runner(statuses, dying=None):
-    """A GraphRunner class whose recorder writes ``statuses`` and exits 0 (or whose node
-    ``dying`` exits 1 after logging a traceback)."""
+    """Return a stand-in GraphRunner class.
+
+    Its recorder writes ``statuses`` and exits 0, or its node ``dying`` exits 1 after
+    logging a traceback.
+    """
     class Runner:
         def __init__(self, graph, values, log_dir, extra_params=None, env=None):
             assert graph == 'record' and values['teleop_mode'] == 'scripted'

@@ -56,9 +56,11 @@ class RosGraph:
 
     # ------------------------------------------------------------------ the graph
     def graph(self, need: set[str], first_seed: int | None = None):
-        """The driver of a ``dagger`` graph running at least the nodes ``need`` (its sim
-        episodes continuing at ``first_seed`` when given); restarted when the running one
-        does not fit."""
+        """Return the driver of a ``dagger`` graph running at least the nodes ``need``.
+
+        Its sim episodes continue at ``first_seed`` when given. The running graph is
+        restarted when it does not fit.
+        """
         fits = (self.driver is not None and need <= self.nodes
                 and (first_seed is None or 'sim_robot' not in self.nodes
                      or first_seed == self.next_seed))
@@ -108,8 +110,10 @@ class RosGraph:
 
     def deploy(self, checkpoint: str, bags: Path, seeds: Sequence[int],
                max_steps: int | None, supervise: bool) -> Iterator[dict]:
-        """Run the policy through the ``dagger`` graph, one recorded episode per seed (see
-        Collector)."""
+        """Run the policy through the ``dagger`` graph, one recorded episode per seed.
+
+        See :meth:`il_ros.dagger.rounds.Collector.deploy`.
+        """
         seeds = list(seeds)
         if not seeds:
             return
@@ -125,8 +129,10 @@ class RosGraph:
 
     # ------------------------------------------------------------------ Trainer
     def train(self, request: TrainRequest, progress: Callable[[dict], None]) -> dict:
-        """Train through the trainer node; hot-load the result into a running controller
-        (see Trainer)."""
+        """Train through the trainer node; hot-load the result into a running controller.
+
+        See :meth:`il_ros.dagger.rounds.Trainer.train`.
+        """
         run_dir = Path(request.out_dir)
         recipe = resolve_recipe(request, run_dir.parent / 'train_recipe.yaml')
         driver = self.graph({'trainer'})
@@ -149,9 +155,11 @@ class RosGraph:
 
 
 def resolve_recipe(request: TrainRequest, path: Path) -> Path:
-    """Write the training recipe with the task overlay applied to ``path`` (the trainer node
-    adds the round's overrides, dataset and budget); DaggerError when the config with them
-    is invalid."""
+    """Write the training recipe with the task overlay applied to ``path``; return ``path``.
+
+    The trainer node adds the round's overrides, dataset and budget to it. Raises
+    DaggerError when the config with them is invalid.
+    """
     from il_ros.config import ConfigError
     from il_ros.training.config import load_train_config, save_train_config
     try:

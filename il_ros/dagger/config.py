@@ -157,9 +157,12 @@ class DaggerConfig:
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
     def label_weights(self) -> dict:
-        """Per-label training weights of the method: HG-DAgger with uniform weighting trains
-        on demos and interventions only; otherwise only hold frames get 0. Empty when the
-        user's overrides set label_weights themselves (theirs come last)."""
+        """Per-label training weights of the method.
+
+        HG-DAgger with uniform weighting trains on demos and interventions only; otherwise
+        only hold frames get 0. Empty when the user's overrides set label_weights
+        themselves (theirs come last).
+        """
         for item in self.overrides:
             if item.split('=', 1)[0].strip() == 'label_weights':
                 return {}
@@ -182,8 +185,10 @@ class DaggerConfig:
 
 
 def training_cameras(config: str, task: str, overrides=()) -> tuple[str, ...]:
-    """The cameras of the policy that training ``config`` (with the task overlay and
-    ``overrides``) describes; ValueError naming the config when it cannot be read."""
+    """Cameras of the policy of training ``config`` with the task overlay and ``overrides``.
+
+    Raises ValueError naming the config when it cannot be read.
+    """
     from il_ros.config import ConfigError
     from il_ros.training.config import load_train_config, resolve_policy_config
     try:
@@ -194,8 +199,11 @@ def training_cameras(config: str, task: str, overrides=()) -> tuple[str, ...]:
 
 
 def field_docs(cls) -> dict[str, str]:
-    """``{field name: docstring}`` of a dataclass whose fields are documented by a string
-    literal right below them (read from the class source)."""
+    """Return ``{field name: docstring}`` of a dataclass.
+
+    Its fields are documented by a string literal right below them (read from the class
+    source).
+    """
     tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
     body = tree.body[0].body
     docs = {}

@@ -1,5 +1,8 @@
-"""The data side of the rounds: a round's bag folder, its episode log, its conversion into
-the aggregated dataset, and what it added (no ROS, no training)."""
+"""The data side of the rounds (no ROS, no training).
+
+A round's bag folder, its episode log, its conversion into the aggregated dataset, and what
+it added.
+"""
 from __future__ import annotations
 
 import json
@@ -17,8 +20,11 @@ INTERRUPTED = 'interrupted'
 
 
 def set_aside_incomplete(bags: Path) -> int:
-    """Move episodes of ``bags`` that are not complete into ``interrupted/`` beside it (never
-    converted; renamed with a time suffix); returns the number of complete ones."""
+    """Set aside the episodes of ``bags`` that are not complete; return the complete count.
+
+    They move into ``interrupted/`` beside ``bags``, renamed with a time suffix, and are
+    never converted.
+    """
     bags = Path(bags)
     if not bags.is_dir():
         return 0
@@ -55,8 +61,11 @@ def append_jsonl(path: Path, record: dict) -> None:
 
 
 def convert_config(cfg: DaggerConfig, action_topic: str):
-    """How a round's bags are converted: the run's cameras, size and rate, the action label
-    from ``action_topic`` (per method: DaggerConfig.label_topic)."""
+    """How a round's bags are converted.
+
+    The run's cameras, image size and rate; the action label from ``action_topic`` (per
+    method: DaggerConfig.label_topic).
+    """
     from il_ros.data.topic_map import ActionRole, ConvertConfig, TopicMap
     topics = TopicMap(cameras={cam: keys.camera_topic(cam) for cam in cfg.cameras},
                       action=ActionRole(topic=action_topic))
@@ -73,8 +82,10 @@ def convert_config(cfg: DaggerConfig, action_topic: str):
 
 def convert_bags(bags: Path, dataset: Path, cfg: DaggerConfig, action_topic: str,
                  say=print) -> list:
-    """Convert the episodes of ``bags`` and append them to ``dataset`` (bags already in it
-    are skipped by content); returns the conversion reports."""
+    """Convert the episodes of ``bags``, append them to ``dataset``; return the reports.
+
+    Bags already in the dataset are skipped by content.
+    """
     from il_ros.data.convert import convert, format_reports
     reports = convert([bags], dataset, convert_config(cfg, action_topic), progress=False)
     rejected = [r for r in reports if r.status == 'rejected']
@@ -92,10 +103,12 @@ def convert_bags(bags: Path, dataset: Path, cfg: DaggerConfig, action_topic: str
 
 
 def added_data(dataset: Path, bags: Path | None, all_expert: bool) -> dict:
-    """Episodes, frames and expert-labelled frames of ``dataset`` that came from the bag
-    folder ``bags`` (None: every episode, for an initial dataset). ``all_expert``: every
-    frame counts as expert-labelled (demos, DAgger's expert labels); else only the
-    intervention frames do."""
+    """Episodes, frames and expert-labelled frames of ``dataset`` from the folder ``bags``.
+
+    ``bags`` None: every episode (an initial dataset). ``all_expert``: every frame counts
+    as expert-labelled (demos, DAgger's expert labels); else only the intervention frames
+    do.
+    """
     from il_ros.data.store import Dataset, decode_labels, LABEL_KEY
     ds = Dataset(dataset)
     root = None if bags is None else str(Path(bags).resolve()) + os.sep
@@ -121,8 +134,11 @@ def dataset_frames(dataset: Path) -> int:
 
 
 def collect_summary(episodes: list[dict]) -> dict:
-    """A round's deployment in numbers: success, ticks by the supervisor, takeovers and
-    failures of its episodes (the DaggerDriver.run_episode dicts)."""
+    """A round's deployment in numbers.
+
+    Success, ticks by the supervisor, takeovers and failures of its episodes (the
+    DaggerDriver.run_episode dicts).
+    """
     n = len(episodes)
     ticks = sum(e['ticks'] for e in episodes)
     human = sum(e['human_ticks'] for e in episodes)

@@ -1,5 +1,7 @@
-"""The per-round report of a DAgger run: OUT/report.json and OUT/report.md, rewritten from
-``state.json`` after every round."""
+"""The per-round report of a DAgger run.
+
+OUT/report.json and OUT/report.md, rewritten from ``state.json`` after every round.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,8 +12,11 @@ from il_ros.fsio import atomic_write_json, atomic_write_text
 
 
 def report_rows(cfg: DaggerConfig, state: dict) -> list[dict]:
-    """One row per round reached, in order: data added, expert-labelled steps so far,
-    evaluation success, the collection's success and interventions, training steps."""
+    """One row per round reached, in order.
+
+    Each row: data added, expert-labelled steps so far, evaluation success, the
+    collection's success and interventions, training steps.
+    """
     rows, labelled = [], 0
     for k in range(cfg.rounds + 1):
         r = state['rounds'].get(str(k))

@@ -58,25 +58,32 @@ class Collector(Protocol):
     """Records scripted demos and deploys policies (il_ros.dagger.collect.RosGraph)."""
 
     def record_demos(self, bags: Path, episodes: int, first_seed: int, noise: float) -> None:
-        """Record ``episodes`` scripted demos into ``bags`` (episode i: env seed
-        ``first_seed + i``; ``noise``: DART noise on the executed command); raise
-        DaggerError when the recording fails."""
+        """Record ``episodes`` scripted demos into ``bags``.
+
+        Episode i uses env seed ``first_seed + i``; ``noise`` is the DART noise on the
+        executed command. Raises DaggerError when the recording fails.
+        """
 
     def deploy(self, checkpoint: str, bags: Path, seeds: Sequence[int],
                max_steps: int | None, supervise: bool) -> Iterator[dict]:
-        """Run ``checkpoint`` for one recorded episode per seed into ``bags`` (under the
-        supervisor when ``supervise``; ``max_steps`` None: the task's limit) and yield each
-        episode's result as it ends: seed, success, failure, steps, ticks, human_ticks,
-        policy_ticks, takeovers, wall_s, bag."""
+        """Run ``checkpoint`` for one episode per seed, recorded into ``bags``.
+
+        Under the supervisor when ``supervise``; ``max_steps`` None: the task's limit.
+        Yields each episode's result as it ends: seed, success, failure, steps, ticks,
+        human_ticks, policy_ticks, takeovers, wall_s, bag.
+        """
 
 
 class Trainer(Protocol):
     """Trains a round's policy (il_ros.dagger.collect.RosGraph: the trainer node)."""
 
     def train(self, request: TrainRequest, progress: Callable[[dict], None]) -> dict:
-        """Train as requested; call ``progress`` with status dicts (step, loss, success,
-        eta_s) while it runs; return the run summary (step, train_s, samples_per_s, best,
-        last, label_weights, label_counts, message). Raise DaggerError when it fails."""
+        """Train as requested; return the run summary.
+
+        ``progress`` gets status dicts (step, loss, success, eta_s) while it runs. The
+        summary: step, train_s, samples_per_s, best, last, label_weights, label_counts,
+        message. Raises DaggerError when training fails.
+        """
 
 
 class Evaluator(Protocol):
@@ -84,8 +91,10 @@ class Evaluator(Protocol):
 
     def evaluate(self, checkpoint: str, task: str, episodes: int, seed: int,
                  max_steps: int | None) -> dict:
-        """Success of ``checkpoint`` on ``episodes`` episodes from env seed ``seed``: an
-        il_ros.training.evaluate result (success_rate, failures, mean_steps, ...)."""
+        """Success of ``checkpoint`` on ``episodes`` episodes from env seed ``seed``.
+
+        An il_ros.training.evaluate result (success_rate, failures, mean_steps, ...).
+        """
 
 
 def say(text: str) -> None:
@@ -268,8 +277,11 @@ class DaggerRun:
 
     # ------------------------------------------------------------------ collection
     def record_demos(self, bags: Path, episodes: int, first_seed: int) -> None:
-        """Record scripted demos until ``bags`` holds ``episodes`` complete ones (episode i:
-        env seed ``first_seed + i``; an unfinished one is set aside and recorded again)."""
+        """Record scripted demos until ``bags`` holds ``episodes`` complete ones.
+
+        Episode i uses env seed ``first_seed + i``; an unfinished one is set aside and
+        recorded again.
+        """
         have = set_aside_incomplete(bags)
         if have >= episodes:
             return
@@ -279,8 +291,10 @@ class DaggerRun:
         self.collector.record_demos(bags, episodes - have, first_seed + have, noise)
 
     def deploy(self, k: int, bags: Path, first_seed: int) -> list[dict]:
-        """Deploy round k-1's policy for round k's episodes (resuming after the last complete
-        one, each logged to round_KK/episodes.jsonl); returns every episode's result."""
+        """Deploy round k-1's policy for round k's episodes; return every episode's result.
+
+        Resumes after the last complete episode; each is logged to round_KK/episodes.jsonl.
+        """
         cfg = self.cfg
         log = self.round_dir(k) / 'episodes.jsonl'
         have = set_aside_incomplete(bags)

@@ -1,12 +1,18 @@
 """The ``il-ros`` command: run the node graph and the learning pipeline from a plain venv.
 
+This module is argparse glue: each command calls a library function (il_ros.recording,
+il_ros.data, il_ros.demo, il_ros.dagger, il_ros.train_cli, ...) and maps its result or
+error to an exit code; nothing else imports it.
+
     il-ros record --task lift --episodes 20 --out data/bags/lift
     il-ros bag-info data/bags/lift [--json]
     il-ros convert data/bags/lift --out data/datasets/lift
     il-ros inspect data/datasets/lift
-    il-ros train --config config/train/lift_lstm_gmm.yaml --dataset data/datasets/lift --out runs/x
+    il-ros train --config lstm_gmm --task lift --dataset data/datasets/lift --out runs/x
     il-ros eval --checkpoint runs/x/checkpoints/best --task lift --episodes 50
     il-ros deploy --checkpoint runs/x/checkpoints/best --sim lift --enable
+    il-ros dagger --task path --rounds 3 --episodes-per-round 10
+    il-ros demo
     il-ros node sim_robot --ros-args -p task:=reach_around
     il-ros expert-eval --task lift --episodes 100
 """
@@ -36,57 +42,24 @@ def _cmd_node(args) -> int:
 
 
 def _cmd_record(args) -> int:
-    """Record scripted episodes through the real node graph (separate processes over DDS)."""
-    from tqdm import tqdm
+    """Record scripted episodes through the real node graph (separate processes over DDS).
 
-    from il_ros.data.episodes import (episode_statuses, STATUS_COMPLETE, STATUS_RECORDING,
-                                      STATUS_UNKNOWN)
-    from il_ros.launcher import GraphRunner
-    out = Path(args.out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        print(f'il-ros record: cannot create output folder {out}: {e}', file=sys.stderr)
-        return 2
-    before = {p.name for p in out.glob('episode_*.json')}
-    values = {'task': args.task, 'episodes': args.episodes, 'out': str(out.resolve()),
-              'rtf': args.rtf, 'seed': args.seed, 'noise': args.noise,
-              'cameras': f"[{','.join(args.cameras)}]", 'teleop_mode': 'scripted'}
-    from il_ros import keys
-    topics = [keys.camera_topic(c) for c in args.cameras] + [
-        keys.TOPIC_JOINT_STATES, keys.TOPIC_COMMAND, keys.TOPIC_TELEOP_COMMAND,
-        keys.TOPIC_SIM_STATE, keys.TOPIC_SIM_SUCCESS]
-    extra = {'recorder': {'episode_timeout_s': args.episode_timeout, 'topics': topics}}
-    log_dir = out / '.logs'
-    runner = GraphRunner('record', values, log_dir, extra_params=extra)
-    print(f'il-ros record: {args.episodes} {args.task} episodes -> {out} '
-          f'(ROS_DOMAIN_ID={runner.env["ROS_DOMAIN_ID"]}, logs in {log_dir})')
-    deadline = time.monotonic() + args.timeout
-    finished_ok = False
-    with runner, tqdm(total=args.episodes, unit='ep', desc=args.task) as bar:
-        while time.monotonic() < deadline:
-            states = episode_statuses(out, skip=before)
-            done = [s for s in states.values() if s not in (STATUS_RECORDING, STATUS_UNKNOWN)]
-            bar.n = len(done)
-            bar.set_postfix(ok=sum(s == STATUS_COMPLETE for s in done), refresh=False)
-            bar.refresh()
-            dead = runner.dead()
-            if dead:
-                rec = runner.procs['recorder'].popen
-                finished_ok = (rec.poll() == 0 and len(done) >= args.episodes)
-                if not finished_ok:
-                    for p in dead:
-                        print(f'\nil-ros record: node {p.name} exited with code '
-                              f'{p.popen.returncode}; last lines of {p.log}:\n{p.tail()}',
-                              file=sys.stderr)
-                break
-            time.sleep(0.2)
-        else:
-            print(f'\nil-ros record: timed out after {args.timeout:.0f}s', file=sys.stderr)
-    if not finished_ok:
-        return 1
+    Exit 0: every episode recorded; 1: the recording failed (a node died, time ran out);
+    2: it could not start (bad task, episodes or output folder).
+    """
     from il_ros.data.bag_info import format_summary, summarize
-    print(format_summary(summarize(out)))
+    from il_ros.recording import record_episodes, RecordError
+    try:
+        result = record_episodes(args.out, args.task, args.episodes, rtf=args.rtf,
+                                 seed=args.seed, noise=args.noise, cameras=args.cameras,
+                                 episode_timeout=args.episode_timeout, timeout=args.timeout)
+    except RecordError as e:
+        print(f'il-ros record: {e}', file=sys.stderr)
+        return 2
+    if not result.ok:
+        print(f'\nil-ros record: {result.error}', file=sys.stderr)
+        return 1
+    print(format_summary(summarize(result.out)))
     return 0
 
 
@@ -100,8 +73,10 @@ def _cmd_demo(args) -> int:
 
 
 def _cmd_deploy(args) -> int:
-    """Run the controller (and with --sim the simulated robot, with --teleop joy a teleop)
-    from the ``deploy`` graph until Ctrl-C, printing the controller's status."""
+    """Run the ``deploy`` graph until Ctrl-C, printing the controller's status.
+
+    The controller always; with --sim the simulated robot, with --teleop joy a teleop.
+    """
     from il_ros.launcher import GraphRunner, ros_env
     values, extra = {'enabled': 'true' if args.enable else 'false'}, {'controller': {}}
     nodes = ['controller']
@@ -247,8 +222,17 @@ def _cmd_expert_eval(args) -> int:
     return expert_main(argv) or 0
 
 
+def _defaults(func) -> dict:
+    """Keyword defaults of ``func``: the record flags default to the library's values."""
+    import inspect
+    return {n: p.default for n, p in inspect.signature(func).parameters.items()
+            if p.default is not inspect.Parameter.empty}
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """The ``il-ros`` argument parser (every subcommand)."""
     from il_ros import keys
+    from il_ros.recording import record_episodes
     parser = argparse.ArgumentParser(prog='il-ros', description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest='cmd', required=True, metavar='COMMAND')
@@ -259,16 +243,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_node)
 
     p = sub.add_parser('record', help='record scripted episodes through the ROS node graph')
+    rec = _defaults(record_episodes)
     p.add_argument('--task', default='lift')
     p.add_argument('--episodes', type=int, default=20)
     p.add_argument('--out', default='data/bags/lift', help='episode folder')
-    p.add_argument('--rtf', type=float, default=4.0, help='sim real-time factor')
-    p.add_argument('--noise', type=float, default=0.0, help='DART noise on executed commands')
-    p.add_argument('--seed', type=int, default=0, help='seed of the first episode')
-    p.add_argument('--cameras', nargs='+', default=['front'], help='front and/or wrist')
-    p.add_argument('--episode-timeout', type=float, default=30.0,
+    p.add_argument('--rtf', type=float, default=rec['rtf'], help='sim real-time factor')
+    p.add_argument('--noise', type=float, default=rec['noise'],
+                   help='DART noise on executed commands')
+    p.add_argument('--seed', type=int, default=rec['seed'], help='seed of the first episode')
+    p.add_argument('--cameras', nargs='+', default=list(rec['cameras']),
+                   help='front and/or wrist')
+    p.add_argument('--episode-timeout', type=float, default=rec['episode_timeout'],
                    help='sim seconds before an episode is stopped as failed')
-    p.add_argument('--timeout', type=float, default=3600.0, help='wall-clock limit (s)')
+    p.add_argument('--timeout', type=float, default=rec['timeout'],
+                   help='wall-clock limit (s)')
     p.set_defaults(func=_cmd_record)
 
     p = sub.add_parser('demo', help='the main job: record demos through ROS 2, convert, '
@@ -336,7 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     from il_ros.train_cli import add_eval_parser, add_train_parser
     add_train_parser(sub)
     add_eval_parser(sub)
-    from il_ros.dagger import add_dagger_parser
+    from il_ros.dagger.cli import add_dagger_parser
     add_dagger_parser(sub)
 
     p = sub.add_parser('expert-eval', help='success rate of a task\'s scripted expert')
@@ -350,6 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run ``il-ros`` with ``argv`` (default: the command line); returns the exit code."""
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

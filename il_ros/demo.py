@@ -54,53 +54,141 @@ def plot_success(results: dict, path: Path) -> Path:
     return path
 
 
+class DemoFailed(Exception):
+    """A step of the demo failed; the message says what happened, ``code`` is the exit code."""
+
+    def __init__(self, message: str, code: int = 1):
+        super().__init__(message)
+        self.code = code
+
+
+def record_demos(bags: Path, task: str, episodes: int, rtf: float, cameras, noise: float):
+    """Step 1: record ``episodes`` scripted episodes into ``bags`` (il_ros.recording)."""
+    from il_ros.data.bag_info import format_summary, summarize
+    from il_ros.recording import record_episodes, RecordError
+    try:
+        result = record_episodes(bags, task, episodes, rtf=rtf, cameras=cameras, noise=noise)
+    except RecordError as e:
+        raise DemoFailed(str(e), code=2) from None
+    if not result.ok:
+        raise DemoFailed(f'recording the demonstrations failed: {result.error}')
+    print(format_summary(summarize(bags)))
+
+
+def convert_demos(bags: Path, dataset: Path, cameras) -> None:
+    """Step 2: convert the bags into ``dataset``.
+
+    The action is the expert's clean label (``/il/teleop/command``; the executed command
+    carries the DART noise).
+    """
+    from il_ros import keys
+    from il_ros.data.convert import convert, format_reports
+    from il_ros.data.topic_map import ActionRole, ConvertConfig, TopicMap
+    topics = TopicMap(cameras={c: keys.camera_topic(c) for c in cameras},
+                      action=ActionRole(topic=keys.TOPIC_TELEOP_COMMAND))
+    reports = convert([bags], dataset, ConvertConfig(topics=topics))
+    print(format_reports(reports))
+    print(f'report: {dataset / "conversion_report.json"}')
+    rejected = [r for r in reports if r.status == 'rejected']
+    if rejected:
+        raise DemoFailed(f'{len(rejected)} of {len(reports)} episodes were rejected by the '
+                         f'conversion (see above and {dataset / "conversion_report.json"})')
+
+
+def inspect_dataset(dataset: Path) -> None:
+    """Step 3: print the dataset summary; write its contact sheet and action plots."""
+    from il_ros.data.inspect import format_summary, inspect
+    from il_ros.data.store import StoreError
+    try:
+        summary, pngs = inspect(dataset)
+    except (StoreError, FileNotFoundError) as e:
+        raise DemoFailed(f'inspecting {dataset}: {e}', code=2) from None
+    print(format_summary(summary))
+    for png in pngs:
+        print(f'wrote {png}')
+
+
 def run_demo(out='runs/demo', task: str = 'lift', episodes: int = 100, rtf: float = 8.0,
              cameras=('front', 'wrist'), config: str = 'demo', eval_episodes: int = 20,
              threads: int = 2, max_minutes: float | None = None, noise: float = 0.03) -> int:
     """Run the six steps (module doc); return the exit code (0: every step worked)."""
+    try:
+        return _run(Path(out), task, episodes, rtf, tuple(cameras), config, eval_episodes,
+                    threads, max_minutes, noise)
+    except DemoFailed as e:
+        print(f'il-ros demo: {e}', file=sys.stderr)
+        return e.code
+
+
+def _run(out: Path, task: str, episodes: int, rtf: float, cameras: tuple, config: str,
+         eval_episodes: int, threads: int, max_minutes: float | None, noise: float) -> int:
     from il_ros import keys
     from il_ros.data.episodes import count_complete
-    from il_ros.cli import _cmd_convert, _cmd_inspect, _cmd_record, build_parser
     t_start = time.perf_counter()
-    out = Path(out)
     bags, dataset, run_dir = out / 'bags' / task, out / 'dataset', out / 'train'
     total, times = 6, {}
-    parse = build_parser().parse_args
 
     t0 = time.perf_counter()
     have = count_complete(bags) if bags.is_dir() else 0
     if have >= episodes:
         _say(1, total, f'reusing the {have} recorded episodes in {bags}')
     else:
-        if bags.exists() and any(bags.iterdir()):
-            print(f'il-ros demo: {bags} holds {have} of {episodes} complete episodes; delete it '
-                  f'(or all of {out}) to record again', file=sys.stderr)
-            return 2
+        if bags.exists() and any(p.name != '.logs' for p in bags.iterdir()):
+            raise DemoFailed(f'{bags} holds {have} of {episodes} complete episodes; delete '
+                             f'it (or all of {out}) to record again', code=2)
         _say(1, total, f'recording {episodes} scripted {task} episodes through the ROS 2 node '
              f'graph (sim_robot, teleop, recorder) at {rtf:g}x real time, cameras '
              f'{" + ".join(cameras)}, DART noise {noise:g} rad on the executed command')
-        rc = _cmd_record(parse(['record', '--task', task, '--episodes', str(episodes),
-                                '--out', str(bags), '--rtf', str(rtf), '--cameras', *cameras,
-                                '--noise', str(noise)]))
-        if rc != 0:
-            return rc
+        record_demos(bags, task, episodes, rtf, cameras, noise)
     times['record_s'] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     _say(2, total, f'converting the bags into a training dataset at {dataset} (actions: the '
          f'expert\'s clean label on {keys.TOPIC_TELEOP_COMMAND})')
-    rc = _cmd_convert(parse(['convert', str(bags), '--out', str(dataset), '--cameras',
-                             *cameras, '--action-topic', keys.TOPIC_TELEOP_COMMAND]))
-    if rc != 0:
-        return rc
+    convert_demos(bags, dataset, cameras)
     times['convert_s'] = time.perf_counter() - t0
 
     _say(3, total, 'inspecting the dataset')
-    rc = _cmd_inspect(parse(['inspect', str(dataset)]))
-    if rc != 0:
-        return rc
+    inspect_dataset(dataset)
 
     t0 = time.perf_counter()
+    summary, ckpt = train_policy(config, dataset, task, run_dir, threads, max_minutes,
+                                 lambda text: _say(4, total, text))
+    times['train_s'] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    _say(5, total, f'deploying {ckpt} through the controller node against sim_robot in real '
+         f'time: {eval_episodes} {task} episodes over ROS 2, then the same seeds in-process')
+    from il_ros.ros.ros_eval import evaluate_ros
+    from il_ros.training.evaluate import evaluate_checkpoint, format_result
+    try:
+        res_ros = evaluate_ros(ckpt, task, episodes=eval_episodes, log_dir=out / 'deploy_logs')
+    except (RuntimeError, TimeoutError) as e:   # NodeDied is a RuntimeError
+        raise DemoFailed(f'the deployment over ROS 2 failed: {e}\nnode logs: '
+                         f'{out / "deploy_logs"}; the trained checkpoint is {ckpt}') from None
+    print('over ROS 2:  ' + format_result(res_ros))
+    times['deploy_eval_s'] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    res_in = evaluate_checkpoint(ckpt, task, episodes=eval_episodes)
+    print('in-process:  ' + format_result(res_in))
+    times['inproc_eval_s'] = time.perf_counter() - t0
+
+    _say(6, total, f'writing the report to {out}')
+    times['total_s'] = time.perf_counter() - t_start
+    report = write_report(out, task, max(have, episodes), ckpt, summary, res_ros, res_in,
+                          times, run_dir, dataset)
+    print(f'\n[demo] {task}: success {report["success_ros"]:.0%} through the controller node '
+          f'over ROS 2 ({report["success_inproc"]:.0%} in-process), {eval_episodes} episodes; '
+          f'{times["total_s"] / 60:.1f} min in all. Report: {out / "report.md"}')
+    return 0
+
+
+def train_policy(config: str, dataset: Path, task: str, run_dir: Path, threads: int,
+                 max_minutes: float | None, say) -> tuple[dict, Path]:
+    """Step 4: train ``config`` on ``dataset`` into ``run_dir`` (resuming a stopped run).
+
+    Returns the run summary and the checkpoint to deploy (the best, else the last).
+    """
     from il_ros.train_cli import format_summary
     from il_ros.training.config import load_train_config
     from il_ros.training.trainer import train
@@ -114,54 +202,46 @@ def run_demo(out='runs/demo', task: str = 'lift', episodes: int = 100, rtf: floa
     every = ' or '.join(b for b in (
         cfg.eval_every_steps and f'{cfg.eval_every_steps} steps',
         cfg.eval_every_minutes and f'{cfg.eval_every_minutes:g} min') if b) or 'the end'
-    _say(4, total, f'training {config!r} for {budget} on {threads} threads (rollouts every '
-         f'{every} pick the best checkpoint) into {run_dir}')
+    say(f'training {config!r} for {budget} on {threads} threads (rollouts every {every} pick '
+        f'the best checkpoint) into {run_dir}')
     summary = train(cfg, run_dir)
     print(format_summary(summary))
     if summary['status'] != 'done':
-        return 130
+        raise DemoFailed(f'training {summary["status"]}; run the demo again to resume it',
+                         code=130)
     best = summary.get('best') or {}
-    ckpt = Path(best.get('path') or summary['last'])
-    times['train_s'] = time.perf_counter() - t0
+    return summary, Path(best.get('path') or summary['last'])
 
-    t0 = time.perf_counter()
-    _say(5, total, f'deploying {ckpt} through the controller node against sim_robot in real '
-         f'time: {eval_episodes} {task} episodes over ROS 2, then the same seeds in-process')
-    from il_ros.ros.ros_eval import evaluate_ros
-    from il_ros.training.evaluate import evaluate_checkpoint, format_result
-    try:
-        res_ros = evaluate_ros(ckpt, task, episodes=eval_episodes, log_dir=out / 'deploy_logs')
-    except (RuntimeError, TimeoutError) as e:   # NodeDied is a RuntimeError
-        print(f'il-ros demo: the deployment over ROS 2 failed: {e}\nnode logs: '
-              f'{out / "deploy_logs"}; the trained checkpoint is {ckpt}', file=sys.stderr)
-        return 1
-    print('over ROS 2:  ' + format_result(res_ros))
-    times['deploy_eval_s'] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    res_in = evaluate_checkpoint(ckpt, task, episodes=eval_episodes)
-    print('in-process:  ' + format_result(res_in))
-    times['inproc_eval_s'] = time.perf_counter() - t0
 
-    _say(6, total, f'writing the report to {out}')
-    times['total_s'] = time.perf_counter() - t_start
-    results = {'ROS 2 (controller node)': res_ros, 'in-process': res_in}
-    plot_success(results, out / 'success.png')
-    report = {'task': task, 'episodes_recorded': max(have, episodes), 'checkpoint': str(ckpt),
+def write_report(out: Path, task: str, recorded: int, ckpt: Path, summary: dict,
+                 res_ros: dict, res_in: dict, times: dict, run_dir: Path,
+                 dataset: Path) -> dict:
+    """Step 6: write ``report.json``, ``report.md`` and ``success.png`` into ``out``.
+
+    ``report.json`` keeps every evaluated episode's outcome. Returns the report dict.
+    """
+    from il_ros.fsio import atomic_write_json, atomic_write_text
+    plot_success({'ROS 2 (controller node)': res_ros, 'in-process': res_in},
+                 out / 'success.png')
+    outcome = ('seed', 'success', 'steps', 'failure')
+    report = {'task': task, 'episodes_recorded': recorded, 'checkpoint': str(ckpt),
               'train': {k: summary.get(k) for k in ('step', 'train_s', 'samples_per_s')},
               'success_ros': res_ros['success_rate'], 'success_inproc': res_in['success_rate'],
-              'eval_episodes': eval_episodes, 'seconds': {k: round(v, 1)
-                                                          for k, v in times.items()},
+              'eval_episodes': res_ros['episodes'],
+              'seconds': {k: round(v, 1) for k, v in times.items()},
               'ros': {k: v for k, v in res_ros.items() if k != 'per_episode'},
-              'inproc': {k: v for k, v in res_in.items() if k != 'per_episode'}}
-    (out / 'report.json').write_text(json.dumps(report, indent=1, default=str))
-    _write_markdown(out, report, run_dir, dataset)
-    print(f'\n[demo] {task}: success {res_ros["success_rate"]:.0%} through the controller node '
-          f'over ROS 2 ({res_in["success_rate"]:.0%} in-process), {eval_episodes} episodes; '
-          f'{times["total_s"] / 60:.1f} min in all. Report: {out / "report.md"}')
-    return 0
+              'inproc': {k: v for k, v in res_in.items() if k != 'per_episode'},
+              'episodes_ros': [{k: e.get(k) for k in outcome} for e in res_ros['per_episode']],
+              'episodes_inproc': [{k: e.get(k) for k in outcome}
+                                  for e in res_in['per_episode']]}
+    atomic_write_json(out / 'report.json', report, sync=False)
+    atomic_write_text(out / 'report.md', format_markdown(out, report, run_dir, dataset),
+                      sync=False)
+    return report
 
 
-def _write_markdown(out: Path, rep: dict, run_dir: Path, dataset: Path) -> None:
+def format_markdown(out: Path, rep: dict, run_dir: Path, dataset: Path) -> str:
+    """The text of ``report.md`` (images linked relative to ``out``)."""
     s = rep['seconds']
     rel = lambda p: Path(p).resolve().relative_to(out.resolve())  # noqa: E731
     lines = [
@@ -179,4 +259,4 @@ def _write_markdown(out: Path, rep: dict, run_dir: Path, dataset: Path) -> None:
         f'![training curves]({rel(run_dir / "curves.png")})', '',
         f'![dataset]({rel(dataset / "inspect" / "contact_sheet.png")})', '',
     ]
-    (out / 'report.md').write_text('\n'.join(lines))
+    return '\n'.join(lines)

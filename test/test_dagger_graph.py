@@ -1,8 +1,11 @@
-"""``il-ros dagger`` end to end over real ROS 2 processes, at toy scale: round 0 is given
-(a dataset of scripted path demos and a policy trained on it for 2 steps); round 1 deploys
-that policy through the ``dagger`` graph with the scripted supervisor, records, converts and
-appends the episodes, retrains through the trainer node (warm start, IWR weights),
-hot-loads the result into the running controller and evaluates it.
+"""``il-ros dagger`` end to end over real ROS 2 processes, at toy scale.
+
+Round 0 is given (a dataset of scripted path demos and a policy trained on it for 2 steps);
+round 1 deploys that policy through the ``dagger`` graph with the scripted supervisor,
+records, converts and appends the episodes, retrains through the trainer node (warm start,
+IWR weights), hot-loads the result into the running controller and evaluates it. The
+training config is the test's own YAML with the path task's overlay and the run's --set
+overrides on top.
 """
 from __future__ import annotations
 
@@ -68,7 +71,9 @@ def test_one_round_through_the_graph(tmp_path):
            round0['last'], '--config', str(cfg_file), '--weighting', 'iwr',
            '--eval-episodes', '1', '--episode-steps', '40', '--image-size', str(SIZE),
            str(SIZE), '--threads', '1', '--out', str(out),
-           '--gate', 'min_takeover_steps=4', '--gate', 'release_steps=2']
+           '--gate', 'min_takeover_steps=4', '--gate', 'release_steps=2',
+           # the path overlay adds the wrist camera; the demos here have the front one only
+           '--set', 'policy.cameras=[front]']
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=400)
     log = res.stdout[-4000:] + res.stderr[-4000:]
     assert res.returncode == 0, log
@@ -93,7 +98,8 @@ def test_one_round_through_the_graph(tmp_path):
     assert summary['label_weights']['intervention'] > summary['label_weights']['policy']
     saved = yaml.safe_load((out / 'round_01' / 'train' / 'config.yaml').read_text())
     assert saved['init_checkpoint'] == str(Path(round0['last']).resolve())
-    assert saved['weighting'] == 'iwr'
+    assert saved['weighting'] == 'iwr' and saved['eval_task'] == 'path'   # the task overlay
+    assert saved['policy']['cameras'] == ['front'] and saved['batch_size'] == 16
     ctl = (out / 'logs' / 'controller.log').read_text()
     assert 'round_01/train/checkpoints/best' in ctl and 'swapped' in ctl, ctl[-2000:]
     assert (out / 'round_01' / 'eval.json').is_file() and r1['success_rate'] is not None

@@ -1,6 +1,8 @@
-"""A supervised deployment over real ROS 2 processes (the ``dagger`` graph: sim_robot,
-controller, supervisor, recorder): a random-init policy drives the path task, the scripted
-supervisor takes over through the controller's takeover channel, and
+"""A supervised deployment over real ROS 2 processes.
+
+In the ``dagger`` graph (sim_robot, controller, supervisor, recorder) a random-init policy
+drives the path task, the scripted supervisor takes over through the controller's takeover
+channel, and
 
 - the bag has ``/il/control_source`` with ``intervention`` segments, and the executed
   command during them is the supervisor's;
@@ -33,13 +35,16 @@ PRE = 4          # --pre-intervention frames
 
 
 def tiny_checkpoint(path, seed=1000, image_size=(48, 48)):
-    """A random-init policy for the sim arm whose commands aim about 0.02 rad past the start
-    pose of episode ``seed`` on every joint: a hand target about 2 cm from the expert's, which
-    the test's supervisor (``deviation_m`` 0.01) overrules within a few ticks, every time, and
-    still inside the 4 cm corridor, so the run never fails off the path before the
-    supervisor acts. (A policy scattering around the start pose only stalled, and whether the
-    stall rule fired within the episode depended on how the scatter fell: a flaky test. One
-    aiming past the default 4 cm deviation threshold left the corridor within 3 ticks.)"""
+    """Return a random-init policy for the sim arm that the supervisor must overrule.
+
+    Its commands aim about 0.02 rad past the start pose of episode ``seed`` on every joint: a
+    hand target about 2 cm from the expert's, which the test's supervisor (``deviation_m``
+    0.01) overrules within a few ticks, every time, and still inside the 4 cm corridor, so the
+    run never fails off the path before the supervisor acts. (A policy scattering around the
+    start pose only stalled, and whether the stall rule fired within the episode depended on
+    how the scatter fell: a flaky test. One aiming past the default 4 cm deviation threshold
+    left the corridor within 3 ticks.)
+    """
     from il_ros.sim import make_env
     env = make_env('path', render=False)
     env.reset(seed=seed)

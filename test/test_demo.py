@@ -1,6 +1,9 @@
-"""`il-ros demo` end to end, made small: 2 recorded episodes, 20 training steps, 1 episode
-deployed through the controller node over ROS 2. It checks the plumbing and the report; the
-success of the full demo is measured by `make demo` (README)."""
+"""`il-ros demo` end to end, made small.
+
+2 recorded episodes, 20 training steps, 1 episode deployed through the controller node over
+ROS 2. It checks the plumbing and the report; the success of the full demo is measured by
+`make demo` (README).
+"""
 import json
 import subprocess
 import sys
@@ -28,11 +31,21 @@ def test_demo_runs_the_whole_loop(tmp_path):
         assert f'[demo {k}/6]' in p.stdout
     rep = json.loads((out / 'report.json').read_text())
     assert rep['episodes_recorded'] == 2 and rep['train']['step'] == 20
-    assert 0.0 <= rep['success_ros'] <= 1.0 and rep['ros']['episodes'] == 1
+    # the success rates are the share of successful episodes in the per-episode outcomes, on
+    # the same seeds over ROS 2 and in-process
+    for where in ('ros', 'inproc'):
+        eps = rep[f'episodes_{where}']
+        assert len(eps) == rep[where]['episodes'] == rep['eval_episodes'] == 1
+        wins = sum(e['success'] is True for e in eps)
+        assert rep[f'success_{where}'] == wins / len(eps) == rep[where]['success_rate']
+        assert rep[where]['successes'] == wins
+        assert all(e['success'] or e['failure'] for e in eps), eps
+    assert [e['seed'] for e in rep['episodes_ros']] == [e['seed'] for e in rep['episodes_inproc']]
     assert rep['ros']['controller']['policy_ticks'] > 0     # the policy drove the sim robot
-    assert rep['ros']['seed'] == rep['inproc']['seed']
     assert (out / 'success.png').stat().st_size > 1000
     md = (out / 'report.md').read_text()
-    assert 'Success through the controller node over ROS 2' in md
+    assert (f"Success through the controller node over ROS 2: **{rep['success_ros']:.0%}**"
+            in md) and f"in-process {rep['success_inproc']:.0%} on the same seeds" in md
+    assert f"success {rep['success_ros']:.0%} through the controller node" in p.stdout
     assert (out / 'dataset' / 'inspect' / 'contact_sheet.png').is_file()
     assert (out / 'train' / 'curves.png').is_file()

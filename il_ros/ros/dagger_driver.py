@@ -1,5 +1,7 @@
-"""Drive the ``dagger`` node graph from this process: supervised, recorded episodes; hot
-reloads; training through the trainer node (used by il_ros/dagger.py and the tests).
+"""Drive the ``dagger`` node graph from this process.
+
+Supervised, recorded episodes; hot reloads; training through the trainer node (used by
+il_ros/dagger/collect.py and the tests).
 
 The graph (config/graph.yaml ``dagger``) runs as separate processes: sim_robot (real time),
 controller, supervisor, recorder and trainer. :class:`DaggerDriver` is an rclpy node in
@@ -99,8 +101,10 @@ class DaggerDriver(GraphClient):
 
     def wait_checkpoint(self, checkpoint: str, timeout: float = 180.0,
                         after_swaps: int = -1) -> None:
-        """Wait until the controller runs ``checkpoint`` (after more than ``after_swaps``
-        swaps); RuntimeError when it refused it."""
+        """Wait until the controller runs ``checkpoint`` after more than ``after_swaps`` swaps.
+
+        Raises RuntimeError when the controller refused it.
+        """
         def loaded():
             s = self.status
             if s is None:
@@ -113,8 +117,10 @@ class DaggerDriver(GraphClient):
                         f'{self.status})')
 
     def load_checkpoint(self, checkpoint: str, timeout: float = 180.0) -> None:
-        """Hot-load ``checkpoint`` into the running controller (its ``checkpoint``
-        parameter) and wait until it runs."""
+        """Hot-load ``checkpoint`` into the running controller and wait until it runs.
+
+        The controller's ``checkpoint`` parameter is set.
+        """
         self.spin_until(lambda: self.status is not None, timeout, 'a controller status')
         swaps = self.status.get('swaps', 0)
         self.set_params('controller', {'checkpoint': checkpoint})
@@ -179,8 +185,10 @@ class DaggerDriver(GraphClient):
                 'bag': stopped.split(' ', 1)[0] if stopped else None}
 
     def train(self, params: dict, timeout: float = 3600.0, progress=None) -> dict:
-        """Set the trainer's parameters, call ``/trainer/train`` and wait for the run to end;
-        returns the final trainer status (RuntimeError when it failed)."""
+        """Set the trainer's parameters, call ``/trainer/train``, wait for the run to end.
+
+        Returns the final trainer status; raises RuntimeError when the run failed.
+        """
         self.set_params('trainer', params)
         seq, started = [None], [False]
         self.spin_until(lambda: self.trainer_status is not None, 60, 'a /trainer/status')
@@ -205,6 +213,7 @@ class DaggerDriver(GraphClient):
         return s
 
     def close(self) -> None:
+        """Close the mirror env and the client node."""
         try:
             self.mirror.close()
         finally:

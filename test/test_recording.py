@@ -1,0 +1,117 @@
+"""il_ros.recording without ROS: what record_episodes makes of the graph's processes.
+
+The node graph is replaced by a stand-in GraphRunner whose "recorder" writes episode
+metadata files and exits (or whose sim dies); the real thing runs in test_record_graph.py.
+What is checked: statuses come from the episodes' metadata (episodes already in the folder
+are left out), a node that dies is named with the end of its log, a folder that cannot be
+created or an unknown task is refused before anything starts, and the wall-clock limit
+stops a recording that never ends.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from il_ros.recording import record_episodes, RecordError
+
+
+class FakePopen:
+    def __init__(self, code=None):
+        self.returncode = code
+
+    def poll(self):
+        return self.returncode
+
+
+class FakeProc:
+    def __init__(self, name, log: Path, code=None):
+        self.name, self.log, self.popen = name, log, FakePopen(code)
+
+    def tail(self, n=20):
+        return '\n'.join(self.log.read_text().splitlines()[-n:])
+
+
+def fake_runner(statuses, dying=None):
+    """Return a stand-in GraphRunner class.
+
+    Its recorder writes ``statuses`` and exits 0, or its node ``dying`` exits 1 after
+    logging a traceback.
+    """
+    class Runner:
+        def __init__(self, graph, values, log_dir, extra_params=None, env=None):
+            assert graph == 'record' and values['teleop_mode'] == 'scripted'
+            self.out, self.log_dir = Path(values['out']), Path(log_dir)
+            self.env = {'ROS_DOMAIN_ID': '42'}
+            self.procs = {}
+
+        def __enter__(self):
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            for name in ('sim_robot', 'teleop', 'recorder'):
+                log = self.log_dir / f'{name}.log'
+                log.write_text(f'{name} started\n')
+                self.procs[name] = FakeProc(name, log)
+            return self
+
+        def __exit__(self, *exc):
+            pass
+
+        def dead(self):
+            if dying:
+                proc = self.procs[dying]
+                proc.log.write_text('started\nTraceback: boom\nRuntimeError: no EGL\n')
+                proc.popen.returncode = 1
+            elif statuses is not None:
+                for i, status in enumerate(statuses):
+                    (self.out / f'episode_{i + 1:04d}.json').write_text(
+                        json.dumps({'status': status}))
+                self.procs['recorder'].popen.returncode = 0
+            return [p for p in self.procs.values() if p.popen.returncode is not None]
+    return Runner
+
+
+def test_statuses_of_the_new_episodes(tmp_path, monkeypatch):
+    out = tmp_path / 'bags'
+    out.mkdir()
+    (out / 'episode_0000.json').write_text(json.dumps({'status': 'complete'}))   # earlier
+    monkeypatch.setattr('il_ros.launcher.GraphRunner', fake_runner(['complete', 'incomplete']))
+    res = record_episodes(out, 'lift', 2, progress=False)
+    assert res.ok and res.error == '' and res.episodes == 2
+    assert res.statuses == {'episode_0001.json': 'complete', 'episode_0002.json': 'incomplete'}
+    assert res.complete == 1
+    assert res.check() is res
+
+
+def test_a_node_that_dies_is_named_with_its_log(tmp_path, monkeypatch):
+    monkeypatch.setattr('il_ros.launcher.GraphRunner', fake_runner(None, dying='sim_robot'))
+    res = record_episodes(tmp_path / 'bags', 'lift', 3, progress=False)
+    assert not res.ok and res.statuses == {}
+    assert res.error.startswith('0 of 3 episodes finished; node sim_robot exited with code 1')
+    assert 'RuntimeError: no EGL' in res.error and 'sim_robot.log' in res.error
+    with pytest.raises(RecordError, match='node sim_robot exited'):
+        res.check()
+
+
+def test_too_few_episodes_and_a_timeout_are_failures(tmp_path, monkeypatch):
+    monkeypatch.setattr('il_ros.launcher.GraphRunner', fake_runner(['complete']))
+    res = record_episodes(tmp_path / 'a', 'lift', 2, progress=False)
+    assert not res.ok and res.complete == 1
+    assert res.error.startswith('1 of 2 episodes finished; node recorder exited with code 0')
+    monkeypatch.setattr('il_ros.launcher.GraphRunner', fake_runner(None))
+    res = record_episodes(tmp_path / 'b', 'lift', 2, timeout=0.3, progress=False)
+    assert not res.ok and 'timed out after 0s with 0 of 2 episodes' in res.error
+
+
+def test_bad_arguments_are_refused_before_anything_starts(tmp_path, monkeypatch):
+    def no_graph(*a, **k):
+        raise AssertionError('nothing may start')
+    monkeypatch.setattr('il_ros.launcher.GraphRunner', no_graph)
+    blocker = tmp_path / 'file'
+    blocker.write_text('')
+    with pytest.raises(RecordError, match='cannot create output folder'):
+        record_episodes(blocker / 'bags', 'lift', 1, progress=False)
+    with pytest.raises(RecordError, match="unknown task 'fly'; valid tasks"):
+        record_episodes(tmp_path / 'bags', 'fly', 1, progress=False)
+    with pytest.raises(RecordError, match='episodes must be >= 1'):
+        record_episodes(tmp_path / 'bags', 'lift', 0, progress=False)

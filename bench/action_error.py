@@ -31,7 +31,7 @@ def action_error(ckpt: str, ds, episodes: list[int], windows: int) -> dict:
     """The error fields of one checkpoint (see the module docstring)."""
     from il_ros.data.sampler import WindowDataset
     from il_ros.models.heads.gmm import GmmHead
-    from il_ros.models.policy import load_checkpoint
+    from il_ros.models import load_checkpoint
     pol, _ = load_checkpoint(ckpt)
     pol.eval()
     wd = WindowDataset(ds, episodes=episodes, **pol.sampler_spec())

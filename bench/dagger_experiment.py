@@ -145,7 +145,7 @@ def run_one(args, method: str, seed: int, root: Path, demo_cache: dict) -> dict:
     import torch
 
     from il_ros.control.safety import SafetyConfig, SafetyFilter
-    from il_ros.models.policy import load_checkpoint
+    from il_ros.models import load_checkpoint
     from il_ros.sim import make_env, make_expert
     from il_ros.sim.supervisor import Supervisor
     from il_ros.training.evaluate import evaluate

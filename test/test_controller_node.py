@@ -38,7 +38,7 @@ def make_checkpoint(path, seed=0, actions=JOINTS, nan=False):
     """A tiny random-init conv4 + MLP policy for the test robot (3 joints, 32x32 camera)."""
     import torch
 
-    from il_ros.models.policy import build_policy, RobotSpec, save_checkpoint
+    from il_ros.models import build_policy, RobotSpec, save_checkpoint
     from il_ros.models.presets import preset
     torch.manual_seed(seed)
     cfg = preset('none_mse', encoder={'name': 'conv4', 'channels': [8, 8], 'strides': [2, 1],

@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from il_ros.models.policy import (build_policy, CheckpointMismatch, RobotSpec,
-                                  save_checkpoint)
+from il_ros.models import build_policy, CheckpointMismatch, RobotSpec, save_checkpoint
 from il_ros.models.presets import preset
 from il_ros.sim import make_env, make_expert
 from il_ros.sim.reach_around import ReachAroundExpert

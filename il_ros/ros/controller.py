@@ -46,7 +46,7 @@ from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Bool, Float64MultiArray, String
 from std_srvs.srv import SetBool, Trigger
 
-from il_ros import keys
+from il_ros import checkpoint_meta, keys
 from il_ros.control.arbiter import Source, TakeoverArbiter
 from il_ros.control.chunks import ActionQueue
 from il_ros.control.safety import SafetyConfig, SafetyFilter, Status
@@ -70,24 +70,21 @@ class Refused(ValueError):
     """A checkpoint that cannot drive this robot (message names the reason)."""
 
 
-def read_checkpoint_meta(path) -> dict:
-    """The JSON description of a checkpoint folder (no weights; fast, for early refusal)."""
-    from il_ros.models.checkpoint import CONFIG_FILE
-    folder = Path(path)
-    file = folder if folder.name == CONFIG_FILE else folder / CONFIG_FILE
-    if not file.is_file():
-        raise Refused(f'{path}: no checkpoint here (no {CONFIG_FILE})')
+def _read_meta(path) -> dict:
+    """Return the JSON description of a checkpoint (no weights; fast, for early refusal)."""
     try:
-        meta = json.loads(file.read_text())
-        meta['spec'], meta['config']['proprio_keys']  # noqa: B018 - presence check
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise Refused(f'{file}: invalid checkpoint description: {e}') from None
+        meta = checkpoint_meta.read_checkpoint_meta(path)
+    except (OSError, ValueError) as e:
+        raise Refused(str(e)) from None
+    if not isinstance(meta['config'].get('proprio_keys'), list):
+        raise Refused(f'{checkpoint_meta.checkpoint_config_file(path)}: invalid checkpoint '
+                      f'description: no proprio_keys list in its config')
     return meta
 
 
 def _mtime(path) -> float | None:
     try:
-        return (Path(path) / 'policy.json').stat().st_mtime_ns
+        return checkpoint_meta.checkpoint_config_file(path).stat().st_mtime_ns
     except OSError:
         return None
 
@@ -267,7 +264,7 @@ class Controller(Node):
                                           'the default priority')
         import torch
 
-        import il_ros.models.policy  # noqa: F401 - imported now, not by the first hot load
+        import il_ros.models.checkpoint  # noqa: F401 - imported now, not by the first hot load
         torch.set_num_threads(max(1, int(threads)))
 
         self.log = self.get_logger()
@@ -412,7 +409,7 @@ class Controller(Node):
     def _check(self, path: str):
         """Refuse (raise Refused) a checkpoint that does not fit; return the expected spec."""
         from il_ros.models.policy_config import RobotSpec
-        meta = read_checkpoint_meta(path)
+        meta = _read_meta(path)
         try:
             spec = RobotSpec.from_dict(meta['spec'])
             expect = self._expect(meta)
@@ -460,7 +457,7 @@ class Controller(Node):
     def _load(self, path: str, expect, seq: int, origin: str, mtime) -> None:
         """Background: load, warm up once (the first call of a fresh model is slow), hand
         over to the tick."""
-        from il_ros.models.policy import load_checkpoint
+        from il_ros.models import load_checkpoint
         try:
             t0 = time.perf_counter()
             policy, extra = load_checkpoint(path, expect=expect, use_ema=self.use_ema)

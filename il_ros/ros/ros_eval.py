@@ -33,6 +33,7 @@ import tempfile
 import time
 
 from il_ros import keys
+from il_ros.checkpoint_meta import read_checkpoint_meta
 
 
 class NodeDied(RuntimeError):
@@ -111,7 +112,7 @@ class GraphClient:
 
 def _check_fits(checkpoint, task: str):
     """The checkpoint's RobotSpec and the sim's; CheckpointMismatch when they differ."""
-    from il_ros.models.policy import CheckpointMismatch
+    from il_ros.models import CheckpointMismatch
     from il_ros.training.evaluate import checkpoint_spec
     from il_ros.training.spec import sim_spec
     spec = checkpoint_spec(checkpoint)
@@ -176,7 +177,7 @@ def evaluate_ros(checkpoint, task: str, episodes: int = 50, seed: int = keys.EVA
                          + (cpu1.ru_stime - cpu0.ru_stime), 2)
     res['wall_s'] = round(time.perf_counter() - wall0, 2)
     res['logs'] = str(log_dir)
-    meta = json.loads((Path(checkpoint) / 'policy.json').read_text())
+    meta = read_checkpoint_meta(checkpoint)
     res['step'] = (meta.get('extra') or {}).get('step')
     res['weights'] = 'ema' if use_ema else 'raw'
     return res

@@ -181,18 +181,14 @@ def format_result(res: dict) -> str:
 
 def checkpoint_spec(path):
     """Return the RobotSpec stored in a checkpoint folder (from its JSON; no weights)."""
-    import json
-    from pathlib import Path
-
-    from il_ros.models.checkpoint import CONFIG_FILE
-    from il_ros.models.policy import RobotSpec
-    file = Path(path) / CONFIG_FILE
-    if not file.is_file():
-        raise FileNotFoundError(f'{path}: no checkpoint here (no {CONFIG_FILE})')
+    from il_ros.checkpoint_meta import checkpoint_config_file, read_checkpoint_meta
+    from il_ros.models.policy_config import RobotSpec
+    meta = read_checkpoint_meta(path)
     try:
-        return RobotSpec.from_dict(json.loads(file.read_text())['spec'])
-    except (KeyError, TypeError, ValueError) as e:
-        raise ValueError(f'{file}: invalid checkpoint description: {e}') from None
+        return RobotSpec.from_dict(meta['spec'])
+    except (TypeError, ValueError) as e:
+        raise ValueError(f'{checkpoint_config_file(path)}: invalid checkpoint description: '
+                         f'{e}') from None
 
 
 def evaluate_checkpoint(path, task: str, episodes: int = 50, seed: int = EVAL_SEED,
@@ -204,7 +200,7 @@ def evaluate_checkpoint(path, task: str, episodes: int = 50, seed: int = EVAL_SE
     so a checkpoint of another robot raises ``CheckpointMismatch`` naming the fields that
     differ (e.g. ``action_dim 7 != 6``). The result also holds 'checkpoint' and 'step'.
     """
-    from il_ros.models.policy import load_checkpoint
+    from il_ros.models import load_checkpoint
     from il_ros.training.spec import sim_spec
     expect = sim_spec(task, like=checkpoint_spec(path))
     policy, extra = load_checkpoint(path, expect=expect, use_ema=use_ema)

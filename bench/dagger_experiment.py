@@ -61,37 +61,43 @@ def _frames(obs_list, actions, labels, dt):
 
 def demo_episode(env, expert, seed: int, noise: float) -> dict:
     """One scripted demo: frames with clean labels (executed with DART noise)."""
-    obs = env.reset(seed=seed)
-    expert.noise = noise
-    expert.reset(env, seed=seed)
+    from il_ros.sim.runner import run_episode
     o, a = [], []
-    done = False
-    while not done:
-        act = expert.act(env)
+
+    def act(obs):
+        action = expert.act(env)
         o.append(obs)
-        a.append(act.label)
-        obs, _, done = env.step(act.executed)
+        a.append(action.label)
+        return action.executed
+
+    expert.noise = noise
+    run_episode(env, act, seed, reset=lambda s: expert.reset(env, seed=s))
     return _frames(o, a, ['demo'] * len(a), env.control_dt)
 
 
 def policy_episode(env, policy, sup, safety, seed: int, supervise: bool) -> tuple[dict, dict]:
-    """The policy runs (under the supervisor when ``supervise``), through the safety filter.
+    """Run the policy (under the supervisor when ``supervise``) through the safety filter.
+
     Frames carry the executed action, or with ``supervise`` False the expert's label of every
-    state (DAgger); labels follow the control source as the converter makes them."""
+    state (DAgger); labels follow the control source as the converter makes them.
+    """
     from il_ros.data.convert import label_frames
-    obs = env.reset(seed=seed)
-    policy.reset()
-    sup.reset()
-    sup.arm(supervise)
-    safety.reset(None)
+    from il_ros.sim.runner import run_episode
     o, acts, sources = [], [], []
-    executed, prev_source, ok, failure = None, None, False, None
-    for _ in range(env.max_steps):
-        step = sup.step(env.get_state(), executed)
+    last = {'executed': None, 'source': None}
+
+    def reset(_seed):
+        policy.reset()
+        sup.reset()
+        sup.arm(supervise)
+        safety.reset(None)
+
+    def act(obs):
+        step = sup.step(env.get_state(), last['executed'])
         if step.in_control:
             cmd, source = step.label, keys.SOURCE_INTERVENTION
         else:
-            if prev_source == keys.SOURCE_INTERVENTION:
+            if last['source'] == keys.SOURCE_INTERVENTION:
                 policy.reset()                    # the controller re-primes at handback
             cmd, source = np.asarray(policy.act(obs), np.float64), keys.SOURCE_POLICY
         measured = np.r_[env.arm_qpos(), np.nan]
@@ -99,16 +105,15 @@ def policy_episode(env, policy, sup, safety, seed: int, supervise: bool) -> tupl
         o.append(obs)
         acts.append(executed if supervise else step.label)
         sources.append(source)
-        prev_source = source
-        obs, ok, done = env.step(executed)
-        if done:
-            failure = None if ok else (env.failure() or 'timeout')
-            break
+        last.update(executed=executed, source=source)
+        return executed
+
+    res = run_episode(env, act, seed, reset=reset)
     labels = label_frames(sources, len(sources), PRE, [])
     human = sum(s == keys.SOURCE_INTERVENTION for s in sources)
     return (_frames(o, acts, labels, env.control_dt),
-            {'seed': seed, 'success': bool(ok), 'failure': failure, 'steps': len(sources),
-             'human_steps': human, 'takeovers': sup.episode_takeovers})
+            {'seed': seed, 'success': res.success, 'failure': res.failure,
+             'steps': len(sources), 'human_steps': human, 'takeovers': sup.episode_takeovers})
 
 
 def append(ds_path: Path, episodes: list[dict], task: str, names) -> None:

@@ -190,7 +190,7 @@ def _drive(client: GraphClient, mirror, checkpoint: str, task: str, episodes: in
     from std_srvs.srv import SetBool, Trigger
 
     from il_ros.ros.node_utils import STATE_QOS
-    from il_ros.training.evaluate import summarize_episodes
+    from il_ros.sim.runner import episode_result, judge, summarize_episodes
     states: deque = deque(maxlen=1000)
     episode_index = [None]               # state[0] of the newest /sim/state
 
@@ -236,28 +236,18 @@ def _drive(client: GraphClient, mirror, checkpoint: str, task: str, episodes: in
         ans = client.call(Trigger, '/controller/reset', Trigger.Request())
         enable(True)
         reset_s.append(time.monotonic() - t_reset)
-        ok, failure, steps = False, None, 0
+        verdict, steps = None, 0
         deadline = time.monotonic() + limit * period * 2 + 30
-        while True:
+        while verdict is None:
             client.spin_until(lambda: states, max(1.0, deadline - time.monotonic()),
                               f'/sim/state of episode {k}')
-            state = states.popleft()
-            mirror.set_state(state)
+            mirror.set_state(states.popleft())
             steps = mirror.steps
-            if mirror.success():
-                ok = True
-                break
-            failure = mirror.failure()
-            if failure is not None:
-                break
-            if steps >= limit:
-                failure = 'timeout'
-                break
+            verdict = judge(mirror, steps, limit)
         enable(False)
-        mode = mirror.info.get('mode') or 'none'
-        successes += bool(ok)
-        per_episode.append({'seed': want_seed, 'success': bool(ok), 'steps': int(steps),
-                            'failure': failure, 'mode': mode})
+        result = episode_result(mirror, want_seed, verdict[0], steps, verdict[1])
+        successes += result.success
+        per_episode.append(result.to_dict())
         if bar is not None:
             bar.set_postfix(success=f'{successes / (k + 1):.2f}', refresh=False)
     client.spin_until(lambda: client.status and client.status['seq'] > 0, 5, 'a status')

@@ -1,5 +1,6 @@
-r"""Open-loop action error of checkpoints on held-out demo windows: what the policy would do
-at each recorded state, against the demonstrator's label. Prints JSON.
+r"""Open-loop action error of checkpoints on held-out demo windows; prints JSON.
+
+What the policy would do at each recorded state, against the demonstrator's label.
 
     python bench/action_error.py --dataset data/datasets/lift CKPT [CKPT ...] [--windows 512]
 

@@ -1,5 +1,7 @@
-r"""Success against expert-labelled steps: BC, BC+DART, DAgger and HG-DAgger (uniform, IWR,
-Sirius weighting) on a sim task, over seeds. Prints JSON; writes a PNG and a markdown table.
+r"""Success against expert-labelled steps of BC, DART, DAgger and HG-DAgger in the sim.
+
+Methods: BC, BC+DART, DAgger and HG-DAgger (uniform, IWR, Sirius weighting), on a sim task,
+over seeds. Prints JSON; writes a PNG and a markdown table.
 
     python bench/dagger_experiment.py --task path --seeds 0 1 2 --out runs/dagger_exp \
         [--methods bc dart dagger hg-uniform hg-iwr hg-sirius] [--demos 10] [--rounds 3] \
@@ -241,8 +243,10 @@ def _curve(runs: list[dict], key: str, n: int) -> np.ndarray:
 
 
 def plot(results: list[dict], path: Path, task: str) -> None:
-    """Success (and, where the task has sub-goals, mean progress) against expert-labelled
-    steps: one line per method, mean over seeds with the seed spread (std) as error bars."""
+    """Plot success (and mean progress, on tasks with sub-goals) against labelled steps.
+
+    One line per method: the mean over seeds, with the seed spread (std) as error bars.
+    """
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt

@@ -62,8 +62,10 @@ def test_expert_succeeds_with_episode_bookkeeping():
 
 
 def test_path_reports_waypoints_reached():
-    """On path, each episode records the waypoints reached and the summary their mean: the
-    expert reaches all 5; a policy that holds still leaves the corridor with none."""
+    """On path, each episode records the waypoints reached and the summary their mean.
+
+    The expert reaches all 5; a policy that holds still leaves the corridor with none.
+    """
     env = make_env('path', render=False)
     res = evaluate(ExpertPolicy(env, make_expert('path', seed=0)), 'path', episodes=1,
                    env=env, progress=False)

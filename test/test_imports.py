@@ -1,5 +1,7 @@
-"""The shape of il_ros's code, read with the AST: no import cycle between its modules, no
-private name imported from another module, no file over the size limit.
+"""The shape of il_ros's code, read with the AST.
+
+No import cycle between its modules, no private name imported from another module, no file
+over the size limit.
 
 How the import graph is built (every ``import`` statement, at module level or inside a
 function, since a lazy import is still a dependency):

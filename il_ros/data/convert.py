@@ -46,8 +46,11 @@ class EpisodeReport:
 
 
 def find_bags(inputs: list[str | Path]) -> tuple[list[Path], list[EpisodeReport]]:
-    """Bag folders (holding metadata.yaml) under the inputs, sorted; plus reports for
-    folders with bag files but no metadata.yaml (a recording cut off before it closed)."""
+    """Find the bag folders (holding metadata.yaml) under the inputs, sorted.
+
+    Also returns reports for folders with bag files but no metadata.yaml (a recording cut
+    off before it closed).
+    """
     bags, broken = set(), []
     for item in map(Path, inputs):
         if not item.exists():
@@ -101,8 +104,10 @@ def _episode_meta(bag: Path) -> dict:
 
 def label_frames(sources: list[str] | None, n: int, pre_frames: int,
                  warnings: list[str]) -> np.ndarray:
-    """Per-frame labels: the control source, with the ``pre_frames`` policy frames before
-    each takeover relabelled pre_intervention. No control source: all demo."""
+    """Label each frame by its control source (no control source: all demo).
+
+    The ``pre_frames`` policy frames before each takeover are relabelled pre_intervention.
+    """
     if sources is None:
         return np.array([keys.SOURCE_DEMO] * n, dtype=object)
     labels = np.array(sources, dtype=object)

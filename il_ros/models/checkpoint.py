@@ -92,9 +92,11 @@ def _checkpoint_dir(path: Path) -> Path:
 
 
 def _upgrade_config(config):
-    """Fill fields whose default changed since a checkpoint was written, with the value it
-    was trained with: a diffusion head saved before ``prediction_type`` existed regressed
-    the noise ('epsilon'; the default is now 'sample')."""
+    """Fill the fields whose default changed since a checkpoint was written.
+
+    Each gets the value it was trained with: a diffusion head saved before
+    ``prediction_type`` existed regressed the noise ('epsilon'; the default is 'sample').
+    """
     head = config.get('head') if isinstance(config, dict) else None
     if isinstance(head, dict) and head.get('name') == 'diffusion' \
             and 'prediction_type' not in head:

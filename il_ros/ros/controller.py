@@ -1,5 +1,6 @@
-"""controller: run a policy checkpoint at a fixed rate, behind a safety filter and a takeover
-arbiter (docs/controller.md).
+"""controller: run a policy checkpoint at a fixed rate, behind a safety filter and an arbiter.
+
+The arbiter hands control to a person who takes over (docs/controller.md).
 
 Every tick (a timer at ``rate_hz``, 20 Hz by default):
 
@@ -122,6 +123,7 @@ class PolicyWorker:
 
     def submit(self, gen: int, policy, obs: dict | None, tick: int, plan: bool,
                reset: bool = False) -> None:
+        """Queue a job: reset, observe ``obs`` for ``tick``, and plan when ``plan``."""
         with self._cv:
             self.backlog += 1
         self._jobs.put((gen, policy, obs, tick, plan, reset))
@@ -160,8 +162,10 @@ class PolicyWorker:
         return out
 
     def wait(self, gen: int, tick: int, deadline: float) -> None:
-        """Block until a result of ``gen`` for ``tick`` or later is done, or ``deadline``
-        (time.perf_counter) passes."""
+        """Block until a result of ``gen`` for ``tick`` or later is done, or ``deadline``.
+
+        ``deadline`` is a time.perf_counter value.
+        """
         with self._cv:
             while not any(g == gen and t >= tick for g, t, *_ in self._done):
                 left = deadline - time.perf_counter()
@@ -170,6 +174,7 @@ class PolicyWorker:
                 self._cv.wait(left)
 
     def stop(self) -> None:
+        """Stop the worker thread after the queued jobs (waits up to 5 s)."""
         self._jobs.put(None)
         self._thread.join(timeout=5.0)
 
@@ -455,8 +460,10 @@ class Controller(Node):
         return path
 
     def _load(self, path: str, expect, seq: int, origin: str, mtime) -> None:
-        """Background: load, warm up once (the first call of a fresh model is slow), hand
-        over to the tick."""
+        """Load in the background, warm up once, and hand over to the tick.
+
+        The warm-up call matters: the first call of a fresh model is slow.
+        """
         from il_ros.models import load_checkpoint
         try:
             t0 = time.perf_counter()
@@ -690,8 +697,10 @@ class Controller(Node):
         return obs, age, None
 
     def _measured(self) -> tuple[np.ndarray | None, float]:
-        """Measured positions in command order (NaN where no joint measures a value), and
-        the joint state's age."""
+        """Return the measured positions in command order, and the joint state's age.
+
+        A value that no joint measures is NaN.
+        """
         if self.js is None or self.safety is None:
             return None, math.inf
         msg, t = self.js
@@ -855,6 +864,7 @@ class Controller(Node):
 
     # ------------------------------------------------------------------ status
     def status(self) -> dict:
+        """Return the ~/status message: counters, timings of the last window, state."""
         w = self._win
         lat = np.asarray(w['lat']) * 1e3
         gaps = np.asarray(w['gap']) * 1e3
@@ -882,6 +892,7 @@ class Controller(Node):
         self._win['lat'], self._win['gap'] = [], []
 
     def destroy_node(self):
+        """Stop the worker and write ``stats_file`` (if set), then destroy the node."""
         self.worker.stop()
         if self.stats_file:
             try:
@@ -898,6 +909,7 @@ class Controller(Node):
 
 
 def main(args=None):
+    """Run the controller node."""
     setup_headless_gl()
     run(Controller, args)
 

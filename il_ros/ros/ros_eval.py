@@ -74,6 +74,7 @@ class GraphClient:
         self.status = json.loads(msg.data)
 
     def check_alive(self) -> None:
+        """Raise NodeDied when a node of the graph has exited."""
         if self.runner is None:
             return
         dead = self.runner.dead()
@@ -83,6 +84,7 @@ class GraphClient:
                            f'of {p.log}:\n{p.tail()}')
 
     def spin_until(self, pred, timeout: float, what: str):
+        """Spin until ``pred()`` is truthy and return it; TimeoutError naming ``what``."""
         end = time.monotonic() + timeout
         while True:
             v = pred()
@@ -94,6 +96,7 @@ class GraphClient:
             self.check_alive()
 
     def call(self, srv_type, name: str, request, timeout: float = 30.0):
+        """Call the service ``name`` once it is ready, and return its answer."""
         if name not in self._clients:
             self._clients[name] = self.node.create_client(srv_type, name)
         client = self._clients[name]
@@ -103,6 +106,7 @@ class GraphClient:
         return fut.result()
 
     def close(self) -> None:
+        """Destroy the node and shut its context down."""
         try:
             self.executor.shutdown(timeout_sec=1.0)
             self.node.destroy_node()

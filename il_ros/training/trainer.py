@@ -127,8 +127,11 @@ class Trainer:
             st.set_rng_state(tensors, info['rng'])
 
     def _warm_start(self, path):
-        """The policy of checkpoint ``path`` (EMA weights when it has them, its normalizers),
-        in training mode; TrainError when its config or robot differ from this run's."""
+        """Return the policy of checkpoint ``path``, in training mode.
+
+        With its EMA weights when it has them, and its normalizers; TrainError when its
+        config or robot differ from this run's.
+        """
         from il_ros.models import CheckpointMismatch, load_checkpoint
         try:
             policy, _ = load_checkpoint(path, expect=self.spec, use_ema=True)

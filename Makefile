@@ -10,8 +10,7 @@ STAMP  := $(VENV)/.il_ros-installed
 # Debian packages MuJoCo needs to render offscreen through EGL (Mesa's software renderer).
 APT_PKGS := libegl1 libegl-mesa0 libgl1-mesa-dri libgles2
 
-export MUJOCO_GL ?= egl
-export PYOPENGL_PLATFORM ?= egl
+# The headless GL backend (MUJOCO_GL) is chosen in one place, il_ros/render.py.
 export RMW_IMPLEMENTATION ?= rmw_fastrtps_cpp
 export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 

@@ -1,5 +1,6 @@
-r"""Open-loop action error of checkpoints on held-out demo windows: what the policy would do
-at each recorded state, against the demonstrator's label. Prints JSON.
+r"""Open-loop action error of checkpoints on held-out demo windows; prints JSON.
+
+What the policy would do at each recorded state, against the demonstrator's label.
 
     python bench/action_error.py --dataset data/datasets/lift CKPT [CKPT ...] [--windows 512]
 
@@ -31,7 +32,7 @@ def action_error(ckpt: str, ds, episodes: list[int], windows: int) -> dict:
     """The error fields of one checkpoint (see the module docstring)."""
     from il_ros.data.sampler import WindowDataset
     from il_ros.models.heads.gmm import GmmHead
-    from il_ros.models.policy import load_checkpoint
+    from il_ros.models import load_checkpoint
     pol, _ = load_checkpoint(ckpt)
     pol.eval()
     wd = WindowDataset(ds, episodes=episodes, **pol.sampler_spec())

@@ -29,7 +29,6 @@ from pathlib import Path
 import subprocess
 import sys
 import tempfile
-import time
 
 import numpy as np
 
@@ -40,7 +39,7 @@ def make_checkpoint(name: str, path: Path) -> str:
     """A random-init checkpoint of preset ``name`` for the sim arm (lift's RobotSpec)."""
     import torch
 
-    from il_ros.models.policy import build_policy, save_checkpoint
+    from il_ros.models import build_policy, save_checkpoint
     from il_ros.models.presets import preset
     from il_ros.training.spec import sim_spec
     torch.manual_seed(0)

@@ -1,5 +1,7 @@
-r"""Success against expert-labelled steps: BC, BC+DART, DAgger and HG-DAgger (uniform, IWR,
-Sirius weighting) on a sim task, over seeds. Prints JSON; writes a PNG and a markdown table.
+r"""Success against expert-labelled steps of BC, DART, DAgger and HG-DAgger in the sim.
+
+Methods: BC, BC+DART, DAgger and HG-DAgger (uniform, IWR, Sirius weighting), on a sim task,
+over seeds. Prints JSON; writes a PNG and a markdown table.
 
     python bench/dagger_experiment.py --task path --seeds 0 1 2 --out runs/dagger_exp \
         [--methods bc dart dagger hg-uniform hg-iwr hg-sirius] [--demos 10] [--rounds 3] \
@@ -61,37 +63,43 @@ def _frames(obs_list, actions, labels, dt):
 
 def demo_episode(env, expert, seed: int, noise: float) -> dict:
     """One scripted demo: frames with clean labels (executed with DART noise)."""
-    obs = env.reset(seed=seed)
-    expert.noise = noise
-    expert.reset(env, seed=seed)
+    from il_ros.sim.runner import run_episode
     o, a = [], []
-    done = False
-    while not done:
-        act = expert.act(env)
+
+    def act(obs):
+        action = expert.act(env)
         o.append(obs)
-        a.append(act.label)
-        obs, _, done = env.step(act.executed)
+        a.append(action.label)
+        return action.executed
+
+    expert.noise = noise
+    run_episode(env, act, seed, reset=lambda s: expert.reset(env, seed=s))
     return _frames(o, a, ['demo'] * len(a), env.control_dt)
 
 
 def policy_episode(env, policy, sup, safety, seed: int, supervise: bool) -> tuple[dict, dict]:
-    """The policy runs (under the supervisor when ``supervise``), through the safety filter.
+    """Run the policy (under the supervisor when ``supervise``) through the safety filter.
+
     Frames carry the executed action, or with ``supervise`` False the expert's label of every
-    state (DAgger); labels follow the control source as the converter makes them."""
+    state (DAgger); labels follow the control source as the converter makes them.
+    """
     from il_ros.data.convert import label_frames
-    obs = env.reset(seed=seed)
-    policy.reset()
-    sup.reset()
-    sup.arm(supervise)
-    safety.reset(None)
+    from il_ros.sim.runner import run_episode
     o, acts, sources = [], [], []
-    executed, prev_source, ok, failure = None, None, False, None
-    for _ in range(env.max_steps):
-        step = sup.step(env.get_state(), executed)
+    last = {'executed': None, 'source': None}
+
+    def reset(_seed):
+        policy.reset()
+        sup.reset()
+        sup.arm(supervise)
+        safety.reset(None)
+
+    def act(obs):
+        step = sup.step(env.get_state(), last['executed'])
         if step.in_control:
             cmd, source = step.label, keys.SOURCE_INTERVENTION
         else:
-            if prev_source == keys.SOURCE_INTERVENTION:
+            if last['source'] == keys.SOURCE_INTERVENTION:
                 policy.reset()                    # the controller re-primes at handback
             cmd, source = np.asarray(policy.act(obs), np.float64), keys.SOURCE_POLICY
         measured = np.r_[env.arm_qpos(), np.nan]
@@ -99,16 +107,15 @@ def policy_episode(env, policy, sup, safety, seed: int, supervise: bool) -> tupl
         o.append(obs)
         acts.append(executed if supervise else step.label)
         sources.append(source)
-        prev_source = source
-        obs, ok, done = env.step(executed)
-        if done:
-            failure = None if ok else (env.failure() or 'timeout')
-            break
+        last.update(executed=executed, source=source)
+        return executed
+
+    res = run_episode(env, act, seed, reset=reset)
     labels = label_frames(sources, len(sources), PRE, [])
     human = sum(s == keys.SOURCE_INTERVENTION for s in sources)
     return (_frames(o, acts, labels, env.control_dt),
-            {'seed': seed, 'success': bool(ok), 'failure': failure, 'steps': len(sources),
-             'human_steps': human, 'takeovers': sup.episode_takeovers})
+            {'seed': seed, 'success': res.success, 'failure': res.failure,
+             'steps': len(sources), 'human_steps': human, 'takeovers': sup.episode_takeovers})
 
 
 def append(ds_path: Path, episodes: list[dict], task: str, names) -> None:
@@ -145,7 +152,7 @@ def run_one(args, method: str, seed: int, root: Path, demo_cache: dict) -> dict:
     import torch
 
     from il_ros.control.safety import SafetyConfig, SafetyFilter
-    from il_ros.models.policy import load_checkpoint
+    from il_ros.models import load_checkpoint
     from il_ros.sim import make_env, make_expert
     from il_ros.sim.supervisor import Supervisor
     from il_ros.training.evaluate import evaluate
@@ -236,8 +243,10 @@ def _curve(runs: list[dict], key: str, n: int) -> np.ndarray:
 
 
 def plot(results: list[dict], path: Path, task: str) -> None:
-    """Success (and, where the task has sub-goals, mean progress) against expert-labelled
-    steps: one line per method, mean over seeds with the seed spread (std) as error bars."""
+    """Plot success (and mean progress, on tasks with sub-goals) against labelled steps.
+
+    One line per method: the mean over seeds, with the seed spread (std) as error bars.
+    """
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt

@@ -32,7 +32,7 @@ CLK_TCK = os.sysconf('SC_CLK_TCK')
 
 
 def cpu_seconds(pid: int) -> float:
-    """utime + stime of ``pid`` in seconds (fields 14 and 15 of /proc/<pid>/stat)."""
+    """CPU time (utime + stime) of ``pid`` in seconds (fields 14 and 15 of /proc/<pid>/stat)."""
     fields = Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 

@@ -73,7 +73,7 @@ def synthetic_dataset(path: Path, episodes: int = 12, length: int = 100,
 
 def plain_loop(trainer: Trainer, steps: int, warmup: int, batch_size: int) -> list[float]:
     """Step times (s) of loss/backward/step on the trainer's model config, data in RAM."""
-    from il_ros.models.policy import build_policy
+    from il_ros.models import build_policy
     torch.manual_seed(1)
     policy = build_policy(trainer.pcfg, trainer.spec, trainer.ds.stats)
     data = WindowDataset(trainer.ds, **policy.sampler_spec())

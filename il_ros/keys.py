@@ -56,3 +56,13 @@ EVAL_SEED = 1000
 """Evaluation episodes use env seeds from here up; demonstrations are recorded from seed 0,
 so a policy is never evaluated on the initial conditions it was trained on (up to 1000
 demos)."""
+
+
+# Policy checkpoints: a folder holding these files (il_ros.models.checkpoint writes them).
+CHECKPOINT_CONFIG_FILE = 'policy.json'
+"""The checkpoint's JSON description (format, config, spec, normalizers, extra); its
+presence marks a folder as a checkpoint, and it is written last."""
+CHECKPOINT_MODEL_FILE = 'model.safetensors'
+"""The policy's state dict (safetensors; pickle is never loaded)."""
+CHECKPOINT_EMA_FILE = 'ema.safetensors'
+"""Optional EMA weights (the same keys as the model's, or a subset)."""

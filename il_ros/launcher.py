@@ -63,11 +63,14 @@ def node_command(graph: GraphConfig, graph_name: str, node: str, values: dict,
 
 @dataclass
 class Proc:
+    """One node process of a graph, with its log file."""
+
     name: str
     popen: subprocess.Popen
     log: Path
 
     def tail(self, n: int = 20) -> str:
+        """Return the last ``n`` lines of the log (empty when unreadable)."""
         try:
             return '\n'.join(self.log.read_text(errors='replace').splitlines()[-n:])
         except OSError:
@@ -92,6 +95,7 @@ class GraphRunner:
         self.procs: dict[str, Proc] = {}
 
     def start(self, only: list[str] | None = None) -> None:
+        """Start the graph's nodes (``only`` these, when given), each logging to log_dir."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         for node in self.graph.graphs[self.graph_name]:
             if only is not None and node not in only:
@@ -127,8 +131,7 @@ class GraphRunner:
 
 
 def stop_processes(popens, timeout: float = 10.0) -> None:
-    """SIGINT each process (by pid), wait up to ``timeout`` in all, then SIGKILL what is
-    left."""
+    """SIGINT each process (by pid), wait up to ``timeout`` in all, then SIGKILL the rest."""
     for p in popens:
         if p.poll() is None:
             try:

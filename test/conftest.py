@@ -121,7 +121,7 @@ def tiny_sim_checkpoint(path, task: str = 'lift', image_size=(48, 48), action_mi
     """
     import torch
 
-    from il_ros.models.policy import build_policy, save_checkpoint
+    from il_ros.models import build_policy, save_checkpoint
     from il_ros.models.presets import preset
     from il_ros.training.spec import sim_spec
     torch.manual_seed(0)

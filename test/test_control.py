@@ -113,8 +113,10 @@ def test_temporal_ensembling_weights_older_predictions_more():
 
 
 def test_step_limit_per_value_where_measured():
-    """A value no joint state measures (NaN, e.g. a gripper) is not step-limited at first;
-    HOLD before any command needs every value measured."""
+    """A value no joint state measures (NaN, e.g. a gripper) is not step-limited at first.
+
+    HOLD before any command needs every value measured.
+    """
     f = SafetyFilter(SafetyConfig(lower=[-1.0, 0.0], upper=[1.0, 1.0], max_step=0.1),
                      enabled=True)
     measured = np.array([0.0, np.nan])

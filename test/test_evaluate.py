@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from il_ros.models.policy import (build_policy, CheckpointMismatch, RobotSpec,
-                                  save_checkpoint)
+from il_ros.models import build_policy, CheckpointMismatch, RobotSpec, save_checkpoint
 from il_ros.models.presets import preset
 from il_ros.sim import make_env, make_expert
 from il_ros.sim.reach_around import ReachAroundExpert
@@ -63,8 +62,10 @@ def test_expert_succeeds_with_episode_bookkeeping():
 
 
 def test_path_reports_waypoints_reached():
-    """On path, each episode records the waypoints reached and the summary their mean: the
-    expert reaches all 5; a policy that holds still leaves the corridor with none."""
+    """On path, each episode records the waypoints reached and the summary their mean.
+
+    The expert reaches all 5; a policy that holds still leaves the corridor with none.
+    """
     env = make_env('path', render=False)
     res = evaluate(ExpertPolicy(env, make_expert('path', seed=0)), 'path', episodes=1,
                    env=env, progress=False)

@@ -208,9 +208,11 @@ def test_gmm_mode_mean_finds_both_modes_where_mse_averages():
 
 
 def test_gmm_sticky_mode_keeps_the_plan_being_executed():
-    """Two chunk modes (+1 and -1 throughout): the replan keeps the mode that made the
-    previous plan, even when the other mode's weight is now higher; without a prior (the
-    first plan) the heavier mode wins."""
+    """Two chunk modes (+1 and -1 throughout): the replan keeps the previous plan's mode.
+
+    It does so even when the other mode's weight is now higher; without a prior (the first
+    plan) the heavier mode wins.
+    """
     torch.manual_seed(0)
     feats = torch.ones(64, 4)
     target = torch.where(torch.arange(64) % 3 == 0, 1.0, -1.0).reshape(64, 1, 1).expand(
@@ -239,10 +241,12 @@ def test_gmm_on_a_unimodal_task_tracks_the_target():
 
 
 def test_gmm_binary_dims_model_a_switch_beside_the_mixture():
-    """A gripper-like last value (closed where feature 0 > 0, per chunk step) beside a
-    bimodal arm value: the mixture keeps the arm's two modes, the switch comes out as exact
-    +-1 from its own Bernoulli and follows the input, masked steps do not count, and bad
-    indices are refused."""
+    """A gripper-like last value beside a bimodal arm value.
+
+    The gripper is closed where feature 0 > 0, per chunk step. The mixture keeps the arm's
+    two modes, the switch comes out as exact +-1 from its own Bernoulli and follows the
+    input, masked steps do not count, and bad indices are refused.
+    """
     torch.manual_seed(0)
     feats = torch.randn(128, 4)
     arm = torch.where(torch.arange(128) % 2 == 0, 1.0, -1.0)[:, None].expand(128, 2)
@@ -275,9 +279,12 @@ def test_gmm_binary_dims_model_a_switch_beside_the_mixture():
 
 
 def test_gmm_nll_beta_changes_the_gradient_not_the_loss():
-    """beta-NLL against beta 0 (the exact mixture NLL, by autograd): the logged loss is the
-    same for any beta, the logits' gradient is unchanged, and at beta 1 a mean's gradient is
-    responsibility x residual (MSE-sized), not residual / sigma^2."""
+    """The beta-NLL against beta 0 (the exact mixture NLL, by autograd).
+
+    The logged loss is the same for any beta, the logits' gradient is unchanged, and at
+    beta 1 a mean's gradient is responsibility x residual (MSE-sized), not residual /
+    sigma^2.
+    """
     torch.manual_seed(0)
     feats = torch.randn(6, 3)
     target = torch.randn(6, 2, 2)

@@ -331,8 +331,10 @@ def test_checkpoint_mismatch_is_refused_naming_the_fields(ds, spec, tmp_path):
 
 
 def test_old_diffusion_checkpoints_keep_the_noise_target(ds, spec, tmp_path):
-    """A diffusion checkpoint written before ``prediction_type`` existed regressed the noise;
-    it must load as 'epsilon' (the new default, 'sample', would sample garbage from it)."""
+    """A diffusion checkpoint from before ``prediction_type`` loads as 'epsilon'.
+
+    It regressed the noise; the default, 'sample', would sample garbage from it.
+    """
     policy, _ = make(ds, spec, tiny_cfg('diffusion'))
     assert policy.cfg.head['prediction_type'] == 'sample'
     path = save_checkpoint(policy, tmp_path / 'ck')

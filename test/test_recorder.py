@@ -280,8 +280,11 @@ def test_auto_episodes_under_sim_time(procs, tmp_path):
 
 
 def test_auto_mode_ignores_a_stale_success_across_reset(procs, tmp_path):
-    """A success=True from the previous episode arriving after the reset must not end the
-    new episode (it once recorded a 12-frame "successful" lift episode at the start pose)."""
+    """A success=True of the previous episode, arriving after the reset, is ignored.
+
+    It must not end the new episode (it once recorded a 12-frame "successful" lift episode
+    at the start pose).
+    """
     out = tmp_path / 'eps'
     procs.start([sys.executable, SIM, '--succeed-after', 'never,never', '--stale-success'],
                 'sim')

@@ -10,7 +10,7 @@ from il_ros.models.spatial_softmax import SpatialSoftmax
 
 
 def torchvision_resnet18_keys() -> set[str]:
-    """torchvision resnet18's state-dict keys, spelled out from the architecture."""
+    """The state-dict keys of torchvision's resnet18, spelled out from the architecture."""
     bn = ('weight', 'bias', 'running_mean', 'running_var', 'num_batches_tracked')
     keys = {'conv1.weight', 'fc.weight', 'fc.bias'} | {f'bn1.{p}' for p in bn}
     for layer in range(1, 5):

@@ -13,7 +13,7 @@ pytest.importorskip('rclpy')
 
 from conftest import tiny_sim_checkpoint  # noqa: E402
 from il_ros.keys import EVAL_SEED  # noqa: E402
-from il_ros.models.policy import CheckpointMismatch  # noqa: E402
+from il_ros.models import CheckpointMismatch  # noqa: E402
 
 
 def sim_checkpoint(path, image_size=(84, 84)):

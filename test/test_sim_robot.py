@@ -22,8 +22,10 @@ def sim(ros_node, monkeypatch):
     node = sr.SimRobot()          # task lift, rtf 1, not lockstep
 
     def run(wall_s: float, step: float = 0.01) -> float:
-        """Advance the fake wall clock by ``wall_s`` in timer ticks of ``step``; returns the
-        sim time that passed."""
+        """Advance the fake wall clock by ``wall_s`` in timer ticks of ``step``.
+
+        Returns the sim time that passed.
+        """
         t0 = node.sim_time
         for _ in range(round(wall_s / step)):
             clock.now += step

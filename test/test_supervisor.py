@@ -1,5 +1,8 @@
-"""The scripted supervisor's gate (ROS-free): it leaves the expert alone, takes over a policy
-that drifts towards failure or stalls, hands back once recovered, and counts its steps."""
+"""The scripted supervisor's gate (ROS-free).
+
+It leaves the expert alone, takes over a policy that drifts towards failure or stalls, hands
+back once recovered, and counts its steps.
+"""
 from __future__ import annotations
 
 import numpy as np
@@ -10,8 +13,10 @@ from il_ros.sim.supervisor import GateConfig, Supervisor
 
 
 def run(task, policy, seed=1000, gate=None, steps=None):
-    """One in-process episode where ``policy(env, expert)`` drives unless the supervisor
-    does; returns (supervisor, events, env, success)."""
+    """Run one in-process episode where ``policy(env, expert)`` drives unless the supervisor does.
+
+    Returns (supervisor, events, env, success).
+    """
     env = make_env(task, render=False)
     expert = make_expert(task, seed=seed)
     sup = Supervisor(task, gate)

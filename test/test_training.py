@@ -24,7 +24,7 @@ import torch
 
 from il_ros.config import ConfigError
 from il_ros.data.store import DatasetWriter, encode_labels
-from il_ros.models.policy import load_checkpoint
+from il_ros.models import load_checkpoint
 from il_ros.sim import make_env, make_expert
 from il_ros.training import trainer as trainer_mod
 from il_ros.training.config import (load_train_config, resolve_policy_config,

@@ -15,7 +15,7 @@ import torch
 
 from il_ros.data.store import DatasetWriter, encode_labels
 from il_ros.keys import LABEL_NAMES
-from il_ros.models.policy import load_checkpoint
+from il_ros.models import load_checkpoint
 from il_ros.training.config import TrainConfig
 from il_ros.training.trainer import train, Trainer, TrainError
 from il_ros.training.weighting import group_shares, label_counts, scheme_weights

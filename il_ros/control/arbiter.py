@@ -26,6 +26,8 @@ class Source(str, Enum):
 
 @dataclass
 class Decision:
+    """What the arbiter decided for one tick."""
+
     source: Source
     command: np.ndarray | None      # the human's command when source is HUMAN
     reset_policy: bool              # True on every entry into POLICY
@@ -51,9 +53,11 @@ class TakeoverArbiter:
         self.last_beat = t if held else None
 
     def human_command(self, command: np.ndarray) -> None:
+        """Store the human's newest command."""
         self.human_cmd = np.asarray(command, float)
 
     def human_active(self, t: float) -> bool:
+        """Tell whether the human holds control at ``t`` (fresh heartbeat and a command)."""
         return (self.last_beat is not None and t - self.last_beat <= self.timeout_s
                 and self.human_cmd is not None)
 

@@ -31,6 +31,7 @@ class Status(str, Enum):
 
     @property
     def is_hold(self) -> bool:
+        """Tell whether this status outputs HOLD."""
         return self.value.startswith('hold')
 
 
@@ -62,6 +63,7 @@ class SafetyConfig:
 
     @property
     def dim(self) -> int:
+        """Return the number of command values."""
         return len(self.lower)
 
 
@@ -80,8 +82,10 @@ class SafetyFilter:
         self._step = np.asarray(self.cfg.max_step, float)
 
     def reset(self, measured: np.ndarray | None = None) -> None:
-        """Forget the last command (e.g. after the robot was moved by hand); HOLD and the
-        step limit then start from ``measured``."""
+        """Forget the last command (e.g. after the robot was moved by hand).
+
+        HOLD and the step limit then start from ``measured``.
+        """
         self.last_sent = None if measured is None else np.clip(
             np.asarray(measured, float), self._lo, self._hi)
 

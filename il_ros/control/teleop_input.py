@@ -51,6 +51,7 @@ class JointJogger:
 
     @property
     def ready(self) -> bool:
+        """Tell whether a target exists (synced to the arm at least once)."""
         return self.target is not None
 
     def sync(self, arm_pos: np.ndarray) -> None:
@@ -113,7 +114,9 @@ class Deadman:
     last_t: float | None = None
 
     def press(self, t: float) -> None:
+        """Record a deadman press at time ``t``."""
         self.last_t = t
 
     def active(self, t: float) -> bool:
+        """Tell whether the deadman is held at ``t`` (pressed within ``timeout_s``)."""
         return self.last_t is not None and t - self.last_t <= self.timeout_s

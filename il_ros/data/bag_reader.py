@@ -90,9 +90,11 @@ def _align(pos: int, n: int) -> int:
 
 
 def joint_state_fast(raw) -> tuple[float, bytes, np.ndarray] | None:
-    """(header stamp, raw bytes of the name sequence, positions) of a little-endian CDR
-    JointState, without a full deserialization; None when the layout is unexpected (the
-    caller then falls back to rosbags)."""
+    """Parse a little-endian CDR JointState partly, without a full deserialization.
+
+    Returns (header stamp, raw bytes of the name sequence, positions), or None when the
+    layout is unexpected (the caller then falls back to rosbags).
+    """
     if len(raw) < 16 or raw[1] != 1:
         return None
     try:

@@ -25,6 +25,7 @@ from il_ros.data.bag_reader import BagError, BagFile
 from il_ros.data.episodes import episode_status, STATUS_RECORDING
 from il_ros.data.resample import (choose_timing, first_backwards, latest_at_or_before,
                                   staleness, tick_grid)
+from il_ros.data.store import encode_labels, LABEL_KEY, TIME_KEY
 from il_ros.data.topic_map import ConvertConfig
 
 
@@ -45,8 +46,11 @@ class EpisodeReport:
 
 
 def find_bags(inputs: list[str | Path]) -> tuple[list[Path], list[EpisodeReport]]:
-    """Bag folders (holding metadata.yaml) under the inputs, sorted; plus reports for
-    folders with bag files but no metadata.yaml (a recording cut off before it closed)."""
+    """Find the bag folders (holding metadata.yaml) under the inputs, sorted.
+
+    Also returns reports for folders with bag files but no metadata.yaml (a recording cut
+    off before it closed).
+    """
     bags, broken = set(), []
     for item in map(Path, inputs):
         if not item.exists():
@@ -100,8 +104,10 @@ def _episode_meta(bag: Path) -> dict:
 
 def label_frames(sources: list[str] | None, n: int, pre_frames: int,
                  warnings: list[str]) -> np.ndarray:
-    """Per-frame labels: the control source, with the ``pre_frames`` policy frames before
-    each takeover relabelled pre_intervention. No control source: all demo."""
+    """Label each frame by its control source (no control source: all demo).
+
+    The ``pre_frames`` policy frames before each takeover are relabelled pre_intervention.
+    """
     if sources is None:
         return np.array([keys.SOURCE_DEMO] * n, dtype=object)
     labels = np.array(sources, dtype=object)
@@ -203,13 +209,13 @@ def convert_bag(bag: Path, cfg: ConvertConfig, report: EpisodeReport, sid: str):
     sources = None
     if src is not None:
         sources = [src.items[i] if i >= 0 else keys.SOURCE_DEMO for i in idx['source']]
-    frames['label'] = label_frames(sources, ticks.size, cfg.pre_intervention_frames,
+    frames[LABEL_KEY] = label_frames(sources, ticks.size, cfg.pre_intervention_frames,
                                    report.warnings)
     if stale_hold is not None:
         # After the pre-intervention relabelling, so a gap inside an intervention does not
         # count as a hand-back and a new takeover.
-        frames['label'][stale_hold] = keys.SOURCE_HOLD
-    frames['time'] = ticks
+        frames[LABEL_KEY][stale_hold] = keys.SOURCE_HOLD
+    frames[TIME_KEY] = ticks
     meta_out = {'source_bag': str(bag), 'source_id': sid,
                 'success': report.success, 'task': meta.get('task'),
                 'joint_names': data.joint_names, 'time_sources': report.time_sources,
@@ -220,7 +226,6 @@ def convert_bag(bag: Path, cfg: ConvertConfig, report: EpisodeReport, sid: str):
 
 def _convert_one(job: tuple[Path, ConvertConfig, str]):
     """Worker: (report, frames, meta) of one bag; frames is None when rejected."""
-    from il_ros.data.store import encode_labels
     bag, cfg, sid = job
     report = EpisodeReport(str(bag))
     try:
@@ -228,8 +233,8 @@ def _convert_one(job: tuple[Path, ConvertConfig, str]):
     except BagError as e:
         report.status, report.reason = 'rejected', str(e)
         return report, None, None
-    frames['label'] = encode_labels(frames['label'])
-    report.frames = int(frames['time'].size)
+    frames[LABEL_KEY] = encode_labels(frames[LABEL_KEY])
+    report.frames = int(frames[TIME_KEY].size)
     return report, frames, meta
 
 

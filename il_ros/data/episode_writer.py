@@ -27,7 +27,6 @@ Design decisions:
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import queue

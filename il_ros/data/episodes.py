@@ -20,8 +20,10 @@ META_GLOB = 'episode_*.json'
 
 
 def read_episode_meta(path: Path) -> dict | None:
-    """The metadata dict of an episode JSON (or of the bag folder beside it); None if absent
-    or unreadable (for example while the recorder replaces it)."""
+    """Return the metadata dict of an episode JSON (or of the bag folder beside it).
+
+    None if absent or unreadable (for example while the recorder replaces it).
+    """
     path = Path(path)
     if path.suffix != '.json':
         path = path.with_name(path.name + '.json')
@@ -43,8 +45,10 @@ def episode_status(meta: dict | Path | None) -> str:
 
 
 def episode_statuses(folder: Path, skip: set[str] = frozenset()) -> dict[str, str]:
-    """``{json file name: status}`` of every episode in ``folder`` (names in ``skip`` left
-    out), in name order."""
+    """Return ``{json file name: status}`` of every episode in ``folder``, in name order.
+
+    Names in ``skip`` are left out.
+    """
     return {meta.name: episode_status(meta) for meta in sorted(Path(folder).glob(META_GLOB))
             if meta.name not in skip}
 

@@ -59,10 +59,12 @@ class SyntheticBagSpec:
 
 
 def joint_value(t, j):
+    """Return joint ``j``'s position at time ``t`` in a synthetic bag."""
     return np.sin(t + j)
 
 
 def action_value(t, dim):
+    """Return the ``dim``-vector action at time ``t`` in a synthetic bag."""
     return np.cos(t + np.arange(dim))
 
 

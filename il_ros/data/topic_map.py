@@ -78,6 +78,7 @@ class TopicMap:
         return [*self.cameras.values(), self.joint_states.topic, self.action.topic]
 
     def to_dict(self) -> dict:
+        """Return the config as a JSON-able dict."""
         return asdict(self)
 
 

@@ -1,10 +1,13 @@
 """Policy checkpoints: a folder of safetensors weights plus a JSON description.
 
-Layout::
+Layout (the file names are :data:`il_ros.keys.CHECKPOINT_CONFIG_FILE`, ``..._MODEL_FILE``
+and ``..._EMA_FILE``)::
 
     <path>/policy.json          format, config, spec, normalizers, extra
     <path>/model.safetensors    the policy's state dict
     <path>/ema.safetensors      optional EMA weights (the same keys or a subset)
+
+The JSON alone is read without torch by :func:`il_ros.checkpoint_meta.read_checkpoint_meta`.
 
 Nothing is ever unpickled: weights are read only with ``safetensors`` and the rest is JSON.
 A folder holding only pickle-style files (``.pt``, ``.pth``, ``.pkl``, ``.ckpt``) is
@@ -18,13 +21,14 @@ from pathlib import Path
 
 import torch
 
+from il_ros.checkpoint_meta import CHECKPOINT_FORMAT as FORMAT, read_checkpoint_meta
 from il_ros.data.stats import Normalizer
 from il_ros.fsio import atomic_write
+from il_ros.keys import (CHECKPOINT_CONFIG_FILE as CONFIG_FILE,  # short local names
+                         CHECKPOINT_EMA_FILE as EMA_FILE, CHECKPOINT_MODEL_FILE as MODEL_FILE)
+from il_ros.models.builders import assemble_policy
+from il_ros.models.policy_config import PolicyConfig, RobotSpec
 
-FORMAT = 'il_ros.policy/1'
-CONFIG_FILE = 'policy.json'
-MODEL_FILE = 'model.safetensors'
-EMA_FILE = 'ema.safetensors'
 _PICKLE_SUFFIXES = ('.pt', '.pth', '.pkl', '.pickle', '.ckpt', '.bin')
 
 
@@ -88,9 +92,11 @@ def _checkpoint_dir(path: Path) -> Path:
 
 
 def _upgrade_config(config):
-    """Fill fields whose default changed since a checkpoint was written, with the value it
-    was trained with: a diffusion head saved before ``prediction_type`` existed regressed
-    the noise ('epsilon'; the default is now 'sample')."""
+    """Fill the fields whose default changed since a checkpoint was written.
+
+    Each gets the value it was trained with: a diffusion head saved before
+    ``prediction_type`` existed regressed the noise ('epsilon'; the default is 'sample').
+    """
     head = config.get('head') if isinstance(config, dict) else None
     if isinstance(head, dict) and head.get('name') == 'diffusion' \
             and 'prediction_type' not in head:
@@ -105,8 +111,6 @@ def load_checkpoint(path, expect=None, use_ema: bool = True):
     CheckpointMismatch naming the fields (e.g. ``action_dim 6 != 7``, checkpoint first).
     ``use_ema``: load the EMA weights when the checkpoint has them.
     """
-    from il_ros.models.policy import assemble_policy
-    from il_ros.models.policy_config import PolicyConfig, RobotSpec
     folder = _checkpoint_dir(Path(path))
     cfg_file, model_file = folder / CONFIG_FILE, folder / MODEL_FILE
     if not cfg_file.is_file() or not model_file.is_file():
@@ -115,14 +119,7 @@ def load_checkpoint(path, expect=None, use_ema: bool = True):
                 f'save_checkpoint' if pickles else '')
         raise ValueError(f'{folder}: not a policy checkpoint (needs {CONFIG_FILE} and '
                          f'{MODEL_FILE}){hint}')
-    try:
-        meta = json.loads(cfg_file.read_text())
-    except ValueError as e:
-        raise ValueError(f'{cfg_file}: corrupt checkpoint description: {e}') from None
-    if not isinstance(meta, dict) or meta.get('format') != FORMAT:
-        raise ValueError(f'{cfg_file}: unknown checkpoint format '
-                         f'{meta.get("format") if isinstance(meta, dict) else None!r} '
-                         f'(expected {FORMAT!r})')
+    meta = read_checkpoint_meta(folder)          # ValueError when corrupt or of another format
     try:
         cfg = PolicyConfig.from_dict(_upgrade_config(meta['config']))
         spec = RobotSpec.from_dict(meta['spec'])

@@ -20,6 +20,11 @@ validates the keyword arguments against the config class and passes the dependen
 - ``'encoder'``: image encoders ``in_channels``; proprio encoders ``in_dim``;
 - ``'core'``: ``in_dim`` (per-frame feature size), ``obs_horizon``, ``seq_len``;
 - ``'head'``: ``in_dim`` (core output size), ``action_dim``, ``horizon`` (Tp).
+
+The built-in components register themselves when their modules are imported; the package
+``il_ros.models`` imports them (``cores``, ``encoders``, ``heads``) before anything else, so
+they are registered before any lookup. This module imports none of them: a component imports
+it to register, never the other way round.
 """
 from __future__ import annotations
 
@@ -53,7 +58,6 @@ def register(kind: str, name: str):
 
 def names(kind: str) -> list[str]:
     """Return the registered names of ``kind``, sorted."""
-    _load_builtins()
     if kind not in KINDS:
         raise ValueError(f'component kind {kind!r} unknown; use one of {KINDS}')
     return sorted(_REGISTRY[kind])
@@ -70,7 +74,6 @@ def lookup(kind: str, name: str) -> type:
 
 def make_config(kind: str, cfg: dict | Any) -> tuple[type, Any]:
     """``{'name': ..., **kwargs}`` (or a config instance) -> (component class, config)."""
-    _load_builtins()
     if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
         matches = [c for c in _REGISTRY[kind].values() if isinstance(cfg, c.config_class)]
         if not matches:
@@ -104,7 +107,3 @@ def build(kind: str, cfg: dict | Any, **deps):
     cls, conf = make_config(kind, cfg)
     return cls(conf, **deps)
 
-
-def _load_builtins() -> None:
-    """Import the modules whose classes register themselves (idempotent)."""
-    from il_ros.models import cores, encoders, heads  # noqa: F401

@@ -72,7 +72,8 @@ class AutoEpisodes:
 
     def _tick(self) -> None:
         try:
-            getattr(self, f'_tick_{self.state}')()
+            {'wait_topics': self._tick_wait_topics, 'resetting': self._tick_resetting,
+             'recording': self._tick_recording, 'done': self._tick_done}[self.state]()
         except EpisodeError as err:
             self._finish(1, f'stopping: {err}')
 

@@ -36,6 +36,7 @@ class Float64MultiArrayAdapter:
         self.names, self.label = list(names), label
 
     def __call__(self, values: np.ndarray, stamp_s: float) -> Float64MultiArray:
+        """Return the command message for ``values`` (stamp unused)."""
         return array_msg(values, self.label)
 
 
@@ -53,6 +54,7 @@ class JointTrajectoryAdapter:
         self.duration = Duration(sec=sec, nanosec=int(round((period_s - sec) * 1e9)))
 
     def __call__(self, values: np.ndarray, stamp_s: float) -> JointTrajectory:
+        """Return the command message for ``values``, stamped ``stamp_s``."""
         msg = JointTrajectory()
         msg.header.stamp = to_time(stamp_s)
         msg.joint_names = self.names
@@ -73,6 +75,7 @@ class JointStateAdapter:
         self.names = list(names)
 
     def __call__(self, values: np.ndarray, stamp_s: float) -> JointState:
+        """Return the command message for ``values``, stamped ``stamp_s``."""
         msg = JointState()
         msg.header.stamp = to_time(stamp_s)
         msg.name = self.names

@@ -1,5 +1,6 @@
-"""controller: run a policy checkpoint at a fixed rate, behind a safety filter and a takeover
-arbiter (docs/controller.md).
+"""controller: run a policy checkpoint at a fixed rate, behind a safety filter and an arbiter.
+
+The arbiter hands control to a person who takes over (docs/controller.md).
 
 Every tick (a timer at ``rate_hz``, 20 Hz by default):
 
@@ -46,7 +47,7 @@ from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Bool, Float64MultiArray, String
 from std_srvs.srv import SetBool, Trigger
 
-from il_ros import keys
+from il_ros import checkpoint_meta, keys
 from il_ros.control.arbiter import Source, TakeoverArbiter
 from il_ros.control.chunks import ActionQueue
 from il_ros.control.safety import SafetyConfig, SafetyFilter, Status
@@ -70,24 +71,21 @@ class Refused(ValueError):
     """A checkpoint that cannot drive this robot (message names the reason)."""
 
 
-def read_checkpoint_meta(path) -> dict:
-    """The JSON description of a checkpoint folder (no weights; fast, for early refusal)."""
-    from il_ros.models.checkpoint import CONFIG_FILE
-    folder = Path(path)
-    file = folder if folder.name == CONFIG_FILE else folder / CONFIG_FILE
-    if not file.is_file():
-        raise Refused(f'{path}: no checkpoint here (no {CONFIG_FILE})')
+def _read_meta(path) -> dict:
+    """Return the JSON description of a checkpoint (no weights; fast, for early refusal)."""
     try:
-        meta = json.loads(file.read_text())
-        meta['spec'], meta['config']['proprio_keys']  # noqa: B018 - presence check
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise Refused(f'{file}: invalid checkpoint description: {e}') from None
+        meta = checkpoint_meta.read_checkpoint_meta(path)
+    except (OSError, ValueError) as e:
+        raise Refused(str(e)) from None
+    if not isinstance(meta['config'].get('proprio_keys'), list):
+        raise Refused(f'{checkpoint_meta.checkpoint_config_file(path)}: invalid checkpoint '
+                      f'description: no proprio_keys list in its config')
     return meta
 
 
 def _mtime(path) -> float | None:
     try:
-        return (Path(path) / 'policy.json').stat().st_mtime_ns
+        return checkpoint_meta.checkpoint_config_file(path).stat().st_mtime_ns
     except OSError:
         return None
 
@@ -125,6 +123,7 @@ class PolicyWorker:
 
     def submit(self, gen: int, policy, obs: dict | None, tick: int, plan: bool,
                reset: bool = False) -> None:
+        """Queue a job: reset, observe ``obs`` for ``tick``, and plan when ``plan``."""
         with self._cv:
             self.backlog += 1
         self._jobs.put((gen, policy, obs, tick, plan, reset))
@@ -163,8 +162,10 @@ class PolicyWorker:
         return out
 
     def wait(self, gen: int, tick: int, deadline: float) -> None:
-        """Block until a result of ``gen`` for ``tick`` or later is done, or ``deadline``
-        (time.perf_counter) passes."""
+        """Block until a result of ``gen`` for ``tick`` or later is done, or ``deadline``.
+
+        ``deadline`` is a time.perf_counter value.
+        """
         with self._cv:
             while not any(g == gen and t >= tick for g, t, *_ in self._done):
                 left = deadline - time.perf_counter()
@@ -173,6 +174,7 @@ class PolicyWorker:
                 self._cv.wait(left)
 
     def stop(self) -> None:
+        """Stop the worker thread after the queued jobs (waits up to 5 s)."""
         self._jobs.put(None)
         self._thread.join(timeout=5.0)
 
@@ -267,7 +269,7 @@ class Controller(Node):
                                           'the default priority')
         import torch
 
-        import il_ros.models.policy  # noqa: F401 - imported now, not by the first hot load
+        import il_ros.models.checkpoint  # noqa: F401 - imported now, not by the first hot load
         torch.set_num_threads(max(1, int(threads)))
 
         self.log = self.get_logger()
@@ -412,7 +414,7 @@ class Controller(Node):
     def _check(self, path: str):
         """Refuse (raise Refused) a checkpoint that does not fit; return the expected spec."""
         from il_ros.models.policy_config import RobotSpec
-        meta = read_checkpoint_meta(path)
+        meta = _read_meta(path)
         try:
             spec = RobotSpec.from_dict(meta['spec'])
             expect = self._expect(meta)
@@ -458,9 +460,11 @@ class Controller(Node):
         return path
 
     def _load(self, path: str, expect, seq: int, origin: str, mtime) -> None:
-        """Background: load, warm up once (the first call of a fresh model is slow), hand
-        over to the tick."""
-        from il_ros.models.policy import load_checkpoint
+        """Load in the background, warm up once, and hand over to the tick.
+
+        The warm-up call matters: the first call of a fresh model is slow.
+        """
+        from il_ros.models import load_checkpoint
         try:
             t0 = time.perf_counter()
             policy, extra = load_checkpoint(path, expect=expect, use_ema=self.use_ema)
@@ -693,8 +697,10 @@ class Controller(Node):
         return obs, age, None
 
     def _measured(self) -> tuple[np.ndarray | None, float]:
-        """Measured positions in command order (NaN where no joint measures a value), and
-        the joint state's age."""
+        """Return the measured positions in command order, and the joint state's age.
+
+        A value that no joint measures is NaN.
+        """
         if self.js is None or self.safety is None:
             return None, math.inf
         msg, t = self.js
@@ -858,6 +864,7 @@ class Controller(Node):
 
     # ------------------------------------------------------------------ status
     def status(self) -> dict:
+        """Return the ~/status message: counters, timings of the last window, state."""
         w = self._win
         lat = np.asarray(w['lat']) * 1e3
         gaps = np.asarray(w['gap']) * 1e3
@@ -885,6 +892,7 @@ class Controller(Node):
         self._win['lat'], self._win['gap'] = [], []
 
     def destroy_node(self):
+        """Stop the worker and write ``stats_file`` (if set), then destroy the node."""
         self.worker.stop()
         if self.stats_file:
             try:
@@ -901,6 +909,7 @@ class Controller(Node):
 
 
 def main(args=None):
+    """Run the controller node."""
     setup_headless_gl()
     run(Controller, args)
 

@@ -15,11 +15,6 @@ def to_time(seconds: float) -> Time:
     return Time(sec=sec, nanosec=min(int(round((seconds - sec) * 1e9)), 999_999_999))
 
 
-def from_time(t: Time) -> float:
-    """Seconds from builtin_interfaces/Time."""
-    return t.sec + t.nanosec * 1e-9
-
-
 def image_msg(rgb: np.ndarray, stamp: float, frame_id: str) -> Image:
     """sensor_msgs/Image (rgb8) from an (H, W, 3) uint8 array."""
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:

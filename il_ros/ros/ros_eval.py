@@ -33,6 +33,7 @@ import tempfile
 import time
 
 from il_ros import keys
+from il_ros.checkpoint_meta import read_checkpoint_meta
 
 
 class NodeDied(RuntimeError):
@@ -73,6 +74,7 @@ class GraphClient:
         self.status = json.loads(msg.data)
 
     def check_alive(self) -> None:
+        """Raise NodeDied when a node of the graph has exited."""
         if self.runner is None:
             return
         dead = self.runner.dead()
@@ -82,6 +84,7 @@ class GraphClient:
                            f'of {p.log}:\n{p.tail()}')
 
     def spin_until(self, pred, timeout: float, what: str):
+        """Spin until ``pred()`` is truthy and return it; TimeoutError naming ``what``."""
         end = time.monotonic() + timeout
         while True:
             v = pred()
@@ -93,6 +96,7 @@ class GraphClient:
             self.check_alive()
 
     def call(self, srv_type, name: str, request, timeout: float = 30.0):
+        """Call the service ``name`` once it is ready, and return its answer."""
         if name not in self._clients:
             self._clients[name] = self.node.create_client(srv_type, name)
         client = self._clients[name]
@@ -102,6 +106,7 @@ class GraphClient:
         return fut.result()
 
     def close(self) -> None:
+        """Destroy the node and shut its context down."""
         try:
             self.executor.shutdown(timeout_sec=1.0)
             self.node.destroy_node()
@@ -111,7 +116,7 @@ class GraphClient:
 
 def _check_fits(checkpoint, task: str):
     """The checkpoint's RobotSpec and the sim's; CheckpointMismatch when they differ."""
-    from il_ros.models.policy import CheckpointMismatch
+    from il_ros.models import CheckpointMismatch
     from il_ros.training.evaluate import checkpoint_spec
     from il_ros.training.spec import sim_spec
     spec = checkpoint_spec(checkpoint)
@@ -176,7 +181,7 @@ def evaluate_ros(checkpoint, task: str, episodes: int = 50, seed: int = keys.EVA
                          + (cpu1.ru_stime - cpu0.ru_stime), 2)
     res['wall_s'] = round(time.perf_counter() - wall0, 2)
     res['logs'] = str(log_dir)
-    meta = json.loads((Path(checkpoint) / 'policy.json').read_text())
+    meta = read_checkpoint_meta(checkpoint)
     res['step'] = (meta.get('extra') or {}).get('step')
     res['weights'] = 'ema' if use_ema else 'raw'
     return res
@@ -189,7 +194,7 @@ def _drive(client: GraphClient, mirror, checkpoint: str, task: str, episodes: in
     from std_srvs.srv import SetBool, Trigger
 
     from il_ros.ros.node_utils import STATE_QOS
-    from il_ros.training.evaluate import summarize_episodes
+    from il_ros.sim.runner import episode_result, judge, summarize_episodes
     states: deque = deque(maxlen=1000)
     episode_index = [None]               # state[0] of the newest /sim/state
 
@@ -235,28 +240,18 @@ def _drive(client: GraphClient, mirror, checkpoint: str, task: str, episodes: in
         ans = client.call(Trigger, '/controller/reset', Trigger.Request())
         enable(True)
         reset_s.append(time.monotonic() - t_reset)
-        ok, failure, steps = False, None, 0
+        verdict, steps = None, 0
         deadline = time.monotonic() + limit * period * 2 + 30
-        while True:
+        while verdict is None:
             client.spin_until(lambda: states, max(1.0, deadline - time.monotonic()),
                               f'/sim/state of episode {k}')
-            state = states.popleft()
-            mirror.set_state(state)
+            mirror.set_state(states.popleft())
             steps = mirror.steps
-            if mirror.success():
-                ok = True
-                break
-            failure = mirror.failure()
-            if failure is not None:
-                break
-            if steps >= limit:
-                failure = 'timeout'
-                break
+            verdict = judge(mirror, steps, limit)
         enable(False)
-        mode = mirror.info.get('mode') or 'none'
-        successes += bool(ok)
-        per_episode.append({'seed': want_seed, 'success': bool(ok), 'steps': int(steps),
-                            'failure': failure, 'mode': mode})
+        result = episode_result(mirror, want_seed, verdict[0], steps, verdict[1])
+        successes += result.success
+        per_episode.append(result.to_dict())
         if bar is not None:
             bar.set_postfix(success=f'{successes / (k + 1):.2f}', refresh=False)
     client.spin_until(lambda: client.status and client.status['seq'] > 0, 5, 'a status')

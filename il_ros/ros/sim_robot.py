@@ -233,11 +233,13 @@ class SimRobot(Node):
         return False
 
     def destroy_node(self):
+        """Close the sim, then destroy the node."""
         self.env.close()
         return super().destroy_node()
 
 
 def main(args=None):
+    """Run the sim_robot node."""
     run(SimRobot, args)
 
 

@@ -1,6 +1,8 @@
-"""supervisor: a scripted person who watches a policy run in the sim and takes over when it
-goes wrong (HG-DAgger in sim). The gate is il_ros.sim.supervisor.Supervisor (ROS-free);
-this node feeds it and speaks the controller's human-takeover channel.
+"""supervisor: a scripted person who watches a policy run in the sim and takes over.
+
+It takes over when the policy goes wrong (HG-DAgger in sim). The gate is
+il_ros.sim.supervisor.Supervisor (ROS-free); this node feeds it and speaks the controller's
+human-takeover channel.
 
 Per ``/sim/state`` (the sim's privileged state, one per control tick):
 
@@ -140,6 +142,7 @@ class SupervisorNode(Node):
         return response
 
     def status(self) -> dict:
+        """Return the ~/status message: takeover counters and the last decision."""
         return {'seq': self.seq, 'active': self.active, **self.sup.counts(), **self.last}
 
     def _publish_status(self) -> None:
@@ -147,6 +150,7 @@ class SupervisorNode(Node):
         self.pub_status.publish(String(data=json.dumps(self.status())))
 
     def destroy_node(self):
+        """Release a takeover in progress, close the gate, then destroy the node."""
         if self.sup.in_control:
             self.pub_beat.publish(Bool(data=False))
         self.sup.close()
@@ -162,6 +166,7 @@ def _fmt(v) -> str:
 
 
 def main(args=None):
+    """Run the supervisor node."""
     run(SupervisorNode, args)
 
 

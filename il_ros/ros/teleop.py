@@ -208,6 +208,7 @@ class Teleop(Node):
 
 
 def main(args=None):
+    """Run the teleop node."""
     run(Teleop, args)
 
 

@@ -158,6 +158,7 @@ class Trainer(Node):
             s['message'] = f'worker pid {payload["pid"]}'
 
     def destroy_node(self):
+        """Stop a running training worker (it saves a resumable state), then destroy the node."""
         if self.proc is not None and self.proc.is_alive():
             self.get_logger().info('stopping the training worker (it saves a resumable state)')
             self.stop.set()
@@ -173,6 +174,7 @@ class Trainer(Node):
 
 
 def main(args=None):
+    """Run the trainer node."""
     run(Trainer, args)
 
 

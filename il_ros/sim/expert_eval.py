@@ -6,19 +6,18 @@ Usage::
 
 Episode ``k`` uses env seed ``seed + k``; the expert is seeded once with ``seed`` (so its
 mode draws, e.g. reach_around's shuffled left/right pairs, stay balanced over the run). A
-run is reproducible as a whole.
+run is reproducible as a whole. The episodes run and are judged in
+:func:`il_ros.sim.runner.run_episodes`.
 """
 from __future__ import annotations
 
 import argparse
-from collections import Counter
 import json
 import sys
 import time
 
-import numpy as np
-
 from il_ros.sim.registry import make_env, make_expert, TASKS
+from il_ros.sim.runner import run_episodes, summarize_episodes
 
 
 def evaluate_expert(task: str, episodes: int = 100, noise: float = 0.0, seed: int = 0,
@@ -44,46 +43,19 @@ def evaluate_expert(task: str, episodes: int = 100, noise: float = 0.0, seed: in
         raise ValueError(f'episodes must be >= 1, got {episodes}')
     env = make_env(task, render=render)
     expert = make_expert(task, noise=noise, seed=seed)
-    steps, ok_steps = [], []
-    failures: Counter = Counter()
-    modes: Counter = Counter()
-    modes_ok: Counter = Counter()
     t0 = time.perf_counter()
-    it = range(episodes)
-    bar = None
-    if progress:
-        from tqdm import tqdm
-        bar = tqdm(it, desc=f'{task} noise={noise}', unit='ep', file=sys.stderr)
-        it = bar
-    successes = 0
-    for k in it:
-        env.reset(seed=seed + k)
-        expert.reset(env)
-        done, ok = False, False
-        while not done:
-            action = expert.act(env)
-            _, ok, done = env.step(action.executed)
-        steps.append(env.steps)
-        mode = env.info.get('mode') or 'none'
-        modes[mode] += 1
-        if ok:
-            successes += 1
-            ok_steps.append(env.steps)
-            modes_ok[mode] += 1
-        else:
-            failures[env.failure() or 'timeout'] += 1
-        if bar is not None:
-            bar.set_postfix(success=f'{successes / (k + 1):.2f}')
-    env.close()
-    return {
-        'task': task, 'episodes': episodes, 'noise': noise, 'seed': seed,
-        'success_rate': successes / episodes, 'successes': successes,
-        'mean_steps': float(np.mean(steps)),
-        'mean_steps_success': float(np.mean(ok_steps)) if ok_steps else None,
-        'max_steps': env.max_steps,
-        'failures': dict(failures), 'modes': dict(modes), 'modes_success': dict(modes_ok),
-        'wall_s': round(time.perf_counter() - t0, 2),
-    }
+    try:
+        results = run_episodes(env, lambda obs: expert.act(env).executed,
+                               range(seed, seed + episodes), reset=lambda s: expert.reset(env),
+                               progress=f'{task} noise={noise}' if progress else None)
+    finally:
+        env.close()
+    summary = summarize_episodes(task, seed, [r.to_dict() for r in results], env.max_steps)
+    return {'task': task, 'episodes': episodes, 'noise': noise, 'seed': seed,
+            **{k: summary[k] for k in ('success_rate', 'successes', 'mean_steps',
+                                       'mean_steps_success', 'max_steps', 'failures', 'modes',
+                                       'modes_success')},
+            'wall_s': round(time.perf_counter() - t0, 2)}
 
 
 def main(argv: list[str] | None = None) -> int:

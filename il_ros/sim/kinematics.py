@@ -21,11 +21,6 @@ def cartesian_step(current: np.ndarray, goal: np.ndarray, max_step: float) -> np
     return current + delta * (max_step / dist)
 
 
-def wrap_angle(a: float) -> float:
-    """Angle wrapped to [-pi, pi)."""
-    return (a + np.pi) % (2.0 * np.pi) - np.pi
-
-
 class ArmIK:
     """Damped-least-squares IK for the ``ee`` site over the arm joints.
 

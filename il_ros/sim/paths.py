@@ -41,12 +41,6 @@ class Polyline:
         """(n, D) points evenly spaced in arc length, ends included."""
         return np.array([self.at(s) for s in np.linspace(0.0, self.length, n)])
 
-    def tangent(self, s: float) -> np.ndarray:
-        """Return the unit direction of the curve at arc length ``s``."""
-        s = min(max(s, 0.0), self.length)
-        i = min(int(np.searchsorted(self.cum, s, side='right') - 1), len(self._seg) - 1)
-        return self._seg[i] / max(self._seg_len[i], 1e-12)
-
 
 def catmull_rom(points: np.ndarray, samples: int = 16, alpha: float = 0.5) -> np.ndarray:
     """Sample a (centripetal by default) Catmull-Rom spline through ``points`` (N, D).

@@ -1,5 +1,6 @@
-"""The scripted supervisor: the sim's stand-in for a person who watches a policy run and
-takes over when it goes wrong (HG-DAgger). ROS-free; the ``supervisor`` node
+"""The scripted supervisor: the sim's stand-in for a person who watches a policy run.
+
+It takes over when the policy goes wrong (HG-DAgger). ROS-free; the ``supervisor`` node
 (il_ros/ros/supervisor.py) wraps it.
 
 At every control tick the supervisor gets the simulator's privileged state (``/sim/state``,
@@ -12,9 +13,10 @@ that state (the *label*) and runs a gate:
   - *deviation* (for ``trigger_steps`` consecutive ticks; at once beyond twice the
     threshold): the hand position the executed command aims at (forward kinematics of its
     joint targets) is more than ``deviation_m`` from the one the expert's command for the
-    same state aims at, or the gripper commands differ by more than ``gripper_deviation``. This is the novice-vs-expert discrepancy
-    gate of HG-DAgger / SafeDAgger. The executed command is compared with the label of
-    the state it answered (the previous one), so the expert itself deviates by 0.
+    same state aims at, or the gripper commands differ by more than ``gripper_deviation``.
+    This is the novice-vs-expert discrepancy gate of HG-DAgger / SafeDAgger. The executed
+    command is compared with the label of the state it answered (the previous one), so the
+    expert itself deviates by 0.
   - *stall*: the hand moved less than ``stall_m`` over the last ``stall_steps`` ticks while
     the executed command deviated from the expert's by more than half that all along (a
     policy that stopped short; the expert pausing, e.g. to close the gripper, is not one).
@@ -50,8 +52,11 @@ TASK_DANGER = {'path': (0.02, 0.01)}
 
 @dataclass
 class GateConfig:
-    """Thresholds of the takeover gate (see the module doc). A threshold <= 0 disables its
-    rule; ``None`` for the danger thresholds means the task's default (TASK_DANGER)."""
+    """Thresholds of the takeover gate (see the module doc).
+
+    A threshold <= 0 disables its rule; ``None`` for the danger thresholds means the task's
+    default (TASK_DANGER).
+    """
 
     deviation_m: float = 0.04
     """Hand-position distance (m) between the executed command's and the expert's targets."""
@@ -125,8 +130,10 @@ class Supervisor:
     """The gate plus the expert for one task; feed it every tick with :meth:`step`."""
 
     def __init__(self, task: str, gate: GateConfig | None = None, seed: int = 0):
-        """``seed``: the expert's seed; sim episode k reseeds it with ``seed + k`` (as the
-        scripted teleop does)."""
+        """Watch ``task``; ``seed`` is the expert's.
+
+        Sim episode k reseeds the expert with ``seed + k`` (as the scripted teleop does).
+        """
         if task not in TASKS:
             raise ValueError(f'unknown task {task!r}; valid tasks: {", ".join(TASKS)}')
         self.task = task
@@ -165,8 +172,10 @@ class Supervisor:
         return self.env.ik.site_pose(q)[0]
 
     def deviation(self, executed: np.ndarray, label: np.ndarray) -> float:
-        """Hand distance (m) between the targets of two commands (current state's qpos for
-        the joints they do not command)."""
+        """Return the hand distance (m) between the targets of two commands.
+
+        The joints they do not command are at the current state's qpos.
+        """
         return float(np.linalg.norm(self.hand_target(executed) - self.hand_target(label)))
 
     def danger(self) -> float | None:
@@ -182,8 +191,11 @@ class Supervisor:
         self._new_episode_counters()
 
     def step(self, state, executed=None) -> SupervisorStep:
-        """One tick: mirror ``state`` (a ``/sim/state`` vector) and judge ``executed``: the
-        (A,) command the robot ran in answer to the previous state (None: none seen)."""
+        """Mirror ``state`` (a ``/sim/state`` vector) and judge ``executed``: one tick.
+
+        ``executed``: the (A,) command the robot ran in answer to the previous state (None:
+        none seen).
+        """
         env = self.env
         env.set_state(state)
         episode = int(env.episode_index)
@@ -247,8 +259,10 @@ class Supervisor:
                               self._reason if self.in_control else '')
 
     def arm(self, on: bool) -> bool:
-        """Arm (may take over) or disarm (never takes over); True when disarming ended a
-        takeover in progress."""
+        """Arm (may take over) or disarm (never takes over).
+
+        Returns True when disarming ended a takeover in progress.
+        """
         self.armed = bool(on)
         released = not self.armed and self.in_control
         if released:
@@ -281,4 +295,5 @@ class Supervisor:
                 'episode_takeovers': self.episode_takeovers}
 
     def close(self) -> None:
+        """Close the supervisor's mirror env."""
         self.env.close()

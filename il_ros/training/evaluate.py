@@ -6,21 +6,23 @@ Seeds: episode ``k`` resets the env with ``seed + k``; the default base seed is
 replays a training demo's initial conditions as long as fewer than 1000 demos were recorded
 from seed 0. The scripted experts were checked on seeds 1000-1299 (docs/sim.md).
 
-The policy is reset at the start of every episode (LSTM state, action chunk queue) and run
-under ``torch.no_grad`` in eval mode. A non-finite action ends the episode as a failure
+The episodes run in :func:`il_ros.sim.runner.run_episodes`, which judges them. The policy is
+reset at the start of every episode (LSTM state, action chunk queue) and run under
+``torch.no_grad`` in eval mode. A non-finite action ends the episode as a failure
 (``nonfinite_action``); an episode that reaches the step limit fails as ``timeout``.
 """
 from __future__ import annotations
 
-from collections import Counter
-import sys
 import time
 
-import numpy as np
 import torch
 
 from il_ros import keys
 from il_ros.sim.registry import make_env, TASKS
+from il_ros.sim.runner import run_episodes, step_limit, summarize_episodes
+
+__all__ = ['EVAL_SEED', 'checkpoint_spec', 'evaluate', 'evaluate_checkpoint', 'format_result',
+           'summarize_episodes']
 
 EVAL_SEED = keys.EVAL_SEED
 """Base seed of evaluation episodes (demos use seeds below it; see the module doc)."""
@@ -75,8 +77,9 @@ def evaluate(policy, task: str, episodes: int = 50, seed: int = EVAL_SEED,
         'mean_steps', 'mean_steps_success', 'max_steps', 'failures' ({reason: count}),
         'failure_rates' ({reason: fraction}, e.g. 'collision' on reach_around), 'modes'
         ({mode: count}, None counted as 'none'), 'modes_success', 'act_ms' (mean policy
-        latency), 'cpu_s' (process CPU seconds), 'wall_s' and 'per_episode' (a list of
-        {'seed', 'success', 'steps', 'failure', 'mode'}).
+        latency), 'cpu_s' (process CPU seconds), 'wall_s', 'per_episode' (a list of
+        {'seed', 'success', 'steps', 'failure', 'mode'} and 'progress' where the task has
+        sub-goals, see :class:`~il_ros.sim.runner.EpisodeResult`), and 'mean_progress'.
     """
     if task not in TASKS:
         raise ValueError(f'unknown task {task!r}; valid tasks: {", ".join(TASKS)}')
@@ -88,85 +91,36 @@ def evaluate(policy, task: str, episodes: int = 50, seed: int = EVAL_SEED,
                        **_env_args(policy, cameras, image_size, control_rate_hz))
     elif env.task != task:
         raise ValueError(f'env is a {env.task!r} env, not {task!r}')
-    limit = env.max_steps if max_steps is None else min(int(max_steps), env.max_steps)
+    limit = step_limit(env, max_steps)
+    timing = {'act_s': 0.0, 'calls': 0}
+
+    def act(obs):
+        t0 = time.perf_counter()
+        action = policy.act(obs)
+        timing['act_s'] += time.perf_counter() - t0
+        timing['calls'] += 1
+        return action
+
     was_training = getattr(policy, 'training', None)
     if was_training is not None:
         policy.eval()
-    per_episode, act_s, n_act = [], 0.0, 0
     cpu0, wall0 = time.process_time(), time.perf_counter()
-    bar = None
-    it = range(episodes)
-    if progress:
-        from tqdm import tqdm
-        bar = tqdm(it, desc=f'eval {task}', unit='ep', file=sys.stderr, leave=False)
-        it = bar
-    successes = 0
     try:
-        for k in it:
-            obs = env.reset(seed=seed + k)
-            _reset(policy, seed + k)
-            ok, failure, steps = False, None, 0
-            with torch.no_grad():
-                while True:
-                    t0 = time.perf_counter()
-                    action = np.asarray(policy.act(obs), dtype=np.float64).reshape(-1)
-                    act_s += time.perf_counter() - t0
-                    n_act += 1
-                    if not np.all(np.isfinite(action)):
-                        failure = 'nonfinite_action'
-                        break
-                    obs, ok, done = env.step(action)
-                    steps += 1
-                    if ok:
-                        break
-                    failure = env.failure()
-                    if failure is not None:
-                        break
-                    if done or steps >= limit:
-                        failure = 'timeout'
-                        break
-            info = env.info
-            mode = info.get('mode') or 'none'
-            successes += bool(ok)
-            per_episode.append({'seed': seed + k, 'success': bool(ok), 'steps': steps,
-                                'failure': failure, 'mode': mode})
-            if 'progress' in info:        # path: waypoints reached in order (of 5)
-                per_episode[-1]['progress'] = int(info['progress'])
-            if bar is not None:
-                bar.set_postfix(success=f'{successes / (k + 1):.2f}', refresh=False)
+        with torch.no_grad():
+            results = run_episodes(env, act, range(seed, seed + episodes), limit,
+                                   reset=lambda s: _reset(policy, s),
+                                   progress=f'eval {task}' if progress else None)
     finally:
         if own_env:
             env.close()
         if was_training:
             policy.train()
+    per_episode = [r.to_dict() for r in results]
     return {**summarize_episodes(task, seed, per_episode, limit),
-            'act_ms': round(1e3 * act_s / max(n_act, 1), 3),
+            'act_ms': round(1e3 * timing['act_s'] / max(timing['calls'], 1), 3),
             'cpu_s': round(time.process_time() - cpu0, 2),
             'wall_s': round(time.perf_counter() - wall0, 2),
             'per_episode': per_episode}
-
-
-def summarize_episodes(task: str, seed: int, per_episode: list[dict], max_steps: int) -> dict:
-    """The summary fields of an evaluation result (shared by the in-process and the ROS 2
-    transports) from its ``per_episode`` list of {'seed', 'success', 'steps', 'failure',
-    'mode'} (and 'progress', sub-goals reached, on tasks that have them: then
-    'mean_progress' is their mean, a graded measure where success is rare)."""
-    n = len(per_episode)
-    prog = [e['progress'] for e in per_episode if e.get('progress') is not None]
-    ok = [e for e in per_episode if e['success']]
-    failures = Counter(e['failure'] for e in per_episode if not e['success'])
-    return {
-        'task': task, 'episodes': n, 'seed': seed,
-        'success_rate': len(ok) / n, 'successes': len(ok),
-        'mean_steps': float(np.mean([e['steps'] for e in per_episode])),
-        'mean_steps_success': float(np.mean([e['steps'] for e in ok])) if ok else None,
-        'max_steps': max_steps,
-        'failures': dict(failures),
-        'failure_rates': {r: c / n for r, c in failures.items()},
-        'modes': dict(Counter(e['mode'] for e in per_episode)),
-        'modes_success': dict(Counter(e['mode'] for e in ok)),
-        **({'mean_progress': float(np.mean(prog))} if prog else {}),
-    }
 
 
 def format_result(res: dict) -> str:
@@ -181,18 +135,14 @@ def format_result(res: dict) -> str:
 
 def checkpoint_spec(path):
     """Return the RobotSpec stored in a checkpoint folder (from its JSON; no weights)."""
-    import json
-    from pathlib import Path
-
-    from il_ros.models.checkpoint import CONFIG_FILE
-    from il_ros.models.policy import RobotSpec
-    file = Path(path) / CONFIG_FILE
-    if not file.is_file():
-        raise FileNotFoundError(f'{path}: no checkpoint here (no {CONFIG_FILE})')
+    from il_ros.checkpoint_meta import checkpoint_config_file, read_checkpoint_meta
+    from il_ros.models.policy_config import RobotSpec
+    meta = read_checkpoint_meta(path)
     try:
-        return RobotSpec.from_dict(json.loads(file.read_text())['spec'])
-    except (KeyError, TypeError, ValueError) as e:
-        raise ValueError(f'{file}: invalid checkpoint description: {e}') from None
+        return RobotSpec.from_dict(meta['spec'])
+    except (TypeError, ValueError) as e:
+        raise ValueError(f'{checkpoint_config_file(path)}: invalid checkpoint description: '
+                         f'{e}') from None
 
 
 def evaluate_checkpoint(path, task: str, episodes: int = 50, seed: int = EVAL_SEED,
@@ -204,7 +154,7 @@ def evaluate_checkpoint(path, task: str, episodes: int = 50, seed: int = EVAL_SE
     so a checkpoint of another robot raises ``CheckpointMismatch`` naming the fields that
     differ (e.g. ``action_dim 7 != 6``). The result also holds 'checkpoint' and 'step'.
     """
-    from il_ros.models.policy import load_checkpoint
+    from il_ros.models import load_checkpoint
     from il_ros.training.spec import sim_spec
     expect = sim_spec(task, like=checkpoint_spec(path))
     policy, extra = load_checkpoint(path, expect=expect, use_ema=use_ema)

@@ -1,7 +1,7 @@
 """Resumable training state: EMA weights, optimizer, RNG streams, all without pickle.
 
-``checkpoints/last`` holds the policy checkpoint (``save_checkpoint``: model.safetensors,
-ema.safetensors, policy.json) plus two files written here:
+``checkpoints/last`` holds the policy checkpoint (``save_checkpoint``: the files named by
+``keys.CHECKPOINT_*``) plus two files written here:
 
 - ``trainer_state.safetensors``: every tensor of the AdamW state (``optim/<param>/<name>``)
   and the RNG states (``rng/torch``, ``rng/numpy``);

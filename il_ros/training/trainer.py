@@ -86,7 +86,7 @@ class Trainer:
 
     # ---- setup ---------------------------------------------------------------------------
     def _build(self) -> None:
-        from il_ros.models.policy import build_policy, load_checkpoint
+        from il_ros.models import build_policy, load_checkpoint
         cfg, last = self.cfg, self.ckpt_dir / 'last'
         for d in (last, self.ckpt_dir / 'best'):
             st.recover_dir(d)
@@ -127,9 +127,12 @@ class Trainer:
             st.set_rng_state(tensors, info['rng'])
 
     def _warm_start(self, path):
-        """The policy of checkpoint ``path`` (EMA weights when it has them, its normalizers),
-        in training mode; TrainError when its config or robot differ from this run's."""
-        from il_ros.models.policy import CheckpointMismatch, load_checkpoint
+        """Return the policy of checkpoint ``path``, in training mode.
+
+        With its EMA weights when it has them, and its normalizers; TrainError when its
+        config or robot differ from this run's.
+        """
+        from il_ros.models import CheckpointMismatch, load_checkpoint
         try:
             policy, _ = load_checkpoint(path, expect=self.spec, use_ema=True)
         except (CheckpointMismatch, FileNotFoundError, ValueError) as e:
@@ -344,7 +347,7 @@ class Trainer:
                 'evaluation': entry}
 
     def _write_checkpoint(self, name: str, entry: dict | None, trainer_state: bool) -> Path:
-        from il_ros.models.policy import save_checkpoint
+        from il_ros.models import save_checkpoint
         final = self.ckpt_dir / name
         tmp = final.with_name(name + '.tmp')
         if tmp.exists():

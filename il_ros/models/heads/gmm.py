@@ -87,8 +87,11 @@ class GmmHead(nn.Module):
     config_class = GmmConfig
 
     def __init__(self, cfg: GmmConfig, in_dim: int, action_dim: int, horizon: int):
-        """Predict a K-mode mixture over ``horizon`` x the continuous action values, and a
-        Bernoulli logit per step for each of ``cfg.binary_dims``."""
+        """Build the head.
+
+        It predicts a K-mode mixture over ``horizon`` x the continuous action values, and a
+        Bernoulli logit per step for each of ``cfg.binary_dims``.
+        """
         super().__init__()
         self.cfg = cfg
         binary = sorted({d % action_dim for d in cfg.binary_dims
@@ -107,8 +110,11 @@ class GmmHead(nn.Module):
                             self.k * (1 + 2 * self.d) + horizon * len(binary))
 
     def outputs(self, features: torch.Tensor):
-        """(N, F) -> logits (N, K), means and stds (N, K, Tp, Ac) over the continuous values,
-        and the binary values' logits (N, Tp, Ab) (None without ``binary_dims``)."""
+        """Return all of the head's outputs for features (N, F).
+
+        Logits (N, K), means and stds (N, K, Tp, Ac) over the continuous values, and the
+        binary values' logits (N, Tp, Ab) (None without ``binary_dims``).
+        """
         n, nb = features.shape[0], len(self.binary)
         out = self.net(features)
         logits = out[:, :self.k]                                        # (N, K)
@@ -120,13 +126,17 @@ class GmmHead(nn.Module):
         return logits, rest[:, :, 0], stds, binary
 
     def forward(self, features: torch.Tensor):
-        """(N, F) -> logits (N, K), means (N, K, Tp, Ac), stds (N, K, Tp, Ac); Ac = A without
-        ``binary_dims``."""
+        """(N, F) -> logits (N, K), means (N, K, Tp, Ac), stds (N, K, Tp, Ac).
+
+        Ac is A without ``binary_dims``.
+        """
         return self.outputs(features)[:3]
 
     def loss(self, features, target_actions, mask, weight) -> torch.Tensor:
-        """Masked, weighted mixture NLL (padded steps are marginalized out), plus the binary
-        values' BCE on the valid steps."""
+        """Return the masked, weighted mixture NLL plus the binary values' BCE.
+
+        Padded steps are marginalized out of the NLL; the BCE counts the valid steps.
+        """
         check_head_inputs('gmm', features, target_actions, self.horizon, self.action_dim)
         logits, means, stds, binary = self.outputs(features)
         target = target_actions[..., self.continuous]

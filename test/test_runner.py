@@ -1,0 +1,92 @@
+"""The episode runner (il_ros.sim.runner): reset, step, judge, summarize, on a scripted env."""
+import numpy as np
+
+from il_ros.sim.runner import (EpisodeResult, FAILURE_NONFINITE, FAILURE_TIMEOUT, run_episode,
+                               run_episodes, summarize_episodes)
+
+
+class ScriptedEnv:
+    """An env whose episode succeeds or fails at given steps (max_steps 10)."""
+
+    max_steps = 10
+
+    def __init__(self, succeed_at=None, fail_at=None, fail_reason='collision', mode=None,
+                 progress=None):
+        self.succeed_at, self.fail_at, self.fail_reason = succeed_at, fail_at, fail_reason
+        self.mode, self.progress = mode, progress
+        self.seeds, self.steps, self.actions = [], 0, []
+
+    def reset(self, seed=None):
+        self.seeds.append(seed)
+        self.steps = 0
+        return {'t': 0}
+
+    def success(self):
+        return self.succeed_at is not None and self.steps >= self.succeed_at
+
+    def failure(self):
+        return self.fail_reason if self.fail_at is not None and self.steps >= self.fail_at \
+            else None
+
+    def step(self, action):
+        self.actions.append(action)
+        self.steps += 1
+        ok = self.success()
+        return {'t': self.steps}, ok, ok or self.failure() is not None \
+            or self.steps >= self.max_steps
+
+    @property
+    def info(self):
+        out = {'mode': self.mode}
+        if self.progress is not None:
+            out['progress'] = self.progress
+        return out
+
+
+def test_success_wins_over_a_failure_on_the_same_step():
+    env = ScriptedEnv(succeed_at=3, fail_at=3, mode='left')
+    res = run_episode(env, lambda obs: np.zeros(2), seed=7)
+    assert res == EpisodeResult(seed=7, success=True, steps=3, failure=None, mode='left')
+    assert env.seeds == [7]
+
+
+def test_task_failure_timeout_and_step_limit():
+    res = run_episode(ScriptedEnv(fail_at=4), lambda obs: np.zeros(2), seed=0)
+    assert (res.success, res.steps, res.failure) == (False, 4, 'collision')
+    res = run_episode(ScriptedEnv(), lambda obs: np.zeros(2), seed=0)
+    assert (res.success, res.steps, res.failure) == (False, 10, FAILURE_TIMEOUT)
+    res = run_episode(ScriptedEnv(), lambda obs: np.zeros(2), seed=0, max_steps=4)
+    assert (res.steps, res.failure) == (4, FAILURE_TIMEOUT)
+    res = run_episode(ScriptedEnv(), lambda obs: np.zeros(2), seed=0, max_steps=99)
+    assert res.steps == 10                      # capped by the task's own limit
+
+
+def test_nonfinite_action_ends_the_episode_before_stepping():
+    env = ScriptedEnv()
+    res = run_episode(env, lambda obs: np.array([0.0, np.nan]) if obs['t'] == 2
+                      else np.zeros(2), seed=0)
+    assert (res.success, res.steps, res.failure) == (False, 2, FAILURE_NONFINITE)
+    assert len(env.actions) == 2
+
+
+def test_reset_hook_runs_after_the_env_reset_with_the_seed():
+    env, calls = ScriptedEnv(succeed_at=1), []
+    run_episodes(env, lambda obs: np.zeros(2), [5, 6],
+                 reset=lambda seed: calls.append((seed, list(env.seeds))))
+    assert calls == [(5, [5]), (6, [5, 6])]
+
+
+def test_summary_counts_failures_modes_and_progress():
+    def act(obs):
+        return np.zeros(2)
+    results = [run_episode(ScriptedEnv(succeed_at=2, mode='left', progress=5), act, s)
+               for s in (0, 1)]
+    results.append(run_episode(ScriptedEnv(fail_at=6, progress=2), act, 2))
+    per_episode = [r.to_dict() for r in results]
+    assert per_episode[2] == {'seed': 2, 'success': False, 'steps': 6, 'failure': 'collision',
+                              'mode': 'none', 'progress': 2}
+    s = summarize_episodes('path', 0, per_episode, 10)
+    assert (s['episodes'], s['successes'], s['mean_steps'], s['mean_steps_success']) == \
+        (3, 2, 10 / 3, 2.0)
+    assert s['failures'] == {'collision': 1} and s['modes'] == {'left': 2, 'none': 1}
+    assert s['modes_success'] == {'left': 2} and s['mean_progress'] == 4.0

@@ -25,8 +25,8 @@ executed command, clean labels). Each round then adds ``--episodes-per-round`` e
   ``hg-iwr`` / ``hg-sirius`` on every frame with IWR / Sirius weights.
 
 Training: ``--train-steps`` gradient steps per round (round 0 from scratch, later rounds
-warm-started), the config's policy (``--config``, default TASK_none_mse). Success: the
-round's policy alone, in-process, ``--eval-episodes`` episodes from seed 1000.
+warm-started), the config's policy (``--config``, default the ``mse_chunk`` recipe with the
+task's overlay). Success: the round's policy alone, in-process, ``--eval-episodes`` episodes from seed 1000.
 ``results.json`` is rewritten after every run, and runs already in it are skipped. Round 0
 depends only on the seed's demos, so every method but ``dart`` shares one round-0 training.
 To use both cores, run one process per seed (``--out DIR/sS``) and combine them with
@@ -129,7 +129,7 @@ def append(ds_path: Path, episodes: list[dict], task: str, names) -> None:
 
 def load_cfg(args, over=(), **kw):
     from il_ros.training.config import load_train_config
-    return load_train_config(args.config or f'{args.task}_none_mse', list(over), **kw)
+    return load_train_config(args.config or 'mse_chunk', list(over), task=args.task, **kw)
 
 
 def train_round(args, ds: Path, out: Path, init: str | None, method: str, seed: int) -> str:
@@ -183,7 +183,7 @@ def run_one(args, method: str, seed: int, root: Path, demo_cache: dict) -> dict:
     rounds, ckpt = [], None
     # Round 0 is plain BC on the seed's demos for every method with the same demos (all but
     # dart): trained once, its checkpoint and result reused (keyed by what makes it).
-    config = Path(args.config or f'{args.task}_none_mse').stem
+    config = Path(args.config or 'mse_chunk').stem
     shared = root / f'round0_s{seed}_n{noise:g}_d{args.demos}_t{args.train_steps}_{config}'
     for k in range(args.rounds + 1):
         t0 = time.monotonic()
@@ -316,7 +316,7 @@ def main(argv=None) -> int:
     p.add_argument('--eval-episodes', type=int, default=20)
     p.add_argument('--noise', type=float, default=0.02, help='DART noise (rad); path fails '
                    'often above 0.03 (README)')
-    p.add_argument('--config', help='training config (default TASK_none_mse)')
+    p.add_argument('--config', help='training recipe (default mse_chunk, with the task overlay)')
     p.add_argument('--threads', type=int, default=1)
     p.add_argument('--out', default='runs/dagger_exp')
     p.add_argument('--merge', nargs='+', metavar='DIR', help='run nothing: plot and tabulate '

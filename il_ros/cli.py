@@ -77,14 +77,16 @@ def _cmd_deploy(args) -> int:
 
     The controller always; with --sim the simulated robot, with --teleop joy a teleop.
     """
+    from il_ros.checkpoint_meta import read_checkpoint_meta
     from il_ros.launcher import GraphRunner, ros_env
     values, extra = {'enabled': 'true' if args.enable else 'false'}, {'controller': {}}
     nodes = ['controller']
     if args.checkpoint:
         ckpt = Path(args.checkpoint).resolve()
-        if not (ckpt / 'policy.json').is_file():
-            print(f'il-ros deploy: {ckpt} is not a checkpoint folder (no policy.json)',
-                  file=sys.stderr)
+        try:
+            spec = read_checkpoint_meta(ckpt)['spec']
+        except (OSError, ValueError) as e:
+            print(f'il-ros deploy: {e}', file=sys.stderr)
             return 2
         values['checkpoint'] = str(ckpt)
     for item in args.set:
@@ -97,7 +99,6 @@ def _cmd_deploy(args) -> int:
         nodes.append('sim_robot')
         values.update(task=args.sim, rtf=str(args.rtf))
         if args.checkpoint:
-            spec = json.loads((ckpt / 'policy.json').read_text())['spec']
             values['cameras'] = '[' + ','.join(spec['cameras']) + ']'
             h, w = spec['image_size']
             extra['sim_robot'] = {'image_width': w, 'image_height': h,

@@ -66,7 +66,7 @@ def format_summary(s: dict) -> str:
 
 
 def _cmd_eval(args) -> int:
-    from il_ros.models.policy import CheckpointMismatch
+    from il_ros.models import CheckpointMismatch
     from il_ros.training.evaluate import evaluate_checkpoint, format_result
     _threads(args.threads)
     try:

@@ -1,5 +1,7 @@
-"""Supervised runs for HG-DAgger on a real robot: the controller, the recorder and a human
-teleop device whose deadman takes over (docs/dagger.md).
+r"""Supervised runs for HG-DAgger on a real robot.
+
+The controller, the recorder and a human teleop device whose deadman takes over
+(docs/dagger.md).
 
     ros2 launch il_ros dagger.launch.py checkpoint:=runs/x/checkpoints/best out:=data/bags/r1
     ros2 launch il_ros dagger.launch.py checkpoint:=... teleop_mode:=keyboard \\

@@ -1,5 +1,7 @@
-"""End to end: `il-ros record` runs sim_robot, scripted teleop and the recorder as separate
-processes over DDS; the bags they write are read back with rosbags, not with our own code.
+"""End to end: `il-ros record` runs the record graph and rosbags reads the bags back.
+
+`il-ros record` runs sim_robot, scripted teleop and the recorder as separate processes over
+DDS; the bags they write are read back with rosbags, not with our own code.
 
 Per task, 3 episodes. In every bag: each configured topic is present, images have the right
 shape and encoding, rates are within 10% of the configured ones, and there are no gaps.

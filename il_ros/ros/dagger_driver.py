@@ -26,6 +26,7 @@ import numpy as np
 
 from il_ros import keys
 from il_ros.ros.ros_eval import GraphClient
+from il_ros.sim.runner import judge
 
 
 class DaggerDriver(GraphClient):
@@ -149,22 +150,15 @@ class DaggerDriver(GraphClient):
         self.sources.clear()
         self._set_bool('/controller/enable', True)
         t0 = time.monotonic()
-        ok, failure, steps = False, None, 0
         deadline = t0 + max_steps / self.rate * timeout_factor + 30
-        while True:
+        verdict = None
+        while verdict is None:
             self.spin_until(lambda: self.states, max(1.0, deadline - time.monotonic()),
                             f'/sim/state of the episode with seed {seed}')
             self.mirror.set_state(self.states.popleft())
             steps = self.mirror.steps
-            if self.mirror.success():
-                ok = True
-                break
-            failure = self.mirror.failure()
-            if failure is not None:
-                break
-            if steps >= max_steps:
-                failure = 'timeout'
-                break
+            verdict = judge(self.mirror, steps, max_steps)
+        ok, failure = verdict
         self._set_bool('/supervisor/enable', False)
         self._set_bool('/controller/enable', False)
         stopped = ''

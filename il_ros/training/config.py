@@ -341,7 +341,7 @@ def resolve_policy_config(policy):
     component dicts with the same or no ``name`` merge into the preset's options); or a
     full PolicyConfig dict.
     """
-    from il_ros.models.policy import PolicyConfig
+    from il_ros.models.policy_config import PolicyConfig
     from il_ros.models.presets import preset
     try:
         if isinstance(policy, str):

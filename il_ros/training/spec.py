@@ -35,7 +35,7 @@ def spec_from_dataset(ds: Dataset, pcfg, task: str | None = None):
     was recorded on a sim task (``task``, else the meta's task) and the dimension matches,
     else left empty ("unknown", matching any names).
     """
-    from il_ros.models.policy import RobotSpec
+    from il_ros.models.policy_config import RobotSpec
     if ds.num_episodes == 0:
         raise ValueError(f'{ds.path}: the dataset has no episodes')
     joints, actions = sim_names(task or dataset_task(ds))
@@ -57,7 +57,7 @@ def sim_spec(task: str, like=None):
     control rate are taken from ``like`` when the sim can provide them (and left at the
     sim's defaults, which then show up as the mismatch, when it cannot).
     """
-    from il_ros.models.policy import RobotSpec
+    from il_ros.models.policy_config import RobotSpec
     from il_ros.sim.registry import TASKS
     if task not in TASKS:
         raise ValueError(f'unknown task {task!r}; valid tasks: {", ".join(TASKS)}')

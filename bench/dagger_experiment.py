@@ -26,7 +26,8 @@ executed command, clean labels). Each round then adds ``--episodes-per-round`` e
 
 Training: ``--train-steps`` gradient steps per round (round 0 from scratch, later rounds
 warm-started), the config's policy (``--config``, default the ``mse_chunk`` recipe with the
-task's overlay). Success: the round's policy alone, in-process, ``--eval-episodes`` episodes from seed 1000.
+task's overlay). Success: the round's policy alone, in-process, ``--eval-episodes`` episodes
+from seed 1000.
 ``results.json`` is rewritten after every run, and runs already in it are skipped. Round 0
 depends only on the seed's demos, so every method but ``dart`` shares one round-0 training.
 To use both cores, run one process per seed (``--out DIR/sS``) and combine them with

@@ -1,7 +1,9 @@
 """Small pieces every il_ros node shares: the main() shutdown form and parameter declaration."""
 from __future__ import annotations
 
+import math
 import os
+import sys
 
 os.environ.setdefault('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp')
 
@@ -35,34 +37,89 @@ _EMPTY_ARRAY_TYPES = {
 }
 
 
+class ParameterError(ValueError):
+    """A node parameter holds a value the node cannot run with.
+
+    The message names the parameter, the value and what is allowed; :func:`run` prints it
+    as one line and exits with code 2, as a command does for a bad argument.
+    """
+
+
+def check_value(name: str, value, *, min=None, max=None, min_exclusive: bool = False,
+                choices=None, finite: bool = True):
+    """Return ``value`` if it is allowed, else raise :class:`ParameterError` naming it.
+
+    ``min``/``max`` bound numbers (``min_exclusive``: the bound itself is refused),
+    ``choices`` lists the allowed values, and ``finite`` refuses NaN and infinities in
+    floating-point values. Lists are checked element by element.
+    """
+    items = value if isinstance(value, (list, tuple)) else [value]
+    for v in items:
+        if choices is not None and v not in choices:
+            raise ParameterError(f'parameter {name}={value!r}: must be one of {list(choices)}')
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            continue
+        if finite and isinstance(v, float) and not math.isfinite(v):
+            raise ParameterError(f'parameter {name}={value!r}: must be a finite number')
+        if min is not None and (v < min or (min_exclusive and v == min)):
+            rel = '>' if min_exclusive else '>='
+            raise ParameterError(f'parameter {name}={value!r}: must be {rel} {min}')
+        if max is not None and v > max:
+            raise ParameterError(f'parameter {name}={value!r}: must be <= {max}')
+    return value
+
+
 def declare(node: Node, name: str, default, description: str, read_only: bool = False,
-            array_type: str | None = None):
-    """Declare one parameter with a description and return its value.
+            array_type: str | None = None, **limits):
+    """Declare one parameter with a description and return its (checked) value.
 
     An empty-list default has no type of its own in rclpy (it would become a byte array),
     so such a parameter names its element type: ``array_type='string'|'double'|...``;
-    left unset it reads as ``[]``.
+    left unset it reads as ``[]``. ``limits`` (``min``, ``max``, ``min_exclusive``,
+    ``choices``, ``finite``) are checked by :func:`check_value` and written into the
+    description, so ``ros2 param describe`` shows them.
     """
+    if limits:
+        description = f'{description} [{_limits_text(limits)}]'
     desc = ParameterDescriptor(description=description, read_only=read_only)
     if isinstance(default, list) and not default:
         if array_type not in _EMPTY_ARRAY_TYPES:
             raise ValueError(f'parameter {name}: an empty-list default needs array_type, '
                              f'one of {sorted(_EMPTY_ARRAY_TYPES)}')
         value = node.declare_parameter(name, _EMPTY_ARRAY_TYPES[array_type], desc).value
-        return [] if value is None else list(value)
-    return node.declare_parameter(name, default, desc).value
+        value = [] if value is None else list(value)
+    else:
+        value = node.declare_parameter(name, default, desc).value
+    return check_value(name, value, **limits) if limits else value
 
 
-def run(node_factory, args=None) -> None:
+def _limits_text(limits: dict) -> str:
+    parts = []
+    if limits.get('choices') is not None:
+        parts.append(f"one of {list(limits['choices'])}")
+    if limits.get('min') is not None:
+        parts.append(f"{'>' if limits.get('min_exclusive') else '>='} {limits['min']}")
+    if limits.get('max') is not None:
+        parts.append(f"<= {limits['max']}")
+    return ', '.join(parts) or 'finite'
+
+
+def run(node_factory, args=None) -> int:
     """Init rclpy, build the node, spin until Ctrl-C or shutdown, then clean up.
 
-    Uses the shutdown form that works on Humble, Jazzy and Kilted alike.
+    Uses the shutdown form that works on Humble, Jazzy and Kilted alike. A node whose
+    parameters are invalid (:class:`ParameterError` while it is built) is reported in one
+    line on stderr and the process exits with code 2.
     """
     rclpy.init(args=args)
     node = None
+    code = 0
     try:
         node = node_factory()
         rclpy.spin(node)
+    except ParameterError as e:
+        print(f'{_executable()}: {e}', file=sys.stderr, flush=True)
+        code = 2
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except Exception:
@@ -74,3 +131,11 @@ def run(node_factory, args=None) -> None:
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
+    if code:
+        sys.exit(code)
+    return code
+
+
+def _executable() -> str:
+    name = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ''
+    return name.removesuffix('.py') or 'il_ros node'

@@ -7,8 +7,10 @@ r"""``il-ros train`` and ``il-ros eval``: argparse glue for il_ros.cli.
 ``train`` builds its config from a recipe (``--config``: a name in config/train/ or a YAML
 path), a task overlay (``--task``: config/train/tasks/), then the ``--set`` overrides and the
 flags (il_ros/training/config.py). It resumes when ``--out`` already holds an interrupted
-run of the same config. Exit codes: 0 done, 1 failed, 2 bad arguments or config, 130
-interrupted (resumable).
+run of the same config. Every episode of the dataset is checked first (il_ros.data.validate);
+a bad one stops the run with one line naming it, or is skipped with ``--skip-bad-episodes``.
+Exit codes: 0 done, 1 failed, 2 bad arguments, config, dataset or paths (one line on stderr,
+nothing trained), 130 interrupted (resumable).
 """
 from __future__ import annotations
 
@@ -23,14 +25,28 @@ def _threads(n: int | None) -> None:
         torch.set_num_threads(n)
 
 
+def _bad_numbers(args, prog: str, **lowest) -> bool:
+    """Print one line and return True when a given option is below its lowest value."""
+    for name, low in lowest.items():
+        value = getattr(args, name, None)
+        if value is not None and value < low:
+            print(f'{prog}: --{name.replace("_", "-")} must be >= {low}, got {value}',
+                  file=sys.stderr)
+            return True
+    return False
+
+
 def _cmd_train(args) -> int:
     from il_ros.config import ConfigError
     from il_ros.training.config import load_train_config
-    from il_ros.training.trainer import train, TrainError
+    from il_ros.training.trainer import train, TrainError, TrainInputError
+    if _bad_numbers(args, 'il-ros train', threads=1):
+        return 2
     try:
         cfg = load_train_config(args.config, args.set, task=args.task, dataset=args.dataset,
                                 max_minutes=args.max_minutes, max_steps=args.max_steps,
-                                eval_task=args.eval_task)
+                                eval_task=args.eval_task,
+                                skip_bad_episodes=args.skip_bad_episodes or None)
     except ConfigError as e:
         print(f'il-ros train: {e}', file=sys.stderr)
         return 2
@@ -40,10 +56,12 @@ def _cmd_train(args) -> int:
         raise KeyboardInterrupt
     previous = signal.signal(signal.SIGTERM, _term)
     try:
-        summary = train(cfg, args.out)
+        summary = train(cfg, args.out,
+                        on_message=lambda line: print(f'il-ros train: {line}',
+                                                      file=sys.stderr, flush=True))
     except (TrainError, ConfigError, FileNotFoundError, KeyError, ValueError) as e:
         print(f'il-ros train: {e}', file=sys.stderr)
-        return 2 if not isinstance(e, TrainError) else 1
+        return 1 if isinstance(e, TrainError) and not isinstance(e, TrainInputError) else 2
     finally:
         signal.signal(signal.SIGTERM, previous)
     print(format_summary(summary))
@@ -68,6 +86,8 @@ def format_summary(s: dict) -> str:
 def _cmd_eval(args) -> int:
     from il_ros.models import CheckpointMismatch
     from il_ros.training.evaluate import evaluate_checkpoint, format_result
+    if _bad_numbers(args, 'il-ros eval', threads=1, max_steps=1, seed=0):
+        return 2
     _threads(args.threads)
     try:
         if getattr(args, 'transport', 'inproc') == 'ros':
@@ -112,6 +132,9 @@ def add_train_parser(subparsers) -> None:
     p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
                    help='override a config field (YAML value; policy.<field> for the '
                         'policy); repeatable')
+    p.add_argument('--skip-bad-episodes', action='store_true',
+                   help='leave out episodes that fail the dataset check (named on stderr and '
+                        'in summary.json) instead of stopping (config: skip_bad_episodes)')
     p.add_argument('--threads', type=int, default=None, help='torch CPU threads')
     p.set_defaults(func=_cmd_train)
 

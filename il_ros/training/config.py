@@ -48,7 +48,7 @@ from il_ros.training.recipes import resolve_config_path  # noqa: F401 - public h
 SELECT_MODES = ('auto', 'success', 'val_loss', 'last')
 BUDGET_FIELDS = ('max_steps', 'max_minutes', 'eval_every_steps', 'eval_every_minutes',
                  'eval_episodes', 'save_every_minutes', 'log_every', 'progress',
-                 'num_workers', 'cache', 'dataset')
+                 'num_workers', 'cache', 'dataset', 'skip_bad_episodes')
 """Fields a resumed run may change (budgets, reporting, data access); the others must match
 the run folder's config.yaml, or the resumed run would not continue the same run."""
 _FLOAT_FIELDS = ('lr', 'weight_decay', 'min_lr_ratio', 'max_minutes', 'grad_clip', 'ema_decay',
@@ -119,6 +119,11 @@ class TrainConfig:
     the dataset cached in RAM)."""
     cache: str = 'auto'
     """Sampler cache mode: 'auto', 'all' (everything in RAM) or 'lowdim'."""
+    skip_bad_episodes: bool = False
+    """Every episode is checked when the run starts (checksum, keys and shapes, finite values
+    within the dataset's recorded bounds: il_ros.data.validate). False: a bad episode stops
+    the run, named; True: bad episodes are left out, named in the output and in
+    summary.json, and the normalization stats cover the others."""
     eval_task: str | None = None
     """Sim task for periodic in-process rollouts ('lift', 'reach_around', 'path'); None:
     no rollouts (checkpoints are then selected by validation loss)."""
@@ -178,6 +183,9 @@ class TrainConfig:
         self._check_budget()
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f'val_fraction must be in [0, 1), got {self.val_fraction}')
+        if not isinstance(self.skip_bad_episodes, bool):
+            raise ValueError(f'skip_bad_episodes must be true or false, '
+                             f'got {self.skip_bad_episodes!r}')
         if self.cache not in CACHE_MODES:
             raise ValueError(f'cache must be one of {CACHE_MODES}, got {self.cache!r}')
         if self.label_weights is not None:

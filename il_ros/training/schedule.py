@@ -28,6 +28,12 @@ class EpochSampler(torch.utils.data.Sampler):
     def __len__(self) -> int:
         return 2 ** 62
 
+    def batch(self, b: int) -> list[int]:
+        """The sample indices of global batch ``b`` (the batch of step ``b``)."""
+        epoch, skip = divmod(b, self.per_epoch)
+        perm = np.random.default_rng((self.seed, epoch)).permutation(self.n)
+        return perm[skip * self.bs:(skip + 1) * self.bs].tolist()
+
     def __iter__(self):
         epoch, skip = divmod(self.start, self.per_epoch)
         while True:

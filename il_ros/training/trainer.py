@@ -6,7 +6,8 @@ Run folder (``out_dir``)::
     log.csv, curves.png     see il_ros.training.logbook
     checkpoints/last/       policy checkpoint + trainer state (resumable, see state.py)
     checkpoints/best/       the best checkpoint so far (rollout success, ties: val loss)
-    summary.json            status, throughput, the best and final evaluations
+    summary.json            status, throughput, the best and final evaluations, the dataset
+                            check (episodes checked, skipped; il_ros.training.inputs)
 
 Resuming: calling :func:`train` again on the same folder continues from ``checkpoints/last``
 (same config apart from the budget fields). The batch order is a function of (seed, step)
@@ -21,6 +22,7 @@ import dataclasses
 import json
 import math
 from pathlib import Path
+import sys
 import time
 from typing import Callable
 
@@ -28,19 +30,17 @@ import numpy as np
 import torch
 
 from il_ros.data.sampler import split_episodes, WindowDataset
-from il_ros.data.store import Dataset
+from il_ros.data.store import StoreError
 from il_ros.training import state as st
 from il_ros.training.config import (config_differences, resolve_policy_config,
                                     save_train_config, TrainConfig)
 from il_ros.training.evaluate import evaluate
+from il_ros.training.inputs import (check_run_dir, DatasetError, open_checked_dataset,
+                                    TrainError, TrainInputError)
 from il_ros.training.logbook import Logbook
 from il_ros.training.schedule import EpochSampler, lr_at
 from il_ros.training.spec import spec_from_dataset
 from il_ros.training.weighting import label_counts, scheme_weights
-
-
-class TrainError(RuntimeError):
-    """A run cannot start or continue; the message says why and what to change."""
 
 
 _NO_LOSS = 1e30      # stands for "no validation loss" in scores (JSON has no infinity)
@@ -61,24 +61,31 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, out_dir, dataset=None, *,
                  on_checkpoint: Callable[[str], None] | None = None,
                  on_progress: Callable[[dict], None] | None = None,
-                 should_stop: Callable[[], bool] | None = None):
+                 should_stop: Callable[[], bool] | None = None,
+                 on_message: Callable[[str], None] | None = None):
         """Prepare the run; ``dataset`` overrides ``cfg.dataset``.
 
         Hooks: ``on_checkpoint(path)`` after each new best checkpoint; ``on_progress(dict)``
         at every log row and evaluation (keys: state, step, max_steps, loss, lr, val_loss,
         success_rate, best_success, train_s, eta_s, samples_per_s, run_dir);
-        ``should_stop()`` polled every step: True saves ``last`` and returns.
+        ``should_stop()`` polled every step: True saves ``last`` and returns;
+        ``on_message(line)`` for warnings (skipped episodes; default: stderr).
+        Raises TrainInputError (DatasetError for the dataset) naming a bad input.
         """
         if dataset is not None:
             cfg = TrainConfig(**{**cfg.to_dict(), 'dataset': str(dataset)})
         if not cfg.dataset:
-            raise TrainError('no dataset: pass --dataset (or set dataset: in the config)')
+            raise TrainInputError('no dataset: pass --dataset (or set dataset: in the config)')
         self.cfg = cfg
-        self.out = Path(out_dir)
+        self.out = check_run_dir(out_dir)
         self.ckpt_dir = self.out / 'checkpoints'
         self.on_checkpoint, self.on_progress = on_checkpoint, on_progress
         self.should_stop = should_stop or (lambda: False)
-        self.ds = Dataset(cfg.dataset)
+        self.say = on_message or (lambda line: print(line, file=sys.stderr, flush=True))
+        if cfg.init_checkpoint and not Path(cfg.init_checkpoint).is_dir():
+            raise TrainInputError(f'init_checkpoint {cfg.init_checkpoint}: no such folder')
+        self.data = open_checked_dataset(cfg.dataset, cfg.skip_bad_episodes, self.say)
+        self.ds = self.data.ds
         self.pcfg = resolve_policy_config(cfg.policy)
         if cfg.bf16 is not None:
             self.pcfg = dataclasses.replace(self.pcfg, bf16=cfg.bf16, channels_last=cfg.bf16)
@@ -92,6 +99,7 @@ class Trainer:
             st.recover_dir(d)
         self.resumed = st.has_trainer_state(last)
         st.seed_everything(cfg.seed)
+        stats = self.data.stats
         if self.resumed:
             self._check_same_run()
             self.policy, _ = load_checkpoint(last, expect=self.spec, use_ema=False)
@@ -100,7 +108,7 @@ class Trainer:
             self.policy = self._warm_start(cfg.init_checkpoint)
             tensors, info = {}, {}
         else:
-            self.policy = build_policy(self.pcfg, self.spec, self.ds.stats)
+            self.policy = build_policy(self.pcfg, self.spec, stats)
             tensors, info = {}, {}
         self.ema = None
         if cfg.ema_decay > 0:
@@ -109,7 +117,7 @@ class Trainer:
             elif cfg.init_checkpoint:
                 shadow = self._warm_start(cfg.init_checkpoint)
             else:
-                shadow = build_policy(self.pcfg, self.spec, self.ds.stats)
+                shadow = build_policy(self.pcfg, self.spec, stats)
                 shadow.load_state_dict(self.policy.state_dict())
             self.ema = st.Ema(shadow, cfg.ema_decay)
         self.opt = torch.optim.AdamW(self.policy.parameters(), lr=cfg.lr,
@@ -156,6 +164,8 @@ class Trainer:
     def _data(self) -> None:
         cfg, spec = self.cfg, self.policy.sampler_spec()
         train_eps, val_eps = split_episodes(self.ds.num_episodes, cfg.val_fraction, cfg.seed)
+        good = set(self.data.good)      # the split stays the same with episodes skipped
+        train_eps, val_eps = ([e for e in eps if e in good] for eps in (train_eps, val_eps))
         self.counts = label_counts(self.ds, train_eps)
         self.label_weights = (None if cfg.weighting == 'uniform' and not cfg.label_weights
                               else scheme_weights(cfg.weighting, self.counts,
@@ -167,7 +177,8 @@ class Trainer:
         if len(self.train_set) < cfg.batch_size:
             raise TrainError(f'{len(self.train_set)} training samples are fewer than '
                              f'batch_size {cfg.batch_size}; lower batch_size or add episodes')
-        sampler = EpochSampler(len(self.train_set), cfg.batch_size, cfg.seed, self.step)
+        self.sampler = sampler = EpochSampler(len(self.train_set), cfg.batch_size, cfg.seed,
+                                              self.step)
         # As make_loader (whole batches per fetch), plus the loader's own generator: starting
         # an iterator draws a worker seed, and from the global stream that draw would shift
         # every later random number of a resumed run.
@@ -192,8 +203,14 @@ class Trainer:
     def run(self) -> dict:
         """Train until the budget is spent (or a stop); returns the summary (summary.json)."""
         cfg = self.cfg
-        self.out.mkdir(parents=True, exist_ok=True)
-        self._build()
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise TrainInputError(f'run folder {self.out}: {e.strerror or e}') from None
+        try:
+            self._build()
+        except StoreError as e:
+            raise DatasetError(str(e)) from None
         if (self.finished and not self._budget_left()
                 and (self.out / 'summary.json').is_file()):
             return json.loads((self.out / 'summary.json').read_text())
@@ -236,6 +253,8 @@ class Trainer:
                     last_save = time.monotonic()
         except KeyboardInterrupt:
             status = 'interrupted'
+        except StoreError as e:         # a damaged file of an episode without a checksum
+            raise DatasetError(f'{e} (while training, at step {self.step})') from None
         finally:
             bar.close()
         if window['loss']:
@@ -254,8 +273,11 @@ class Trainer:
             g['lr'] = lr
         loss = self.policy.loss(batch)
         if not torch.isfinite(loss):
-            raise TrainError(f'loss is {loss.item()} at step {self.step} (lr {lr:.3g}); '
-                             'lower lr, set grad_clip, or check the dataset')
+            eps = sorted({self.train_set.episode_and_frame(i)[0]
+                          for i in self.sampler.batch(self.step)})
+            raise TrainError(f'loss is {loss.item()} at step {self.step} (lr {lr:.3g}) on a '
+                             f'batch from episodes {eps} of {self.ds.path} (checked finite '
+                             'and within their recorded bounds); lower lr or set grad_clip')
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         gn = float('nan')
@@ -413,6 +435,7 @@ class Trainer:
             'train_samples': len(self.train_set),
             'val_samples': len(self.val_set) if self.val_set is not None else 0,
             'label_counts': self.counts, 'label_weights': self.label_weights,
+            'dataset_check': self.data.summary(),
             'last': str((self.ckpt_dir / 'last').resolve())}
         (self.out / 'summary.json').write_text(json.dumps(summary, indent=1, default=str))
         return summary

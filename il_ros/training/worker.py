@@ -6,7 +6,12 @@ puts ``(kind, payload)`` tuples on ``events``:
 - ``('started', {'pid', 'run_dir'})`` once the process is up;
 - ``('progress', dict)``: the trainer's progress dict (see ``Trainer``);
 - ``('checkpoint', path)``: each new best checkpoint;
-- ``('done', summary)`` or ``('error', {'error', 'traceback'})`` last.
+- ``('message', line)``: a warning of the run (a skipped episode, episodes without a
+  checksum);
+- ``('done', summary)`` or ``('error', {'error', 'traceback'})`` last. An error of the
+  run's inputs or config (a bad dataset episode, a missing path: ``TrainInputError``,
+  ``ConfigError``) is one line with ``traceback`` None; anything else carries its
+  traceback.
 
 ``stop`` (a multiprocessing Event) asks the run to save its resumable state and return.
 """
@@ -41,8 +46,22 @@ def run_training(request: dict, events, stop) -> None:
         summary = train(cfg, request['out_dir'],
                         on_checkpoint=lambda p: events.put(('checkpoint', p)),
                         on_progress=lambda d: events.put(('progress', d)),
-                        should_stop=stop.is_set)
+                        should_stop=stop.is_set,
+                        on_message=lambda line: events.put(('message', line)))
         events.put(('done', {k: v for k, v in summary.items() if k != 'evals'}))
     except BaseException as e:  # noqa: BLE001 - reported to the parent, then the process ends
-        events.put(('error', {'error': f'{type(e).__name__}: {e}',
-                              'traceback': traceback.format_exc()}))
+        if _is_input_error(e):
+            events.put(('error', {'error': str(e), 'traceback': None}))
+        else:
+            events.put(('error', {'error': f'{type(e).__name__}: {e}',
+                                  'traceback': traceback.format_exc()}))
+
+
+def _is_input_error(e: BaseException) -> bool:
+    """Whether ``e`` is a bad config or input (said in one line), not a failure to debug."""
+    try:
+        from il_ros.config import ConfigError
+        from il_ros.training.inputs import TrainInputError
+    except ImportError:
+        return False
+    return isinstance(e, (ConfigError, TrainInputError))

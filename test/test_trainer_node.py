@@ -2,22 +2,32 @@
 
 A ``~/train`` call starts a tiny run in the node's worker process; a second call while it
 runs is refused; ``~/status`` reports the run (state, step, loss) until it is done, and
-``~/checkpoint`` carries the path of a loadable best checkpoint.
+``~/checkpoint`` carries the path of a loadable best checkpoint. A bad dataset episode fails
+the run with one line naming it in the status (no traceback in the log), and skipping it
+trains on the rest, listing it in the status warnings. ``out_dir`` cannot leave the output
+root: setting it outside is refused, and a ``~/train`` call whose folder resolves outside
+(through a symbolic link) is refused naming the path and the root, unless the node was
+started with ``allow_any_output_dir``.
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
+import shutil
 import time
 
+import numpy as np
 import pytest
 import yaml
 
 rclpy = pytest.importorskip('rclpy')
+from rcl_interfaces.srv import SetParameters  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
 from conftest import wait_for  # noqa: E402
+from test_dataset_check import set_value  # noqa: E402
 from test_training import make_sim_dataset, TINY  # noqa: E402
 
 
@@ -84,3 +94,110 @@ def test_train_service_runs_reports_and_refuses_a_second_run(procs, node, tmp_pa
     spin_until(lambda: any(s['state'] == 'starting' for s in status[n:]), 5, 'a new run')
     spin_until(lambda: status[-1]['state'] == 'done', 60, 'the second call to finish')
     assert status[-1]['step'] == 30
+
+
+def _set(node, name: str, value, timeout=20.0):
+    """Set one parameter of /trainer; returns the SetParametersResult."""
+    client = node.create_client(SetParameters, '/trainer/set_parameters')
+    wait_for(client.service_is_ready, 30, what='/trainer/set_parameters')
+    fut = client.call_async(SetParameters.Request(
+        parameters=[Parameter(name, value=value).to_parameter_msg()]))
+    end = time.monotonic() + timeout
+    while not fut.done() and time.monotonic() < end:
+        rclpy.spin_once(node, timeout_sec=0.05)
+    assert fut.done(), 'no answer from /trainer/set_parameters'
+    return fut.result().results[0]
+
+
+class TrainerProcess:
+    """A trainer node process, its status messages and a ~/train client."""
+
+    def __init__(self, procs, node, *params: str):
+        args = ['--ros-args', '-p', 'status_rate_hz:=10.0', '-p', 'threads:=2']
+        for p in params:
+            args += ['-p', p]
+        self.procs, self.node = procs, node
+        self.p = procs.python('il_ros.ros.trainer', *args, name='trainer')
+        self.status = []
+        node.create_subscription(String, '/trainer/status',
+                                 lambda m: self.status.append(json.loads(m.data)), 10)
+        self.client = node.create_client(Trigger, '/trainer/train')
+        wait_for(lambda: self.client.service_is_ready() or self.p.poll() is not None, 30,
+                 what='the /trainer/train service')
+        assert self.p.poll() is None, procs.log(self.p)
+        self.spin_until(lambda: self.status, 10, 'a status')
+
+    def spin_until(self, pred, timeout, what):
+        end = time.monotonic() + timeout
+        while time.monotonic() < end and not pred():
+            rclpy.spin_once(self.node, timeout_sec=0.05)
+            assert self.p.poll() is None, self.procs.log(self.p)
+        assert pred(), f'timed out waiting for {what}; last status {self.status[-1:]}'
+
+    def train_until_end(self, timeout=120):
+        """Call ~/train; wait for the run's final status and return it."""
+        n = len(self.status)
+        answer = _call(self.node, self.client)
+        assert answer.success, answer.message
+        self.spin_until(lambda: any(s['state'] == 'starting' for s in self.status[n:])
+                        and self.status[-1]['state'] in ('done', 'failed'), timeout,
+                        'the run to end')
+        return self.status[-1]
+
+
+def test_a_bad_episode_fails_the_run_in_one_line_and_skipping_trains(procs, node, tmp_path):
+    dataset = tmp_path / 'ds'
+    shutil.copytree(make_sim_dataset(tmp_path / 'clean', episodes=3), dataset)
+    set_value(dataset, 1, 'action', (2, 0), np.nan)
+    config = tmp_path / 'tiny.yaml'
+    config.write_text(yaml.safe_dump({
+        'policy': TINY, 'batch_size': 16, 'max_steps': 4, 'max_minutes': None,
+        'warmup_steps': 1, 'eval_task': None, 'val_fraction': 0.0, 'log_every': 2}))
+    out = tmp_path / 'runs' / 'run'
+    trainer = TrainerProcess(procs, node, f'config:={config}', f'dataset:={dataset}',
+                             f'out_dir:={out}')
+    failed = trainer.train_until_end()
+    assert failed['state'] == 'failed', failed
+    assert failed['message'].startswith(f'{dataset}: episode 1 (episodes/ep_000001.h5): '
+                                        f'action: non-finite value nan at frame 2, dim 0')
+    assert '--skip-bad-episodes' in failed['message'] and '\n' not in failed['message']
+    log = procs.log(trainer.p)
+    assert 'training failed: ' + failed['message'] in log and 'Traceback' not in log, log
+    assert not out.exists()
+    assert _set(node, 'overrides', ['skip_bad_episodes=true']).successful
+    done = trainer.train_until_end()
+    assert done['state'] == 'done' and done['step'] == 4, done
+    assert len(done['warnings']) == 1 and 'skipping episode 1 (episodes/ep_000001.h5): ' \
+        'action' in done['warnings'][0]
+    summary = json.loads((out / 'summary.json').read_text())
+    assert [p['episode'] for p in summary['dataset_check']['skipped']] == [1]
+
+
+def test_out_dir_cannot_leave_the_output_root(procs, node, tmp_path):
+    root = tmp_path / 'runs'
+    root.mkdir()
+    outside = tmp_path / 'elsewhere'
+    outside.mkdir()
+    trainer = TrainerProcess(procs, node, f'out_dir:={root / "first"}')
+    # a parameter change outside the root is refused, naming the path and the root
+    refused = _set(node, 'out_dir', '/etc')
+    assert not refused.successful
+    assert 'out_dir /etc is outside the output root ' + str(root) in refused.reason
+    assert not _set(node, 'output_root', '/').successful             # read-only
+    assert not _set(node, 'allow_any_output_dir', True).successful   # read-only
+    # a folder inside the root that turns out to lead outside is refused by ~/train
+    assert _set(node, 'out_dir', str(root / 'link')).successful
+    (root / 'link').symlink_to(outside)
+    answer = _call(node, trainer.client)
+    assert not answer.success
+    assert answer.message == (f'refused: out_dir {outside} is outside the output root {root} '
+                              f'(set output_root or allow_any_output_dir:=true at start-up '
+                              f'to write elsewhere)')
+    assert trainer.status[-1]['state'] == 'idle' and not list(outside.iterdir())
+
+
+def test_allow_any_output_dir_lets_out_dir_anywhere(procs, node, tmp_path):
+    TrainerProcess(procs, node, f'out_dir:={tmp_path / "runs" / "first"}',
+                   f'output_root:={tmp_path / "runs"}', 'allow_any_output_dir:=true')
+    assert _set(node, 'out_dir', str(tmp_path / 'elsewhere')).successful
+    assert not _set(node, 'threads', -1).successful

@@ -6,7 +6,8 @@
   run in the ``dagger`` graph (sim_robot in real time, controller, supervisor, recorder,
   trainer), driven by :class:`il_ros.ros.dagger_driver.DaggerDriver`: each episode is reset,
   recorded and judged through the nodes' services; training goes through the trainer
-  node's ``~/train`` and its new best checkpoint is hot-loaded into the running controller.
+  node's ``~/train`` (started with ``output_root`` = the run's folder, which holds every
+  round's run folder) and its new best checkpoint is hot-loaded into the running controller.
   The graph is started when first needed, restarted when the running one does not fit, and
   stopped by :meth:`RosGraph.close` (one sim per ROS domain: it is stopped while demos are
   recorded). Every process of the run shares one random ROS domain.
@@ -76,7 +77,8 @@ class RosGraph:
         self.runner, self.driver = start_sim_graph(
             cfg.task, self.log_dir, self.log_dir.parent / 'bags_unused', first, cfg.cameras,
             cfg.image_size, cfg.rate_hz, nodes=nodes, supervisor_params=cfg.supervisor,
-            env=self.env)
+            # the rounds set out_dir per round: every run folder lies in the run's folder
+            trainer_params={'output_root': str(Path(cfg.out).resolve())}, env=self.env)
         self.nodes = set(nodes)
         self.next_seed = first if sim else None
         return self.driver

@@ -5,9 +5,17 @@
   a separate process (multiprocessing spawn context: no forked DDS state, no threads shared
   with the executor), so the executor never blocks. A call while a run is in progress is
   refused, naming the run.
+- Output root: ``out_dir`` must lie inside ``output_root`` (read-only; '' = the parent
+  folder of the start-up ``out_dir``) unless ``allow_any_output_dir`` (read-only) is true.
+  Setting ``out_dir`` outside it is refused, and so is a ``~/train`` call whose ``out_dir``
+  resolves (symbolic links followed) outside it: success false, the message naming the
+  path and the root. Anyone on the ROS domain can set parameters; the root bounds where
+  they can make the node write.
 - ``~/status`` (std_msgs/String, JSON) is published at ``status_rate_hz``: state (idle,
   starting, training, done, stopped, failed), step, loss, success, best_success, eta_s,
-  run_dir, best_checkpoint, message.
+  run_dir, best_checkpoint, message, warnings (the run's warnings, e.g. skipped dataset
+  episodes). A run whose inputs are bad (a bad dataset episode, a missing path) fails with
+  its one-line reason as the message.
 - ``~/checkpoint`` (std_msgs/String, transient local: a late subscriber gets the newest)
   carries the path of each new best checkpoint.
 
@@ -21,13 +29,16 @@ import multiprocessing as mp
 from pathlib import Path
 import queue
 
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.exceptions import ParameterUninitializedException
 from rclpy.node import Node
 from rclpy.qos import QoSDurabilityPolicy, QoSProfile, QoSReliabilityPolicy
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
-from il_ros.ros.node_utils import declare, run, STATE_QOS
+from il_ros.ros.node_utils import check_value, declare, ParameterError, run, STATE_QOS
+
+_AT_LEAST_ZERO = ('max_minutes', 'max_steps', 'threads')
 
 CHECKPOINT_QOS = QoSProfile(depth=1, reliability=QoSReliabilityPolicy.RELIABLE,
                             durability=QoSDurabilityPolicy.TRANSIENT_LOCAL)
@@ -45,13 +56,25 @@ class Trainer(Node):
           'overlay of the recipe\'s eval_task).')
         p('dataset', '', 'Dataset folder to train on (empty: the config\'s dataset).')
         p('out_dir', 'runs/trainer', 'Run folder; a run already there is resumed.')
-        p('max_minutes', 0.0, 'Training budget in minutes (0: the config\'s).')
-        p('max_steps', 0, 'Training budget in gradient steps (0: the config\'s).')
+        p('max_minutes', 0.0, 'Training budget in minutes (0: the config\'s).', min=0.0)
+        p('max_steps', 0, 'Training budget in gradient steps (0: the config\'s).', min=0)
         p('eval_task', '', 'Sim task for periodic rollouts (empty: the config\'s).')
         p('overrides', [], 'Config overrides, KEY=VALUE (YAML values), e.g. [lr=1e-3].',
           array_type='string')
-        p('threads', 0, 'torch CPU threads of the worker (0: torch\'s default).')
-        rate = p('status_rate_hz', 1.0, 'Rate of ~/status messages.', read_only=True)
+        p('threads', 0, 'torch CPU threads of the worker (0: torch\'s default).', min=0)
+        rate = p('status_rate_hz', 1.0, 'Rate of ~/status messages.', read_only=True,
+                 min=0.0, min_exclusive=True)
+        root = p('output_root', '', 'Folder every out_dir must lie in (\'\': the parent '
+                 'folder of the start-up out_dir).', read_only=True)
+        self.allow_any = p('allow_any_output_dir', False, 'Accept an out_dir outside '
+                           'output_root.', read_only=True)
+        start = Path(self.get_parameter('out_dir').value or '.').resolve()
+        self.output_root = Path(root).resolve() if root else start.parent
+        if not (self.allow_any or start.is_relative_to(self.output_root)):
+            self.get_logger().warning(f'out_dir {start} is outside output_root '
+                                      f'{self.output_root}: ~/train refuses it until '
+                                      f'out_dir is set inside the root')
+        self.add_on_set_parameters_callback(self._on_set_parameters)
         self.pub_status = self.create_publisher(String, '~/status', STATE_QOS)
         self.pub_ckpt = self.create_publisher(String, '~/checkpoint', CHECKPOINT_QOS)
         self.create_service(Trigger, '~/train', self._on_train)
@@ -61,9 +84,36 @@ class Trainer(Node):
         self.stop = None
         self.status = {'state': 'idle', 'step': 0, 'loss': None, 'success': None,
                        'best_success': None, 'eta_s': None, 'run_dir': None,
-                       'best_checkpoint': None, 'message': ''}
+                       'best_checkpoint': None, 'message': '', 'warnings': []}
         self.create_timer(1.0 / rate, self._tick)
-        self.get_logger().info('ready: call ~/train to start a run')
+        self.get_logger().info(
+            'ready: call ~/train to start a run; run folders: '
+            + ('anywhere (allow_any_output_dir)' if self.allow_any
+               else f'inside {self.output_root}'))
+
+    # -- the output root ---------------------------------------------------------------------
+    def outside_root(self, out_dir: str) -> str | None:
+        """Return why ``out_dir`` is refused (outside the output root), or None."""
+        path = Path(out_dir or '.').resolve()
+        if self.allow_any or path.is_relative_to(self.output_root):
+            return None
+        return (f'out_dir {path} is outside the output root {self.output_root} (set '
+                f'output_root or allow_any_output_dir:=true at start-up to write elsewhere)')
+
+    def _on_set_parameters(self, params) -> SetParametersResult:
+        for param in params:
+            why = None
+            if param.name == 'out_dir':
+                why = self.outside_root(str(param.value))
+            elif param.name in _AT_LEAST_ZERO:
+                try:
+                    check_value(param.name, param.value, min=0)
+                except ParameterError as e:
+                    why = str(e)
+            if why is not None:
+                self.get_logger().warning(f'refused: {why}')
+                return SetParametersResult(successful=False, reason=why)
+        return SetParametersResult(successful=True)
 
     # -- service -----------------------------------------------------------------------------
     def _request(self) -> dict:
@@ -88,6 +138,11 @@ class Trainer(Node):
             return response
         try:
             req = self._request()
+            why = self.outside_root(req['out_dir'])
+            if why is not None:
+                response.success, response.message = False, f'refused: {why}'
+                self.get_logger().warning(response.message)
+                return response
             from il_ros.training.worker import run_training
             self.events, self.stop = self._ctx.Queue(), self._ctx.Event()
             self.proc = self._ctx.Process(target=run_training,
@@ -101,7 +156,8 @@ class Trainer(Node):
             return response
         self.status.update(state='starting', step=0, loss=None, success=None,
                            best_success=None, eta_s=None, run_dir=req['out_dir'],
-                           best_checkpoint=None, message=f'config {req["config"]}')
+                           best_checkpoint=None, message=f'config {req["config"]}',
+                           warnings=[])
         response.success = True
         response.message = f'training started (pid {self.proc.pid}) in {req["out_dir"]}'
         self.get_logger().info(response.message)
@@ -151,9 +207,13 @@ class Trainer(Node):
                      message=f'{payload["status"]}: {payload["step"]} steps, '
                              f'{payload["samples_per_s"]} samples/s')
             self.get_logger().info(s['message'])
-        elif kind == 'error':
+        elif kind == 'error':       # a bad input comes without a traceback: one line
             s.update(state='failed', message=payload['error'])
-            self.get_logger().error(f'training failed: {payload["traceback"]}')
+            self.get_logger().error(
+                f'training failed: {payload["traceback"] or payload["error"]}')
+        elif kind == 'message':
+            s['warnings'] = (s['warnings'] + [payload])[-20:]
+            self.get_logger().warning(payload)
         elif kind == 'started':
             s['message'] = f'worker pid {payload["pid"]}'
 

@@ -252,3 +252,24 @@ def test_hostile_type_names_are_refused_and_discovery_goes_on(client_node, tmp_p
     assert len(warnings) == 8
     assert all(n == 'std_msgs.msg' for n in imported), imported
     node.destroy_node()
+
+
+def test_auto_mode_records_a_failed_episode_again_and_gives_up_after_three(procs, tmp_path):
+    """A failed auto episode is retried after a reset; three failures in a row end the run.
+
+    The output folder is a file, so every episode fails to start: the log shows two
+    retries, then the run ends with exit code 1 naming the cause.
+    """
+    from test_recorder import SIM
+    blocker = tmp_path / 'eps'
+    blocker.write_text('a file where the folder should be')
+    procs.start([sys.executable, SIM, '--succeed-after', '0.2,0.2,0.2,0.2'], 'sim')
+    rec = start_recorder(procs, blocker, 'use_sim_time:=true', 'auto_episodes:=2',
+                         'topics:=[/joint_states, /sim/success]', 'episode_timeout_s:=1.0')
+    wait_for(lambda: rec.poll() is not None, 90, what='the recorder to give up')
+    log = procs.log(rec)
+    assert rec.returncode == 1, log
+    assert 'auto episode 1/2 failed' in log and '1 failure(s) in a row' in log
+    assert '2 failure(s) in a row' in log
+    assert 'stopping after 3 failed episodes in a row' in log and str(blocker) in log
+    assert 'Traceback' not in log

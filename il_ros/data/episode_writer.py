@@ -19,8 +19,8 @@ Design decisions:
   error) or ``discarded`` (the bag folder is deleted; the JSON stays as a record so the number
   is not reused). A recorder killed mid-episode leaves ``recording`` behind: that episode is
   partial. Its MCAP has every 1 MB chunk written before the kill but no summary and no
-  ``metadata.yaml``, so readers refuse it; it is marked, not recovered. Finished bags are
-  never touched again.
+  ``metadata.yaml``, so readers refuse it; ``il-ros bag-recover`` copies those chunks into a
+  new bag (:mod:`il_ros.data.bag_recover`). Finished bags are never touched again.
 - Rates and gaps use the header stamp when the message type begins with a
   ``std_msgs/Header`` and every stamp is non-zero, else the receive (log) time; the metadata
   says which in ``time_source``.

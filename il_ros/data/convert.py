@@ -85,13 +85,16 @@ CUT_OFF = ('partial recording: no metadata.yaml, the recording was cut off befor
 
 def interrupted(bag: Path, cfg: ConvertConfig) -> EpisodeReport | None:
     """A 'skipped' report for an interrupted episode that is not to be converted, or None."""
-    status = episode_status(_episode_meta(bag)) if bag.with_suffix('.json').is_file() else None
+    try:
+        meta = _episode_meta(bag)
+    except BagError:        # unreadable metadata: convert_bag rejects it, naming the file
+        return None
+    status = episode_status(meta) if meta and isinstance(meta, dict) else None
     if status == STATUS_RECORDING:
         return EpisodeReport(str(bag), 'skipped', 'partial episode (the recorder stopped '
                              'mid-episode; `il-ros bag-recover BAG` copies out its complete '
                              'chunks)', episode_status=status)
     if status == STATUS_INCOMPLETE and not cfg.keep_incomplete:
-        meta = _episode_meta(bag)
         why = meta.get('error') or '; '.join(meta.get('warnings') or []) or 'no reason given'
         return EpisodeReport(str(bag), 'skipped', f'incomplete episode ({why}); '
                              '--keep-incomplete converts it', episode_status=status)

@@ -232,8 +232,9 @@ def test_hostile_type_names_are_refused_and_discovery_goes_on(client_node, tmp_p
              ('/ok', ['std_msgs/msg/Bool'])]
     imported = []
     real_import = _rec_topics.importlib.import_module
-    node = Recorder(parameter_overrides=[
-        rclpy.parameter.Parameter('output_dir', value=str(tmp_path))])
+    node = Recorder(parameter_overrides=[     # only these topics, whatever else is around
+        rclpy.parameter.Parameter('output_dir', value=str(tmp_path)),
+        rclpy.parameter.Parameter('topics', value=[t for t, _ in graph])])
     monkeypatch.setattr(_rec_topics.importlib, 'import_module',
                         lambda name: imported.append(name) or real_import(name))
     warnings = []

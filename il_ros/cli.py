@@ -6,6 +6,7 @@ error to an exit code; nothing else imports it.
 
     il-ros record --task lift --episodes 20 --out data/bags/lift
     il-ros bag-info data/bags/lift [--json]
+    il-ros bag-recover data/bags/lift/episode_0007     # a killed episode's complete chunks
     il-ros convert data/bags/lift --out data/datasets/lift
     il-ros inspect data/datasets/lift
     il-ros train --config lstm_gmm --task lift --dataset data/datasets/lift --out runs/x
@@ -44,11 +45,15 @@ def _cmd_node(args) -> int:
 def _cmd_record(args) -> int:
     """Record scripted episodes through the real node graph (separate processes over DDS).
 
-    Exit 0: every episode recorded; 1: the recording failed (a node died, time ran out);
-    2: it could not start (bad task, episodes or output folder).
+    Exit 0: every episode recorded (complete, or complete_with_loss: reported); 1: the
+    recording failed (a node died, time ran out); 2: it could not start (bad task, episodes,
+    cameras or output folder).
     """
     from il_ros.data.bag_info import format_summary, summarize
     from il_ros.recording import record_episodes, RecordError
+    if args.episodes < 1:   # before anything starts
+        print(f'il-ros record: --episodes must be >= 1, got {args.episodes}', file=sys.stderr)
+        return 2
     try:
         result = record_episodes(args.out, args.task, args.episodes, rtf=args.rtf,
                                  seed=args.seed, noise=args.noise, cameras=args.cameras,
@@ -60,6 +65,12 @@ def _cmd_record(args) -> int:
         print(f'\nil-ros record: {result.error}', file=sys.stderr)
         return 1
     print(format_summary(summarize(result.out)))
+    lossy = result.with_loss
+    if lossy:
+        print(f'il-ros record: {len(lossy)} of {len(result.statuses)} episode(s) recorded '
+              'complete_with_loss (kept; see docs/dataset.md):')
+        for name, topics in lossy.items():
+            print(f'  {name[:-5]}: {"; ".join(topics) or "see its warnings"}')
     return 0
 
 
@@ -177,11 +188,20 @@ def _cmd_convert(args) -> int:
                             image_size=tuple(args.image_size),
                             pre_intervention_frames=args.pre_intervention,
                             stale_reject=args.stale_reject,
-                            stale_warn=min(2.0, args.stale_reject))
+                            stale_warn=min(2.0, args.stale_reject),
+                            keep_incomplete=args.keep_incomplete)
+        out = Path(args.out)
+        if out.exists() and not out.is_dir():
+            raise ValueError(f'--out {out} is a file, not a dataset folder')
     except (ConfigError, ValueError) as e:
         print(f'il-ros convert: {e}', file=sys.stderr)
         return 2
-    reports = convert(args.bags, args.out, cfg, workers=args.workers)
+    from il_ros.data.store import StoreError
+    try:
+        reports = convert(args.bags, args.out, cfg, workers=args.workers)
+    except (StoreError, OSError) as e:   # the dataset folder cannot be opened or written
+        print(f'il-ros convert: {e}', file=sys.stderr)
+        return 2
     print(format_reports(reports))
     print(f'report: {Path(args.out) / "conversion_report.json"}')
     return 1 if any(r.status == 'rejected' for r in reports) else 0
@@ -193,7 +213,7 @@ def _cmd_inspect(args) -> int:
     from il_ros.data.store import StoreError
     try:
         summary, pngs = inspect(args.dataset, args.out)
-    except (StoreError, FileNotFoundError) as e:
+    except (StoreError, OSError) as e:
         print(f'il-ros inspect: {e}', file=sys.stderr)
         return 2
     if args.json:
@@ -209,10 +229,30 @@ def _cmd_bag_info(args) -> int:
     from il_ros.data.bag_info import format_summary, summarize
     try:
         summary = summarize(Path(args.path))
-    except (FileNotFoundError, ValueError) as e:
+    except (OSError, ValueError) as e:
         print(f'il-ros bag-info: {e}', file=sys.stderr)
         return 2
     print(json.dumps(summary, indent=2, default=str) if args.json else format_summary(summary))
+    return 0
+
+
+def _cmd_bag_recover(args) -> int:
+    """Copy a killed episode's complete MCAP chunks into a new bag (exit 1: nothing to copy)."""
+    from il_ros.data.bag_recover import recover_bag, RecoverError
+    try:
+        r = recover_bag(args.bag, args.out)
+    except OSError as e:
+        print(f'il-ros bag-recover: {e}', file=sys.stderr)
+        return 2
+    except RecoverError as e:
+        print(f'il-ros bag-recover: {e}', file=sys.stderr)
+        return 1
+    topics = ', '.join(f'{t} {n}' for t, n in r['topics'].items())
+    print(f'recovered {r["messages"]} messages ({topics}) from {r["chunks"]} complete '
+          f'chunk(s) of {r["bag"]} into {r["out"]}; the original is unchanged')
+    if r['meta'] is not None:
+        print(f'episode metadata: {r["out"]}.json (status {r["meta"]["status"]}: '
+              'il-ros convert --keep-incomplete converts it)')
     return 0
 
 
@@ -309,6 +349,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help='reject an episode whose stream is older than this many periods')
     p.add_argument('--workers', type=int, default=1,
                    help='convert bags in this many processes (appended in order)')
+    p.add_argument('--keep-incomplete', action='store_true',
+                   help='convert episodes the recorder marked incomplete (labelled so in the '
+                        'report) instead of skipping them')
     p.set_defaults(func=_cmd_convert)
 
     p = sub.add_parser('inspect', help='summarize a dataset; contact sheet + action plots')
@@ -321,6 +364,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('path')
     p.add_argument('--json', action='store_true', help='machine-readable output')
     p.set_defaults(func=_cmd_bag_info)
+
+    p = sub.add_parser('bag-recover', help='copy the complete chunks of a killed recording '
+                       '(an MCAP without summary) into a new, readable bag beside it')
+    p.add_argument('bag', help='the bag folder (e.g. an episode_NNNN the recorder left at '
+                   'status recording)')
+    p.add_argument('--out', help='new bag folder (default: BAG_recovered; must not exist)')
+    p.set_defaults(func=_cmd_bag_recover)
 
     from il_ros.train_cli import add_eval_parser, add_train_parser
     add_train_parser(sub)

@@ -7,10 +7,16 @@ with a progress bar, and returns a :class:`RecordResult` once the recorder has w
 requested episodes (or a node died, or time ran out). ``il-ros record``, ``il-ros demo`` and
 the DAgger rounds all call it; nothing runs the CLI as a subprocess.
 
-Errors: :class:`RecordError` when recording cannot start (unknown task, no episodes, an
-output folder that cannot be created); a recording that starts and then fails (a node
-exits, the wall-clock limit passes) returns ``ok=False`` with ``error`` naming the node and
-the end of its log. The caller decides what that means (an exit code, an exception).
+The recorder is told the rates the sim publishes its cameras and joint states at
+(``expected_rates``), so each episode's metadata says per topic how many messages were lost;
+an episode that lost more than the recorder's ``max_loss_fraction`` is ``complete_with_loss``:
+counted as recorded, and listed by :attr:`RecordResult.with_loss`.
+
+Errors: :class:`RecordError` when recording cannot start (unknown task or camera, fewer than
+one episode, an output folder that cannot be created); a recording that starts and then
+fails (a node exits, the wall-clock limit passes) returns ``ok=False`` with ``error``
+naming the node and the end of its log. The caller decides what that means (an exit
+code, an exception).
 """
 from __future__ import annotations
 
@@ -19,8 +25,9 @@ from pathlib import Path
 import time
 
 from il_ros import keys
-from il_ros.data.episodes import (episode_statuses, STATUS_COMPLETE, STATUS_RECORDING,
-                                  STATUS_UNKNOWN)
+from il_ros.data.episodes import (episode_statuses, lossy_topics, read_episode_meta,
+                                  RECORDED_STATUSES, STATUS_COMPLETE_WITH_LOSS,
+                                  STATUS_RECORDING, STATUS_UNKNOWN)
 
 LOG_FOLDER = '.logs'
 """Node logs go to ``OUT/.logs/<node>.log`` (hidden: the folder is an episode folder)."""
@@ -50,8 +57,17 @@ class RecordResult:
 
     @property
     def complete(self) -> int:
-        """Episodes of this call whose status is complete."""
-        return sum(s == STATUS_COMPLETE for s in self.statuses.values())
+        """Episodes of this call recorded to their end (complete or complete_with_loss)."""
+        return sum(s in RECORDED_STATUSES for s in self.statuses.values())
+
+    @property
+    def with_loss(self) -> dict[str, list[str]]:
+        """The complete_with_loss episodes of this call and their lossy topics.
+
+        ``{episode JSON name: ['topic: lost ~N of M (P%)', ...]}``.
+        """
+        return {name: lossy_topics(read_episode_meta(self.out / name))
+                for name, s in self.statuses.items() if s == STATUS_COMPLETE_WITH_LOSS}
 
     def check(self) -> RecordResult:
         """Return self; raise RecordError with :attr:`error` when the recording failed."""
@@ -69,6 +85,30 @@ def record_topics(cameras) -> list[str]:
     return [keys.camera_topic(c) for c in cameras] + [
         keys.TOPIC_JOINT_STATES, keys.TOPIC_COMMAND, keys.TOPIC_TELEOP_COMMAND,
         keys.TOPIC_SIM_STATE, keys.TOPIC_SIM_SUCCESS]
+
+
+def expected_rates(cameras, sim_params: dict | None = None) -> list[str]:
+    """``TOPIC=HZ`` of the streams the sim publishes at a configured rate.
+
+    The cameras at ``camera_rate_hz`` and the joint states at ``joint_state_rate_hz`` of
+    ``sim_params`` (default: config/sim_robot.yaml), for the recorder's ``expected_rates``.
+    """
+    if sim_params is None:
+        from il_ros.config import load_yaml
+        from il_ros.resources import config_file
+        sim_params = load_yaml(config_file('sim_robot.yaml'))['sim_robot']['ros__parameters']
+    cam, js = float(sim_params['camera_rate_hz']), float(sim_params['joint_state_rate_hz'])
+    return ([f'{keys.camera_topic(c)}={cam:g}' for c in cameras]
+            + [f'{keys.TOPIC_JOINT_STATES}={js:g}'])
+
+
+def check_cameras(task: str, cameras) -> None:
+    """Raise RecordError naming a camera the task's scene does not have, and the known ones."""
+    from il_ros.sim.registry import make_env
+    try:
+        make_env(task, cameras=tuple(cameras), render=False)
+    except ValueError as e:
+        raise RecordError(str(e)) from None
 
 
 def record_episodes(out, task: str, episodes: int, *, rtf: float = 4.0, seed: int = 0,
@@ -97,6 +137,7 @@ def record_episodes(out, task: str, episodes: int, *, rtf: float = 4.0, seed: in
     cameras = list(cameras)
     if not cameras:
         raise RecordError('name at least one camera (front and/or wrist)')
+    check_cameras(task, cameras)
     out = Path(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -107,7 +148,8 @@ def record_episodes(out, task: str, episodes: int, *, rtf: float = 4.0, seed: in
               'seed': seed, 'noise': noise, 'cameras': f"[{','.join(cameras)}]",
               'teleop_mode': 'scripted'}
     extra = {'recorder': {'episode_timeout_s': episode_timeout,
-                          'topics': record_topics(cameras)}}
+                          'topics': record_topics(cameras),
+                          'expected_rates': expected_rates(cameras)}}
     log_dir = out / LOG_FOLDER
     runner = GraphRunner('record', values, log_dir, extra_params=extra, env=env)
     result = RecordResult(out=out, episodes=episodes, log_dir=log_dir)

@@ -78,6 +78,11 @@ def test_record_scripted_episodes(task, tmp_path):
             n_cmd = sum(1 for _ in reader.messages(connections=[topics['/il/command']]))
             duration = img_stamps[-1] - img_stamps[0]
             assert n_cmd >= 0.8 * duration * sim_params['state_rate_hz'], n_cmd
+        for topic, rate in (('/camera/front/image_raw', cam_rate), ('/joint_states', js_rate)):
+            stats = meta['topics'][topic]       # the recorder was told the sim's rates
+            assert (stats['expected_rate_hz'], stats['expected_rate_source']) == (
+                rate, 'parameter'), stats
+            assert stats['lost'] == 0, stats
         for topic, stats in meta['topics'].items():
             gaps = stats.get('gaps') or []
             if stats.get('time_source') == 'receive':

@@ -9,12 +9,13 @@ stops a recording that never ends.
 """
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
 import pytest
 
-from il_ros.recording import record_episodes, RecordError
+from il_ros.recording import expected_rates, record_episodes, RecordError, RecordResult
 
 
 class FakePopen:
@@ -33,7 +34,7 @@ class FakeProc:
         return '\n'.join(self.log.read_text().splitlines()[-n:])
 
 
-def fake_runner(statuses, dying=None):
+def fake_runner(statuses, dying=None, seen=None):
     """Return a stand-in GraphRunner class.
 
     Its recorder writes ``statuses`` and exits 0, or its node ``dying`` exits 1 after
@@ -42,6 +43,8 @@ def fake_runner(statuses, dying=None):
     class Runner:
         def __init__(self, graph, values, log_dir, extra_params=None, env=None):
             assert graph == 'record' and values['teleop_mode'] == 'scripted'
+            if seen is not None:
+                seen.update(extra_params)
             self.out, self.log_dir = Path(values['out']), Path(log_dir)
             self.env = {'ROS_DOMAIN_ID': '42'}
             self.procs = {}
@@ -115,3 +118,66 @@ def test_bad_arguments_are_refused_before_anything_starts(tmp_path, monkeypatch)
         record_episodes(tmp_path / 'bags', 'fly', 1, progress=False)
     with pytest.raises(RecordError, match='episodes must be >= 1'):
         record_episodes(tmp_path / 'bags', 'lift', 0, progress=False)
+
+
+def test_the_recorder_is_told_the_sim_rates(tmp_path, monkeypatch):
+    seen = {}
+    monkeypatch.setattr('il_ros.launcher.GraphRunner', fake_runner(['complete'], seen=seen))
+    record_episodes(tmp_path / 'bags', 'lift', 1, cameras=('front', 'wrist'), progress=False)
+    from il_ros.config import load_yaml
+    from il_ros.resources import config_file
+    sim = load_yaml(config_file('sim_robot.yaml'))['sim_robot']['ros__parameters']
+    cam, js = sim['camera_rate_hz'], sim['joint_state_rate_hz']
+    assert seen['recorder']['expected_rates'] == [
+        f'/camera/front/image_raw={cam:g}', f'/camera/wrist/image_raw={cam:g}',
+        f'/joint_states={js:g}']
+    assert expected_rates(['front'], {'camera_rate_hz': 30, 'joint_state_rate_hz': 500}) == [
+        '/camera/front/image_raw=30', '/joint_states=500']
+
+
+def _lossy(out, i):
+    (out / f'episode_{i:04d}.json').write_text(json.dumps({
+        'status': 'complete_with_loss', 'topics': {
+            '/camera/front/image_raw': {'count': 90, 'lost': 10, 'loss_fraction': 0.1},
+            '/joint_states': {'count': 500, 'lost': 0, 'loss_fraction': 0.0}}}))
+
+
+def test_complete_with_loss_counts_as_recorded_and_is_reported(tmp_path, monkeypatch, capsys):
+    out = tmp_path / 'bags'
+    out.mkdir()
+    _lossy(out, 1)
+    (out / 'episode_0000.json').write_text(json.dumps({'status': 'complete'}))
+    res = RecordResult(out=out, episodes=2, ok=True,
+                       statuses={'episode_0000.json': 'complete',
+                                 'episode_0001.json': 'complete_with_loss'})
+    assert res.complete == 2
+    assert res.with_loss == {'episode_0001.json': [
+        '/camera/front/image_raw: lost ~10 of 100 (10.0%)']}
+    @functools.wraps(record_episodes)            # the parser reads its defaults
+    def fake(*a, **k):
+        return res
+    monkeypatch.setattr('il_ros.recording.record_episodes', fake)
+    from il_ros.cli import main
+    assert main(['record', '--out', str(out), '--episodes', '2']) == 0
+    text = capsys.readouterr().out
+    assert 'il-ros record: 1 of 2 episode(s) recorded complete_with_loss' in text
+    assert 'episode_0001: /camera/front/image_raw: lost ~10 of 100 (10.0%)' in text
+
+
+def _cli(*args):
+    import subprocess
+    import sys
+    return subprocess.run([sys.executable, '-m', 'il_ros.cli', *args], capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_record_refuses_bad_episodes_and_cameras_before_anything_starts(tmp_path):
+    for n in ('-1', '0'):
+        res = _cli('record', '--episodes', n, '--out', str(tmp_path / 'a'))
+        assert res.returncode == 2, res.stderr
+        assert res.stderr.strip() == f'il-ros record: --episodes must be >= 1, got {n}'
+    res = _cli('record', '--cameras', 'nope', '--out', str(tmp_path / 'b'), '--episodes', '1')
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert res.stderr.strip() == ("il-ros record: unknown camera 'nope'; this scene has "
+                                  "['front', 'wrist']"), res.stderr
+    assert not (tmp_path / 'b').exists()           # nothing was created or started

@@ -12,7 +12,7 @@ import time
 
 from il_ros import keys
 from il_ros.dagger.config import DaggerConfig, STALE_ACTION_HOLD
-from il_ros.data.episodes import episode_status, META_GLOB, STATUS_COMPLETE
+from il_ros.data.episodes import episode_status, META_GLOB, RECORDED_STATUSES
 from il_ros.fsio import atomic_write_text
 
 INTERRUPTED = 'interrupted'
@@ -30,7 +30,7 @@ def set_aside_incomplete(bags: Path) -> int:
         return 0
     n = 0
     for meta in sorted(bags.glob(META_GLOB)):
-        if episode_status(meta) == STATUS_COMPLETE:
+        if episode_status(meta) in RECORDED_STATUSES:   # complete (with loss, reported)
             n += 1
             continue
         aside = bags.parent / INTERRUPTED

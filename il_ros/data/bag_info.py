@@ -55,28 +55,66 @@ def starts_with_header(typestore, msgtype: str, msgdef: str = '') -> bool:
     return False
 
 
-def topic_stats(times_ns) -> dict:
-    """Count, duration, rate and gaps (intervals > 2x the median period) of a time series."""
+def typical_period_ns(intervals) -> float | None:
+    """The period a stream was published at, from its positive intervals (ns).
+
+    The median of the intervals at most 1.5x the 10th percentile: a plain median doubles
+    when half the messages are lost at random, this does not (the shortest intervals are
+    the undisturbed ones). None without a positive interval.
+    """
+    d = np.asarray(intervals, dtype=np.float64)
+    d = d[d > 0]
+    if d.size == 0:
+        return None
+    return float(np.median(d[d <= 1.5 * np.percentile(d, 10)]))
+
+
+def topic_stats(times_ns, expected_hz: float | None = None, estimate: bool = False) -> dict:
+    """Count, duration, rate, gaps and lost messages of a time series.
+
+    The expected period is ``1 / expected_hz`` when given (``expected_rate_source``
+    ``parameter``), else with ``estimate`` (header stamps: the publisher's own clock) the
+    :func:`typical_period_ns` of the series (``estimated``), else unknown. Gaps are
+    intervals longer than 2 expected periods (2x the median interval when unknown);
+    ``lost`` estimates the messages missing between the first and the last one (each
+    interval of k periods hides k - 1), ``loss_fraction`` is lost / (count + lost); both are
+    None when the expected period is unknown.
+    """
     t = np.sort(np.asarray(times_ns, dtype=np.int64))
     n = int(t.size)
     out = {'count': n, 'first_ns': None, 'last_ns': None, 'duration_s': 0.0, 'rate_hz': None,
-           'median_period_s': None, 'gap_count': 0, 'gaps': []}
+           'median_period_s': None, 'gap_count': 0, 'gaps': [],
+           'expected_rate_hz': float(expected_hz) if expected_hz else None,
+           'expected_rate_source': 'parameter' if expected_hz else None,
+           'lost': None, 'loss_fraction': None}
+    if expected_hz:
+        out.update(lost=0, loss_fraction=0.0)
     if n == 0:
         return out
     duration = (t[-1] - t[0]) / 1e9
     out.update(first_ns=int(t[0]), last_ns=int(t[-1]), duration_s=float(duration))
     if n >= 2 and duration > 0:
         out['rate_hz'] = (n - 1) / duration
-    if n >= 3:
-        d = np.diff(t)
-        median = float(np.median(d))
-        out['median_period_s'] = median / 1e9
-        if median > 0:
-            idx = np.nonzero(d > 2 * median)[0]
-            out['gap_count'] = int(idx.size)
-            out['gaps'] = [{'start_ns': int(t[i]), 'end_ns': int(t[i + 1]),
-                            'at_s': float((t[i] - t[0]) / 1e9),
-                            'length_s': float(d[i] / 1e9)} for i in idx[:MAX_GAPS]]
+    if n < 3:
+        return out
+    d = np.diff(t)
+    median = float(np.median(d))
+    out['median_period_s'] = median / 1e9
+    period = 1e9 / expected_hz if expected_hz else None
+    if period is None and estimate:
+        period = typical_period_ns(d)
+        if period:
+            out.update(expected_rate_hz=1e9 / period, expected_rate_source='estimated')
+    if period:
+        lost = int(np.maximum(np.rint(d / period) - 1, 0).sum())
+        out.update(lost=lost, loss_fraction=lost / (n + lost))
+    limit = 2 * (period or median)
+    if limit > 0:
+        idx = np.nonzero(d > limit)[0]
+        out['gap_count'] = int(idx.size)
+        out['gaps'] = [{'start_ns': int(t[i]), 'end_ns': int(t[i + 1]),
+                        'at_s': float((t[i] - t[0]) / 1e9),
+                        'length_s': float(d[i] / 1e9)} for i in idx[:MAX_GAPS]]
     return out
 
 
@@ -109,8 +147,12 @@ def _episode_status(meta: dict) -> str:
     return PARTIAL
 
 
-def read_bag_stats(bag: Path) -> dict:
-    """Read every message of one bag; per-topic stats. Raises on an unreadable bag."""
+def read_bag_stats(bag: Path, expected: dict[str, float] | None = None) -> dict:
+    """Read every message of one bag; per-topic stats. Raises on an unreadable bag.
+
+    ``expected``: ``{topic: Hz}`` expected rates (the recorder's, from the episode JSON);
+    other header-stamped topics get an estimated one (see :func:`topic_stats`).
+    """
     typestore = get_typestore(Stores.ROS2_KILTED)
     with Reader(bag) as reader:
         conns = {c.id: c for c in reader.connections}
@@ -130,7 +172,9 @@ def read_bag_stats(bag: Path) -> dict:
     for topic, e in sorted(topics.items()):
         use_header = e['header'] and e['stamps'] and all(e['stamps'])
         out[topic] = {'type': e['type'], 'time_source': 'header' if use_header else 'receive',
-                      **topic_stats(e['stamps'] if use_header else e['recv'])}
+                      **topic_stats(e['stamps'] if use_header else e['recv'],
+                                    expected_hz=(expected or {}).get(topic),
+                                    estimate=bool(use_header))}
     recv = [t for e in topics.values() if e['recv'] for t in (min(e['recv']), max(e['recv']))]
     duration = (max(recv) - min(recv)) / 1e9 if recv else None
     return {'storage': storage, 'topics': out, 'duration_s': duration}
@@ -159,8 +203,12 @@ def summarize_bag(bag: Path) -> dict:
     if not bag.is_dir():
         entry['error'] = f'{bag}: bag folder missing'
         return entry
+    recorded = (entry['episode'] or {}).get('topics') or {}
+    expected = {t: v['expected_rate_hz'] for t, v in recorded.items()
+                if isinstance(v, dict) and v.get('expected_rate_source') == 'parameter'
+                and v.get('expected_rate_hz')}
     try:
-        stats = read_bag_stats(bag)
+        stats = read_bag_stats(bag, expected)
     except Exception as err:  # rosbags raises many kinds on corrupt or truncated input
         entry['error'] = (f'{_bag_file(bag)}: corrupt or truncated bag '
                           f'({type(err).__name__}: {err})')
@@ -169,7 +217,6 @@ def summarize_bag(bag: Path) -> dict:
                  duration_s=stats['duration_s'],
                  message_count=sum(t['count'] for t in stats['topics'].values()))
     if entry['episode']:
-        recorded = entry['episode'].get('topics', {})
         for topic, t in entry['topics'].items():
             t['drops'] = recorded.get(topic, {}).get('drops', 0)
         for topic, t in recorded.items():  # registered or expected, but no message
@@ -238,12 +285,16 @@ def format_summary(summary: dict) -> str:
             w = max(len('topic'), *(len(t) for t in bag['topics']))
             wt = max(len('type'), *(len(t['type'] or '-') for t in bag['topics'].values()))
             lines.append(f'  {"topic":<{w}}  {"type":<{wt}}  {"count":>7}  {"rate Hz":>8}  '
-                         f'{"dur s":>7}  {"gaps":>5}  {"drops":>5}  time')
+                         f'{"exp Hz":>7}  {"dur s":>7}  {"gaps":>5}  {"lost":>5}  '
+                         f'{"drops":>5}  time')
             for name, t in bag['topics'].items():
                 lines.append(
                     f'  {name:<{w}}  {t["type"] or "-":<{wt}}  {t["count"]:>7}  '
-                    f'{_fmt(t["rate_hz"], ".2f"):>8}  {_fmt(t["duration_s"], ".2f"):>7}  '
-                    f'{t["gap_count"]:>5}  {t.get("drops", 0):>5}  {t["time_source"] or "-"}')
+                    f'{_fmt(t["rate_hz"], ".2f"):>8}  '
+                    f'{_fmt(t.get("expected_rate_hz"), ".1f"):>7}  '
+                    f'{_fmt(t["duration_s"], ".2f"):>7}  {t["gap_count"]:>5}  '
+                    f'{_fmt(t.get("lost"), "d"):>5}  {t.get("drops", 0):>5}  '
+                    f'{t["time_source"] or "-"}')
                 for g in t['gaps'][:3]:
                     lines.append(f'  {"":<{w}}    gap of {g["length_s"]:.3f} s '
                                  f'at +{g["at_s"]:.3f} s')

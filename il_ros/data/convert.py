@@ -6,6 +6,13 @@ length), resample onto the control-rate grid (resample), label every frame from 
 source, and append the episode to the store. Rejected bags are listed with file, topic, time
 and reason in ``<dataset>/conversion_report.json``; the others still convert.
 
+Interrupted episodes are not converted silently: an ``incomplete`` episode (the recorder was
+shut down mid-episode, a topic was missing or a write failed) is skipped with a warning
+naming it, or converted and labelled (``keep_incomplete``, ``--keep-incomplete``); a
+recording cut off by a kill (JSON still ``recording``, or an MCAP without
+``metadata.yaml``) is skipped, with a pointer to ``il-ros bag-recover``. An episode the
+recorder marked ``complete_with_loss`` converts, with a warning naming the lossy topics.
+
 A stream staler than ``stale_reject`` periods at some tick rejects the episode. With
 ``stale_action_hold`` (``il-ros dagger`` sets it; plain ``il-ros convert`` does not) the
 action stream is treated apart: ticks whose newest command is older than that are labelled
@@ -22,7 +29,8 @@ import numpy as np
 
 from il_ros import keys
 from il_ros.data.bag_reader import BagError, BagFile
-from il_ros.data.episodes import episode_status, STATUS_RECORDING
+from il_ros.data.episodes import (episode_status, lossy_topics, STATUS_COMPLETE_WITH_LOSS,
+                                  STATUS_INCOMPLETE, STATUS_RECORDING)
 from il_ros.data.resample import (choose_timing, first_backwards, latest_at_or_before,
                                   staleness, tick_grid)
 from il_ros.data.store import encode_labels, LABEL_KEY, TIME_KEY
@@ -43,6 +51,7 @@ class EpisodeReport:
     time_sources: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     stale_hold: int = 0                # frames labelled hold for a stale action
+    episode_status: str | None = None  # the recorder's status (None: no episode JSON)
 
 
 def find_bags(inputs: list[str | Path]) -> tuple[list[Path], list[EpisodeReport]]:
@@ -62,14 +71,34 @@ def find_bags(inputs: list[str | Path]) -> tuple[list[Path], list[EpisodeReport]
                 bags.add(meta.parent)
             for f in [*item.rglob('*.mcap'), *item.rglob('*.db3')]:
                 if not (f.parent / 'metadata.yaml').is_file() and f.parent not in bags:
-                    broken.append(EpisodeReport(
-                        str(f.parent), 'rejected',
-                        'no metadata.yaml: the recording was cut off before it closed'))
+                    broken.append(EpisodeReport(str(f.parent), 'skipped', CUT_OFF))
         else:
             broken.append(EpisodeReport(str(item), 'rejected',
                                         'not a rosbag2 folder (no metadata.yaml)'))
     uniq = {r.bag: r for r in broken}
     return sorted(bags), sorted(uniq.values(), key=lambda r: r.bag)
+
+
+CUT_OFF = ('partial recording: no metadata.yaml, the recording was cut off before it '
+           'closed (`il-ros bag-recover BAG` copies out its complete chunks)')
+
+
+def interrupted(bag: Path, cfg: ConvertConfig) -> EpisodeReport | None:
+    """A 'skipped' report for an interrupted episode that is not to be converted, or None."""
+    try:
+        meta = _episode_meta(bag)
+    except BagError:        # unreadable metadata: convert_bag rejects it, naming the file
+        return None
+    status = episode_status(meta) if meta and isinstance(meta, dict) else None
+    if status == STATUS_RECORDING:
+        return EpisodeReport(str(bag), 'skipped', 'partial episode (the recorder stopped '
+                             'mid-episode; `il-ros bag-recover BAG` copies out its complete '
+                             'chunks)', episode_status=status)
+    if status == STATUS_INCOMPLETE and not cfg.keep_incomplete:
+        why = meta.get('error') or '; '.join(meta.get('warnings') or []) or 'no reason given'
+        return EpisodeReport(str(bag), 'skipped', f'incomplete episode ({why}); '
+                             '--keep-incomplete converts it', episode_status=status)
+    return None
 
 
 def source_id(bag: Path, sample: int = 1 << 20) -> str:
@@ -127,8 +156,16 @@ def label_frames(sources: list[str] | None, n: int, pre_frames: int,
 def convert_bag(bag: Path, cfg: ConvertConfig, report: EpisodeReport, sid: str):
     """Frames and meta of one bag (content id ``sid``); raises BagError when rejected."""
     meta = _episode_meta(bag)
-    if episode_status(meta) == STATUS_RECORDING:
+    status = report.episode_status = episode_status(meta) if meta else None
+    if status == STATUS_RECORDING:
         raise BagError(f'{bag}: partial episode (the recorder stopped mid-episode)')
+    if status == STATUS_INCOMPLETE:
+        report.warnings.append('converted an incomplete episode (--keep-incomplete): '
+                               + (meta.get('error') or '; '.join(meta.get('warnings') or [])
+                                  or 'no reason given'))
+    elif status == STATUS_COMPLETE_WITH_LOSS:
+        report.warnings.append('the recorder marked this episode complete_with_loss: '
+                               + '; '.join(lossy_topics(meta) or ['see its warnings']))
     report.success = meta.get('success')
     period = 1.0 / cfg.rate_hz
     with BagFile(bag, cfg) as bf:
@@ -220,6 +257,7 @@ def convert_bag(bag: Path, cfg: ConvertConfig, report: EpisodeReport, sid: str):
                 'success': report.success, 'task': meta.get('task'),
                 'joint_names': data.joint_names, 'time_sources': report.time_sources,
                 'warnings': report.warnings, 'rate_hz': cfg.rate_hz,
+                'episode_status': report.episode_status,
                 'stale_hold_frames': report.stale_hold}
     return frames, meta_out
 
@@ -256,6 +294,10 @@ def convert(inputs: list[str | Path], out: str | Path, cfg: ConvertConfig | None
     try:
         jobs, queued = [], {}
         for bag in bags:
+            skip = interrupted(bag, cfg)
+            if skip is not None:
+                reports.append(skip)
+                continue
             sid = source_id(bag)
             if writer.has_source(sid):
                 reports.append(EpisodeReport(str(bag), 'skipped', 'already in the dataset'))
@@ -304,6 +346,8 @@ def format_reports(reports: list[EpisodeReport]) -> str:
         head = f'{r.status:9s} {Path(r.bag).name}'
         if r.status == 'converted':
             head += f'  {r.frames} frames -> episode {r.episode}, success={r.success}'
+            if r.episode_status not in (None, 'complete', 'unknown'):
+                head += f' ({r.episode_status})'
         else:
             head += f'  {r.reason}'
         lines.append(head)

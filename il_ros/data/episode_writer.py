@@ -19,11 +19,16 @@ Design decisions:
   error) or ``discarded`` (the bag folder is deleted; the JSON stays as a record so the number
   is not reused). A recorder killed mid-episode leaves ``recording`` behind: that episode is
   partial. Its MCAP has every 1 MB chunk written before the kill but no summary and no
-  ``metadata.yaml``, so readers refuse it; it is marked, not recovered. Finished bags are
-  never touched again.
+  ``metadata.yaml``, so readers refuse it; ``il-ros bag-recover`` copies those chunks into a
+  new bag (:mod:`il_ros.data.bag_recover`). Finished bags are never touched again.
 - Rates and gaps use the header stamp when the message type begins with a
   ``std_msgs/Header`` and every stamp is non-zero, else the receive (log) time; the metadata
   says which in ``time_source``.
+- Loss is made visible per topic: the expected rate (``expected_rates``, else estimated from
+  the header stamps), the measured rate, the gaps (over 2 expected periods) and an estimate
+  of the messages ``lost`` (see :func:`il_ros.data.bag_info.topic_stats`; writer-queue drops
+  count too). An episode that would be ``complete`` but lost more than
+  ``max_loss_fraction`` of a topic is ``complete_with_loss``, with a warning naming the topic.
 """
 from __future__ import annotations
 
@@ -41,8 +46,8 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import get_typestore, Stores
 
 from il_ros.data.bag_info import header_stamp_ns, starts_with_header, topic_stats
-from il_ros.data.episodes import (STATUS_COMPLETE, STATUS_DISCARDED, STATUS_INCOMPLETE,
-                                 STATUS_RECORDING)
+from il_ros.data.episodes import (STATUS_COMPLETE, STATUS_COMPLETE_WITH_LOSS,
+                                  STATUS_DISCARDED, STATUS_INCOMPLETE, STATUS_RECORDING)
 from il_ros.fsio import atomic_write_json
 
 STORAGES = {'mcap': StoragePlugin.MCAP, 'sqlite3': StoragePlugin.SQLITE3}
@@ -98,12 +103,17 @@ class EpisodeWriter:
 
     def __init__(self, output_dir, index, *, storage='mcap', queue_size=1000, task='',
                  operator='', expected_topics=(), typestore=None, extra=None,
-                 logger=None, bag_factory=None):
+                 logger=None, bag_factory=None, expected_rates=None,
+                 max_loss_fraction=0.01):
         """Prepare episode ``index``; nothing touches the disk before :meth:`open`."""
         if storage not in STORAGES:
             raise ValueError(f'storage must be one of {sorted(STORAGES)}, got {storage!r}')
         if queue_size < 1:
             raise ValueError(f'queue_size must be >= 1, got {queue_size}')
+        if not 0 <= max_loss_fraction <= 1:
+            raise ValueError(f'max_loss_fraction must be in [0, 1], got {max_loss_fraction}')
+        self.expected_rates = {t: float(hz) for t, hz in (expected_rates or {}).items()}
+        self.max_loss_fraction = float(max_loss_fraction)
         self.output_dir = Path(output_dir)
         self.index = index
         self.name = episode_name(index)
@@ -138,6 +148,8 @@ class EpisodeWriter:
             'status': STATUS_RECORDING, 'start_time_ns': None, 'stop_time_ns': None,
             'start_wall': None, 'stop_wall': None, 'duration_s': None,
             'queue_size': queue_size, 'expected_topics': sorted(expected_topics),
+            'expected_rates': dict(sorted(self.expected_rates.items())),
+            'max_loss_fraction': self.max_loss_fraction,
             'topics': {}, 'drops_total': 0, 'warnings': self._warnings, 'error': None,
             'recorder_pid': os.getpid(), 'host': socket.gethostname(),
             **(extra or {}),
@@ -330,7 +342,9 @@ class EpisodeWriter:
         """Flush, close the bag and write the final metadata; returns it.
 
         Status is ``incomplete`` if a write failed, an expected topic got no message or the
-        episode was ``interrupted`` (the recorder shut down before a stop request).
+        episode was ``interrupted`` (the recorder shut down before a stop request); else
+        ``complete_with_loss`` if a topic lost more than ``max_loss_fraction`` of its
+        messages, else ``complete``.
         """
         if self._closed:
             raise EpisodeError(f'{self.name} is already finished')
@@ -339,8 +353,22 @@ class EpisodeWriter:
             if self._counts.get(topic, 0) == 0:
                 self.warn(f'expected topic {topic} published no message during the episode')
         missing = [t for t in self.meta['expected_topics'] if self._counts.get(t, 0) == 0]
-        status = STATUS_INCOMPLETE if (self.error or missing or interrupted) else STATUS_COMPLETE
-        return self._finalize(status, success, stop_time_ns)
+        topics = self._topic_meta()
+        lossy = [t for t, v in topics.items()
+                 if (v['loss_fraction'] or 0.0) > self.max_loss_fraction]
+        for topic in lossy:
+            v = topics[topic]
+            rate = '-' if v['rate_hz'] is None else f'{v["rate_hz"]:.1f}'
+            self.warn(f'{topic} lost ~{v["lost"]} of {v["lost"] + v["count"]} messages '
+                      f'({100 * v["loss_fraction"]:.1f}%, above max_loss_fraction '
+                      f'{self.max_loss_fraction:g}): {rate} Hz measured, '
+                      f'{_hz(v["expected_rate_hz"])} expected ({v["expected_rate_source"]}), '
+                      f'{v["gap_count"]} gap(s), {v["drops"]} dropped by the writer queue')
+        if self.error or missing or interrupted:
+            status = STATUS_INCOMPLETE
+        else:
+            status = STATUS_COMPLETE_WITH_LOSS if lossy else STATUS_COMPLETE
+        return self._finalize(status, success, stop_time_ns, topics)
 
     def discard(self, stop_time_ns: int) -> dict:
         """Stop, delete the bag folder and keep the JSON (status ``discarded``)."""
@@ -350,7 +378,7 @@ class EpisodeWriter:
         shutil.rmtree(self.bag_path, ignore_errors=True)
         return self._finalize(STATUS_DISCARDED, None, stop_time_ns)
 
-    def _finalize(self, status: str, success, stop_time_ns: int) -> dict:
+    def _finalize(self, status: str, success, stop_time_ns: int, topics=None) -> dict:
         drops_total = sum(self._drops.values())
         if drops_total:
             self.warn(f'{drops_total} messages dropped because the writer queue was full '
@@ -361,7 +389,8 @@ class EpisodeWriter:
             status=status, success=success, stop_time_ns=int(stop_time_ns),
             stop_wall=datetime.now(timezone.utc).isoformat(),
             duration_s=max(0, int(stop_time_ns) - start) / 1e9,
-            topics=self._topic_meta(), drops_total=drops_total, error=self.error)
+            topics=self._topic_meta() if topics is None else topics, drops_total=drops_total,
+            error=self.error)
         try:
             write_json(self.json_path, self.meta)
         except OSError as err:
@@ -378,10 +407,19 @@ class EpisodeWriter:
                 times, source = stamps, 'header'
             else:
                 times, source = self._recv.get(topic, []), 'receive'
-            out[topic] = {'type': info['type'], 'time_source': source,
-                          **topic_stats(times), 'drops': self._drops.get(topic, 0)}
+            drops = self._drops.get(topic, 0)
+            stats = topic_stats(times, self.expected_rates.get(topic),
+                                estimate=source == 'header')
+            if drops and (stats['lost'] or 0) < drops:  # drops are known losses
+                stats.update(lost=drops, loss_fraction=drops / (drops + stats['count']))
+            out[topic] = {'type': info['type'], 'time_source': source, **stats,
+                          'drops': drops}
         for topic in self.meta['expected_topics']:
             if topic not in out:  # never discovered: no publisher, type unknown
-                out[topic] = {'type': None, 'time_source': None, **topic_stats([]),
-                              'drops': 0}
+                out[topic] = {'type': None, 'time_source': None,
+                              **topic_stats([], self.expected_rates.get(topic)), 'drops': 0}
         return out
+
+
+def _hz(value) -> str:
+    return '-' if value is None else f'{value:.1f} Hz'

@@ -12,11 +12,15 @@ from pathlib import Path
 
 STATUS_RECORDING = 'recording'      # the recorder is (or was, if it died) writing it
 STATUS_COMPLETE = 'complete'        # stopped cleanly, every configured topic recorded
+STATUS_COMPLETE_WITH_LOSS = 'complete_with_loss'  # complete, but a topic lost more messages
+#                                     than the recorder's max_loss_fraction (see its topics)
 STATUS_INCOMPLETE = 'incomplete'    # stopped, but a topic was missing or a write failed
 STATUS_DISCARDED = 'discarded'      # the operator discarded it; the bag folder is deleted
 STATUS_UNKNOWN = 'unknown'          # no metadata, unreadable metadata, or no status in it
 
 META_GLOB = 'episode_*.json'
+RECORDED_STATUSES = (STATUS_COMPLETE, STATUS_COMPLETE_WITH_LOSS)
+"""Statuses of an episode that was recorded to its end (usable; the loss is reported)."""
 
 
 def read_episode_meta(path: Path) -> dict | None:
@@ -54,5 +58,21 @@ def episode_statuses(folder: Path, skip: set[str] = frozenset()) -> dict[str, st
 
 
 def count_complete(folder: Path) -> int:
-    """Number of episodes in ``folder`` whose status is complete."""
-    return sum(s == STATUS_COMPLETE for s in episode_statuses(folder).values())
+    """Number of episodes in ``folder`` recorded to their end (:data:`RECORDED_STATUSES`)."""
+    return sum(s in RECORDED_STATUSES for s in episode_statuses(folder).values())
+
+
+def lossy_topics(meta: dict | None) -> list[str]:
+    """``topic: lost ~N of M (P%)`` for each topic an episode's metadata says lost messages.
+
+    Read from the per-topic ``lost`` and ``loss_fraction`` the recorder writes; topics
+    without a loss estimate (no expected rate) or with none lost are left out.
+    """
+    out = []
+    for topic, t in sorted(((meta or {}).get('topics') or {}).items()):
+        lost = t.get('lost') if isinstance(t, dict) else None
+        if isinstance(lost, int) and lost > 0:
+            frac = t.get('loss_fraction') or 0.0
+            out.append(f'{topic}: lost ~{lost} of {lost + int(t.get("count") or 0)} '
+                       f'({100 * frac:.1f}%)')
+    return out

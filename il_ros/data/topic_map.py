@@ -116,6 +116,10 @@ class ConvertConfig:
     action_lookahead: float = 0.5
     """The action of tick t is the newest command received by t + lookahead * period: the
     command answering the observation of tick t, sent within half a period of it."""
+    keep_incomplete: bool = False
+    """False (the default): episodes the recorder marked ``incomplete`` (shut down
+    mid-episode, a topic missing, a write error) are skipped with a warning. True: they are
+    converted, and labelled so in the report and the episode's dataset metadata."""
 
     def __post_init__(self):
         if isinstance(self.topics, dict):

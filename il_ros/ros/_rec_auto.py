@@ -13,7 +13,10 @@ A steady-clock timer drives a small state machine on the recorder node:
   ``success_hold_s`` of node-clock time (success=True), or ``episode_timeout_s`` after the
   start (success=False). Under ``use_sim_time`` both follow ``/clock``.
 - After ``auto_episodes`` stopped episodes the node's ``done`` future gets 0 and ``main``
-  returns it as the exit code. A failed write ends the run with 1.
+  returns it as the exit code. An episode that cannot be started or written (a full disk)
+  is logged, left ``incomplete`` and recorded again after the next reset: one transient
+  error never ends a collection run. :data:`MAX_FAILURES_IN_A_ROW` failed episodes in a row
+  end it with 1.
 
 The success subscription is best effort (depth 10) so it matches any publisher.
 """
@@ -27,6 +30,7 @@ from std_srvs.srv import Trigger
 
 from il_ros.data.episode_writer import EpisodeError
 
+MAX_FAILURES_IN_A_ROW = 3
 
 class AutoEpisodes:
     """Drives ``node`` (a Recorder) through ``auto_episodes`` episodes."""
@@ -36,6 +40,7 @@ class AutoEpisodes:
         self.node = node
         self.total = int(node.param('auto_episodes'))
         self.recorded = 0
+        self.failures = 0       # failed episodes in a row
         self.state = 'wait_topics'
         self._since = time.monotonic()
         self._future = None
@@ -65,8 +70,11 @@ class AutoEpisodes:
     def _finish(self, code: int, why: str) -> None:
         self.state = 'done'
         self._timer.cancel()
-        log = self.node.get_logger().info if code == 0 else self.node.get_logger().error
-        log(f'auto episodes: {why}')
+        # One severity per call site: rclpy refuses a call site whose severity changes.
+        if code == 0:
+            self.node.get_logger().info(f'auto episodes: {why}')
+        else:
+            self.node.get_logger().error(f'auto episodes: {why}')
         if not self.node.done.done():
             self.node.done.set_result(code)
 
@@ -75,7 +83,19 @@ class AutoEpisodes:
             {'wait_topics': self._tick_wait_topics, 'resetting': self._tick_resetting,
              'recording': self._tick_recording, 'done': self._tick_done}[self.state]()
         except EpisodeError as err:
-            self._finish(1, f'stopping: {err}')
+            self._episode_failed(str(err))
+
+    def _episode_failed(self, why: str) -> None:
+        """Record the episode again after a reset; give up after too many in a row."""
+        self.failures += 1
+        if self.failures >= MAX_FAILURES_IN_A_ROW:
+            self._finish(1, f'stopping after {self.failures} failed episodes in a row; '
+                         f'last: {why}')
+            return
+        self.node.get_logger().error(
+            f'auto episode {self.recorded + 1}/{self.total} failed ({why}); recording it '
+            f'again ({self.failures} failure(s) in a row, {MAX_FAILURES_IN_A_ROW} end the run)')
+        self._request_reset()
 
     def _tick_done(self) -> None:
         pass
@@ -131,6 +151,7 @@ class AutoEpisodes:
         meta = node.stop_episode(success)
         if meta['error']:
             raise EpisodeError(meta['error'])
+        self.failures = 0
         self.recorded += 1
         node.get_logger().info(f'auto episode {self.recorded}/{self.total}: {meta["bag"]} '
                                f'success={success}')

@@ -5,6 +5,8 @@ Kept apart from the node so that the node file stays about callbacks and service
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import keyword
 import os
 import sys
 from pathlib import Path
@@ -25,16 +27,45 @@ _STORES = {'humble': Stores.ROS2_HUMBLE, 'jazzy': Stores.ROS2_JAZZY,
 
 
 def msg_class(msgtype: str):
-    """The Python message class of ``pkg/msg/Type``; raises ImportError/ValueError."""
-    parts = msgtype.split('/')
-    if len(parts) != 3:
-        raise ValueError(f'message type {msgtype!r} is not of the form pkg/msg/Type')
-    pkg, sub, name = parts
-    module = importlib.import_module(f'{pkg}.{sub}')
+    """The Python message class of ``pkg/msg/Name``; raises ValueError for anything else.
+
+    ``msgtype`` comes from the remote graph, so it is checked before anything is imported:
+    ``pkg`` and ``Name`` must be plain identifiers, the middle part ``msg``, and ``pkg`` an
+    installed ROS interface package (a Python package with a ``msg`` sub-package and
+    rosidl-generated type support, found without importing it). The class found must be a
+    rosidl-generated message. So ``../msg/X`` or ``os/msg/X`` never reach an import.
+    """
+    parts = msgtype.split('/') if isinstance(msgtype, str) else []
+    if len(parts) != 3 or parts[1] != 'msg':
+        raise ValueError(f'message type {msgtype!r} is not of the form pkg/msg/Name')
+    pkg, _, name = parts
+    for part in (pkg, name):
+        if not part.isidentifier() or keyword.iskeyword(part) or part.startswith('_'):
+            raise ValueError(f'message type {msgtype!r}: {part!r} is not a valid name')
+    if not is_interface_package(pkg):
+        raise ValueError(f'message type {msgtype!r}: {pkg!r} is not an installed ROS '
+                         'interface package')
+    module = importlib.import_module(f'{pkg}.msg')
+    cls = getattr(module, name, None)
+    if not isinstance(cls, type) or not hasattr(type(cls), '__import_type_support__') \
+            or not hasattr(cls, 'get_fields_and_field_types'):
+        raise ValueError(f'message type {msgtype!r}: {pkg}.msg has no message {name}')
+    return cls
+
+
+def is_interface_package(pkg: str) -> bool:
+    """True if ``pkg`` is an installed rosidl-generated Python package (not imported)."""
     try:
-        return getattr(module, name)
-    except AttributeError:
-        raise ImportError(f'{pkg}.{sub} has no message {name}') from None
+        spec = importlib.util.find_spec(pkg)
+    except (ImportError, ValueError):
+        return False
+    if spec is None or not spec.submodule_search_locations:
+        return False
+    for root in map(Path, spec.submodule_search_locations):
+        if (root / 'msg' / '__init__.py').is_file() and any(
+                root.glob(f'{pkg}_s__rosidl_typesupport_*')):
+            return True
+    return False
 
 
 def subscription_qos(endpoints) -> QoSProfile:

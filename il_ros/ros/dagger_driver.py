@@ -248,7 +248,9 @@ def start_sim_graph(task: str, log_dir, bags_dir, first_seed: int, cameras=('fro
         'controller': {'rate_hz': rate_hz, 'status_rate_hz': 5.0, **(controller_params or {})},
         'supervisor': {'seed': first_seed - 1, **(supervisor_params or {})},
         'recorder': {'use_sim_time': True, 'task': task,
-                     'topics': [keys.camera_topic(c) for c in cams] + RECORD_TOPICS},
+                     'topics': [keys.camera_topic(c) for c in cams] + RECORD_TOPICS,
+                     # the rounds move output_dir to <run>/round_k/bags beside bags_dir
+                     'output_root': str(Path(bags_dir).resolve().parent)},
         'trainer': {'status_rate_hz': 2.0, **(trainer_params or {})},
     }
     if nodes is None:

@@ -12,23 +12,33 @@ and written at the start of every episode, so each bag is self-contained.
 
 Episode end states: ``complete``; ``incomplete`` when a configured topic sent nothing, a
 write failed (the node ends the episode itself and logs the error) or the node was shut down
-(SIGINT/SIGTERM) mid-episode; ``discarded`` (bag folder deleted, JSON kept). A SIGKILL leaves
-the JSON at ``recording``, which bag-info reports as partial. Parameters are read when an
-episode starts, so ``output_dir``, ``task``, ``operator``, ``storage`` and ``queue_size``
-may be changed between episodes.
+(SIGINT/SIGTERM) mid-episode; ``complete_with_loss`` when a topic lost more than
+``max_loss_fraction`` of its messages (per-topic expected and measured rates, gaps and lost
+counts are in the metadata); ``discarded`` (bag folder deleted, JSON kept). A SIGKILL leaves
+the JSON at ``recording``, which bag-info reports as partial (``il-ros bag-recover`` copies
+out what its completed chunks hold). A failed episode never ends the node: the services keep
+answering and the next episode starts afresh.
+
+Parameters are checked at start-up (a bad value: one line on stderr, exit code 2) and on
+every change; they are read when an episode starts, so ``output_dir``, ``task``,
+``operator``, ``storage``, ``queue_size``, ``expected_rates`` and ``max_loss_fraction`` may
+be changed between episodes. ``output_dir`` may only move inside ``output_root`` (read-only;
+default: the start-up ``output_dir``) unless ``allow_any_output_dir`` (read-only) is true.
 """
 from __future__ import annotations
 
+import math
+import os
+from pathlib import Path
 import sys
 import time
 
-from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rcl_interfaces.msg import SetParametersResult
 import rclpy
 from rclpy.clock import Clock, ClockType
-from rclpy.exceptions import ParameterUninitializedException
+from rclpy.exceptions import InvalidParameterTypeException, ParameterUninitializedException
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
-from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy
 from rclpy.task import Future
 from std_srvs.srv import SetBool, Trigger
@@ -38,46 +48,87 @@ from il_ros.keys import SERVICE_SIM_RESET, TOPIC_SIM_SUCCESS
 from il_ros.ros._rec_auto import AutoEpisodes
 from il_ros.ros._rec_topics import (bag_qos, ensure_type, msg_class, needs_resubscribe,
                                     subscription_qos, typestore_for_distro)
+from il_ros.ros.node_utils import check_value, declare, ParameterError
 
 EXCLUDED_TOPICS = ('/rosout', '/parameter_events')
-PARAMS = {  # name: (default, description)
-    'topics': (Parameter.Type.STRING_ARRAY, 'Topics to record; empty: every topic discovered '
-               '(re-discovered periodically) except /rosout and /parameter_events.'),
-    'output_dir': ('episodes', 'Folder of episode bags (episode_NNNN/) and their JSON.'),
+_POS = {'min': 0.0, 'min_exclusive': True}
+PARAMS = {  # name: (default, description, limits)
+    'topics': ([], 'Topics to record; empty: every topic discovered (re-discovered '
+               'periodically) except /rosout and /parameter_events.', {}),
+    'output_dir': ('episodes', 'Folder of episode bags (episode_NNNN/) and their JSON.', {}),
     'storage': ('mcap', 'Bag storage: mcap (default; a crash leaves the 1 MB chunks written '
-                'so far on disk) or sqlite3 (commits only when the episode stops).'),
-    'task': ('', 'Task name stored in each episode\'s metadata.'),
-    'operator': ('', 'Operator name stored in each episode\'s metadata.'),
+                'so far on disk) or sqlite3 (commits only when the episode stops).',
+                {'choices': sorted(STORAGES)}),
+    'task': ('', 'Task name stored in each episode\'s metadata.', {}),
+    'operator': ('', 'Operator name stored in each episode\'s metadata.', {}),
     'queue_size': (1000, 'Messages the writer queue holds; when full, messages are dropped '
-                   'and counted (never blocks the callbacks).'),
+                   'and counted (never blocks the callbacks).', {'min': 1}),
     'expected_topics_timeout_s': (5.0, 'A configured topic without a message this long after '
                                   'the start is warned about; with none by the stop the '
-                                  'episode is incomplete.'),
-    'discovery_period_s': (1.0, 'Seconds between topic discovery passes.'),
+                                  'episode is incomplete.', _POS),
+    'expected_rates': ([], 'Expected publication rates as TOPIC=HZ strings; the loss of the '
+                       'other header-stamped topics is estimated from their stamps.', {}),
+    'max_loss_fraction': (0.01, 'An episode whose topic lost more than this fraction of its '
+                          'messages is complete_with_loss.', {'min': 0.0, 'max': 1.0}),
+    'discovery_period_s': (1.0, 'Seconds between topic discovery passes.', _POS),
     'auto_episodes': (0, 'Episodes to record automatically (reset, record, stop on success '
-                      'or timeout), then exit 0; 0 = manual (services).'),
-    'reset_service': (SERVICE_SIM_RESET, 'Trigger service called before each auto episode.'),
-    'reset_timeout_s': (30.0, 'Wall seconds to wait for the reset service (auto mode).'),
-    'success_topic': (TOPIC_SIM_SUCCESS, 'std_msgs/Bool topic that signals success (auto).'),
-    'success_hold_s': (0.5, 'Node-clock seconds recorded after success turns true (auto).'),
+                      'or timeout), then exit 0; 0 = manual (services).', {'min': 0}),
+    'reset_service': (SERVICE_SIM_RESET, 'Trigger service called before each auto episode.',
+                      {}),
+    'reset_timeout_s': (30.0, 'Wall seconds to wait for the reset service (auto mode).', _POS),
+    'success_topic': (TOPIC_SIM_SUCCESS, 'std_msgs/Bool topic that signals success (auto).',
+                      {}),
+    'success_hold_s': (0.5, 'Node-clock seconds recorded after success turns true (auto).',
+                       {'min': 0.0}),
     'episode_timeout_s': (30.0, 'Node-clock seconds before an auto episode stops as a '
-                          'failure.'),
+                          'failure.', _POS),
 }
+READ_ONLY = {  # name: (default, description); fixed at start-up
+    'output_root': ('', 'output_dir may only be set (at start-up or later) to this folder or '
+                    'below it; empty: the start-up output_dir.'),
+    'allow_any_output_dir': (False, 'Let output_dir be set to any folder (no output_root).'),
+}
+
+
+def parse_rates(name: str, items) -> dict[str, float]:
+    """``{topic: Hz}`` from ``TOPIC=HZ`` strings; raises ParameterError naming the bad one."""
+    out = {}
+    for item in items or []:
+        topic, sep, hz = str(item).rpartition('=')
+        try:
+            rate = float(hz)
+        except ValueError:
+            rate = math.nan
+        if not sep or not topic.startswith('/') or not math.isfinite(rate) or rate <= 0:
+            raise ParameterError(f'parameter {name}={list(items)!r}: {item!r} must be '
+                                 'TOPIC=HZ with an absolute topic and HZ > 0')
+        out[topic] = rate
+    return out
 
 
 class Recorder(Node):
     """Records topics into one rosbag2 bag per episode; see the module docstring."""
 
     def __init__(self, **kwargs):
-        """Declare parameters, start discovery and the services."""
+        """Declare and check parameters, start discovery and the services.
+
+        Raises ParameterError (before any timer or service exists) for a bad parameter.
+        """
         super().__init__('recorder', **kwargs)
-        for name, (default, text) in PARAMS.items():
-            self.declare_parameter(name, default, ParameterDescriptor(description=text))
+        for name, (default, text, limits) in PARAMS.items():
+            declare(self, name, default, text, array_type='string', **limits)
+        for name, (default, text) in READ_ONLY.items():
+            declare(self, name, default, text, read_only=True)
+        self.configured_topics = [t for t in self.param('topics') if t]
+        parse_rates('expected_rates', self.param('expected_rates'))
+        start_dir = self._resolve(self.param('output_dir'))
+        self._root = (self._resolve(self.param('output_root'))
+                      if self.param('output_root') else start_dir)
+        refused = self._outside_root(start_dir)
+        if refused:
+            raise ParameterError(f'parameter output_dir={self.param("output_dir")!r}: '
+                                 f'{refused}')
         self.add_on_set_parameters_callback(self._check_params)
-        try:  # [] (or nothing) leaves a typed array parameter uninitialized: record all
-            self.configured_topics = [t for t in self.get_parameter('topics').value if t]
-        except ParameterUninitializedException:
-            self.configured_topics = []
         self._typestore = typestore_for_distro()
         self.subscribed: dict[str, dict] = {}     # topic -> {type, sub, qos, offered}
         self._latched: dict[str, bytes] = {}  # last message of each transient-local topic
@@ -103,16 +154,41 @@ class Recorder(Node):
             f'{self.param("output_dir")} ({self.param("storage")}), {mode}')
 
     def param(self, name: str):
-        """Current value of parameter ``name``."""
-        return self.get_parameter(name).value
+        """Current value of parameter ``name`` (``[]`` for an unset string array)."""
+        try:
+            value = self.get_parameter(name).value
+        except ParameterUninitializedException:  # `[]` in YAML leaves an array unset
+            value = None
+        return [] if value is None and name in ('topics', 'expected_rates') else value
+
+    @staticmethod
+    def _resolve(path: str) -> Path:
+        return Path(os.path.abspath(Path(path).expanduser()))
+
+    def _outside_root(self, path: Path) -> str | None:
+        """Why ``path`` may not be the output folder (outside the root), or None."""
+        if self.param('allow_any_output_dir'):
+            return None
+        real, root = Path(os.path.realpath(path)), Path(os.path.realpath(self._root))
+        if real == root or root in real.parents:
+            return None
+        return (f'{path} is outside the output root {self._root} (set output_root at '
+                'start-up, or allow_any_output_dir:=true)')
 
     def _check_params(self, params) -> SetParametersResult:
         for p in params:
-            if p.name == 'storage' and p.value not in STORAGES:
-                return SetParametersResult(
-                    successful=False, reason=f'storage must be one of {sorted(STORAGES)}')
-            if p.name == 'queue_size' and p.value < 1:
-                return SetParametersResult(successful=False, reason='queue_size must be >= 1')
+            try:
+                if p.name in PARAMS and PARAMS[p.name][2]:
+                    check_value(p.name, p.value, **PARAMS[p.name][2])
+                if p.name == 'expected_rates':
+                    parse_rates(p.name, p.value)
+                if p.name == 'output_dir':
+                    refused = self._outside_root(self._resolve(str(p.value)))
+                    if refused:
+                        raise ParameterError(f'parameter output_dir={p.value!r}: {refused}')
+            except ParameterError as err:
+                self.get_logger().warning(f'refused: {err}')
+                return SetParametersResult(successful=False, reason=str(err))
         return SetParametersResult(successful=True)
 
     # ---- topics ----
@@ -124,17 +200,26 @@ class Recorder(Node):
                       else topic not in EXCLUDED_TOPICS)
             if not wanted or topic in self._skipped or not types:
                 continue
-            pubs = self.get_publishers_info_by_topic(topic)
-            if not pubs:
-                continue
-            qos = subscription_qos(pubs)
-            have = self.subscribed.get(topic)
-            if have and not needs_resubscribe(have['qos'], qos):
-                continue
-            if len(types) > 1:
-                self.get_logger().warning(f'{topic} has several types {types}; recording '
-                                          f'{types[0]}')
-            self._subscribe(topic, types[0], qos, pubs, have)
+            try:
+                self._discover_one(topic, types)
+            except Exception as err:  # noqa: BLE001 - one odd topic must not stop discovery
+                self._skipped.add(topic)
+                self.get_logger().warning(f'not recording {topic} {types}: '
+                                          f'{type(err).__name__}: {err}')
+
+    def _discover_one(self, topic: str, types: list[str]) -> None:
+        """Subscribe to one wanted topic, or re-subscribe with QoS that matches."""
+        pubs = self.get_publishers_info_by_topic(topic)
+        if not pubs:
+            return
+        qos = subscription_qos(pubs)
+        have = self.subscribed.get(topic)
+        if have and not needs_resubscribe(have['qos'], qos):
+            return
+        if len(types) > 1:
+            self.get_logger().warning(f'{topic} has several types {types}; recording '
+                                      f'{types[0]}')
+        self._subscribe(topic, types[0], qos, pubs, have)
 
     def _subscribe(self, topic, msgtype, qos, pubs, have) -> None:
         try:
@@ -142,8 +227,8 @@ class Recorder(Node):
             if not ensure_type(self._typestore, msgtype):
                 raise ImportError(f'no message definition for {msgtype} found')
         except (ImportError, ValueError) as err:
-            self._skipped.add(topic)
-            self.get_logger().error(f'cannot record {topic} ({msgtype}): {err}')
+            self._skipped.add(topic)  # warned about once
+            self.get_logger().warning(f'not recording {topic} (type {msgtype!r}): {err}')
             return
         if have:
             self.destroy_subscription(have['sub'])
@@ -188,6 +273,8 @@ class Recorder(Node):
             queue_size=self.param('queue_size'), task=self.param('task'),
             operator=self.param('operator'), expected_topics=self.configured_topics,
             typestore=self._typestore, logger=self.get_logger(),
+            expected_rates=parse_rates('expected_rates', self.param('expected_rates')),
+            max_loss_fraction=self.param('max_loss_fraction'),
             extra={'node': self.get_fully_qualified_name(),
                    'use_sim_time': bool(self.param('use_sim_time')),
                    'log_time': 'node clock (sim time)' if self.param('use_sim_time')
@@ -217,8 +304,12 @@ class Recorder(Node):
         counts = ', '.join(f'{t} {v["count"]}' for t, v in meta['topics'].items())
         self.last_result = f'{ep.name} {meta["status"]}' + (
             f': {meta["error"]}' if meta['error'] else '')
-        log = self.get_logger().error if meta['error'] else self.get_logger().info
-        log(f'{ep.name}: {meta["status"]} (success={meta["success"]}) {counts}')
+        line = f'{ep.name}: {meta["status"]} (success={meta["success"]}) {counts}'
+        # One severity per call site: rclpy refuses a call site whose severity changes.
+        if meta['error']:
+            self.get_logger().error(line)
+        else:
+            self.get_logger().info(line)
         return meta
 
     def _watch(self) -> None:
@@ -227,7 +318,10 @@ class Recorder(Node):
         if ep is None:
             return
         if ep.error is not None:
-            self.stop_episode(None)
+            try:
+                self.stop_episode(None)
+            except Exception as err:  # noqa: BLE001 - the node outlives a failed episode
+                self.get_logger().error(f'{ep.name}: closing the failed episode: {err}')
             return
         if (not self._late_checked and time.monotonic() - self._episode_mono
                 > self.param('expected_topics_timeout_s')):
@@ -244,9 +338,10 @@ class Recorder(Node):
         try:
             ep = self.start_episode()
             response.success, response.message = True, f'{ep.name} recording to {ep.bag_path}'
-        except EpisodeError as err:
-            self.get_logger().error(f'start_episode failed: {err}')
-            response.success, response.message = False, str(err)
+        except Exception as err:  # noqa: BLE001 - always answer; the node keeps running
+            what = str(err) if isinstance(err, EpisodeError) else f'{type(err).__name__}: {err}'
+            self.get_logger().error(f'start_episode failed: {what}')
+            response.success, response.message = False, what
         return response
 
     def _srv_stop(self, request, response):
@@ -260,6 +355,10 @@ class Recorder(Node):
             meta = self.stop_episode(success, discard=discard)
         except EpisodeError as err:
             response.success, response.message = False, str(err)
+            return response
+        except Exception as err:  # noqa: BLE001 - always answer; the node keeps running
+            self.get_logger().error(f'stopping the episode failed: {type(err).__name__}: {err}')
+            response.success, response.message = False, f'{type(err).__name__}: {err}'
             return response
         response.success = meta['error'] is None
         response.message = f'{meta["bag"]} {meta["status"]}' + ''.join(
@@ -285,6 +384,9 @@ def main(args=None) -> int:
         node = Recorder()
         rclpy.spin_until_future_complete(node, node.done)
         code = node.done.result() if node.done.done() else 0
+    except (ParameterError, InvalidParameterTypeException) as err:
+        print(f'recorder: {err}', file=sys.stderr, flush=True)  # one line, like a command
+        code = 2
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:

@@ -36,6 +36,8 @@ def _cmd_node(args) -> int:
         print(f'il-ros node: unknown node {args.name!r}; known: {executables}', file=sys.stderr)
         return 2
     os.environ.setdefault('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp')
+    from il_ros.launcher import dds_profile_env
+    os.environ.update(dds_profile_env(os.environ))  # before rclpy creates a participant
     import importlib
     module = importlib.import_module(f'il_ros.ros.{args.name}')
     module.main(args=[f'il-ros-{args.name}', *args.ros_args])

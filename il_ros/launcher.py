@@ -16,6 +16,36 @@ from pathlib import Path
 
 from il_ros.config import GraphConfig, load_graph
 from il_ros.render import gl_env
+from il_ros.resources import share_dir
+
+# The Fast DDS profile shipped in config/dds/ (docs/ros-network.md): a 32 MB shared-memory
+# segment, so that best-effort 640x480 camera streams arrive between processes.
+DDS_PROFILE = Path('config') / 'dds' / 'fastdds.xml'
+# Fast DDS 3 (Kilted and later) reads the first name; Fast DDS 2 (Humble, Jazzy) the second.
+# rmw_fastrtps on Fast DDS 3 still loads the second but warns in every node that it is
+# deprecated, so it is only set where ROS_DISTRO names a Fast DDS 2 distribution.
+DDS_PROFILE_VARS = ('FASTDDS_DEFAULT_PROFILES_FILE', 'FASTRTPS_DEFAULT_PROFILES_FILE')
+_FAST_DDS_2_DISTROS = ('humble', 'iron', 'jazzy')
+
+
+def dds_profile_path() -> Path:
+    """Where the shipped Fast DDS profile is (``share/il_ros/config/dds/`` when installed)."""
+    return share_dir() / DDS_PROFILE
+
+
+def dds_profile_env(env) -> dict[str, str]:
+    """The variables that apply the shipped DDS profile to processes started with ``env``.
+
+    Empty when ``env`` already names a profile file under either variable: the user's own
+    profile wins.
+    """
+    if any(env.get(name) for name in DDS_PROFILE_VARS):
+        return {}
+    path = str(dds_profile_path())
+    out = {DDS_PROFILE_VARS[0]: path}
+    if str(env.get('ROS_DISTRO', '')).lower() in _FAST_DDS_2_DISTROS:
+        out[DDS_PROFILE_VARS[1]] = path
+    return out
 
 
 def ros_env(base: dict | None = None, isolate: bool = True) -> dict:
@@ -24,9 +54,13 @@ def ros_env(base: dict | None = None, isolate: bool = True) -> dict:
     With ``isolate`` (sim graphs), a random ROS_DOMAIN_ID is chosen unless one is set, and
     discovery stays on localhost unless configured, so a sim run never meets other DDS
     programs on the machine.
+
+    Always, unless ``base`` already names a Fast DDS profile file, the shipped DDS profile
+    (``dds_profile_env``) is applied.
     """
     env = dict(os.environ if base is None else base)
     env.setdefault('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp')
+    env.update(dds_profile_env(env))
     gl_env(env)
     env['PYTHONUNBUFFERED'] = '1'
     if isolate:

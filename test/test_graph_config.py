@@ -1,10 +1,13 @@
 """The node graph as data: validation, parameter mapping, and the argv the launcher builds."""
+from pathlib import Path
 import sys
 
 import pytest
 
 from il_ros.config import ConfigError, load_graph, save_yaml
-from il_ros.launcher import node_command
+from il_ros.launcher import dds_profile_path, node_command, ros_env
+
+FASTDDS, FASTRTPS = 'FASTDDS_DEFAULT_PROFILES_FILE', 'FASTRTPS_DEFAULT_PROFILES_FILE'
 
 
 def test_default_graph_loads_and_maps_args():
@@ -48,3 +51,28 @@ def test_bad_graph_names_the_file_and_fault(tmp_path, bad, message):
 def test_missing_graph_file_is_named(tmp_path):
     with pytest.raises(ConfigError, match='file not found'):
         load_graph(tmp_path / 'nope.yaml')
+
+
+@pytest.mark.parametrize('isolate', [True, False])
+def test_ros_env_applies_the_shipped_dds_profile(isolate):
+    env = ros_env({'PATH': '/usr/bin', 'ROS_DISTRO': 'kilted'}, isolate=isolate)
+    path = Path(env[FASTDDS])
+    assert path == dds_profile_path() and path.is_file()
+    assert path.parts[-3:] == ('config', 'dds', 'fastdds.xml')
+    # Fast DDS 3 reads only the new name; the old one would add a warning to every node.
+    assert FASTRTPS not in env
+    assert FASTRTPS not in ros_env({'PATH': '/usr/bin'})
+
+
+@pytest.mark.parametrize('distro', ['humble', 'Jazzy'])
+def test_ros_env_also_sets_the_fast_dds_2_name_where_it_is_read(distro):
+    env = ros_env({'ROS_DISTRO': distro})
+    assert env[FASTDDS] == env[FASTRTPS] == str(dds_profile_path())
+
+
+@pytest.mark.parametrize('name', [FASTDDS, FASTRTPS])
+def test_a_profile_the_user_set_wins(name):
+    env = ros_env({name: '/home/me/my_profile.xml', 'ROS_DISTRO': 'jazzy'})
+    assert env[name] == '/home/me/my_profile.xml'
+    other = FASTRTPS if name == FASTDDS else FASTDDS
+    assert other not in env  # ours is not added beside it under the other name

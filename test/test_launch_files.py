@@ -18,6 +18,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 LAUNCH_FILES = sorted((REPO / 'launch').glob('*.launch.py'))
+DDS_VARS = ('FASTDDS_DEFAULT_PROFILES_FILE', 'FASTRTPS_DEFAULT_PROFILES_FILE')
 
 
 class _Recorded:
@@ -42,7 +43,8 @@ def _stub_launch_api(monkeypatch):
 
     mod('launch', LaunchDescription=cls('LaunchDescription'))
     mod('launch.actions', DeclareLaunchArgument=cls('DeclareLaunchArgument'),
-        EmitEvent=cls('EmitEvent'), RegisterEventHandler=cls('RegisterEventHandler'))
+        EmitEvent=cls('EmitEvent'), RegisterEventHandler=cls('RegisterEventHandler'),
+        SetEnvironmentVariable=cls('SetEnvironmentVariable'))
     mod('launch.event_handlers', OnProcessExit=cls('OnProcessExit'))
     mod('launch.events', Shutdown=cls('Shutdown'))
     mod('launch.conditions', IfCondition=cls('IfCondition'))
@@ -84,6 +86,14 @@ def _declared_params(module: str) -> set[str]:
     return found
 
 
+def _load(path: Path):
+    """Run a launch file's generate_launch_description against the stubs; its entities."""
+    spec = importlib.util.spec_from_file_location(path.stem.replace('.', '_'), path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return _flatten(module.generate_launch_description())
+
+
 def _flatten(ld) -> list:
     """The entities of a (stub) LaunchDescription, nested LaunchDescriptions included."""
     out = []
@@ -101,11 +111,7 @@ def test_there_are_launch_files():
 def test_launch_file_structure(path, monkeypatch):
     ast.parse(path.read_text(), filename=str(path))  # parses
     _stub_launch_api(monkeypatch)
-    spec = importlib.util.spec_from_file_location(path.stem.replace('.', '_'), path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    ld = module.generate_launch_description()
-    entities = _flatten(ld)
+    entities = _load(path)
     nodes = [e for e in entities if type(e).__name__ == 'Node']
     declared_args = {e.args[0] for e in entities if type(e).__name__ == 'DeclareLaunchArgument'}
     assert nodes, f'{path.name} launches no node'
@@ -145,3 +151,29 @@ def test_declared_params_detects_unknown():
     """The parameter check above can fail: a made-up name is not among the declared ones."""
     assert 'task' in _declared_params('il_ros.ros.sim_robot')
     assert 'no_such_param' not in _declared_params('il_ros.ros.sim_robot')
+
+
+@pytest.mark.parametrize('path', LAUNCH_FILES, ids=lambda p: p.name)
+def test_launch_file_applies_the_dds_profile(path, monkeypatch):
+    """Every launch file sets the shipped Fast DDS profile before its first node."""
+    for name in DDS_VARS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv('ROS_DISTRO', 'kilted')
+    _stub_launch_api(monkeypatch)
+    entities = _load(path)
+    kinds = [type(e).__name__ for e in entities]
+    sets = {e.args[0]: e.args[1] for e in entities if type(e).__name__ == 'SetEnvironmentVariable'}
+    assert list(sets) == ['FASTDDS_DEFAULT_PROFILES_FILE'], sets
+    profile = Path(sets['FASTDDS_DEFAULT_PROFILES_FILE'])
+    assert profile.is_file() and profile.parts[-3:] == ('config', 'dds', 'fastdds.xml')
+    assert kinds.index('SetEnvironmentVariable') < kinds.index('Node')
+
+
+@pytest.mark.parametrize('name', DDS_VARS)
+def test_launch_file_keeps_the_users_dds_profile(name, monkeypatch):
+    for other in DDS_VARS:
+        monkeypatch.delenv(other, raising=False)
+    monkeypatch.setenv(name, '/home/me/my_profile.xml')
+    _stub_launch_api(monkeypatch)
+    entities = _load(REPO / 'launch' / 'record.launch.py')
+    assert not [e for e in entities if type(e).__name__ == 'SetEnvironmentVariable']

@@ -5,8 +5,11 @@ packages, which the PyPI wheels do not ship; ``il-ros`` runs the same graph with
 """
 from __future__ import annotations
 
+import os
+
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, EmitEvent, RegisterEventHandler
+from launch.actions import (DeclareLaunchArgument, EmitEvent, RegisterEventHandler,
+                            SetEnvironmentVariable)
 from launch.event_handlers import OnProcessExit
 from launch.events import Shutdown
 from launch.substitutions import LaunchConfiguration
@@ -14,6 +17,7 @@ from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 
 from il_ros.config import load_graph
+from il_ros.launcher import dds_profile_env
 
 
 def graph_launch_description(graph: str, extra_args: dict | None = None) -> LaunchDescription:
@@ -22,13 +26,19 @@ def graph_launch_description(graph: str, extra_args: dict | None = None) -> Laun
     Each node gets its parameter file from config/, then the graph's fixed overrides, then
     the launch arguments mapped onto its parameters (values are parsed as YAML, so
     ``episodes:=20`` is an integer and ``cameras:=[front,wrist]`` a string array).
+
+    First, unless the environment of ``ros2 launch`` already names a Fast DDS profile file,
+    the shipped profile (config/dds/fastdds.xml) is set for every node the launch starts
+    (docs/ros-network.md).
     """
     g = load_graph()
     if graph not in g.graphs:
         raise KeyError(f'graph {graph!r} not in config/graph.yaml; have {sorted(g.graphs)}')
-    actions = [DeclareLaunchArgument(a, default_value=g.args[a].default,
-                                     description=g.args[a].description)
-               for a in g.graph_args(graph)]
+    actions = [SetEnvironmentVariable(name, value)
+               for name, value in dds_profile_env(os.environ).items()]
+    actions += [DeclareLaunchArgument(a, default_value=g.args[a].default,
+                                      description=g.args[a].description)
+                for a in g.graph_args(graph)]
     for name, fixed in g.graphs[graph].items():
         spec = g.nodes[name]
         overrides = dict(fixed)

@@ -98,6 +98,7 @@ class Robot:
         self.pub_human = node.create_publisher(Float64MultiArray, '/il/teleop/command',
                                                RELIABLE)
         self.camera, self.human = True, None
+        self.beats_only = False          # heartbeats without a human command
         self.last_camera = self.last_beat = None
         self.image_stamp = None          # a fixed header stamp (a frozen camera), else now
         self.encoding, self.size = 'rgb8', HW
@@ -122,8 +123,9 @@ class Robot:
             img.header.stamp = self.image_stamp or js.header.stamp
             self.pub_img.publish(img)
             self.last_camera = now
-        if self.human is not None:
-            self.pub_human.publish(Float64MultiArray(data=list(self.human)))
+        if self.human is not None or self.beats_only:
+            if self.human is not None:
+                self.pub_human.publish(Float64MultiArray(data=list(self.human)))
             self.pub_beat.publish(Bool(data=True))
             self.last_beat = now
 

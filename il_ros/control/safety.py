@@ -49,6 +49,18 @@ def check_step_limit(name: str, value, allow_unlimited: bool = False) -> float:
     return v
 
 
+def check_step_limit_list(name: str, values, allow_unlimited: bool = False) -> list[float]:
+    """:func:`check_step_limit` for each of a list; the message shows the whole list."""
+    out = []
+    for i, v in enumerate(values):
+        try:
+            out.append(check_step_limit(name, v, allow_unlimited))
+        except StepLimitError as e:
+            why = str(e).split(': ', 1)[1]
+            raise StepLimitError(f'{name}={list(values)!r}: value {i} ({v!r}): {why}') from None
+    return out
+
+
 def step_limits(action_names: list[str], joint_names: list[str], max_step: float,
                 max_step_other: float, per_value: list[float] | None = None,
                 allow_unlimited: bool = False) -> list[float]:
@@ -62,8 +74,7 @@ def step_limits(action_names: list[str], joint_names: list[str], max_step: float
     check_step_limit('max_step', max_step, allow_unlimited)
     check_step_limit('max_step_other', max_step_other, allow_unlimited)
     if per_value:
-        for v in per_value:
-            check_step_limit('max_step_per_value', v, allow_unlimited)
+        check_step_limit_list('max_step_per_value', per_value, allow_unlimited)
         if len(per_value) != len(action_names):
             raise StepLimitError(f'max_step_per_value={list(per_value)!r}: must have one value '
                                  f'per command value ({len(action_names)}: {action_names})')

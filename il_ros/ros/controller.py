@@ -49,11 +49,10 @@ from std_msgs.msg import Bool, Float64MultiArray, String
 from std_srvs.srv import SetBool, Trigger
 
 from il_ros import checkpoint_meta, keys
-from il_ros.control.arbiter import (HUMAN_COMMAND_STALE, NO_HUMAN_COMMAND, Source,
-                                    TAKEOVER_LAPSED, TakeoverArbiter)
+from il_ros.control.arbiter import Source, TakeoverArbiter
 from il_ros.control.chunks import ActionQueue
-from il_ros.control.safety import (check_step_limit, SafetyConfig, SafetyFilter, Status,
-                                   step_limits, StepLimitError)
+from il_ros.control.safety import (check_step_limit, check_step_limit_list, SafetyConfig,
+                                   SafetyFilter, Status, step_limits, StepLimitError)
 from il_ros.control.streams import duplicate_names, image_format_problem, StreamClock
 from il_ros.render import setup_headless_gl
 from il_ros.ros.command_adapters import ADAPTERS, make_adapter
@@ -72,7 +71,6 @@ RUNTIME_PARAMS = ('checkpoint', 'enabled', 'use_sim_time', *STEP_PARAMS)
 JS = ' joint_states'
 """Key of the joint states in Controller.clocks (no camera name starts with a space)."""
 MAX_BACKLOG = 10
-ARBITER_HOLDS = (NO_HUMAN_COMMAND, HUMAN_COMMAND_STALE, TAKEOVER_LAPSED)
 """Inference jobs waiting in the worker beyond which the policy is stalled (HOLD, reset)."""
 
 
@@ -401,11 +399,10 @@ class Controller(Node):
             raise ParameterError(f'parameter joint_lower={lower!r}: must have one value per '
                                  f'action_names value ({len(names)}: {names})')
         try:
-            for name, values in (('max_step', [self.max_step]),
-                                 ('max_step_other', [self.max_step_other]),
-                                 ('max_step_per_value', self.max_step_values)):
-                for v in values:
-                    check_step_limit(name, v, self.allow_unlimited)
+            check_step_limit('max_step', self.max_step, self.allow_unlimited)
+            check_step_limit('max_step_other', self.max_step_other, self.allow_unlimited)
+            check_step_limit_list('max_step_per_value', self.max_step_values,
+                                  self.allow_unlimited)
             if names:
                 step_limits(names, names, self.max_step, self.max_step_other,
                             self.max_step_values, self.allow_unlimited)
@@ -702,8 +699,10 @@ class Controller(Node):
         if steps:
             try:
                 for name, values in steps.items():
-                    for v in (values if isinstance(values, list) else [values]):
-                        check_step_limit(name, v, self.allow_unlimited)
+                    if isinstance(values, list):
+                        check_step_limit_list(name, values, self.allow_unlimited)
+                    else:
+                        check_step_limit(name, values, self.allow_unlimited)
                 if self.safety is not None:
                     new_step = self._step_limits(self.action_names, self.step_joint_names,
                                                  **steps)
@@ -867,7 +866,7 @@ class Controller(Node):
         if isinstance(msg, Image):
             problem = image_format_problem(msg.encoding, msg.width, msg.height, want)
             if problem:
-                self._warn(f'img_bad_{cam}', f'{topic}: {problem}: HOLD')
+                self._warn(f'img_bad_{cam}:{problem}', f'{topic}: {problem}: HOLD')
                 return None
             old = self.encodings.get(cam)
             if old is not None and old != msg.encoding:
@@ -1037,8 +1036,9 @@ class Controller(Node):
                 reason = 'disabled'
             elif status is Status.HOLD_INVALID and command is not None:
                 reason = 'invalid_command'
-            elif status is Status.HOLD_STALE and reason not in ('frozen', *ARBITER_HOLDS):
-                reason = 'stale'
+            elif status is Status.HOLD_STALE and (decision.source is Source.HUMAN or (
+                    why is None and decision.reason is None)):
+                reason = 'stale'        # else the observation's or the arbiter's reason
         else:
             source = decision.source.value
         self.pub_source.publish(String(data=source))

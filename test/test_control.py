@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from il_ros.control.chunks import ActionQueue
-from il_ros.control.safety import (check_step_limit, SafetyConfig, SafetyFilter, Status,
-                                   step_limits, StepLimitError)
+from il_ros.control.safety import (check_limit_settings, check_step_limit,
+                                   check_step_settings, SafetyConfig, SafetyFilter,
+                                   SettingError, Status, step_limits, StepLimitError)
 from il_ros.control.streams import duplicate_names, image_format_problem, StreamClock
 
 P = 0.05  # control period
@@ -174,3 +175,23 @@ def test_image_format_and_joint_name_checks():
     assert '16x16' in image_format_problem('rgb8', 16, 16, (24, 32))
     assert duplicate_names(['a', 'b', 'a', 'c', 'b']) == ['a', 'b']
     assert duplicate_names(['a', 'b']) == []
+
+
+def test_settings_checks_name_the_setting_and_value():
+    check_limit_settings([], [])                           # limits come later (sim arm)
+    check_limit_settings([-1.0, 0.0], [1.0, 1.0], ['a', 'g'])
+    for lower, upper, names, match in [
+            ([0.0, 1.0], [1.0, 0.5], (), r'joint_lower=\[0.0, 1.0\]: must not exceed'),
+            ([0.0], [1.0, 2.0], (), 'joint_upper=.*one value per joint_lower'),
+            ([float('nan')], [1.0], (), 'joint_lower=.*finite'),
+            ([0.0], [1.0], ['a', 'g'], 'one value per action_names')]:
+        with pytest.raises(SettingError, match=match):
+            check_limit_settings(lower, upper, names)
+    assert check_step_settings(0.1, 1.0) == []
+    inf = float('inf')
+    assert check_step_settings(inf, 1.0, [0.1, inf], True) == ['max_step',
+                                                               'max_step_per_value']
+    with pytest.raises(StepLimitError, match=r'max_step_per_value=\[0.1, -1.0\]: value 1'):
+        check_step_settings(0.1, 1.0, [0.1, -1.0])
+    with pytest.raises(StepLimitError, match='one value per command value'):
+        check_step_settings(0.1, 1.0, [0.1], action_names=['a', 'g'])

@@ -53,7 +53,8 @@ def test_step_limit_cannot_be_disabled_at_run_time(procs, ros_node, ckpt):
         res = robot.set_param('max_step', bad)
         assert not res.successful and 'max_step' in res.reason, (bad, res.reason)
         robot.human = -robot.human    # a new far target each time: the ramp goes on
-        robot.spin(0.6)
+        t_flip = time.monotonic()
+        robot.wait(lambda: len(robot.cmds_since(t_flip)) >= 10, 10, 'commands')
     assert 'allow_unlimited_step' in res.reason                # inf: only when allowed
     cmds = robot.cmds_since(t0)
     assert len(cmds) >= 30
@@ -69,7 +70,7 @@ def test_step_limit_cannot_be_disabled_at_run_time(procs, ros_node, ckpt):
     robot.human = -robot.human
     robot.wait(lambda: len(robot.cmds_since(t1)) >= 20, 10, 'commands at the new limit')
     d = steps(robot.cmds_since(t1))
-    assert d.max() <= 0.02 + 1e-9 and d.min() >= 0.02 - 1e-9, d
+    assert d.max() <= 0.02 + 1e-9 and (d > 0.02 - 1e-9).sum() >= 10, d
     assert robot.status[-1]['unlimited_step'] == []
 
 
@@ -87,8 +88,7 @@ def test_stale_human_command_is_never_executed_and_a_silent_stop_latches_hold(
     t_beats = time.monotonic()
     robot.wait(lambda: robot.status[-1]['reason'] == 'human_command_stale', 10,
                'HOLD for the stale human command')
-    robot.spin(1.6)
-    assert len(robot.sources_since(t_beats)) >= 30
+    robot.wait(lambda: len(robot.sources_since(t_beats)) >= 35, 20, '35 ticks of heartbeats')
     assert 'intervention' not in robot.sources_since(t_beats)
     assert set(robot.sources_since(t_beats + 0.3)) == {'hold'}   # nor does the policy drive
     assert not any(np.allclose(c, FAR) for _, c in robot.cmds), 'the stale command was sent'

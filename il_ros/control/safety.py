@@ -25,11 +25,16 @@ import math
 import numpy as np
 
 
-class StepLimitError(ValueError):
-    """A step limit that would not limit: zero, negative, NaN, or ``inf`` not allowed.
+class SettingError(ValueError):
+    """A safety setting the filter cannot run with.
 
-    The message names the setting and its value (``<name>=<value>: must be ...``).
+    The message names the setting and its value (``<name>=<value>: must be ...``); a node
+    prefixes ``parameter`` and exits (il_ros.ros.node_utils.ParameterError).
     """
+
+
+class StepLimitError(SettingError):
+    """A step limit that would not limit: zero, negative, NaN, or ``inf`` not allowed."""
 
 
 def check_step_limit(name: str, value, allow_unlimited: bool = False) -> float:
@@ -81,6 +86,49 @@ def step_limits(action_names: list[str], joint_names: list[str], max_step: float
         return [float(v) for v in per_value]
     return [float(max_step) if n in joint_names else float(max_step_other)
             for n in action_names]
+
+
+def check_step_settings(max_step, max_step_other, per_value=(), allow_unlimited: bool = False,
+                        action_names=()) -> list[str]:
+    """Check every step-limit setting (StepLimitError names a bad one).
+
+    With ``action_names``, ``per_value`` (when set) must have one value per name. Returns
+    the names of the settings that are ``inf`` (no step limit), for a warning.
+    """
+    check_step_limit('max_step', max_step, allow_unlimited)
+    check_step_limit('max_step_other', max_step_other, allow_unlimited)
+    check_step_limit_list('max_step_per_value', per_value, allow_unlimited)
+    if action_names:
+        step_limits(list(action_names), [], max_step, max_step_other, per_value,
+                    allow_unlimited)
+    return [name for name, v in (('max_step', [max_step]),
+                                 ('max_step_other', [max_step_other]),
+                                 ('max_step_per_value', per_value))
+            if any(math.isinf(float(x)) for x in v)]
+
+
+def check_limit_settings(lower, upper, action_names=()) -> None:
+    """Refuse joint limits the filter cannot use (SettingError naming the setting).
+
+    Both lists finite and of one length, ``lower <= upper`` value by value, and, with
+    ``action_names``, one value per command value. Empty lists pass (limits come later).
+    """
+    lower, upper = list(lower), list(upper)
+    for name, v in (('joint_lower', lower), ('joint_upper', upper)):
+        if not all(math.isfinite(x) for x in v):
+            raise SettingError(f'{name}={v!r}: must be finite numbers')
+    if len(lower) != len(upper):
+        raise SettingError(f'joint_upper={upper!r}: must have one value per joint_lower '
+                           f'value ({len(lower)}: {lower!r})')
+    bad = [i for i, (lo, hi) in enumerate(zip(lower, upper)) if lo > hi]
+    if bad:
+        i = bad[0]
+        raise SettingError(f'joint_lower={lower!r}: must not exceed joint_upper={upper!r} '
+                           f'(value {i}: {lower[i]} > {upper[i]})')
+    names = list(action_names)
+    if names and lower and len(lower) != len(names):
+        raise SettingError(f'joint_lower={lower!r}: must have one value per action_names '
+                           f'value ({len(names)}: {names})')
 
 
 class Status(str, Enum):

@@ -6,12 +6,16 @@ Every tick (a timer at ``rate_hz``, 20 Hz by default):
 
 1. a checkpoint that finished loading in the background is swapped in (tick boundary);
 2. the observation is built from the newest camera images and joint state (joints mapped by
-   name into the checkpoint's order); a missing, wrong-sized, non-finite or stale stream
-   makes it invalid (HOLD, with a throttled warning naming the topic);
-3. the arbiter picks the source: HUMAN while deadman heartbeats arrive on the intervention
-   topic, else POLICY when enabled with a policy and a valid observation, else HOLD. Every
-   entry into POLICY resets the policy (history, LSTM state, chunk queue), so it is
-   re-primed from the current observations;
+   name into the checkpoint's order); a missing, wrong-sized, non-colour, non-finite or
+   stale stream (by receive time, or a header stamp that stopped advancing), or a joint
+   state naming a joint twice, makes it invalid (HOLD, with a throttled warning naming the
+   topic);
+3. the arbiter picks the source (il_ros.control.arbiter): HUMAN while deadman heartbeats
+   arrive on the intervention topic and the human's command is fresh; HOLD while they
+   arrive without one, and (latched until ~/enable or ~/reset) after heartbeats that
+   stopped without a hand-back; else POLICY when enabled with a policy and a valid
+   observation, else HOLD. Every entry into POLICY resets the policy (history, LSTM state,
+   chunk queue), so it is re-primed from the current observations;
 4. POLICY: the observation goes to the inference worker (a plain thread, never the
    executor), which calls ``policy.observe`` every tick and ``policy.plan`` when the action
    queue runs low; a chunk's actions are keyed by tick and the late ones dropped. When the
@@ -24,8 +28,12 @@ Every tick (a timer at ``rate_hz``, 20 Hz by default):
 Checkpoints load from the ``checkpoint`` parameter (set it at run time to hot-load), the
 ``~/load_checkpoint`` Trigger (reloads the ``checkpoint`` parameter's path) and the trainer's
 latched ``checkpoint_topic``. A checkpoint that does not fit the robot is refused at once
-(the service answers false naming the fields, a parameter set is rejected) and the running
-policy keeps running.
+(the service answers false naming the fields, a parameter set is rejected), one whose
+warm-up actions are not finite is refused when loaded, and the running policy keeps
+running; the ``checkpoint`` parameter always names the running checkpoint.
+
+Parameters are checked at start-up (one line and exit code 2 for a bad value); the step
+limits are > 0, or ``inf`` only with ``allow_unlimited_step`` (docs/controller.md).
 """
 from __future__ import annotations
 
@@ -51,8 +59,9 @@ from std_srvs.srv import SetBool, Trigger
 from il_ros import checkpoint_meta, keys
 from il_ros.control.arbiter import Source, TakeoverArbiter
 from il_ros.control.chunks import ActionQueue
-from il_ros.control.safety import (check_step_limit, check_step_limit_list, SafetyConfig,
-                                   SafetyFilter, Status, step_limits, StepLimitError)
+from il_ros.control.safety import (check_limit_settings, check_step_settings, SafetyConfig,
+                                   SafetyFilter, SettingError, Status, step_limits,
+                                   StepLimitError)
 from il_ros.control.streams import duplicate_names, image_format_problem, StreamClock
 from il_ros.render import setup_headless_gl
 from il_ros.ros.command_adapters import ADAPTERS, make_adapter
@@ -382,44 +391,21 @@ class Controller(Node):
         if kind not in ADAPTERS:
             raise ParameterError(f'parameter command_adapter={kind!r}: must be one of '
                                  f'{list(ADAPTERS[:3])}')
-        lower, upper = list(self.lower_param), list(self.upper_param)
-        for name, v in (('joint_lower', lower), ('joint_upper', upper)):
-            if not all(math.isfinite(x) for x in v):
-                raise ParameterError(f'parameter {name}={v!r}: must be finite numbers')
-        if len(lower) != len(upper):
-            raise ParameterError(f'parameter joint_upper={upper!r}: must have one value per '
-                                 f'joint_lower value ({len(lower)}: {lower!r})')
-        bad = [i for i, (lo, hi) in enumerate(zip(lower, upper)) if lo > hi]
-        if bad:
-            i = bad[0]
-            raise ParameterError(f'parameter joint_lower={lower!r}: must not exceed '
-                                 f'joint_upper={upper!r} (value {i}: {lower[i]} > {upper[i]})')
-        names = list(self.action_names_param)
-        if names and lower and len(lower) != len(names):
-            raise ParameterError(f'parameter joint_lower={lower!r}: must have one value per '
-                                 f'action_names value ({len(names)}: {names})')
         try:
-            check_step_limit('max_step', self.max_step, self.allow_unlimited)
-            check_step_limit('max_step_other', self.max_step_other, self.allow_unlimited)
-            check_step_limit_list('max_step_per_value', self.max_step_values,
-                                  self.allow_unlimited)
-            if names:
-                step_limits(names, names, self.max_step, self.max_step_other,
-                            self.max_step_values, self.allow_unlimited)
-        except StepLimitError as e:
+            check_limit_settings(self.lower_param, self.upper_param, self.action_names_param)
+            unlimited = check_step_settings(self.max_step, self.max_step_other,
+                                            self.max_step_values, self.allow_unlimited,
+                                            self.action_names_param)
+        except SettingError as e:
             raise ParameterError(f'parameter {e}') from None
         bad = [s for s in self.camera_topics_param if '=' not in s]
         if bad:
             raise ParameterError(f'parameter camera_topics={list(self.camera_topics_param)!r}:'
                                  f' entries must be CAMERA=TOPIC ({bad[0]!r} is not)')
-        unlimited = [n for n, v in (('max_step', [self.max_step]),
-                                    ('max_step_other', [self.max_step_other]),
-                                    ('max_step_per_value', self.max_step_values))
-                     if any(math.isinf(x) for x in v)]
         if unlimited:
             self.get_logger().warning(
-                f'allow_unlimited_step: {", ".join(unlimited)} = inf: NO STEP LIMIT on those '
-                'command values (only the joint limits clamp them)')
+                f'allow_unlimited_step: {", ".join(unlimited)} = inf: NO STEP LIMIT on the '
+                'command values it applies to (only the joint limits clamp them)')
 
     def _subscribe_cameras(self, cameras: list[str]) -> None:
         pairs = dict(s.split('=', 1) for s in self.camera_topics_param if '=' in s)
@@ -697,12 +683,11 @@ class Controller(Node):
                             else prm.value) for prm in params if prm.name in STEP_PARAMS}
         new_step = None
         if steps:
+            v = {'max_step': self.max_step, 'max_step_other': self.max_step_other,
+                 'max_step_per_value': self.max_step_values, **steps}
             try:
-                for name, values in steps.items():
-                    if isinstance(values, list):
-                        check_step_limit_list(name, values, self.allow_unlimited)
-                    else:
-                        check_step_limit(name, values, self.allow_unlimited)
+                check_step_settings(v['max_step'], v['max_step_other'],
+                                    v['max_step_per_value'], self.allow_unlimited)
                 if self.safety is not None:
                     new_step = self._step_limits(self.action_names, self.step_joint_names,
                                                  **steps)

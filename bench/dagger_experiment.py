@@ -179,7 +179,7 @@ def run_one(args, method: str, seed: int, root: Path, demo_cache: dict) -> dict:
     sup = Supervisor(args.task, seed=seed)
     safety = SafetyFilter(SafetyConfig(lower=env.action_low.tolist(),
                                        upper=env.action_high.tolist(),
-                                       max_step=[0.1] * (len(names) - 2) + [0.0]),
+                                       max_step=[0.1] * (len(names) - 2) + [1.0]),
                           enabled=True)
     rounds, ckpt = [], None
     # Round 0 is plain BC on the seed's demos for every method with the same demos (all but

@@ -1,10 +1,15 @@
-"""ROS-free control core: safety filter, takeover arbiter, timed action chunks."""
+"""ROS-free control core: safety filter, step limits, stream checks, timed action chunks.
+
+The takeover arbiter has its own file, test/test_arbiter.py.
+"""
 import numpy as np
 import pytest
 
-from il_ros.control.arbiter import Source, TakeoverArbiter
 from il_ros.control.chunks import ActionQueue
-from il_ros.control.safety import SafetyConfig, SafetyFilter, Status
+from il_ros.control.safety import (check_limit_settings, check_step_limit,
+                                   check_step_settings, SafetyConfig, SafetyFilter,
+                                   SettingError, Status, step_limits, StepLimitError)
+from il_ros.control.streams import duplicate_names, image_format_problem, StreamClock
 
 P = 0.05  # control period
 
@@ -68,29 +73,6 @@ def test_config_is_validated():
         SafetyConfig(lower=[0.0, 0.0], upper=[1.0])
 
 
-def test_arbiter_hands_over_on_heartbeats_and_back_after_timeout():
-    arb = TakeoverArbiter(timeout_s=0.3)
-    d = arb.decide(0.0, policy_ready=False)
-    assert d.source is Source.HOLD and not d.reset_policy
-    d = arb.decide(0.05, policy_ready=True)
-    assert d.source is Source.POLICY and d.reset_policy
-    assert not arb.decide(0.10, True).reset_policy
-    arb.heartbeat(0.12)
-    assert arb.decide(0.15, True).source is Source.POLICY  # no human command yet
-    arb.human_command(np.array([0.5]))
-    d = arb.decide(0.2, True)
-    assert d.source is Source.HUMAN and np.allclose(d.command, [0.5])
-    assert arb.decide(0.42, True).source is Source.HUMAN    # 0.30 s after the beat
-    d = arb.decide(0.45, True)                             # lapsed
-    assert d.source is Source.POLICY and d.reset_policy
-    assert arb.human_cmd is None  # the next takeover needs a fresh command
-    arb.heartbeat(0.5)
-    arb.human_command(np.array([0.1]))
-    assert arb.decide(0.5, True).source is Source.HUMAN
-    arb.heartbeat(0.55, held=False)                        # explicit release
-    assert arb.decide(0.55, True).source is Source.POLICY
-
-
 def test_chunks_receding_horizon_and_dropping():
     q = ActionQueue(P)
     q.add_chunk(np.arange(8)[:, None] * 1.0, t_first=1.0)    # ticks 20..27
@@ -126,3 +108,90 @@ def test_step_limit_per_value_where_measured():
     assert np.allclose(out, [0.2, 0.9])
     g = SafetyFilter(SafetyConfig(lower=[-1.0, 0.0], upper=[1.0, 1.0]), enabled=True)
     assert g([np.nan, 0.0], 0.0, P, measured=measured)[0] is None
+
+
+@pytest.mark.parametrize('bad', [0.0, -0.1, -float('inf'), float('nan'), None])
+def test_a_step_limit_is_never_disabled_by_an_invalid_value(bad):
+    """0, negative and NaN used to mean "no limit": a typo turned the safety limit off."""
+    with pytest.raises(StepLimitError, match='max_step'):
+        check_step_limit('max_step', bad)
+    with pytest.raises(ValueError, match='max_step'):
+        SafetyConfig(lower=[-1.0], upper=[1.0], max_step=bad)
+    with pytest.raises(StepLimitError, match='max_step_other'):
+        step_limits(['a', 'g'], ['a'], 0.1, bad)
+    with pytest.raises(StepLimitError, match='max_step_per_value'):
+        step_limits(['a', 'g'], ['a'], 0.1, 0.1, [0.1, bad])
+    with pytest.raises(StepLimitError, match='must be a number'):
+        check_step_limit('max_step', '0.1')
+    f = make_filter()
+    with pytest.raises(ValueError):
+        f.set_step([0.2, 0.2, bad])
+    out, _ = f([1.0, 1.0, 1.0], 0.0, P)           # the old limits still hold
+    assert np.allclose(out, [0.2, 0.2, 0.2])
+
+
+def test_no_step_limit_only_when_explicitly_allowed():
+    with pytest.raises(StepLimitError, match='allow_unlimited_step'):
+        check_step_limit('max_step', float('inf'))
+    assert check_step_limit('max_step', float('inf'), allow_unlimited=True) == float('inf')
+    with pytest.raises(StepLimitError, match='allow_unlimited_step'):
+        SafetyConfig(lower=[-1.0], upper=[1.0], max_step=float('inf'))
+    cfg = SafetyConfig(lower=[-1.0, -1.0], upper=[1.0, 1.0], max_step=[float('inf'), 0.1],
+                       allow_unlimited=True)
+    f = SafetyFilter(cfg, enabled=True)
+    f.reset(np.zeros(2))
+    out, st = f([0.9, 0.9], 0.0, P)
+    assert st is Status.RATE_LIMITED and np.allclose(out, [0.9, 0.1]) and f.unlimited == [0]
+    f.set_step([0.05, 0.05])                       # a runtime change applies at once
+    assert np.allclose(f([0.0, 0.9], 0.0, P)[0], [0.85, 0.15]) and f.unlimited == []
+
+
+def test_step_limits_per_value_and_by_kind():
+    assert step_limits(['a', 'b', 'g'], ['b', 'a'], 0.1, 0.5) == [0.1, 0.1, 0.5]
+    assert step_limits(['a', 'g'], ['a'], 0.1, 0.5, [0.2, 0.3]) == [0.2, 0.3]
+    with pytest.raises(StepLimitError, match='one value per command value'):
+        step_limits(['a', 'g'], ['a'], 0.1, 0.5, [0.2])
+
+
+def test_a_stream_with_frozen_stamps_ages_while_messages_arrive():
+    c = StreamClock()
+    assert c.age(0.0) == float('inf') and not c.frozen(0.0, 0.15)
+    for i in range(5):                              # stamps advance: fresh
+        assert c.update(i * 0.05, 1_000 + i)
+    assert c.age(0.2) == pytest.approx(0.0)
+    for i in range(5, 12):                          # same stamp, messages keep arriving
+        assert not c.update(i * 0.05, 1_004)
+    assert c.age(0.55) == pytest.approx(0.35) and c.frozen(0.55, 0.15) and c.repeats == 7
+    assert c.update(0.6, 1_005) and not c.frozen(0.6, 0.15)   # advancing again
+    assert not c.frozen(2.0, 0.15)                 # nothing arrives at all: stale, not frozen
+    z = StreamClock()                              # no stamps: receive time alone
+    assert z.update(0.0, 0) and z.update(0.1, 0) and z.age(0.1) == 0.0
+
+
+def test_image_format_and_joint_name_checks():
+    assert image_format_problem('rgb8', 32, 24, (24, 32)) is None
+    assert image_format_problem('bgr8', 32, 24, (24, 32)) is None
+    assert 'mono8' in image_format_problem('mono8', 32, 24, (24, 32))
+    assert '16x16' in image_format_problem('rgb8', 16, 16, (24, 32))
+    assert duplicate_names(['a', 'b', 'a', 'c', 'b']) == ['a', 'b']
+    assert duplicate_names(['a', 'b']) == []
+
+
+def test_settings_checks_name_the_setting_and_value():
+    check_limit_settings([], [])                           # limits come later (sim arm)
+    check_limit_settings([-1.0, 0.0], [1.0, 1.0], ['a', 'g'])
+    for lower, upper, names, match in [
+            ([0.0, 1.0], [1.0, 0.5], (), r'joint_lower=\[0.0, 1.0\]: must not exceed'),
+            ([0.0], [1.0, 2.0], (), 'joint_upper=.*one value per joint_lower'),
+            ([float('nan')], [1.0], (), 'joint_lower=.*finite'),
+            ([0.0], [1.0], ['a', 'g'], 'one value per action_names')]:
+        with pytest.raises(SettingError, match=match):
+            check_limit_settings(lower, upper, names)
+    assert check_step_settings(0.1, 1.0) == []
+    inf = float('inf')
+    assert check_step_settings(inf, 1.0, [0.1, inf], True) == ['max_step',
+                                                               'max_step_per_value']
+    with pytest.raises(StepLimitError, match=r'max_step_per_value=\[0.1, -1.0\]: value 1'):
+        check_step_settings(0.1, 1.0, [0.1, -1.0])
+    with pytest.raises(StepLimitError, match='one value per command value'):
+        check_step_settings(0.1, 1.0, [0.1], action_names=['a', 'g'])

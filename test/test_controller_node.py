@@ -4,9 +4,13 @@ The test process plays the robot: it publishes camera images and joint states, a
 deadman heartbeats and commands, and watches the command topic, /il/control_source and
 /controller/status. Checked: nothing is sent while disabled; a camera that stops gives HOLD
 after the watchdog period; takeover puts the human's command on the robot within about one
-period and releases it after the timeout; hot swaps (trainer topic, parameter, service)
-keep the loop ticking; a mismatched checkpoint is refused while the old one keeps running;
-a checkpoint whose actions are NaN gives HOLD from its first tick.
+period and an explicit hand-back gives control back to the policy; hot swaps (trainer topic,
+parameter, service) keep the loop ticking; a mismatched checkpoint is refused while the old
+one keeps running; a checkpoint with NaN weights is refused at its warm-up while the old one
+keeps driving, and the ``checkpoint`` parameter names the running checkpoint.
+
+test/test_controller_safety.py has the fault cases: step limits, stale human commands,
+lapsed heartbeats, frozen and malformed streams.
 """
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ import pytest
 
 rclpy = pytest.importorskip('rclpy')
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue  # noqa: E402
-from rcl_interfaces.srv import SetParameters  # noqa: E402
+from rcl_interfaces.srv import GetParameters, SetParameters  # noqa: E402
 from rclpy.qos import (DurabilityPolicy, QoSProfile, qos_profile_sensor_data,  # noqa: E402
                        ReliabilityPolicy)
 from sensor_msgs.msg import Image, JointState  # noqa: E402
@@ -94,7 +98,11 @@ class Robot:
         self.pub_human = node.create_publisher(Float64MultiArray, '/il/teleop/command',
                                                RELIABLE)
         self.camera, self.human = True, None
+        self.beats_only = False          # heartbeats without a human command
         self.last_camera = self.last_beat = None
+        self.image_stamp = None          # a fixed header stamp (a frozen camera), else now
+        self.encoding, self.size = 'rgb8', HW
+        self.joint_names = ['other', *reversed(JOINTS)]
         self.joints = [0.1, -0.2, 0.3]
         self._next_pub = 0.0
         self.proc = None
@@ -104,18 +112,20 @@ class Robot:
         if now < self._next_pub and not force:
             return
         self._next_pub = now + 0.02
-        js = JointState(name=['other', *reversed(JOINTS)],   # mapped by name, not by order
+        js = JointState(name=self.joint_names,   # mapped by name, not by order
                         position=[9.0, *reversed(self.joints)])
         js.header.stamp = self.node.get_clock().now().to_msg()
         self.pub_js.publish(js)
         if self.camera:
-            img = Image(height=HW, width=HW, encoding='rgb8', step=3 * HW,
-                        data=bytes(np.full(HW * HW * 3, int(now * 50) % 256, np.uint8)))
-            img.header.stamp = js.header.stamp
+            ch, n = (1 if self.encoding == 'mono8' else 3), self.size
+            img = Image(height=n, width=n, encoding=self.encoding, step=ch * n,
+                        data=bytes(np.full(n * n * ch, int(now * 50) % 256, np.uint8)))
+            img.header.stamp = self.image_stamp or js.header.stamp
             self.pub_img.publish(img)
             self.last_camera = now
-        if self.human is not None:
-            self.pub_human.publish(Float64MultiArray(data=list(self.human)))
+        if self.human is not None or self.beats_only:
+            if self.human is not None:
+                self.pub_human.publish(Float64MultiArray(data=list(self.human)))
             self.pub_beat.publish(Bool(data=True))
             self.last_beat = now
 
@@ -141,10 +151,23 @@ class Robot:
         self.wait(fut.done, timeout, f'an answer from {name}')
         return fut.result()
 
-    def set_param(self, name, value: str):
-        req = SetParameters.Request(parameters=[Parameter(name=name, value=ParameterValue(
-            type=ParameterType.PARAMETER_STRING, string_value=value))])
+    def release(self):
+        """The human lets go of the deadman: the explicit hand-back (Bool false)."""
+        self.human = None
+        self.pub_beat.publish(Bool(data=False))
+
+    def set_param(self, name, value):
+        if isinstance(value, str):
+            v = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value)
+        else:
+            v = ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=value)
+        req = SetParameters.Request(parameters=[Parameter(name=name, value=v)])
         return self.call(SetParameters, '/controller/set_parameters', req).results[0]
+
+    def get_param(self, name):
+        req = GetParameters.Request(names=[name])
+        v = self.call(GetParameters, '/controller/get_parameters', req).values[0]
+        return v.string_value if v.type == ParameterType.PARAMETER_STRING else v.double_value
 
     def sources_since(self, t):
         return [s for ts, s in self.sources if ts >= t]
@@ -207,7 +230,7 @@ def test_disabled_sends_nothing_then_enable_and_camera_watchdog(procs, ros_node,
     assert robot.status[-1]['tick_errors'] == 0 and robot.status[-1]['worker_errors'] == 0
 
 
-def test_takeover_within_one_period_and_release_after_timeout(procs, ros_node, ckpts):
+def test_takeover_within_one_period_and_explicit_hand_back(procs, ros_node, ckpts):
     robot = Robot(ros_node)
     start(procs, robot, f'checkpoint:={ckpts["a"]}', 'enabled:=true', 'max_step:=5.0',
           'takeover_timeout_s:=0.3')
@@ -227,12 +250,11 @@ def test_takeover_within_one_period_and_release_after_timeout(procs, ros_node, c
         'intervention'}
     assert all(np.allclose(c, human) for c in robot.cmds_since(t_cmd + 0.01))
 
-    robot.human = None                            # the deadman is released
-    t_rel = robot.last_beat
-    robot.wait(lambda: 'policy' in robot.sources_since(t_rel), 3, 'the policy back')
-    t_pol = next(ts for ts, s in robot.sources if ts >= t_rel and s == 'policy')
-    assert 0.3 - 0.03 <= t_pol - t_rel <= 0.3 + PERIOD + 0.15, t_pol - t_rel
+    robot.release()                               # the deadman is let go: Bool(False)
+    t_rel = time.monotonic()
+    robot.wait(lambda: 'policy' in robot.sources_since(t_rel), 10, 'the policy back')
     robot.spin(0.3)
+    assert robot.status[-1]['source'] == 'policy' and not robot.status[-1]['takeover_latched']
     assert robot.status[-1]['generation'] > gen0, 'the policy was not reset at the handover'
     assert robot.status[-1]['handovers'] >= 2
     # While enabled, every tick sends a command, also across the takeover, the hand-back
@@ -244,7 +266,7 @@ def test_takeover_within_one_period_and_release_after_timeout(procs, ros_node, c
     assert n_src >= 15 and abs(n_cmd - n_src) <= 1, (n_cmd, n_src)
 
 
-def test_hot_swaps_keep_the_loop_running_mismatch_refused_nan_holds(procs, ros_node, ckpts):
+def test_hot_swaps_keep_the_loop_running_mismatch_and_nan_weights_refused(procs, ros_node, ckpts):
     robot = Robot(ros_node)
     start(procs, robot, 'enabled:=true')
     robot.spin(1.0)
@@ -258,6 +280,8 @@ def test_hot_swaps_keep_the_loop_running_mismatch_refused_nan_holds(procs, ros_n
     pub.publish(String(data=ckpts['a']))
     robot.wait(lambda: robot.loaded(ckpts['a'])() and robot.status[-1]['source'] == 'policy',
                60, 'checkpoint a from the trainer topic')
+    # The `checkpoint` parameter names the running checkpoint, whichever way it came.
+    assert _poll(lambda: robot.get_param('checkpoint') == ckpts['a'], robot)
     t_a = time.monotonic()
     robot.spin(1.0)
 
@@ -294,20 +318,33 @@ def test_hot_swaps_keep_the_loop_running_mismatch_refused_nan_holds(procs, ros_n
     assert len(gaps) >= 4 and max(gaps) <= 2 * PERIOD * 1e3, gaps
     assert st['tick'] - robot.status[0]['tick'] >= 40 and st['tick_errors'] == 0
 
-    # 5. A checkpoint whose actions are NaN: HOLD from its first tick, the command frozen.
-    last_good = robot.cmds[-1][1]
-    assert robot.set_param('checkpoint', ckpts['nan']).successful
-    robot.wait(robot.loaded(ckpts['nan']), 30, 'the NaN checkpoint')
+    # 5. A checkpoint with NaN weights (its description fits, so the set succeeds): refused
+    #    at its warm-up; b keeps driving and the `checkpoint` parameter goes back to b.
+    assert robot.get_param('checkpoint') == ckpts['b']
+    refused, swaps = st['refused'], st['swaps']
+    res = robot.set_param('checkpoint', ckpts['nan'])
+    assert res.successful, res.reason
+    robot.wait(lambda: robot.status[-1]['refused'] == refused + 1, 60,
+               'the NaN checkpoint to be refused')
     t_nan = time.monotonic()
-    robot.spin(0.6)
+    robot.wait(lambda: len(robot.cmds_since(t_nan)) >= 20, 10, 'commands after the refusal')
     st = robot.status[-1]
-    assert st['source'] == 'hold' and st['reason'] == 'invalid_command', st
-    assert st['source_since_tick'] - st['swap_tick'] <= 1, st
-    after = robot.cmds_since(t_nan)
-    assert after and all(np.array_equal(c, after[0]) for c in after)
-    assert np.all(np.isfinite(np.array([c for _, c in robot.cmds])))
-    assert np.abs(after[0] - last_good).max() <= 0.1 + 1e-9   # held near the last command
-    assert set(robot.sources_since(t_nan + 0.06)) == {'hold'}
+    assert st['checkpoint'] == ckpts['b'] and st['swaps'] == swaps and not st['loading'], st
+    assert ckpts['nan'] in st['last_error'] and 'not finite' in st['last_error'], st
+    ours = robot.sources_since(t_nan)
+    assert ours.count('policy') >= 0.8 * len(ours), ours       # b drives on
+    after = np.array(robot.cmds_since(t_nan))
+    assert np.all(np.isfinite(after)) and len({c.tobytes() for c in after}) > 1
+    assert _poll(lambda: robot.get_param('checkpoint') == ckpts['b'], robot), \
+        robot.get_param('checkpoint')
+
+
+def _poll(pred, robot, tries=20):
+    for _ in range(tries):
+        if pred():
+            return True
+        robot.spin(0.2)
+    return False
 
 
 def test_command_adapters():

@@ -47,3 +47,11 @@ def test_deadman_lapses_after_timeout():
 def test_bad_limits_are_refused():
     with pytest.raises(ValueError, match='low <= high'):
         JointJogger(low=[1.0], high=[0.0])
+
+
+def test_deadman_release_ends_control_at_once():
+    d = Deadman(timeout_s=0.5)
+    d.press(1.0)
+    assert d.active(1.1)
+    d.release()                       # the button let go: no waiting for the timeout
+    assert not d.active(1.1)

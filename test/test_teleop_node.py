@@ -2,7 +2,9 @@
 
 While the deadman button is held it publishes commands and intervention heartbeats; the
 command starts from the measured joint state and moves with the stick; when the button is
-released both stop.
+released both stop, after one ``Bool(False)`` on the intervention topic: the explicit
+hand-back the controller needs to give control back to its policy (heartbeats that merely
+stop latch a HOLD there). Keyboard mode hands back when the deadman lapses.
 """
 from __future__ import annotations
 
@@ -61,10 +63,13 @@ def test_joy_deadman_drives_commands(procs, node):
     assert last[0] > first[0] + 0.2 and abs(last[1] - 0.2) < 1e-9
 
     released = Joy(axes=[0.5, 0.0], buttons=[0, 0, 0, 0, 0])
-    spin_for(0.6, released)  # lets the deadman lapse
+    spin_for(0.6, released)
     n_cmd, n_beat = len(cmds), len(beats)
     spin_for(0.6, released)
     assert len(cmds) == n_cmd and len(beats) == n_beat, 'commands continued after release'
+    # One hand-back, after the last command, and nothing else False.
+    assert [b for _, b in beats].count(False) == 1 and beats[-1][1] is False, beats[-3:]
+    assert beats[-1][0] >= cmds[-1][0]
 
 
 def test_keyboard_keys_jog_joints_through_a_terminal(procs, node, tmp_path):
@@ -82,9 +87,10 @@ def test_keyboard_keys_jog_joints_through_a_terminal(procs, node, tmp_path):
         start_new_session=True)
     procs.procs.append((p, tmp_path / 'kb.log'))
     os.close(slave)
-    cmds = []
+    cmds, beats = [], []
     node.create_subscription(Float64MultiArray, '/il/command',
                              lambda m: cmds.append(list(m.data)), 10)
+    node.create_subscription(Bool, '/il/intervention', lambda m: beats.append(m.data), 10)
     pub_js = node.create_publisher(JointState, '/joint_states', qos_profile_sensor_data)
 
     def spin_for(seconds):
@@ -105,4 +111,6 @@ def test_keyboard_keys_jog_joints_through_a_terminal(procs, node, tmp_path):
     assert cmds, (tmp_path / 'kb.log').read_text()
     np.testing.assert_allclose(cmds[0], [0.1, 0.5, 0.0])   # from the measured pose
     np.testing.assert_allclose(cmds[-1], [0.2, 0.5, 1.0])  # second press + gripper closed
+    spin_for(0.8)                                           # the deadman lapses: hand back
+    assert beats and beats[-1] is False and beats.count(False) == 1, beats[-3:]
     os.close(master)

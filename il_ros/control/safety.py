@@ -8,6 +8,10 @@ Order of checks, per control tick:
 4. clamp to joint limits    (status CLAMPED)
 5. limit the step per tick  (status RATE_LIMITED), relative to the last command sent
 
+A step limit is a positive number, or ``inf`` for "no step limit" (the clamp still applies);
+zero, negative and NaN limits are refused (:func:`check_step_limits`), so a typo can never
+turn the limit off. ``inf`` is accepted only when the caller explicitly allows it.
+
 HOLD repeats the last command that was sent (or, before any, the measured position), so a
 fault freezes the robot where it is instead of jumping anywhere.
 """
@@ -16,7 +20,115 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
+import math
+
 import numpy as np
+
+
+class SettingError(ValueError):
+    """A safety setting the filter cannot run with.
+
+    The message names the setting and its value (``<name>=<value>: must be ...``); a node
+    prefixes ``parameter`` and exits (il_ros.ros.node_utils.ParameterError).
+    """
+
+
+class StepLimitError(SettingError):
+    """A step limit that would not limit: zero, negative, NaN, or ``inf`` not allowed."""
+
+
+def check_step_limit(name: str, value, allow_unlimited: bool = False) -> float:
+    """Return ``value`` as a float if it is a valid step limit, else raise StepLimitError.
+
+    Valid: a finite number > 0; ``inf`` (no step limit) only with ``allow_unlimited``.
+    """
+    if isinstance(value, (bool, str)) or value is None:
+        raise StepLimitError(f'{name}={value!r}: must be a number > 0')
+    v = float(value)
+    if math.isnan(v) or v <= 0:
+        raise StepLimitError(f'{name}={value!r}: must be > 0 (a step limit of 0, a negative '
+                             'or NaN would not limit anything)')
+    if math.isinf(v) and not allow_unlimited:
+        raise StepLimitError(f'{name}={value!r}: no step limit (inf) needs '
+                             'allow_unlimited_step: true')
+    return v
+
+
+def check_step_limit_list(name: str, values, allow_unlimited: bool = False) -> list[float]:
+    """:func:`check_step_limit` for each of a list; the message shows the whole list."""
+    out = []
+    for i, v in enumerate(values):
+        try:
+            out.append(check_step_limit(name, v, allow_unlimited))
+        except StepLimitError as e:
+            why = str(e).split(': ', 1)[1]
+            raise StepLimitError(f'{name}={list(values)!r}: value {i} ({v!r}): {why}') from None
+    return out
+
+
+def step_limits(action_names: list[str], joint_names: list[str], max_step: float,
+                max_step_other: float, per_value: list[float] | None = None,
+                allow_unlimited: bool = False) -> list[float]:
+    """Return the step limit of each command value (raises StepLimitError naming a bad one).
+
+    ``per_value`` (one per command value) overrides the others; otherwise a command value
+    that is a measured joint (in ``joint_names``) gets ``max_step`` and the others
+    ``max_step_other``. Every value is checked with :func:`check_step_limit`, the unused
+    ones too: a typo is refused even where it would not apply.
+    """
+    check_step_limit('max_step', max_step, allow_unlimited)
+    check_step_limit('max_step_other', max_step_other, allow_unlimited)
+    if per_value:
+        check_step_limit_list('max_step_per_value', per_value, allow_unlimited)
+        if len(per_value) != len(action_names):
+            raise StepLimitError(f'max_step_per_value={list(per_value)!r}: must have one value '
+                                 f'per command value ({len(action_names)}: {action_names})')
+        return [float(v) for v in per_value]
+    return [float(max_step) if n in joint_names else float(max_step_other)
+            for n in action_names]
+
+
+def check_step_settings(max_step, max_step_other, per_value=(), allow_unlimited: bool = False,
+                        action_names=()) -> list[str]:
+    """Check every step-limit setting (StepLimitError names a bad one).
+
+    With ``action_names``, ``per_value`` (when set) must have one value per name. Returns
+    the names of the settings that are ``inf`` (no step limit), for a warning.
+    """
+    check_step_limit('max_step', max_step, allow_unlimited)
+    check_step_limit('max_step_other', max_step_other, allow_unlimited)
+    check_step_limit_list('max_step_per_value', per_value, allow_unlimited)
+    if action_names:
+        step_limits(list(action_names), [], max_step, max_step_other, per_value,
+                    allow_unlimited)
+    return [name for name, v in (('max_step', [max_step]),
+                                 ('max_step_other', [max_step_other]),
+                                 ('max_step_per_value', per_value))
+            if any(math.isinf(float(x)) for x in v)]
+
+
+def check_limit_settings(lower, upper, action_names=()) -> None:
+    """Refuse joint limits the filter cannot use (SettingError naming the setting).
+
+    Both lists finite and of one length, ``lower <= upper`` value by value, and, with
+    ``action_names``, one value per command value. Empty lists pass (limits come later).
+    """
+    lower, upper = list(lower), list(upper)
+    for name, v in (('joint_lower', lower), ('joint_upper', upper)):
+        if not all(math.isfinite(x) for x in v):
+            raise SettingError(f'{name}={v!r}: must be finite numbers')
+    if len(lower) != len(upper):
+        raise SettingError(f'joint_upper={upper!r}: must have one value per joint_lower '
+                           f'value ({len(lower)}: {lower!r})')
+    bad = [i for i, (lo, hi) in enumerate(zip(lower, upper)) if lo > hi]
+    if bad:
+        i = bad[0]
+        raise SettingError(f'joint_lower={lower!r}: must not exceed joint_upper={upper!r} '
+                           f'(value {i}: {lower[i]} > {upper[i]})')
+    names = list(action_names)
+    if names and lower and len(lower) != len(names):
+        raise SettingError(f'joint_lower={lower!r}: must have one value per action_names '
+                           f'value ({len(names)}: {names})')
 
 
 class Status(str, Enum):
@@ -45,9 +157,12 @@ class SafetyConfig:
     """Upper limit of each command value."""
     max_step: list[float] | float = 0.1
     """Largest change of each value per tick (rad per tick for joints); a scalar applies to
-    all. <= 0 disables the step limit for that value."""
+    all. Each must be > 0; ``inf`` means no step limit for that value (needs
+    ``allow_unlimited``)."""
     watchdog_periods: float = 3.0
     """Observations older than this many control periods -> HOLD."""
+    allow_unlimited: bool = False
+    """Accept ``inf`` step limits (no step limit); never zero, negative or NaN."""
 
     def __post_init__(self):
         lo, hi = np.asarray(self.lower, float), np.asarray(self.upper, float)
@@ -57,8 +172,10 @@ class SafetyConfig:
         if np.any(lo > hi) or not np.all(np.isfinite(lo)) or not np.all(np.isfinite(hi)):
             raise ValueError(f'need finite lower <= upper, got {self.lower} / {self.upper}')
         step = np.broadcast_to(np.asarray(self.max_step, float), lo.shape)
+        for v in step:
+            check_step_limit('max_step', v, self.allow_unlimited)
         self.max_step = step.tolist()
-        if self.watchdog_periods <= 0:
+        if not self.watchdog_periods > 0:   # also NaN
             raise ValueError(f'watchdog_periods must be > 0, got {self.watchdog_periods}')
 
     @property
@@ -80,6 +197,19 @@ class SafetyFilter:
         self._lo = np.asarray(self.cfg.lower, float)
         self._hi = np.asarray(self.cfg.upper, float)
         self._step = np.asarray(self.cfg.max_step, float)
+
+    def set_step(self, max_step: list[float]) -> None:
+        """Change the step limits (checked as in :class:`SafetyConfig`)."""
+        step = np.broadcast_to(np.asarray(max_step, float), self._lo.shape)
+        for v in step:
+            check_step_limit('max_step', v, self.cfg.allow_unlimited)
+        self.cfg.max_step = step.tolist()
+        self._step = step.copy()
+
+    @property
+    def unlimited(self) -> list[int]:
+        """Indices of the command values without a step limit (``inf``)."""
+        return [i for i, v in enumerate(self._step) if math.isinf(v)]
 
     def reset(self, measured: np.ndarray | None = None) -> None:
         """Forget the last command (e.g. after the robot was moved by hand).
@@ -119,7 +249,7 @@ class SafetyFilter:
             if ref is not None and ref.shape == out.shape:
                 # Per value: a value without a reference (e.g. a gripper command that no
                 # joint state measures, before the first command) is not step-limited.
-                on = (self._step > 0) & np.isfinite(ref)
+                on = np.isfinite(self._step) & np.isfinite(ref)
                 safe_ref = np.where(on, ref, out)
                 limited = np.where(on, np.clip(out, safe_ref - self._step,
                                                safe_ref + self._step), out)

@@ -120,3 +120,7 @@ class Deadman:
     def active(self, t: float) -> bool:
         """Tell whether the deadman is held at ``t`` (pressed within ``timeout_s``)."""
         return self.last_t is not None and t - self.last_t <= self.timeout_s
+
+    def release(self) -> None:
+        """The deadman was let go (a button released): not active from now on."""
+        self.last_t = None

@@ -6,12 +6,16 @@ Every tick (a timer at ``rate_hz``, 20 Hz by default):
 
 1. a checkpoint that finished loading in the background is swapped in (tick boundary);
 2. the observation is built from the newest camera images and joint state (joints mapped by
-   name into the checkpoint's order); a missing, wrong-sized, non-finite or stale stream
-   makes it invalid (HOLD, with a throttled warning naming the topic);
-3. the arbiter picks the source: HUMAN while deadman heartbeats arrive on the intervention
-   topic, else POLICY when enabled with a policy and a valid observation, else HOLD. Every
-   entry into POLICY resets the policy (history, LSTM state, chunk queue), so it is
-   re-primed from the current observations;
+   name into the checkpoint's order); a missing, wrong-sized, non-colour, non-finite or
+   stale stream (by receive time, or a header stamp that stopped advancing), or a joint
+   state naming a joint twice, makes it invalid (HOLD, with a throttled warning naming the
+   topic);
+3. the arbiter picks the source (il_ros.control.arbiter): HUMAN while deadman heartbeats
+   arrive on the intervention topic and the human's command is fresh; HOLD while they
+   arrive without one, and (latched until ~/enable or ~/reset) after heartbeats that
+   stopped without a hand-back; else POLICY when enabled with a policy and a valid
+   observation, else HOLD. Every entry into POLICY resets the policy (history, LSTM state,
+   chunk queue), so it is re-primed from the current observations;
 4. POLICY: the observation goes to the inference worker (a plain thread, never the
    executor), which calls ``policy.observe`` every tick and ``policy.plan`` when the action
    queue runs low; a chunk's actions are keyed by tick and the late ones dropped. When the
@@ -24,12 +28,16 @@ Every tick (a timer at ``rate_hz``, 20 Hz by default):
 Checkpoints load from the ``checkpoint`` parameter (set it at run time to hot-load), the
 ``~/load_checkpoint`` Trigger (reloads the ``checkpoint`` parameter's path) and the trainer's
 latched ``checkpoint_topic``. A checkpoint that does not fit the robot is refused at once
-(the service answers false naming the fields, a parameter set is rejected) and the running
-policy keeps running.
+(the service answers false naming the fields, a parameter set is rejected), one whose
+warm-up actions are not finite is refused when loaded, and the running policy keeps
+running; the ``checkpoint`` parameter always names the running checkpoint.
+
+Parameters are checked at start-up (one line and exit code 2 for a bad value); the step
+limits are > 0, or ``inf`` only with ``allow_unlimited_step`` (docs/controller.md).
 """
 from __future__ import annotations
 
-from collections import deque
+from collections import defaultdict, deque
 import json
 import math
 import os
@@ -42,6 +50,7 @@ import traceback
 import numpy as np
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
+from rclpy.parameter import Parameter as RclParameter
 from rclpy.qos import QoSDurabilityPolicy, QoSProfile, QoSReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Bool, Float64MultiArray, String
@@ -50,19 +59,26 @@ from std_srvs.srv import SetBool, Trigger
 from il_ros import checkpoint_meta, keys
 from il_ros.control.arbiter import Source, TakeoverArbiter
 from il_ros.control.chunks import ActionQueue
-from il_ros.control.safety import SafetyConfig, SafetyFilter, Status
+from il_ros.control.safety import (check_limit_settings, check_step_settings, SafetyConfig,
+                                   SafetyFilter, SettingError, Status, step_limits,
+                                   StepLimitError)
+from il_ros.control.streams import duplicate_names, image_format_problem, StreamClock
 from il_ros.render import setup_headless_gl
 from il_ros.ros.command_adapters import ADAPTERS, make_adapter
 from il_ros.ros.conversions import array_from_msg, image_to_rgb
-from il_ros.ros.node_utils import COMMAND_QOS, declare, run, SENSOR_QOS, STATE_QOS
+from il_ros.ros.node_utils import (COMMAND_QOS, declare, ParameterError, run, SENSOR_QOS,
+                                   STATE_QOS)
 
 CHECKPOINT_QOS = QoSProfile(depth=1, reliability=QoSReliabilityPolicy.RELIABLE,
                             durability=QoSDurabilityPolicy.TRANSIENT_LOCAL)
 """The trainer's ~/checkpoint is latched: a controller started later still gets the newest."""
 
 SUPPORTED_PROPRIO = (keys.OBS_JOINT_POS, keys.OBS_JOINT_VEL)
-RUNTIME_PARAMS = ('checkpoint', 'enabled', 'use_sim_time')
+STEP_PARAMS = ('max_step', 'max_step_other', 'max_step_per_value')
+RUNTIME_PARAMS = ('checkpoint', 'enabled', 'use_sim_time', *STEP_PARAMS)
 """Parameters that may change while the node runs; the others are read at start-up."""
+JS = ' joint_states'
+"""Key of the joint states in Controller.clocks (no camera name starts with a space)."""
 MAX_BACKLOG = 10
 """Inference jobs waiting in the worker beyond which the policy is stalled (HOLD, reset)."""
 
@@ -81,6 +97,11 @@ def _read_meta(path) -> dict:
         raise Refused(f'{checkpoint_meta.checkpoint_config_file(path)}: invalid checkpoint '
                       f'description: no proprio_keys list in its config')
     return meta
+
+
+def _stamp_ns(msg) -> int:
+    st = msg.header.stamp
+    return int(st.sec) * 1_000_000_000 + int(st.nanosec)
 
 
 def _mtime(path) -> float | None:
@@ -190,7 +211,7 @@ class Controller(Node):
           'it does not fit the robot); ~/load_checkpoint reloads it.')
         self.use_ema = p('use_ema', True, 'Load the EMA weights when the checkpoint has them.')
         self.rate = p('rate_hz', 20.0, 'Control rate (Hz); a checkpoint trained at another '
-                      'rate is refused.')
+                      'rate is refused.', min=0.0, min_exclusive=True)
         self.enabled = p('enabled', False, 'Start enabled. Disabled: nothing is published on '
                          'the command topic at all. Toggle with ~/enable (SetBool).')
         self.joint_names_param = p(
@@ -204,26 +225,39 @@ class Controller(Node):
                              'the sim arm\'s, else required.', array_type='double')
         self.upper_param = p('joint_upper', [], 'Upper limit of each command value (see '
                              'joint_lower).', array_type='double')
+        self.allow_unlimited = p('allow_unlimited_step', False, 'Accept .inf step limits '
+                                 '(no step limit; only the joint limits clamp); logged as a '
+                                 'warning and listed in ~/status. Never 0, negative or NaN.')
         self.max_step = p('max_step', 0.1, 'Largest change per tick of each command value '
-                          'that is a measured joint (rad or m); <= 0: no limit.')
-        self.max_step_other = p('max_step_other', 0.0, 'Largest change per tick of command '
+                          'that is a measured joint (rad or m); > 0, or .inf with '
+                          'allow_unlimited_step.')
+        self.max_step_other = p('max_step_other', 1.0, 'Largest change per tick of command '
                                 'values that are not joints in the joint states (e.g. a '
-                                'gripper command in [0, 1]); <= 0: no limit.')
+                                'gripper command in [0, 1]); > 0, or .inf with '
+                                'allow_unlimited_step.')
         self.max_step_values = p('max_step_per_value', [], 'Per command value (action order) '
                                  'step limits; overrides max_step and max_step_other.',
                                  array_type='double')
         self.watchdog_periods = p('watchdog_periods', 3.0, 'Observations (any camera or the '
-                                  'joint states) older than this many periods -> HOLD.')
-        takeover = p('takeover_timeout_s', 0.5, 'Human control ends this long after the last '
-                     'deadman heartbeat.')
+                                  'joint states) older than this many periods -> HOLD; a '
+                                  'stream whose header stamp stops advancing counts as old.',
+                                  min=1.0)
+        takeover = p('takeover_timeout_s', 0.5, 'Heartbeats that stop this long without a '
+                     'hand-back (Bool false) lapse into a latched HOLD (until ~/enable or '
+                     '~/reset).', min=0.0, min_exclusive=True)
+        human_timeout = p('human_command_timeout_s', 0.25, 'A human command older than this '
+                          'is never executed (HOLD while the human holds control).', min=0.0,
+                          min_exclusive=True)
         self.ensemble_k = p('ensemble_k', 0.0, 'Temporal ensembling of overlapping chunks, '
                             'older predictions weighted exp(-k * age); 0: off (receding '
-                            'horizon: a newer chunk replaces the older one).')
+                            'horizon: a newer chunk replaces the older one).', min=0.0)
         self.plan_ahead_param = p('plan_ahead', 0, 'Plan a new chunk when fewer than this '
                                   'many actions are queued; 0: auto (from the measured plan '
-                                  'latency: the worst of the last 20 plans in ticks, + 2).')
+                                  'latency: the worst of the last 20 plans in ticks, + 2).',
+                                  min=0)
         self.max_wait = p('max_wait_fraction', 0.6, 'A tick with no queued action waits at '
-                          'most this fraction of a period for the worker, then HOLDs.')
+                          'most this fraction of a period for the worker, then HOLDs.',
+                          min=0.0, max=1.0)
         self.adapter_kind = p('command_adapter', 'float64_multi_array',
                               f'Command message: one of {ADAPTERS} (twist_stamped is not '
                               'implemented).')
@@ -247,19 +281,16 @@ class Controller(Node):
         ckpt_topic = p('checkpoint_topic', '/trainer/checkpoint', 'Latched String topic with '
                        'checkpoint paths to hot-load (the trainer\'s ~/checkpoint); empty: '
                        'none.')
-        status_rate = p('status_rate_hz', 1.0, 'Rate of ~/status (String, JSON).')
+        status_rate = p('status_rate_hz', 1.0, 'Rate of ~/status (String, JSON).', min=0.0,
+                        min_exclusive=True)
         self.stats_file = p('stats_file', '', 'Write per-tick timings (JSON) here on shutdown '
                             '(bench/controller.py); empty: do not.')
         threads = p('torch_threads', 1, 'torch CPU threads (1: measured best for batch-1 '
-                    'control on a shared machine).')
+                    'control on a shared machine).', min=1)
         nice = p('nice', 0, 'Change the process\'s CPU priority by this much (os.nice) at '
                  'start-up; < 0 puts the control loop ahead of training jobs on a shared '
-                 'machine (needs CAP_SYS_NICE or root).')
-        if not self.rate > 0:
-            raise ValueError(f'rate_hz must be > 0, got {self.rate}')
-        if self.adapter_kind not in ADAPTERS:
-            raise ValueError(f'command_adapter {self.adapter_kind!r} unknown; use one of '
-                             f'{ADAPTERS}')
+                 'machine (needs CAP_SYS_NICE or root).', min=-20, max=19)
+        self._check_start_up()
         self.period = 1.0 / self.rate
         if nice:
             try:
@@ -275,7 +306,7 @@ class Controller(Node):
         self.log = self.get_logger()
         self.lock = threading.Lock()           # guards _pending / _load_seq with the loaders
         self.worker = PolicyWorker()
-        self.arbiter = TakeoverArbiter(timeout_s=takeover)
+        self.arbiter = TakeoverArbiter(timeout_s=takeover, command_timeout_s=human_timeout)
         self.queue = ActionQueue(self.period, self.ensemble_k or None)
         self.policy = None
         self.policy_path = None
@@ -286,6 +317,8 @@ class Controller(Node):
         self.adapter = None
         self.pub_cmd = None
         self.images: dict[str, tuple] = {}     # camera -> (msg, receive time)
+        self.clocks = defaultdict(StreamClock)  # camera (or JS) -> newest new sample
+        self.encodings: dict[str, str] = {}    # camera -> encoding of its last good image
         self._rgb: dict[str, tuple] = {}       # camera -> (msg, rgb) conversion cache
         self.js = None                         # (msg, receive time)
         self.camera_topics: dict[str, str] = {}
@@ -296,6 +329,8 @@ class Controller(Node):
         self.clear_on_chunk = False
         self.stalled = False
         self._pending = None                   # loaded policy waiting for the tick boundary
+        self._failed = None                    # path whose background load failed
+        self._echo = False                     # the node itself sets `checkpoint` (no load)
         self._load_seq = 0
         self.loading = None
         self.last_error = ''
@@ -340,16 +375,40 @@ class Controller(Node):
                 self._request_load(path, 'parameter')
             except Refused as e:
                 self._refuse(str(e))
+                self._sync_checkpoint_param(str(Path(path).expanduser().resolve()))
         self.log.info(f'{self.rate:g} Hz, {"enabled" if self.enabled else "disabled"}, '
                       f'adapter {self.adapter_kind} on {self.command_topic}, checkpoint '
                       f'{path or "(none: HOLD until one is loaded)"}')
 
     # ------------------------------------------------------------------ robot set-up
-    def _subscribe_cameras(self, cameras: list[str]) -> None:
-        pairs = dict(s.split('=', 1) for s in self.camera_topics_param if '=' in s)
+    def _check_start_up(self) -> None:
+        """Refuse parameters the node cannot run with (ParameterError: one line, exit 2)."""
+        kind = self.adapter_kind
+        if kind == 'twist_stamped':
+            raise ParameterError(f'parameter command_adapter={kind!r}: not implemented (a '
+                                 'joint-position policy gives no Cartesian velocity); use '
+                                 'one of float64_multi_array, joint_trajectory, joint_state')
+        if kind not in ADAPTERS:
+            raise ParameterError(f'parameter command_adapter={kind!r}: must be one of '
+                                 f'{list(ADAPTERS[:3])}')
+        try:
+            check_limit_settings(self.lower_param, self.upper_param, self.action_names_param)
+            unlimited = check_step_settings(self.max_step, self.max_step_other,
+                                            self.max_step_values, self.allow_unlimited,
+                                            self.action_names_param)
+        except SettingError as e:
+            raise ParameterError(f'parameter {e}') from None
         bad = [s for s in self.camera_topics_param if '=' not in s]
         if bad:
-            raise ValueError(f'camera_topics entries must be CAMERA=TOPIC, got {bad}')
+            raise ParameterError(f'parameter camera_topics={list(self.camera_topics_param)!r}:'
+                                 f' entries must be CAMERA=TOPIC ({bad[0]!r} is not)')
+        if unlimited:
+            self.get_logger().warning(
+                f'allow_unlimited_step: {", ".join(unlimited)} = inf: NO STEP LIMIT on the '
+                'command values it applies to (only the joint limits clamp them)')
+
+    def _subscribe_cameras(self, cameras: list[str]) -> None:
+        pairs = dict(s.split('=', 1) for s in self.camera_topics_param if '=' in s)
         for cam in cameras:
             if cam in self.camera_topics:
                 continue
@@ -374,23 +433,41 @@ class Controller(Node):
 
     def _setup_safety(self, action_names: list[str], joint_names: list[str]) -> None:
         lower, upper = self._limits(action_names)
-        if self.max_step_values:
-            step = list(self.max_step_values)
-            if len(step) != len(action_names):
-                raise Refused(f'max_step_per_value has {len(step)} values for '
-                              f'{len(action_names)} command values')
-        else:
-            step = [self.max_step if n in joint_names else self.max_step_other
-                    for n in action_names]
+        step = self._step_limits(action_names, joint_names)
         cfg = SafetyConfig(lower=lower, upper=upper, max_step=step,
-                           watchdog_periods=self.watchdog_periods)
+                           watchdog_periods=self.watchdog_periods,
+                           allow_unlimited=self.allow_unlimited)
         self.safety = SafetyFilter(cfg, enabled=self.enabled)
         self.action_names = list(action_names)
+        self.step_joint_names = list(joint_names)
         self.adapter = make_adapter(self.adapter_kind, self.action_names, self.period)
         self.pub_cmd = self.create_publisher(self.adapter.msg_type, self.command_topic,
                                              COMMAND_QOS)
         self.log.info(f'command values {self.action_names}, limits {lower} .. {upper}, step '
                       f'limits {cfg.max_step}')
+        self._warn_unlimited()
+
+    def _step_limits(self, action_names, joint_names, **override) -> list[float]:
+        """Step limit per command value from the parameters (``override``: new values)."""
+        v = {'max_step': self.max_step, 'max_step_other': self.max_step_other,
+             'max_step_per_value': self.max_step_values, **override}
+        try:
+            return step_limits(action_names, joint_names, v['max_step'], v['max_step_other'],
+                               v['max_step_per_value'], self.allow_unlimited)
+        except StepLimitError as e:
+            raise Refused(f'parameter {e}') from None
+
+    def _warn_unlimited(self) -> None:
+        off = self.unlimited_step()
+        if off:
+            self.log.warning(f'NO STEP LIMIT on {off} (allow_unlimited_step: inf step '
+                             'limits; only the joint limits clamp them)')
+
+    def unlimited_step(self) -> list[str]:
+        """Names of the command values without a step limit (``inf``)."""
+        if self.safety is None:
+            return []
+        return [self.action_names[i] for i in self.safety.unlimited]
 
     # ------------------------------------------------------------------ checkpoints
     def _expect(self, meta: dict):
@@ -444,6 +521,7 @@ class Controller(Node):
                     raise Refused(f'{path}: the checkpoint names no action values; set the '
                                   'action_names parameter')
                 self._limits(actions)   # raises Refused when no limits are known
+                self._step_limits(actions, joints)
         return expect
 
     def _request_load(self, path: str, origin: str) -> str:
@@ -462,7 +540,9 @@ class Controller(Node):
     def _load(self, path: str, expect, seq: int, origin: str, mtime) -> None:
         """Load in the background, warm up once, and hand over to the tick.
 
-        The warm-up call matters: the first call of a fresh model is slow.
+        The warm-up call matters: the first call of a fresh model is slow. It is also the
+        last check: a checkpoint whose warm-up actions are not finite (NaN weights) is
+        refused, and the running policy keeps running.
         """
         from il_ros.models import load_checkpoint
         try:
@@ -475,14 +555,19 @@ class Controller(Node):
                 warm[k] = np.zeros(len(expect.joint_names or spec.joint_names))
             policy.reset()
             policy.observe(warm)
-            policy.plan()
+            chunk = np.asarray(policy.plan(), np.float64)
             policy.reset()
+            if not np.all(np.isfinite(chunk)):
+                raise Refused(f'its warm-up actions are not finite ({chunk.ravel()[:4]}...): '
+                              'NaN or Inf weights or normalizer statistics?')
             dt = time.perf_counter() - t0
         except Exception as e:  # noqa: BLE001 - refused; the running policy keeps running
+            why = str(e) if isinstance(e, Refused) else f'{type(e).__name__}: {e}'
             with self.lock:
                 if seq == self._load_seq:
                     self.loading = None
-            self._refuse(f'{path}: not loaded ({type(e).__name__}: {e}); '
+                    self._failed = path       # the tick sets the parameter back
+            self._refuse(f'{path}: refused at load ({why}); '
                          f'{"the running policy keeps running" if self.policy else "HOLD"}')
             return
         with self.lock:
@@ -499,8 +584,11 @@ class Controller(Node):
         """At a tick boundary: make a loaded checkpoint the running one."""
         with self.lock:
             pending, self._pending = self._pending, None
+            failed, self._failed = self._failed, None
             if pending is not None:
                 self.loading = None
+        if failed is not None and pending is None:
+            self._sync_checkpoint_param(failed)
         if pending is None:
             return
         policy, path, expect, extra, dt, origin, self.policy_mtime = pending
@@ -529,6 +617,7 @@ class Controller(Node):
         self.counts['swaps'] += 1
         self.swap_tick = self.k
         self.last_error = ''
+        self._sync_checkpoint_param(None)
         self.log.info(f'policy {"loaded" if first else "swapped"} ({origin}): {path} (step '
                       f'{extra.get("step")}, {policy.cfg.head["name"]} head, Ta '
                       f'{policy.cfg.action_exec}, loaded in {dt:.1f}s)'
@@ -539,16 +628,20 @@ class Controller(Node):
         return self.get_clock().now().nanoseconds * 1e-9
 
     def _on_image(self, cam: str, msg) -> None:
-        self.images[cam] = (msg, self._now())
+        t = self._now()
+        self.images[cam] = (msg, t)
+        self.clocks[cam].update(t, _stamp_ns(msg))
 
     def _on_joints(self, msg: JointState) -> None:
-        self.js = (msg, self._now())
+        t = self._now()
+        self.js = (msg, t)
+        self.clocks[JS].update(t, _stamp_ns(msg))
 
     def _on_intervention(self, msg: Bool) -> None:
         self.arbiter.heartbeat(self._now(), bool(msg.data))
 
     def _on_human(self, msg: Float64MultiArray) -> None:
-        self.arbiter.human_command(array_from_msg(msg))
+        self.arbiter.human_command(array_from_msg(msg), self._now())
 
     def _on_checkpoint_topic(self, msg: String) -> None:
         # The trainer re-uses one folder (checkpoints/best) for each new best: the same path
@@ -579,11 +672,29 @@ class Controller(Node):
         return response
 
     def _on_set_parameters(self, params) -> SetParametersResult:
+        if self._echo:
+            return SetParametersResult(successful=True)    # _sync_checkpoint_param
         for prm in params:
             if prm.name not in RUNTIME_PARAMS:
                 return SetParametersResult(successful=False, reason=(
                     f'{prm.name} is read at start-up; only {RUNTIME_PARAMS} change at run '
                     'time'))
+        steps = {prm.name: (list(prm.value) if prm.name == 'max_step_per_value'
+                            else prm.value) for prm in params if prm.name in STEP_PARAMS}
+        new_step = None
+        if steps:
+            v = {'max_step': self.max_step, 'max_step_other': self.max_step_other,
+                 'max_step_per_value': self.max_step_values, **steps}
+            try:
+                check_step_settings(v['max_step'], v['max_step_other'],
+                                    v['max_step_per_value'], self.allow_unlimited)
+                if self.safety is not None:
+                    new_step = self._step_limits(self.action_names, self.step_joint_names,
+                                                 **steps)
+            except (StepLimitError, Refused) as e:
+                reason = str(e) if isinstance(e, Refused) else f'parameter {e}'
+                self.log.error(f'refused: {reason}')
+                return SetParametersResult(successful=False, reason=reason)
         for prm in params:
             if prm.name == 'checkpoint' and prm.value:
                 try:
@@ -593,9 +704,39 @@ class Controller(Node):
                     return SetParametersResult(successful=False, reason=str(e))
             elif prm.name == 'enabled':
                 self._set_enabled(bool(prm.value))
+        if steps:
+            self.max_step = steps.get('max_step', self.max_step)
+            self.max_step_other = steps.get('max_step_other', self.max_step_other)
+            self.max_step_values = steps.get('max_step_per_value', self.max_step_values)
+            if new_step is not None:
+                self.safety.set_step(new_step)
+                self.log.info(f'step limits {new_step}')
+                self._warn_unlimited()
         return SetParametersResult(successful=True)
 
+    def _sync_checkpoint_param(self, failed: str | None) -> None:
+        """Make the ``checkpoint`` parameter name the running checkpoint ('' for none).
+
+        After a swap it names the running one (also after a load from the trainer topic or
+        ~/load_checkpoint); after the background load of the path it names failed, it goes
+        back. Runs in the executor (the tick), never in a loader thread.
+        """
+        value = self.get_parameter('checkpoint').value
+        current = str(Path(value).expanduser().resolve()) if value else ''
+        running = self.policy_path or ''
+        if (failed is not None and current != failed) or current == running:
+            return
+        self._echo = True
+        try:
+            self.set_parameters([RclParameter('checkpoint', value=running)])
+        finally:
+            self._echo = False
+        self.log.info(f'parameter checkpoint={running!r}: the running checkpoint'
+                      + (f' ({failed} was refused)' if failed else ''))
+
     def _set_enabled(self, on: bool) -> None:
+        if on:
+            self._rearm('enabled')
         if on and not self.enabled:
             self.need_reset = True
             if self.safety is not None:
@@ -615,7 +756,13 @@ class Controller(Node):
                                   + (f'; loading {self.loading})' if self.loading else ')'))
         return response
 
+    def _rearm(self, why: str) -> None:
+        if self.arbiter.latched:
+            self.arbiter.rearm()
+            self.log.info(f'{why}: the HOLD latched by lapsed heartbeats is cleared')
+
     def _on_reset(self, request, response):
+        self._rearm('~/reset')
         self.need_reset = True
         if self.safety is not None:
             self.safety.reset(None)
@@ -660,28 +807,18 @@ class Controller(Node):
             if entry is None:
                 self._warn(f'img_none_{cam}', f'no image on {topic} yet: HOLD', 5.0)
                 return None, math.inf, 'no_image'
-            msg, t = entry
-            cached = self._rgb.get(cam)
-            if cached is not None and cached[0] is msg:
-                rgb = cached[1]
-            else:
-                try:
-                    rgb = image_to_rgb(msg)
-                except ValueError as e:
-                    self._warn(f'img_bad_{cam}', f'{topic}: {e}: HOLD')
-                    return None, math.inf, 'bad_image'
-                if not rgb.flags.writeable:
-                    rgb = rgb.copy()        # torch wants writable arrays
-                self._rgb[cam] = (msg, rgb)
-            want = tuple(self.robot.image_size)
-            if rgb.shape[:2] != want:
-                self._warn(f'img_size_{cam}', f'{topic}: image is {rgb.shape[1]}x{rgb.shape[0]}'
-                           f', the policy needs {want[1]}x{want[0]} (WxH): HOLD')
+            rgb = self._rgb_of(cam, topic, entry[0])
+            if rgb is None:
                 return None, math.inf, 'bad_image'
             obs[keys.image_key(cam)] = rgb
-            ages.append(now - t)
-        msg, t = self.js
-        ages.append(now - t)
+            ages.append(self.clocks[cam].age(now))
+        msg = self.js[0]
+        ages.append(self.clocks[JS].age(now))
+        dup = duplicate_names(msg.name)
+        if dup:
+            self._warn('js_dup', f'{self.js_topic}: joints {dup} are named more than once in '
+                       f'one message ({list(msg.name)}): HOLD')
+            return None, max(ages), 'bad_joint_states'
         fields = {keys.OBS_JOINT_POS: 'position', keys.OBS_JOINT_VEL: 'velocity'}
         for k in self.proprio:
             v = self._joint_values(msg, self.joint_names, fields[k])
@@ -689,26 +826,68 @@ class Controller(Node):
                 return None, max(ages), 'bad_joint_states'
             obs[k] = v
         age = max(ages)
-        if not age <= self.watchdog_periods * self.period:
-            stale = max(zip(ages, [*self.camera_topics.values(), self.js_topic]))[1]
-            self._warn('stale', f'{stale}: newest message {age * 1e3:.0f} ms old (watchdog '
+        limit = self.watchdog_periods * self.period
+        if not age <= limit:
+            i = ages.index(age)
+            key, topic = [*self.camera_topics.items(), (JS, self.js_topic)][i]
+            clock = self.clocks[key]
+            if clock.frozen(now, limit):
+                self._warn(f'frozen_{key}', f'{topic}: messages arrive but their header stamp '
+                           f'has not advanced for {age * 1e3:.0f} ms (frozen at '
+                           f'{clock.stamp_ns * 1e-9:.3f} s; watchdog '
+                           f'{self.watchdog_periods:g} periods): HOLD')
+                return None, age, 'frozen'
+            self._warn('stale', f'{topic}: newest message {age * 1e3:.0f} ms old (watchdog '
                        f'{self.watchdog_periods:g} periods): HOLD')
             return None, age, 'stale'
         return obs, age, None
 
+    def _rgb_of(self, cam: str, topic: str, msg) -> np.ndarray | None:
+        """The RGB image of ``msg``, or None (HOLD) with a warning naming the topic."""
+        cached = self._rgb.get(cam)
+        if cached is not None and cached[0] is msg:
+            return cached[1]
+        want = tuple(self.robot.image_size)
+        if isinstance(msg, Image):
+            problem = image_format_problem(msg.encoding, msg.width, msg.height, want)
+            if problem:
+                self._warn(f'img_bad_{cam}:{problem}', f'{topic}: {problem}: HOLD')
+                return None
+            old = self.encodings.get(cam)
+            if old is not None and old != msg.encoding:
+                self.log.warning(f'{topic}: encoding changed from {old} to {msg.encoding} '
+                                 '(converted to RGB)')
+            self.encodings[cam] = msg.encoding
+        try:
+            rgb = image_to_rgb(msg)
+        except ValueError as e:
+            self._warn(f'img_bad_{cam}', f'{topic}: {e}: HOLD')
+            return None
+        if rgb.shape[:2] != want:
+            self._warn(f'img_bad_{cam}', f'{topic}: image is {rgb.shape[1]}x{rgb.shape[0]}, '
+                       f'the policy needs {want[1]}x{want[0]} (WxH): HOLD')
+            return None
+        if not rgb.flags.writeable:
+            rgb = rgb.copy()        # torch wants writable arrays
+        self._rgb[cam] = (msg, rgb)
+        return rgb
+
     def _measured(self) -> tuple[np.ndarray | None, float]:
         """Return the measured positions in command order, and the joint state's age.
 
-        A value that no joint measures is NaN.
+        A value that no joint measures is NaN. A joint state that names a joint twice
+        measures nothing (None, inf: a human command then HOLDs as stale).
         """
         if self.js is None or self.safety is None:
             return None, math.inf
-        msg, t = self.js
+        msg = self.js[0]
+        if duplicate_names(msg.name):
+            return None, math.inf
         index = {n: i for i, n in enumerate(msg.name)}
         pos = msg.position
         out = np.array([pos[index[n]] if n in index and index[n] < len(pos) else np.nan
                         for n in self.action_names], np.float64)
-        return out, self._now() - t
+        return out, self.clocks[JS].age(self._now())
 
     # ------------------------------------------------------------------ the tick
     def _tick_index(self, now: float) -> int:
@@ -810,9 +989,17 @@ class Controller(Node):
         self._collect(k)
         obs, age, why = self._observation(now)
         ready = self.enabled and self.policy is not None and obs is not None
+        lapses = self.arbiter.lapses
         decision = self.arbiter.decide(now, ready)
+        if self.arbiter.lapses != lapses:
+            self.log.warning(
+                f'heartbeats on the intervention topic stopped {self.arbiter.timeout_s:g} s ago '
+                'without a hand-back (Bool false): the teleop may have crashed. HOLD until '
+                '~/enable or ~/reset')
         measured, js_age = self._measured()
         command, reason = None, why or ('disabled' if not self.enabled else 'no_policy')
+        if decision.reason is not None:
+            reason = decision.reason
         if decision.source is Source.POLICY:
             if decision.reset_policy:
                 self.need_reset = True
@@ -822,7 +1009,7 @@ class Controller(Node):
             command, reason, cmd_age = decision.command, 'human', js_age
             self.need_reset = True       # the policy re-primes when control comes back
         else:
-            cmd_age = age if why == 'stale' else js_age
+            cmd_age = age if why in ('stale', 'frozen') else js_age
         out, status = (self.safety(command, cmd_age, self.period, measured)
                        if self.safety is not None else (None, Status.HOLD_INVALID))
         if self.safety is not None and self.safety.sendable and out is not None:
@@ -834,8 +1021,9 @@ class Controller(Node):
                 reason = 'disabled'
             elif status is Status.HOLD_INVALID and command is not None:
                 reason = 'invalid_command'
-            elif status is Status.HOLD_STALE:
-                reason = 'stale'
+            elif status is Status.HOLD_STALE and (decision.source is Source.HUMAN or (
+                    why is None and decision.reason is None)):
+                reason = 'stale'        # else the observation's or the arbiter's reason
         else:
             source = decision.source.value
         self.pub_source.publish(String(data=source))
@@ -882,7 +1070,9 @@ class Controller(Node):
                        'latency_ms_max': round(float(lat.max()), 2) if lat.size else None,
                        'gap_ms_max': round(float(gaps.max()), 2) if gaps.size else None},
             'safety': dict(self.safety.counts) if self.safety is not None else {},
-            'handovers': self.arbiter.handovers, **self.counts,
+            'handovers': self.arbiter.handovers, 'takeover_latched': self.arbiter.latched,
+            'takeover_lapses': self.arbiter.lapses, 'unlimited_step': self.unlimited_step(),
+            **self.counts,
         }
         return s
 
@@ -892,7 +1082,13 @@ class Controller(Node):
         self._win['lat'], self._win['gap'] = [], []
 
     def destroy_node(self):
-        """Stop the worker and write ``stats_file`` (if set), then destroy the node."""
+        """Stop the worker and write ``stats_file`` (if set), then destroy the node.
+
+        Also called on a node whose construction failed (rclpy's shutdown destroys every
+        node of the context): only what was built is cleaned up.
+        """
+        if getattr(self, 'worker', None) is None:
+            return super().destroy_node()
         self.worker.stop()
         if self.stats_file:
             try:

@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import sys
 
 os.environ.setdefault('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp')
 
 import rclpy  # noqa: E402
 from rcl_interfaces.msg import ParameterDescriptor  # noqa: E402
+from rclpy.exceptions import InvalidParameterTypeException  # noqa: E402
 from rclpy.executors import ExternalShutdownException  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
@@ -82,15 +84,36 @@ def declare(node: Node, name: str, default, description: str, read_only: bool = 
     if limits:
         description = f'{description} [{_limits_text(limits)}]'
     desc = ParameterDescriptor(description=description, read_only=read_only)
-    if isinstance(default, list) and not default:
-        if array_type not in _EMPTY_ARRAY_TYPES:
-            raise ValueError(f'parameter {name}: an empty-list default needs array_type, '
-                             f'one of {sorted(_EMPTY_ARRAY_TYPES)}')
-        value = node.declare_parameter(name, _EMPTY_ARRAY_TYPES[array_type], desc).value
-        value = [] if value is None else list(value)
-    else:
-        value = node.declare_parameter(name, default, desc).value
+    try:
+        if isinstance(default, list) and not default:
+            if array_type not in _EMPTY_ARRAY_TYPES:
+                raise ValueError(f'parameter {name}: an empty-list default needs array_type, '
+                                 f'one of {sorted(_EMPTY_ARRAY_TYPES)}')
+            value = node.declare_parameter(name, _EMPTY_ARRAY_TYPES[array_type], desc).value
+            value = [] if value is None else list(value)
+        else:
+            value = node.declare_parameter(name, default, desc).value
+    except InvalidParameterTypeException as e:
+        raise ParameterError(_type_error(name, str(e))) from None
     return check_value(name, value, **limits) if limits else value
+
+
+_TYPE_NAMES = {'DOUBLE': 'a floating-point number',
+               'INTEGER': 'an integer', 'BOOL': 'true or false', 'STRING': 'a string',
+               'DOUBLE_ARRAY': 'a list of floating-point numbers ([1.0, 2.0])',
+               'INTEGER_ARRAY': 'a list of integers', 'STRING_ARRAY': 'a list of strings',
+               'BOOL_ARRAY': 'a list of true/false'}
+
+
+def _type_error(name: str, message: str) -> str:
+    """One line for rclpy's InvalidParameterTypeException (a value of the wrong type)."""
+    m = re.search(r"to '(.*)' of type '(\w+)', expecting type '(\w+)'", message)
+    if m is None:
+        return f'parameter {name}: {message}'
+    value, got, want = m.groups()
+    hint = f' (write {value}.0)' if (got, want) == ('INTEGER', 'DOUBLE') else ''
+    return (f'parameter {name}={value}: must be {_TYPE_NAMES.get(want, want.lower())}'
+            f'{hint}, not {got.lower().replace("_", " ")}')
 
 
 def _limits_text(limits: dict) -> str:

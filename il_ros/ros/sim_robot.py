@@ -31,8 +31,9 @@ from std_srvs.srv import Trigger
 
 from il_ros import keys
 from il_ros.ros.conversions import array_msg, image_msg, joint_state_msg, to_time
-from il_ros.ros.node_utils import COMMAND_QOS, SENSOR_QOS, STATE_QOS, declare, run
-from il_ros.sim import make_env
+from il_ros.ros.node_utils import (COMMAND_QOS, declare, ParameterError, run, SENSOR_QOS,
+                                   STATE_QOS)
+from il_ros.sim import make_env, TASKS
 
 
 class _Stream:
@@ -57,33 +58,43 @@ class SimRobot(Node):
 
     def __init__(self):
         super().__init__('sim_robot')
-        p = lambda *a: declare(self, *a)  # noqa: E731
-        self.task = p('task', 'lift', 'Sim task: lift, reach_around, or the long-horizon task.')
+        p = lambda *a, **k: declare(self, *a, **k)  # noqa: E731
+        pos = {'min': 0.0, 'min_exclusive': True}
+        self.task = p('task', 'lift', 'Sim task: lift, reach_around, or the long-horizon task '
+                      'path.', choices=TASKS)
         cameras = p('cameras', ['front'], 'Cameras to render and publish (front, wrist).')
-        width = p('image_width', 84, 'Rendered image width in pixels.')
-        height = p('image_height', 84, 'Rendered image height in pixels.')
-        camera_rate = p('camera_rate_hz', 20.0, 'Image publication rate (sim time).')
-        js_rate = p('joint_state_rate_hz', 50.0, 'JointState publication rate (sim time).')
+        width = p('image_width', 84, 'Rendered image width in pixels.', min=1)
+        height = p('image_height', 84, 'Rendered image height in pixels.', min=1)
+        camera_rate = p('camera_rate_hz', 20.0, 'Image publication rate (sim time).', **pos)
+        js_rate = p('joint_state_rate_hz', 50.0, 'JointState publication rate (sim time).',
+                    **pos)
         state_rate = p('state_rate_hz', 20.0,
                        'Rate of /sim/state and /sim/success (sim time); the scripted '
-                       'expert acts once per /sim/state, so this is its control rate.')
+                       'expert acts once per /sim/state, so this is its control rate.', **pos)
         self.rtf = p('real_time_factor', 1.0,
-                     'Sim seconds per wall second; >1 for fast scripted recording.')
-        self.seed = p('seed', 0, 'Seed of the first episode; episode k uses seed + k.')
+                     'Sim seconds per wall second; >1 for fast scripted recording. With '
+                     'lockstep a speed cap, where <= 0 means as fast as the nodes go.',
+                     finite=True)
+        self.seed = p('seed', 0, 'Seed of the first episode; episode k uses seed + k.', min=0)
         self.command_timeout = p('command_timeout_s', 0.0,
                                  'Hold the last command this long (sim s) before holding the '
-                                 'current pose; 0 holds the last command forever.')
-        tick_hz = p('tick_rate_hz', 100.0, 'Wall-clock rate of the stepping timer.')
+                                 'current pose; 0 holds the last command forever.', min=0.0)
+        tick_hz = p('tick_rate_hz', 100.0, 'Wall-clock rate of the stepping timer.', **pos)
         command_topic = p('command_topic', keys.TOPIC_COMMAND, 'Joint position commands.')
         self.lockstep = p('lockstep', False, 'Wait for the command answering each /sim/state '
                           'before stepping on (scripted collection).')
         self.lockstep_timeout = p('lockstep_timeout_s', 1.0, 'Lockstep: wall seconds to wait '
-                                  'for a command before going on with the last one.')
-        if self.rtf <= 0 and not self.lockstep:
-            raise ValueError(f'real_time_factor must be > 0 without lockstep, got {self.rtf}')
-
-        self.env = make_env(self.task, cameras=tuple(cameras), image_size=(height, width),
-                            seed=self.seed)
+                                  'for a command before going on with the last one.', **pos)
+        if not (self.rtf > 0 or self.lockstep):
+            raise ParameterError(f'parameter real_time_factor={self.rtf!r}: must be > 0 '
+                                 '(<= 0, as fast as the nodes go, only with lockstep: true)')
+        try:
+            self.env = make_env(self.task, cameras=tuple(cameras), image_size=(height, width),
+                                seed=self.seed)
+        except ValueError as e:
+            if 'camera' not in str(e):
+                raise
+            raise ParameterError(f'parameter cameras={list(cameras)!r}: {e}') from None
         self.frame_prefix = 'sim'
         self.streams = {
             'camera': _Stream(camera_rate, 'camera_rate_hz'),
@@ -233,8 +244,9 @@ class SimRobot(Node):
         return False
 
     def destroy_node(self):
-        """Close the sim, then destroy the node."""
-        self.env.close()
+        """Close the sim (when it was made), then destroy the node."""
+        if getattr(self, 'env', None) is not None:
+            self.env.close()
         return super().destroy_node()
 
 

@@ -31,7 +31,8 @@ from std_srvs.srv import SetBool
 
 from il_ros import keys
 from il_ros.ros.conversions import array_from_msg, array_msg
-from il_ros.ros.node_utils import COMMAND_QOS, declare, run, STATE_QOS
+from il_ros.ros.node_utils import COMMAND_QOS, declare, ParameterError, run, STATE_QOS
+from il_ros.sim.registry import TASKS
 from il_ros.sim.supervisor import GateConfig, Supervisor
 
 TOPIC_EXPERT_LABEL = '/il/expert/label'
@@ -43,32 +44,34 @@ class SupervisorNode(Node):
     def __init__(self):
         super().__init__('supervisor')
         p = lambda *a, **k: declare(self, *a, **k)  # noqa: E731
-        task = p('task', 'lift', 'Sim task whose expert supervises.')
-        seed = p('seed', 0, 'Seed of the expert; sim episode k uses seed + k.')
+        task = p('task', 'lift', 'Sim task whose expert supervises.', choices=TASKS)
+        seed = p('seed', 0, 'Seed of the expert; sim episode k uses seed + k.', min=0)
         self.active = p('active', True, 'Start armed (may take over); ~/enable toggles.')
         d = GateConfig()
         gate = GateConfig(
             deviation_m=p('deviation_m', d.deviation_m, 'Take over when the hand position '
                           'the executed command aims at is this far (m) from the expert\'s '
-                          '(for trigger_steps ticks); <= 0: off.'),
+                          '(for trigger_steps ticks); <= 0: off.', finite=True),
             gripper_deviation=p('gripper_deviation', d.gripper_deviation, 'Gripper command '
-                                'difference (0..1) that counts as a deviation; <= 0: off.'),
+                                'difference (0..1) that counts as a deviation; <= 0: off.',
+                                finite=True),
             stall_m=p('stall_m', d.stall_m, 'Stall: the hand moved less than this (m) over '
-                      'stall_steps ticks while deviating; <= 0: off.'),
-            stall_steps=p('stall_steps', d.stall_steps, 'Window of the stall rule (ticks).'),
+                      'stall_steps ticks while deviating; <= 0: off.', finite=True),
+            stall_steps=p('stall_steps', d.stall_steps, 'Window of the stall rule (ticks).',
+                          min=1),
             danger_on_m=_none_if_negative(p(
                 'danger_on_m', -1.0, 'Take over at once when the task\'s danger distance '
                 'exceeds this (path: m from the curve; corridor 0.04); < 0: the task\'s '
-                'default (path 0.02), 0: off.')),
+                'default (path 0.02), 0: off.', finite=True)),
             danger_off_m=_none_if_negative(p(
                 'danger_off_m', -1.0, 'Recovered below this danger distance; < 0: the '
-                'task\'s default (path 0.01).')),
+                'task\'s default (path 0.01).', finite=True)),
             trigger_steps=p('trigger_steps', d.trigger_steps, 'Consecutive deviating ticks '
-                            'before taking over.'),
+                            'before taking over.', min=1),
             min_takeover_steps=p('min_takeover_steps', d.min_takeover_steps, 'Ticks in '
-                                 'control before handing back can start.'),
+                                 'control before handing back can start.', min=0),
             release_steps=p('release_steps', d.release_steps, 'Consecutive recovered ticks '
-                            'before handing back.'))
+                            'before handing back.', min=1))
         command_topic = p('command_topic', keys.TOPIC_COMMAND,
                           'The robot command to judge (Float64MultiArray, action order).')
         human_topic = p('human_command_topic', keys.TOPIC_TELEOP_COMMAND,
@@ -78,7 +81,13 @@ class SupervisorNode(Node):
                                'Deadman heartbeats: True while in control, False to release.')
         label_topic = p('label_topic', TOPIC_EXPERT_LABEL, 'The expert\'s label for every '
                         'state (empty: not published).')
-        status_rate = p('status_rate_hz', 2.0, 'Rate of ~/status.')
+        status_rate = p('status_rate_hz', 2.0, 'Rate of ~/status.', min=0.0,
+                        min_exclusive=True)
+        try:
+            gate.for_task(task)
+        except ValueError as e:
+            off = self.get_parameter('danger_off_m').value
+            raise ParameterError(f'parameter danger_off_m={off!r}: {e}') from None
 
         self.sup = Supervisor(task, gate, seed=seed)
         self.sup.arm(self.active)
@@ -151,9 +160,11 @@ class SupervisorNode(Node):
 
     def destroy_node(self):
         """Release a takeover in progress, close the gate, then destroy the node."""
-        if self.sup.in_control:
-            self.pub_beat.publish(Bool(data=False))
-        self.sup.close()
+        sup = getattr(self, 'sup', None)
+        if sup is not None:
+            if sup.in_control:
+                self.pub_beat.publish(Bool(data=False))
+            sup.close()
         return super().destroy_node()
 
 

@@ -9,8 +9,11 @@ Modes (parameter ``mode``):
 - ``joy``: jog joints from ``sensor_msgs/Joy`` axes while the deadman button is held.
 
 Human modes publish ``std_msgs/Bool(True)`` heartbeats on ``/il/intervention`` while the deadman
-is held, and commands only then. Scripted mode publishes heartbeats when
-``publish_intervention`` is set (a scripted supervisor taking over).
+is held, and commands only then. Releasing the deadman (the joy button let go, or no key for
+``deadman_timeout_s``) publishes one ``Bool(False)``: the explicit hand-back, after which the
+controller's policy drives again. A teleop that dies while held sends no hand-back, and the
+controller latches a HOLD instead (docs/controller.md, "Takeover"). Scripted mode publishes
+heartbeats when ``publish_intervention`` is set (a scripted supervisor taking over).
 """
 from __future__ import annotations
 
@@ -26,7 +29,8 @@ from il_ros import keys
 from il_ros.control.teleop_input import (GRIPPER_KEY, KEYBOARD_HELP, Deadman, JointJogger,
                                          joy_delta, key_delta)
 from il_ros.ros.conversions import array_msg
-from il_ros.ros.node_utils import COMMAND_QOS, SENSOR_QOS, STATE_QOS, declare, run
+from il_ros.ros.node_utils import (COMMAND_QOS, declare, ParameterError, run, SENSOR_QOS,
+                                   STATE_QOS)
 
 MODES = ('scripted', 'keyboard', 'joy')
 
@@ -36,15 +40,16 @@ class Teleop(Node):
 
     def __init__(self):
         super().__init__('teleop')
-        p = lambda *a: declare(self, *a)  # noqa: E731
-        self.mode = p('mode', 'scripted', f'Input: one of {MODES}.')
-        if self.mode not in MODES:
-            raise ValueError(f'parameter mode={self.mode!r} is not one of {MODES}')
+        from il_ros.sim.registry import TASKS
+        p = lambda *a, **k: declare(self, *a, **k)  # noqa: E731
+        pos = {'min': 0.0, 'min_exclusive': True}
+        self.mode = p('mode', 'scripted', f'Input: one of {MODES}.', choices=MODES)
         self.task = p('task', 'lift', 'Sim task whose expert (scripted) or joint layout '
-                      '(human modes, when arm_joints is empty) is used.')
+                      '(human modes, when arm_joints is empty) is used.', choices=TASKS)
         self.noise = p('noise', 0.0, 'DART: std of the noise added to the executed command '
-                       '(scripted mode; units as in the task expert, rad for arm joints).')
-        self.seed = p('seed', 0, 'Seed of the expert; episode k uses seed + k.')
+                       '(scripted mode; units as in the task expert, rad for arm joints).',
+                       min=0.0)
+        self.seed = p('seed', 0, 'Seed of the expert; episode k uses seed + k.', min=0)
         command_topic = p('command_topic', keys.TOPIC_COMMAND,
                           'Executed command (Float64MultiArray of joint position targets).')
         label_topic = p('label_topic', keys.TOPIC_TELEOP_COMMAND,
@@ -53,21 +58,24 @@ class Teleop(Node):
             'publish_intervention', self.mode != 'scripted',
             'Publish deadman heartbeats on the intervention topic.')
         intervention_topic = p('intervention_topic', keys.TOPIC_INTERVENTION,
-                               'Deadman heartbeats (Bool, published while held).')
-        self.rate = p('rate_hz', 20.0, 'Command rate in human modes.')
+                               'Deadman heartbeats (Bool: true while held, one false on '
+                               'release).')
+        self.rate = p('rate_hz', 20.0, 'Command rate in human modes.', **pos)
         self.deadman = Deadman(p('deadman_timeout_s', 0.5,
-                                 'Human control lapses this long after the last input.'))
+                                 'Human control lapses this long after the last input (then '
+                                 'the hand-back, Bool false, is published).', **pos))
         arm_joints = declare(self, 'arm_joints', [], 'Arm joints in command order; empty: '
                              'the task\'s.', array_type='string')
         lower = declare(self, 'joint_lower', [], 'Arm joint lower limits; used with '
                         'arm_joints (else the task\'s limits).', array_type='double')
         upper = declare(self, 'joint_upper', [], 'Arm joint upper limits (see joint_lower).',
                         array_type='double')
-        self.key_step = p('key_step', 0.05, 'Keyboard: jog per key press (rad).')
-        self.joy_scale = p('joy_scale', 0.8, 'Joy: joint speed at full axis (rad/s).')
+        self.key_step = p('key_step', 0.05, 'Keyboard: jog per key press (rad).', **pos)
+        self.joy_scale = p('joy_scale', 0.8, 'Joy: joint speed at full axis (rad/s).',
+                           finite=True)
         self.axis_map = p('joy_axis_map', [0, 1, 3, 4, 6, 7],
                           'Joy: axis index driving each arm joint (-1: none).')
-        self.deadman_button = p('joy_deadman_button', 4, 'Joy: deadman button index.')
+        self.deadman_button = p('joy_deadman_button', 4, 'Joy: deadman button index.', min=0)
         self.gripper_button = p('joy_gripper_button', 0, 'Joy: gripper toggle button index.')
 
         self.pub_cmd = self.create_publisher(Float64MultiArray, command_topic, COMMAND_QOS)
@@ -110,10 +118,15 @@ class Teleop(Node):
             lower, upper = env.action_low[:-1], env.action_high[:-1]
             env.close()
         if not (len(arm_joints) == len(lower) == len(upper)):
-            raise ValueError(f'arm_joints ({len(arm_joints)}), joint_lower ({len(lower)}) and '
-                             f'joint_upper ({len(upper)}) must have the same length')
+            raise ParameterError(f'parameter joint_lower={list(lower)!r}: arm_joints '
+                                 f'({len(arm_joints)}), joint_lower ({len(lower)}) and '
+                                 f'joint_upper ({len(upper)}) must have the same length')
+        try:
+            self.jogger = JointJogger(np.asarray(lower), np.asarray(upper))
+        except ValueError:
+            raise ParameterError(f'parameter joint_lower={list(lower)!r}: must be finite and '
+                                 f'not exceed joint_upper={list(upper)!r}') from None
         self.arm_joints = list(arm_joints)
-        self.jogger = JointJogger(np.asarray(lower), np.asarray(upper))
         self.lock = threading.Lock()
         self.create_subscription(JointState, keys.TOPIC_JOINT_STATES, self._on_joints,
                                  SENSOR_QOS)
@@ -123,9 +136,9 @@ class Teleop(Node):
             self.create_subscription(Joy, '/joy', self._on_joy, SENSOR_QOS)
         else:
             if not sys.stdin.isatty():
-                raise RuntimeError('teleop mode=keyboard needs a terminal on stdin; run it '
-                                   'with `il-ros node teleop` or `ros2 run il_ros teleop` in a '
-                                   'terminal, or use mode:=joy')
+                raise ParameterError('parameter mode=keyboard: needs a terminal on stdin; run '
+                                     'it with `il-ros node teleop` or `ros2 run il_ros teleop` '
+                                     'in a terminal, or use mode:=joy')
             print(KEYBOARD_HELP, flush=True)
             threading.Thread(target=self._read_keys, daemon=True).start()
         self.create_timer(1.0 / self.rate, self._human_tick)
@@ -145,7 +158,10 @@ class Teleop(Node):
     def _on_joy(self, msg: Joy) -> None:
         held = 0 <= self.deadman_button < len(msg.buttons) and msg.buttons[self.deadman_button]
         with self.lock:
-            if not held or not self._take_control():
+            if not held:
+                self.deadman.release()    # let go: hand back at the next tick, not later
+                return
+            if not self._take_control():
                 return
             self.deadman.press(self._now())
             self.jogger.jog(joy_delta(msg.axes, self.axis_map[:len(self.arm_joints)],
@@ -195,7 +211,9 @@ class Teleop(Node):
         if active:
             self._publish(action, action)
         elif self.was_active:
-            self.get_logger().info('deadman released: human control ended')
+            if self.publish_intervention:
+                self.pub_intervention.publish(Bool(data=False))     # the explicit hand-back
+            self.get_logger().info('deadman released: control handed back')
         self.was_active = active
 
     # -- output ----------------------------------------------------------------------------

@@ -1,0 +1,63 @@
+"""Bad start-up parameters: each node exits with one clear line and code 2 (issue #14).
+
+Every value below once gave a traceback (often a second AttributeError from destroy_node
+after the real error), a ZeroDivisionError, or started a node whose safety limit was off
+(max_step 0, negative or NaN). Each runs as a real process; the check is exit code 2, one
+line on stderr naming the parameter and its value, and no traceback.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip('rclpy')
+from conftest import REPO  # noqa: E402
+
+CASES = [
+    # (node, ros args, text the line must contain)
+    ('controller', ['rate_hz:=-5.0'], 'rate_hz=-5.0'),
+    ('controller', ['rate_hz:=-5'], 'rate_hz=-5'),
+    ('controller', ['status_rate_hz:=0.0'], 'status_rate_hz=0.0'),
+    ('controller', ['takeover_timeout_s:=0.0'], 'takeover_timeout_s=0.0'),
+    ('controller', ['human_command_timeout_s:=-1.0'], 'human_command_timeout_s=-1.0'),
+    ('controller', ['watchdog_periods:=-1.0'], 'watchdog_periods=-1.0'),
+    ('controller', ['joint_lower:=[0.0,1.0]', 'joint_upper:=[1.0,0.5]'],
+     'joint_lower=[0.0, 1.0]'),
+    ('controller', ['max_step:=0.0'], 'max_step=0.0'),
+    ('controller', ['max_step:=-0.1'], 'max_step=-0.1'),
+    ('controller', ['max_step:=.nan'], 'max_step=nan'),
+    ('controller', ['max_step:=.inf'], 'allow_unlimited_step'),
+    ('controller', ['max_step_other:=0.0'], 'max_step_other=0.0'),
+    ('controller', ['max_step_per_value:=[0.1,-1.0]'], 'max_step_per_value=[0.1, -1.0]'),
+    ('controller', ['command_adapter:=twist_stamped'], 'command_adapter='),
+    ('sim_robot', ['real_time_factor:=-1.0'], 'real_time_factor=-1.0'),
+    ('sim_robot', ['task:=nope'], "task='nope'"),
+    ('sim_robot', ['cameras:=[nope]'], "cameras=['nope']"),
+    ('teleop', ['mode:=nope'], "mode='nope'"),
+    ('teleop', ['task:=nope'], "task='nope'"),
+    ('teleop', ['mode:=joy', 'rate_hz:=0.0'], 'rate_hz=0.0'),
+    ('teleop', ['mode:=joy', 'deadman_timeout_s:=-1.0'], 'deadman_timeout_s=-1.0'),
+    ('supervisor', ['task:=nope'], "task='nope'"),
+    ('supervisor', ['status_rate_hz:=0.0'], 'status_rate_hz=0.0'),
+    ('supervisor', ['trigger_steps:=0'], 'trigger_steps=0'),
+]
+
+
+@pytest.mark.parametrize('node,params,text', CASES,
+                         ids=[f'{n}-{" ".join(p)}' for n, p, _ in CASES])
+def test_bad_parameter_exits_2_with_one_line(node, params, text):
+    args = [sys.executable, '-m', f'il_ros.ros.{node}', '--ros-args']
+    for prm in params:
+        args += ['-p', prm]
+    res = subprocess.run(args, capture_output=True, text=True, timeout=120, cwd=str(REPO),
+                         stdin=subprocess.DEVNULL, env={**os.environ})
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2, (res.returncode, res.stderr[-3000:])
+    assert 'Traceback' not in res.stderr + res.stdout, res.stderr
+    assert len(lines) == 1, res.stderr
+    line = lines[0]
+    name = params[-1].split(':=')[0]
+    assert line.startswith(f'{node}: parameter ') and text in line and name in line, line

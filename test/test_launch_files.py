@@ -69,7 +69,8 @@ def _declared_params(module: str) -> set[str]:
     """Parameter names a node declares, read from its source (AST, nothing is run).
 
     Finds ``declare_parameter('x', ...)``, ``declare(self, 'x', ...)``, the ``p('x', ...)``
-    shorthand, and the string keys of a module-level ``PARAMS = {...}`` table.
+    shorthand, and the string keys of module-level ``PARAMS = {...}`` / ``READ_ONLY = {...}``
+    tables.
     """
     tree = ast.parse((REPO / (module.replace('.', '/') + '.py')).read_text())
     found = {'use_sim_time'}
@@ -80,7 +81,8 @@ def _declared_params(module: str) -> set[str]:
             if pos is not None and len(node.args) > pos and isinstance(
                     node.args[pos], ast.Constant) and isinstance(node.args[pos].value, str):
                 found.add(node.args[pos].value)
-        elif (isinstance(node, ast.Assign) and getattr(node.targets[0], 'id', '') == 'PARAMS'
+        elif (isinstance(node, ast.Assign)
+              and getattr(node.targets[0], 'id', '') in ('PARAMS', 'READ_ONLY')
               and isinstance(node.value, ast.Dict)):
             found |= {k.value for k in node.value.keys if isinstance(k, ast.Constant)}
     return found

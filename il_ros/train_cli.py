@@ -90,19 +90,17 @@ def _cmd_eval(args) -> int:
         return 2
     _threads(args.threads)
     try:
+        kw = dict(episodes=args.episodes, seed=args.seed, use_ema=not args.raw_weights,
+                  progress=not args.json, max_steps=args.max_steps)
         if getattr(args, 'transport', 'inproc') == 'ros':
             from il_ros.ros.ros_eval import evaluate_ros, NodeDied
             try:
-                res = evaluate_ros(args.checkpoint, args.task, episodes=args.episodes,
-                                   seed=args.seed, use_ema=not args.raw_weights,
-                                   progress=not args.json, max_steps=args.max_steps)
+                res = evaluate_ros(args.checkpoint, args.task, **kw)
             except (NodeDied, TimeoutError, RuntimeError) as e:
                 print(f'il-ros eval --transport ros: {e}', file=sys.stderr)
                 return 1
         else:
-            res = evaluate_checkpoint(args.checkpoint, args.task, episodes=args.episodes,
-                                      seed=args.seed, use_ema=not args.raw_weights,
-                                      progress=not args.json, max_steps=args.max_steps)
+            res = evaluate_checkpoint(args.checkpoint, args.task, **kw)
     except (CheckpointMismatch, FileNotFoundError, ValueError) as e:
         print(f'il-ros eval: {e}', file=sys.stderr)
         return 2

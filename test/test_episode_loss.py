@@ -110,3 +110,16 @@ def test_convert_keeps_a_lossy_episode_with_a_warning(tmp_path):
     assert any('complete_with_loss' in w and '/camera/front/image_raw: lost ~20 of 60' in w
                for w in report.warnings), report.warnings
 
+
+
+def test_a_stall_and_catch_up_burst_is_a_gap_but_no_loss():
+    """A publisher that stalls and then sends what it owes loses nothing: gaps, not loss."""
+    period = 2 * MS                                   # 500 Hz
+    t = list(range(0, 200 * period, period))
+    # messages 100-109 held back, then sent in a burst just before 110's time; 110 on time
+    stalled = t[:100] + [t[109] + k * (period // 20) for k in range(10)] + t[110:]
+    stats = topic_stats(stalled, expected_hz=500.0)
+    assert stats['gap_count'] >= 1
+    assert stats['lost'] == 0 and stats['loss_fraction'] == 0.0
+    holes = [x for i, x in enumerate(t) if i % 10]    # every 10th message missing
+    assert topic_stats(holes, expected_hz=500.0)['lost'] == 19   # the span holds 199

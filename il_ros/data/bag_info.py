@@ -76,8 +76,8 @@ def topic_stats(times_ns, expected_hz: float | None = None, estimate: bool = Fal
     ``parameter``), else with ``estimate`` (header stamps: the publisher's own clock) the
     :func:`typical_period_ns` of the series (``estimated``), else unknown. Gaps are
     intervals longer than 2 expected periods (2x the median interval when unknown);
-    ``lost`` estimates the messages missing between the first and the last one (each
-    interval of k periods hides k - 1), ``loss_fraction`` is lost / (count + lost); both are
+    ``lost`` estimates the messages missing between the first and the last one (the span
+    at the expected rate, less the count), ``loss_fraction`` is lost / (count + lost); both are
     None when the expected period is unknown.
     """
     t = np.sort(np.asarray(times_ns, dtype=np.int64))
@@ -106,7 +106,10 @@ def topic_stats(times_ns, expected_hz: float | None = None, estimate: bool = Fal
         if period:
             out.update(expected_rate_hz=1e9 / period, expected_rate_source='estimated')
     if period:
-        lost = int(np.maximum(np.rint(d / period) - 1, 0).sum())
+        # Messages the span should hold at the expected rate, less those that arrived. Not the
+        # sum over gaps: a publisher that stalls and then catches up (bursts, as a Python
+        # publisher on a busy machine does) leaves gaps but loses nothing.
+        lost = max(0, int(np.rint((t[-1] - t[0]) / period)) + 1 - n)
         out.update(lost=lost, loss_fraction=lost / (n + lost))
     limit = 2 * (period or median)
     if limit > 0:

@@ -132,4 +132,9 @@ def test_takeover_is_recorded_and_labelled(tmp_path):
     for t, lab in enumerate(labels):
         if lab == 'pre_intervention':
             assert any(0 < s - t <= PRE for s in starts), (t, labels)
-    assert abs(labels.count('intervention') - ep['human_ticks']) <= 3, (labels, ep)
+    # the frames follow the recorded control source (within a tick per segment edge); the
+    # recording runs a few ticks past the driver's verdict, while the supervisor's last
+    # command is still fresh, so the recorded intervention ticks cover the driver's count
+    recorded = sources.count('intervention')
+    assert recorded >= ep['human_ticks'] - 3, (recorded, ep)
+    assert abs(labels.count('intervention') - recorded) <= 3, (labels, recorded, ep)

@@ -9,7 +9,7 @@ Order of checks, per control tick:
 5. limit the step per tick  (status RATE_LIMITED), relative to the last command sent
 
 A step limit is a positive number, or ``inf`` for "no step limit" (the clamp still applies);
-zero, negative and NaN limits are refused (:func:`check_step_limits`), so a typo can never
+zero, negative and NaN limits are refused (:func:`check_step_limit`), so a typo can never
 turn the limit off. ``inf`` is accepted only when the caller explicitly allows it.
 
 HOLD repeats the last command that was sent (or, before any, the measured position), so a
@@ -66,45 +66,58 @@ def check_step_limit_list(name: str, values, allow_unlimited: bool = False) -> l
     return out
 
 
-def step_limits(action_names: list[str], joint_names: list[str], max_step: float,
-                max_step_other: float, per_value: list[float] | None = None,
-                allow_unlimited: bool = False) -> list[float]:
-    """Return the step limit of each command value (raises StepLimitError naming a bad one).
+DEFAULT_STEP_JOINT = 0.1
+"""Default step limit per tick of a command value that is a measured joint (rad or m)."""
+DEFAULT_STEP_OTHER = 1.0
+"""Default step limit per tick of a command value no joint measures (a gripper in [0, 1])."""
 
-    ``per_value`` (one per command value) overrides the others; otherwise a command value
-    that is a measured joint (in ``joint_names``) gets ``max_step`` and the others
-    ``max_step_other``. Every value is checked with :func:`check_step_limit`, the unused
-    ones too: a typo is refused even where it would not apply.
+
+def per_value(name: str, values, action_names: list[str], defaults: list[float],
+              allow_unlimited: bool = False) -> list[float]:
+    """Expand a per-command-value setting (raises StepLimitError naming a bad value).
+
+    ``values``: empty (``defaults``), one value (for every command value) or one per command
+    value. Every value is a limit: checked with :func:`check_step_limit`.
     """
-    check_step_limit('max_step', max_step, allow_unlimited)
-    check_step_limit('max_step_other', max_step_other, allow_unlimited)
-    if per_value:
-        check_step_limit_list('max_step_per_value', per_value, allow_unlimited)
-        if len(per_value) != len(action_names):
-            raise StepLimitError(f'max_step_per_value={list(per_value)!r}: must have one value '
-                                 f'per command value ({len(action_names)}: {action_names})')
-        return [float(v) for v in per_value]
-    return [float(max_step) if n in joint_names else float(max_step_other)
+    values = check_step_limit_list(name, list(values), allow_unlimited)
+    if not values:
+        return [float(v) for v in defaults]
+    if len(values) == 1:
+        return values * len(action_names)
+    if len(values) != len(action_names):
+        raise StepLimitError(f'{name}={values!r}: must have one value, or one per command value '
+                             f'({len(action_names)}: {action_names})')
+    return values
+
+
+def default_steps(action_names: list[str], joint_names: list[str]) -> list[float]:
+    """:data:`DEFAULT_STEP_JOINT` for measured joints, :data:`DEFAULT_STEP_OTHER` for others."""
+    return [DEFAULT_STEP_JOINT if n in joint_names else DEFAULT_STEP_OTHER
             for n in action_names]
 
 
-def check_step_settings(max_step, max_step_other, per_value=(), allow_unlimited: bool = False,
-                        action_names=()) -> list[str]:
-    """Check every step-limit setting (StepLimitError names a bad one).
+def step_limits(action_names: list[str], joint_names: list[str], max_step=(),
+                allow_unlimited: bool = False) -> list[float]:
+    """Return the step limit of each command value (raises StepLimitError naming a bad one).
 
-    With ``action_names``, ``per_value`` (when set) must have one value per name. Returns
-    the names of the settings that are ``inf`` (no step limit), for a warning.
+    ``max_step``: empty (the defaults: :func:`default_steps`), one value for every command
+    value, or one value per command value.
     """
-    check_step_limit('max_step', max_step, allow_unlimited)
-    check_step_limit('max_step_other', max_step_other, allow_unlimited)
-    check_step_limit_list('max_step_per_value', per_value, allow_unlimited)
-    if action_names:
-        step_limits(list(action_names), [], max_step, max_step_other, per_value,
-                    allow_unlimited)
-    return [name for name, v in (('max_step', [max_step]),
-                                 ('max_step_other', [max_step_other]),
-                                 ('max_step_per_value', per_value))
-            if any(math.isinf(float(x)) for x in v)]
+    return per_value('max_step', max_step, list(action_names),
+                     default_steps(list(action_names), list(joint_names)), allow_unlimited)
+
+
+def check_step_settings(max_step=(), allow_unlimited: bool = False,
+                        action_names=()) -> bool:
+    """Check the ``max_step`` setting (StepLimitError names a bad value).
+
+    With ``action_names``, a list of several values must have one per name. Returns True
+    when a value is ``inf`` (no step limit), for a warning.
+    """
+    values = check_step_limit_list('max_step', list(max_step), allow_unlimited)
+    if action_names and len(values) > 1:
+        step_limits(list(action_names), [], values, allow_unlimited)
+    return any(math.isinf(v) for v in values)
 
 
 def check_limit_settings(lower, upper, action_names=()) -> None:

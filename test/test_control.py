@@ -117,10 +117,10 @@ def test_a_step_limit_is_never_disabled_by_an_invalid_value(bad):
         check_step_limit('max_step', bad)
     with pytest.raises(ValueError, match='max_step'):
         SafetyConfig(lower=[-1.0], upper=[1.0], max_step=bad)
-    with pytest.raises(StepLimitError, match='max_step_other'):
-        step_limits(['a', 'g'], ['a'], 0.1, bad)
-    with pytest.raises(StepLimitError, match='max_step_per_value'):
-        step_limits(['a', 'g'], ['a'], 0.1, 0.1, [0.1, bad])
+    with pytest.raises(StepLimitError, match='max_step'):
+        step_limits(['a', 'g'], ['a'], [bad])
+    with pytest.raises(StepLimitError, match=r'max_step=.*value 1'):
+        step_limits(['a', 'g'], ['a'], [0.1, bad])
     with pytest.raises(StepLimitError, match='must be a number'):
         check_step_limit('max_step', '0.1')
     f = make_filter()
@@ -146,11 +146,12 @@ def test_no_step_limit_only_when_explicitly_allowed():
     assert np.allclose(f([0.0, 0.9], 0.0, P)[0], [0.85, 0.15]) and f.unlimited == []
 
 
-def test_step_limits_per_value_and_by_kind():
-    assert step_limits(['a', 'b', 'g'], ['b', 'a'], 0.1, 0.5) == [0.1, 0.1, 0.5]
-    assert step_limits(['a', 'g'], ['a'], 0.1, 0.5, [0.2, 0.3]) == [0.2, 0.3]
-    with pytest.raises(StepLimitError, match='one value per command value'):
-        step_limits(['a', 'g'], ['a'], 0.1, 0.5, [0.2])
+def test_step_limits_one_setting_defaults_by_kind_one_for_all_or_per_value():
+    assert step_limits(['a', 'b', 'g'], ['b', 'a']) == [0.1, 0.1, 1.0]     # by kind
+    assert step_limits(['a', 'g'], ['a'], [0.2]) == [0.2, 0.2]
+    assert step_limits(['a', 'g'], ['a'], [0.2, 0.3]) == [0.2, 0.3]
+    with pytest.raises(StepLimitError, match='one per command value'):
+        step_limits(['a', 'b', 'g'], ['a'], [0.2, 0.3])
 
 
 def test_a_stream_with_frozen_stamps_ages_while_messages_arrive():
@@ -187,11 +188,31 @@ def test_settings_checks_name_the_setting_and_value():
             ([0.0], [1.0], ['a', 'g'], 'one value per action_names')]:
         with pytest.raises(SettingError, match=match):
             check_limit_settings(lower, upper, names)
-    assert check_step_settings(0.1, 1.0) == []
+    assert check_step_settings([]) is False and check_step_settings([0.1, 1.0]) is False
     inf = float('inf')
-    assert check_step_settings(inf, 1.0, [0.1, inf], True) == ['max_step',
-                                                               'max_step_per_value']
-    with pytest.raises(StepLimitError, match=r'max_step_per_value=\[0.1, -1.0\]: value 1'):
-        check_step_settings(0.1, 1.0, [0.1, -1.0])
-    with pytest.raises(StepLimitError, match='one value per command value'):
-        check_step_settings(0.1, 1.0, [0.1], action_names=['a', 'g'])
+    assert check_step_settings([0.1, inf], True) is True
+    with pytest.raises(StepLimitError, match=r'max_step=\[0.1, -1.0\]: value 1'):
+        check_step_settings([0.1, -1.0])
+    with pytest.raises(StepLimitError, match='one per command value'):
+        check_step_settings([0.1, 0.2], action_names=['a', 'b', 'g'])
+
+
+def test_chunk_guard_rules_and_policies():
+    from il_ros.control.chunk_guard import ChunkGuard
+    g = ChunkGuard([-1.0, 0.0], [1.0, 1.0], max_jump=0.3, max_velocity=[2.0, 50.0], period_s=P,
+                   policy='reject', names=['j', 'g'])
+    ok = np.array([[0.0, 0.5], [0.05, 0.5], [0.1, 1.01]])     # 1.01: within the 2% tolerance
+    assert g.check(ok, np.array([0.0, np.nan])).broken == []
+    v = g.check(np.array([[0.0, 0.5], [0.0, 1.1]]), None)
+    assert v.actions is None and v.broken == ['limits'] and 'g = 1.1' in v.detail
+    v = g.check(np.array([[0.5, 0.5]]), np.array([0.0, 0.0]))
+    assert v.broken == ['jump'] and 'max_jump 0.3' in v.detail
+    assert g.check(np.array([[0.5, 0.5]]), np.array([np.nan, 0.5])).broken == []   # no ref
+    v = g.check(np.array([[0.0, 0.5], [0.2, 0.5]]), None)       # 0.2 / 0.05 s = 4 /s
+    assert v.broken == ['velocity'] and 'actions 0->1 j at 4/s' in v.detail
+    v = g.check(np.array([[np.nan, 0.5]]), None)
+    assert v.nonfinite and v.actions is None
+    assert g.check(np.zeros((2, 3)), None).broken == ['shape']
+    assert g.counts['rejected'] == 5 and g.counts['checked'] == 7
+    with pytest.raises(ValueError, match='chunk policy'):
+        ChunkGuard([0.0], [1.0], 1.0, 1.0, P, policy='ignore')

@@ -15,10 +15,16 @@ writes every tick's timing (``stats_file``) when it is stopped; reported:
   (``priming_ticks``, before the first chunk after a reset, are reported apart);
 - ``plan_ms``: p50/p99 of the worker's observe + plan jobs.
 
-    .venv/bin/python bench/controller.py [--ticks 5000] [--presets lstm_gmm diffusion]
+    .venv/bin/python bench/controller.py [--ticks 5000] [--presets lstm_gmm diffusion] \
+        [--baseline DIR] [--beside-train]
 
-5000 ticks at 20 Hz take 250 s per preset. Targets (issue 5): lstm_gmm p99 <= 25 ms,
-diffusion never underruns. The load average is recorded: the machine may be shared.
+``--baseline DIR``: a checkout of another il_ros version (e.g. ``git worktree add DIR
+<commit>``); each preset then runs DIR's controller and this one's alternately (baseline
+first), so both see the same machine, and the JSON has a row per (tree, preset).
+``--beside-train``: a training job (``bench/train.py``'s plain PyTorch loop on the diffusion
+preset, 2 threads) runs through every measurement, as on a machine that trains while it
+controls. 5000 ticks at 20 Hz take 250 s per row. The load average is recorded: the
+machine may be shared.
 """
 from __future__ import annotations
 
@@ -92,19 +98,25 @@ def pct(values, q) -> float | None:
     return round(float(np.percentile(values, q)), 3) if len(values) else None
 
 
-def bench_preset(name: str, ticks: int, tmp: Path, env: dict, nice: int = 0) -> dict:
+def bench_preset(name: str, ticks: int, tmp: Path, env: dict, nice: int = 0,
+                 tree: str | None = None) -> dict:
     from il_ros.launcher import stop_processes
     from il_ros.ros.ros_eval import GraphClient
     ckpt = make_checkpoint(name, tmp / name)
-    stats_file = tmp / f'{name}_ticks.json'
-    logs = {k: open(tmp / f'{name}_{k}.log', 'wb') for k in ('feeder', 'controller')}
+    tag = f'{name}_{"baseline" if tree else "this"}'
+    stats_file = tmp / f'{tag}_ticks.json'
+    logs = {k: open(tmp / f'{tag}_{k}.log', 'wb') for k in ('feeder', 'controller')}
+    ctl_env = dict(env)
+    if tree:
+        ctl_env['PYTHONPATH'] = os.pathsep.join([str(Path(tree).resolve()),
+                                                 env.get('PYTHONPATH', '')])
     feed = subprocess.Popen([sys.executable, __file__, '--feeder'], env=env,
                             stdout=logs['feeder'], stderr=subprocess.STDOUT,
                             start_new_session=True)
     ctl = subprocess.Popen(
         [sys.executable, '-m', 'il_ros.ros.controller', '--ros-args', '-p',
          f'checkpoint:={ckpt}', '-p', 'enabled:=true', '-p', f'stats_file:={stats_file}',
-         '-p', 'checkpoint_topic:=\'\'', '-p', f'nice:={nice}'], env=env,
+         '-p', 'checkpoint_topic:=\'\'', '-p', f'nice:={nice}'], env=ctl_env,
         stdout=logs['controller'],
         stderr=subprocess.STDOUT, start_new_session=True)
     client = GraphClient('bench_controller', env)
@@ -113,7 +125,7 @@ def bench_preset(name: str, ticks: int, tmp: Path, env: dict, nice: int = 0) -> 
         def status(pred):
             def check():
                 if ctl.poll() is not None:
-                    raise RuntimeError(f'controller exited: see {tmp / f"{name}_controller.log"}')
+                    raise RuntimeError(f'controller exited: see {tmp / f"{tag}_controller.log"}')
                 return client.status is not None and pred(client.status)
             return check
         client.spin_until(status(lambda st: st['policy_ticks'] > 0), 180, 'the first policy tick')
@@ -138,9 +150,13 @@ def bench_preset(name: str, ticks: int, tmp: Path, env: dict, nice: int = 0) -> 
     reasons = [r[4] for r in rows]
     missed = sum(1 for r in rows if r[4] in ('underrun', 'inference_backlog')
                  or r[1] + r[2] > period_ms)
-    plan = data['plan_ms']
+    # Both stats formats: the loop's (summary, plan_ms) and the older node's (counts).
+    plan = data.get('plan_ms') or []
+    counts = data.get('counts') or data.get('summary', {}).get('counts', {})
+    dropped = data.get('dropped_actions', data.get('summary', {}).get('dropped_actions'))
     return {
-        'preset': name, 'ticks': len(rows), 'rate_hz': 1e3 / period_ms,
+        'preset': name, 'tree': tree or 'this', 'ticks': len(rows),
+        'rate_hz': 1e3 / period_ms,
         'step_ms': {'p50': pct(lat, 50), 'p99': pct(lat, 99), 'max': round(float(lat.max()), 3)},
         'jitter_ms': {'p50': pct(jit, 50), 'p99': pct(jit, 99), 'max': round(float(jit.max()), 3)},
         'missed_deadline_rate': round(missed / len(rows), 5), 'missed_deadlines': missed,
@@ -148,8 +164,8 @@ def bench_preset(name: str, ticks: int, tmp: Path, env: dict, nice: int = 0) -> 
         'policy_ticks': sum(1 for r in rows if r[3] == 'policy'),
         'hold_ticks': sum(1 for r in rows if r[3] == 'hold'),
         'plan_ms': {'p50': pct(plan, 50), 'p99': pct(plan, 99), 'n': len(plan)},
-        'late_plans': data['counts']['late_plans'],
-        'dropped_actions': data['dropped_actions'],
+        'late_plans': counts.get('late_plans'),
+        'dropped_actions': dropped,
         'loadavg': load,
     }
 
@@ -162,6 +178,10 @@ def main() -> None:
     parser.add_argument('--nice', type=int, default=0,
                         help='the controller\'s nice parameter (< 0: priority over other '
                              'jobs; needs root or CAP_SYS_NICE)')
+    parser.add_argument('--baseline', metavar='DIR', help='another il_ros checkout to run '
+                        'alternately with this one (see the module doc)')
+    parser.add_argument('--beside-train', action='store_true',
+                        help='run a training job beside every measurement')
     parser.add_argument('--feeder', action='store_true', help=argparse.SUPPRESS)
     args, _ = parser.parse_known_args()
     if args.feeder:
@@ -172,11 +192,30 @@ def main() -> None:
     os.environ.update({k: env[k] for k in ('ROS_DOMAIN_ID', 'ROS_AUTOMATIC_DISCOVERY_RANGE',
                                            'RMW_IMPLEMENTATION')})
     out = {'bench': 'controller', 'ticks': args.ticks, 'cpus': os.cpu_count(),
-           'torch_threads': 1, 'nice': args.nice, 'image': [HW, HW], 'results': []}
+           'torch_threads': 1, 'nice': args.nice, 'image': [HW, HW],
+           'baseline': args.baseline, 'beside_train': args.beside_train, 'results': []}
+    trees = [args.baseline, None] if args.baseline else [None]
+    train = None
     with tempfile.TemporaryDirectory(prefix='il_ros_bench_ctl_') as tmp:
-        for name in args.presets:
-            out['results'].append(bench_preset(name, args.ticks, Path(tmp), env, args.nice))
-            print(json.dumps(out['results'][-1]), file=sys.stderr, flush=True)
+        if args.beside_train:
+            train = subprocess.Popen(
+                [sys.executable, str(Path(__file__).with_name('train.py')), '--presets',
+                 'diffusion', '--steps', '1000000', '--threads', '2'],
+                stdout=subprocess.DEVNULL, stderr=open(Path(tmp) / 'train.log', 'wb'),
+                start_new_session=True)
+        try:
+            for name in args.presets:
+                for tree in trees:
+                    if train is not None and train.poll() is not None:
+                        raise RuntimeError(f'the training job exited ({train.returncode}); '
+                                           f'see {Path(tmp) / "train.log"}')
+                    row = bench_preset(name, args.ticks, Path(tmp), env, args.nice, tree)
+                    out['results'].append(row)
+                    print(json.dumps(row), file=sys.stderr, flush=True)
+        finally:
+            if train is not None:
+                from il_ros.launcher import stop_processes
+                stop_processes([train], timeout=20)
     print(json.dumps(out, indent=1))
 
 

@@ -8,6 +8,7 @@ line on stderr naming the parameter and its value, and no traceback.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -68,3 +69,30 @@ def test_bad_parameter_exits_2_with_one_line(node, params, text):
     line = lines[0]
     name = params[-1].split(':=')[0]
     assert line.startswith(f'{node}: parameter ') and text in line and name in line, line
+
+
+def _yaml_text(value) -> str:
+    """A default as config/controller.yaml and docs/controller.md write it."""
+    if isinstance(value, bool):
+        return 'true' if value else 'false'
+    if isinstance(value, list):
+        return '[]' if not value else repr(value)
+    return "''" if value == '' else str(value)
+
+
+def test_controller_parameter_table_matches_the_docs_and_the_yaml():
+    """Every parameter of the node's table is in docs/controller.md and the YAML, by default."""
+    import yaml
+
+    from il_ros.ros.controller_params import PARAMS
+    doc = (REPO / 'docs' / 'controller.md').read_text()
+    rows = dict(re.findall(r'^\| `(\w+)` \| `([^`]*)` \|', doc, re.MULTILINE))
+    conf = yaml.safe_load((REPO / 'config' / 'controller.yaml').read_text())
+    conf = conf['controller']['ros__parameters']
+    names = [p.name for p in PARAMS]
+    assert sorted(conf) == sorted(names), set(conf) ^ set(names)
+    assert set(names) <= set(rows), set(names) - set(rows)
+    for p in PARAMS:
+        assert rows[p.name] == _yaml_text(p.default), (p.name, rows[p.name], p.default)
+        v = conf[p.name]
+        assert v == p.default and type(v) is type(p.default), (p.name, v, p.default)

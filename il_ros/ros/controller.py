@@ -356,7 +356,8 @@ class Controller(Node):
             try:
                 atomic_write_json(Path(self.p['stats_file']), {
                     'period_s': self.period, 'summary': s, 'counts': dict(loop.counts),
-                    'plan_ms': list(loop.worker.plan_hist), 'columns': TICK_COLUMNS,
+                    'plan_ms': list(loop.worker.plan_hist),
+                    'dropped_actions': loop.queue.dropped, 'columns': TICK_COLUMNS,
                     'ticks': loop.telemetry.ticks})
             except (OSError, TypeError, ValueError) as e:
                 self.log.error(f'cannot write stats_file {self.p["stats_file"]}: {e}')

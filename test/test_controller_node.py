@@ -2,15 +2,21 @@
 
 The test process plays the robot: it publishes camera images and joint states, a human's
 deadman heartbeats and commands, and watches the command topic, /il/control_source and
-/controller/status. Checked: nothing is sent while disabled; a camera that stops gives HOLD
-after the watchdog period; takeover puts the human's command on the robot within about one
-period and an explicit hand-back gives control back to the policy; hot swaps (trainer topic,
-parameter, service) keep the loop ticking; a mismatched checkpoint is refused while the old
-one keeps running; a checkpoint with NaN weights is refused at its warm-up while the old one
-keeps driving, and the ``checkpoint`` parameter names the running checkpoint.
+/controller/status. These tests prove the node's wiring; the loop's timing (watchdog,
+takeover within one period, swap without a gap, latch and reset) is tested exactly, with a
+fake clock, in test/test_control_loop.py. Every wait here is event-based with a generous
+timeout: no wall-clock bound is asserted.
 
-test/test_controller_safety.py has the fault cases: step limits, stale human commands,
-lapsed heartbeats, frozen and malformed streams.
+Checked here: nothing is sent while disabled; a camera that stops gives HOLD (stale), then,
+while enabled, a latched watchdog fault that HOLDs after the camera is back until ~/reset;
+hot swaps (trainer topic, parameter, service) keep the loop ticking; a mismatched
+checkpoint is refused while the old one keeps running; a checkpoint with NaN weights is
+refused at its warm-up while the old one keeps driving, and the ``checkpoint`` parameter
+names the running checkpoint.
+
+test/test_controller_safety.py has the takeover and fault cases: step limits, stale human
+commands, lapsed heartbeats, chunk checks and the latched fault, frozen and malformed
+streams.
 """
 from __future__ import annotations
 
@@ -37,8 +43,12 @@ LIMITS = ['-p', 'joint_lower:=[-1.0,-1.0,-1.0]', '-p', 'joint_upper:=[1.0,1.0,1.
 RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
 
 
-def make_checkpoint(path, seed=0, actions=JOINTS, nan=False):
-    """A tiny random-init conv4 + MLP policy for the test robot (3 joints, 32x32 camera)."""
+def make_checkpoint(path, seed=0, actions=JOINTS, nan=False, action_min=None, action_max=None):
+    """A tiny random-init conv4 + MLP policy for the test robot (3 joints, 32x32 camera).
+
+    Its actions span ``action_min..action_max`` (default -0.5..0.5 for every value): the
+    action normalizer maps the network's output range onto it.
+    """
     import torch
 
     from il_ros.models import build_policy, RobotSpec, save_checkpoint
@@ -52,8 +62,10 @@ def make_checkpoint(path, seed=0, actions=JOINTS, nan=False):
                      proprio_dim=len(JOINTS), cameras=['front'], image_size=(HW, HW),
                      control_rate_hz=1 / PERIOD)
     a, j = len(actions), len(JOINTS)
-    stats = {'action': {'min': [-0.5] * a, 'max': [0.5] * a, 'mean': [0.0] * a,
-                        'std': [0.3] * a},
+    lo = np.array([-0.5] * a if action_min is None else action_min, float)
+    hi = np.array([0.5] * a if action_max is None else action_max, float)
+    stats = {'action': {'min': lo.tolist(), 'max': hi.tolist(),
+                        'mean': ((lo + hi) / 2).tolist(), 'std': ((hi - lo) * 0.3).tolist()},
              'joint_pos': {'min': [-1.0] * j, 'max': [1.0] * j, 'mean': [0.0] * j,
                            'std': [0.5] * j},
              'image/front': {'mean': [0.5] * 3, 'std': [0.25] * 3}}
@@ -159,6 +171,9 @@ class Robot:
     def set_param(self, name, value):
         if isinstance(value, str):
             v = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value)
+        elif isinstance(value, list):
+            v = ParameterValue(type=ParameterType.PARAMETER_DOUBLE_ARRAY,
+                               double_array_value=[float(x) for x in value])
         else:
             v = ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=value)
         req = SetParameters.Request(parameters=[Parameter(name=name, value=v)])
@@ -188,82 +203,60 @@ def start(procs, robot, *params):
     return robot.proc
 
 
-def test_disabled_sends_nothing_then_enable_and_camera_watchdog(procs, ros_node, ckpts):
+def test_disabled_sends_nothing_enable_watchdog_latch_and_reset(procs, ros_node, ckpts):
     robot = Robot(ros_node)
-    start(procs, robot, f'checkpoint:={ckpts["a"]}', 'enabled:=false', 'watchdog_periods:=3.0')
+    p = start(procs, robot, f'checkpoint:={ckpts["a"]}', 'enabled:=false',
+              'watchdog_periods:=3.0', 'fault_periods:=20.0')
     robot.wait(robot.loaded(ckpts['a']), 60, 'checkpoint a to load')
     t0 = time.monotonic()
-    robot.spin(1.5)
+    robot.wait(lambda: len(robot.sources_since(t0)) >= 20, 30, '20 ticks while disabled')
     assert not robot.cmds, 'a command was published while disabled'
-    assert set(robot.sources_since(t0)) == {'hold'} and len(robot.sources_since(t0)) >= 20
-    assert robot.status[-1]['reason'] == 'disabled'
+    assert set(robot.sources_since(t0)) == {'hold'}
+    assert robot.status[-1]['reason'] == 'disabled' and robot.status[-1]['fault'] is None
 
     assert robot.call(SetBool, '/controller/enable', SetBool.Request(data=True)).success
     t_on = time.monotonic()
-    robot.wait(lambda: len(robot.cmds_since(t_on)) >= 10, 10, 'commands after enabling')
-    assert robot.sources_since(t_on)[-5:] == ['policy'] * 5
+    robot.wait(lambda: len(robot.cmds_since(t_on)) >= 10, 30, 'commands after enabling')
+    robot.wait(lambda: robot.sources_since(t_on)[-5:] == ['policy'] * 5, 30, 'the policy')
     cmds = np.array(robot.cmds_since(t_on))
     assert cmds.shape[1] == 3 and np.all(np.isfinite(cmds)) and np.all(np.abs(cmds) <= 1.0)
 
-    # A camera that stops: HOLD once its newest image is older than 3 periods (+ a tick).
+    # A camera that stops: HOLD (stale) once its newest image is older than the watchdog,
+    # repeating the last command; while enabled, older than fault_periods: a latched fault.
     robot.camera = False
     t_stop = robot.last_camera
-    robot.wait(lambda: 'hold' in robot.sources_since(t_stop), 2, 'HOLD after the camera stops')
+    robot.wait(lambda: robot.status[-1]['reason'] in ('stale', 'fault_watchdog'), 30,
+               'HOLD stale')
+    robot.wait(lambda: robot.status[-1]['fault'] is not None, 30, 'the watchdog fault')
+    st = robot.status[-1]
+    assert st['safety']['hold_stale'] > 0, st
+    assert st['fault']['reason'] == 'watchdog' and st['faults'] == 1, st
+    assert 'FAULT watchdog' in procs.log(p)
     t_hold = next(ts for ts, s in robot.sources if ts >= t_stop and s == 'hold')
-    assert 3 * PERIOD - 0.04 <= t_hold - t_stop <= 4 * PERIOD + 0.15, t_hold - t_stop
-    robot.spin(0.5)
     held = robot.cmds_since(t_hold + 0.03)
     assert held and all(np.array_equal(c, held[0]) for c in held), 'HOLD must freeze'
-    assert robot.status[-1]['reason'] == 'stale' and robot.status[-1]['safety']['hold_stale']
+    # The camera is back, but the fault stays latched: HOLD until ~/reset.
     robot.camera = True
     t_back = time.monotonic()
-    robot.wait(lambda: robot.sources_since(t_back)[-3:] == ['policy'] * 3, 3,
-               'POLICY once the camera is back')
+    robot.wait(lambda: len(robot.sources_since(t_back)) >= 20, 30, '20 ticks after the camera')
+    assert set(robot.sources_since(t_back)) == {'hold'}
+    assert robot.status[-1]['reason'] == 'fault_watchdog', robot.status[-1]
+    assert all(np.array_equal(c, held[0]) for c in robot.cmds_since(t_back))
+    ans = robot.call(Trigger, '/controller/reset', Trigger.Request())
+    assert ans.success and 'watchdog' in ans.message, ans.message
+    t_reset = time.monotonic()
+    robot.wait(lambda: robot.sources_since(t_reset)[-3:] == ['policy'] * 3, 30,
+               'POLICY after ~/reset')
+    assert robot.status[-1]['fault'] is None and robot.status[-1]['resets'] >= 1
 
     assert robot.call(SetBool, '/controller/enable', SetBool.Request(data=False)).success
     t_off = time.monotonic()
-    robot.spin(0.3)
+    robot.wait(lambda: len(robot.sources_since(t_off)) >= 5, 30, 'ticks after disabling')
     t_quiet = time.monotonic()
-    robot.spin(1.0)
+    robot.wait(lambda: len(robot.sources_since(t_quiet)) >= 20, 30, '20 disabled ticks')
     assert not robot.cmds_since(t_quiet), 'commands went on after disabling'
-    assert robot.sources_since(t_off)[-5:] == ['hold'] * 5
+    assert set(robot.sources_since(t_quiet)) == {'hold'}
     assert robot.status[-1]['tick_errors'] == 0 and robot.status[-1]['worker_errors'] == 0
-
-
-def test_takeover_within_one_period_and_explicit_hand_back(procs, ros_node, ckpts):
-    robot = Robot(ros_node)
-    start(procs, robot, f'checkpoint:={ckpts["a"]}', 'enabled:=true', 'max_step:=5.0',
-          'takeover_timeout_s:=0.3')
-    robot.wait(lambda: [s for _, s in robot.sources[-3:]] == ['policy'] * 3, 60,
-               'the policy driving')
-    gen0 = robot.status[-1]['generation']
-    human = np.array([0.45, -0.35, 0.25])
-    robot.human = human
-    robot.publish(force=True)
-    t_take = robot.last_beat
-    robot.wait(lambda: any(np.allclose(c, human) for c in robot.cmds_since(t_take)), 2,
-               'the human command on the robot')
-    t_cmd = next(ts for ts, c in robot.cmds if ts >= t_take and np.allclose(c, human))
-    assert t_cmd - t_take <= PERIOD + 0.08, f'takeover took {t_cmd - t_take:.3f}s'
-    robot.spin(0.5)
-    assert robot.sources_since(t_cmd + 0.01) and set(robot.sources_since(t_cmd + 0.01)) == {
-        'intervention'}
-    assert all(np.allclose(c, human) for c in robot.cmds_since(t_cmd + 0.01))
-
-    robot.release()                               # the deadman is let go: Bool(False)
-    t_rel = time.monotonic()
-    robot.wait(lambda: 'policy' in robot.sources_since(t_rel), 10, 'the policy back')
-    robot.spin(0.3)
-    assert robot.status[-1]['source'] == 'policy' and not robot.status[-1]['takeover_latched']
-    assert robot.status[-1]['generation'] > gen0, 'the policy was not reset at the handover'
-    assert robot.status[-1]['handovers'] >= 2
-    # While enabled, every tick sends a command, also across the takeover, the hand-back
-    # and the re-priming after it (HOLD then repeats the last command sent): a command and
-    # a control source per tick, so /il/command has no hole for a recording to trip on.
-    t_end = time.monotonic() - 0.1
-    n_src = len([ts for ts, _ in robot.sources if t_take <= ts <= t_end])
-    n_cmd = len([ts for ts, _ in robot.cmds if t_take <= ts <= t_end])
-    assert n_src >= 15 and abs(n_cmd - n_src) <= 1, (n_cmd, n_src)
 
 
 def test_hot_swaps_keep_the_loop_running_mismatch_and_nan_weights_refused(procs, ros_node, ckpts):
@@ -282,7 +275,6 @@ def test_hot_swaps_keep_the_loop_running_mismatch_and_nan_weights_refused(procs,
                60, 'checkpoint a from the trainer topic')
     # The `checkpoint` parameter names the running checkpoint, whichever way it came.
     assert _poll(lambda: robot.get_param('checkpoint') == ckpts['a'], robot)
-    t_a = time.monotonic()
     robot.spin(1.0)
 
     # 2. The checkpoint parameter (hot reload), then 3. a mismatched one (refused).
@@ -304,18 +296,11 @@ def test_hot_swaps_keep_the_loop_running_mismatch_and_nan_weights_refused(procs,
     st = robot.status[-1]
     assert st['checkpoint'] == ckpts['b'] and st['refused'] == 1
     assert st['last_error'] == '', st      # a successful swap clears the refusal's message
-    # The loop kept running through three swaps and a refusal: no tick gap over 2 periods,
-    # the policy driving (a loaded machine may HOLD a tick whose plan came too late).
-    ours = [s for ts, s in robot.sources if ts >= t_a]
-    assert len(ours) >= 40 and ours.count('policy') >= 0.9 * len(ours), (
-        ours, robot.status[-1])
-    # Controller-side tick gaps in the status windows (10 Hz) in which a checkpoint loaded
-    # or was swapped in, and the window after each.
-    sts = [x for x in robot.status if x['window']['ticks']]
-    around = {i + d for i in range(1, len(sts)) if sts[i]['loading'] or
-              sts[i]['swaps'] != sts[i - 1]['swaps'] for d in (0, 1) if i + d < len(sts)}
-    gaps = [sts[i]['window']['gap_ms_max'] for i in sorted(around)]
-    assert len(gaps) >= 4 and max(gaps) <= 2 * PERIOD * 1e3, gaps
+    # The loop kept running through three swaps and a refusal (its timing: the fake-clock
+    # tests), and the policy drives again.
+    robot.wait(lambda: robot.sources[-3:] and [s for _, s in robot.sources[-3:]] ==
+               ['policy'] * 3, 30, 'the policy driving after the swaps')
+    st = robot.status[-1]
     assert st['tick'] - robot.status[0]['tick'] >= 40 and st['tick_errors'] == 0
 
     # 5. A checkpoint with NaN weights (its description fits, so the set succeeds): refused
@@ -331,8 +316,7 @@ def test_hot_swaps_keep_the_loop_running_mismatch_and_nan_weights_refused(procs,
     st = robot.status[-1]
     assert st['checkpoint'] == ckpts['b'] and st['swaps'] == swaps and not st['loading'], st
     assert ckpts['nan'] in st['last_error'] and 'not finite' in st['last_error'], st
-    ours = robot.sources_since(t_nan)
-    assert ours.count('policy') >= 0.8 * len(ours), ours       # b drives on
+    assert 'policy' in robot.sources_since(t_nan)                 # b drives on
     after = np.array(robot.cmds_since(t_nan))
     assert np.all(np.isfinite(after)) and len({c.tobytes() for c in after}) > 1
     assert _poll(lambda: robot.get_param('checkpoint') == ckpts['b'], robot), \

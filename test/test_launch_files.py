@@ -69,12 +69,15 @@ def _declared_params(module: str) -> set[str]:
     """Parameter names a node declares, read from its source (AST, nothing is run).
 
     Finds ``declare_parameter('x', ...)``, ``declare(self, 'x', ...)``, the ``p('x', ...)``
-    shorthand, and the string keys of module-level ``PARAMS = {...}`` / ``READ_ONLY = {...}``
-    tables.
+    shorthand, the string keys of module-level ``PARAMS = {...}`` / ``READ_ONLY = {...}``
+    tables, and the first arguments of the rows of a ``PARAMS = (Param('x', ...), ...)``
+    table, also in the node's ``<node>_params.py`` companion module when it has one.
     """
-    tree = ast.parse((REPO / (module.replace('.', '/') + '.py')).read_text())
+    path = REPO / (module.replace('.', '/') + '.py')
+    companion = path.with_name(f'{path.stem}_params.py')
+    trees = [ast.parse(f.read_text()) for f in (path, companion) if f.is_file()]
     found = {'use_sim_time'}
-    for node in ast.walk(tree):
+    for node in (n for tree in trees for n in ast.walk(tree)):
         if isinstance(node, ast.Call):
             name = getattr(node.func, 'attr', getattr(node.func, 'id', ''))
             pos = {'declare_parameter': 0, 'p': 0, 'declare': 1}.get(name)
@@ -85,6 +88,11 @@ def _declared_params(module: str) -> set[str]:
               and getattr(node.targets[0], 'id', '') in ('PARAMS', 'READ_ONLY')
               and isinstance(node.value, ast.Dict)):
             found |= {k.value for k in node.value.keys if isinstance(k, ast.Constant)}
+        elif (isinstance(node, ast.AnnAssign | ast.Assign)
+              and getattr(getattr(node, 'target', None) or node.targets[0], 'id', '') == 'PARAMS'
+              and isinstance(node.value, ast.Tuple)):
+            found |= {e.args[0].value for e in node.value.elts if isinstance(e, ast.Call)
+                      and e.args and isinstance(e.args[0], ast.Constant)}
     return found
 
 

@@ -8,6 +8,7 @@ line on stderr naming the parameter and its value, and no traceback.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -26,12 +27,22 @@ CASES = [
     ('controller', ['watchdog_periods:=-1.0'], 'watchdog_periods=-1.0'),
     ('controller', ['joint_lower:=[0.0,1.0]', 'joint_upper:=[1.0,0.5]'],
      'joint_lower=[0.0, 1.0]'),
-    ('controller', ['max_step:=0.0'], 'max_step=0.0'),
-    ('controller', ['max_step:=-0.1'], 'max_step=-0.1'),
-    ('controller', ['max_step:=.nan'], 'max_step=nan'),
-    ('controller', ['max_step:=.inf'], 'allow_unlimited_step'),
-    ('controller', ['max_step_other:=0.0'], 'max_step_other=0.0'),
-    ('controller', ['max_step_per_value:=[0.1,-1.0]'], 'max_step_per_value=[0.1, -1.0]'),
+    ('controller', ['max_step:=[0.0]'], 'max_step=[0.0]'),
+    ('controller', ['max_step:=[-0.1]'], 'max_step=[-0.1]'),
+    ('controller', ['max_step:=[.nan]'], 'max_step=[nan]'),
+    ('controller', ['max_step:=[.inf]'], 'allow_unlimited_step'),
+    ('controller', ['max_step:=0.1'], 'a list of floating-point numbers'),
+    ('controller', ['action_names:=[a,b,c]', 'max_step:=[0.1,0.2]'], 'one per command value'),
+    ('controller', ['max_step_other:=0.5'], 'removed'),
+    ('controller', ['max_step_per_value:=[0.1,0.1]'], 'removed'),
+    ('controller', ['chunk_policy:=nope'], "chunk_policy='nope'"),
+    ('controller', ['chunk_max_jump:=[0.0]'], 'chunk_max_jump=[0.0]'),
+    ('controller', ['chunk_max_velocity:=[-1.0]'], 'chunk_max_velocity=[-1.0]'),
+    ('controller', ['max_invalid_chunks:=0'], 'max_invalid_chunks=0'),
+    ('controller', ['action_names:=[a,b,c]', 'joint_lower:=[-1.0,-1.0,-1.0]',
+                    'joint_upper:=[1.0,1.0,1.0]', 'chunk_max_jump:=[0.1,0.2]'],
+     'chunk_max_jump=[0.1, 0.2]'),
+    ('controller', ['fault_periods:=2.0'], 'fault_periods=2.0'),
     ('controller', ['command_adapter:=twist_stamped'], 'command_adapter='),
     ('sim_robot', ['real_time_factor:=-1.0'], 'real_time_factor=-1.0'),
     ('sim_robot', ['task:=nope'], "task='nope'"),
@@ -61,3 +72,30 @@ def test_bad_parameter_exits_2_with_one_line(node, params, text):
     line = lines[0]
     name = params[-1].split(':=')[0]
     assert line.startswith(f'{node}: parameter ') and text in line and name in line, line
+
+
+def _yaml_text(value) -> str:
+    """A default as config/controller.yaml and docs/controller.md write it."""
+    if isinstance(value, bool):
+        return 'true' if value else 'false'
+    if isinstance(value, list):
+        return '[]' if not value else repr(value)
+    return "''" if value == '' else str(value)
+
+
+def test_controller_parameter_table_matches_the_docs_and_the_yaml():
+    """Every parameter of the node's table is in docs/controller.md and the YAML, by default."""
+    import yaml
+
+    from il_ros.ros.controller_params import PARAMS
+    doc = (REPO / 'docs' / 'controller.md').read_text()
+    rows = dict(re.findall(r'^\| `(\w+)` \| `([^`]*)` \|', doc, re.MULTILINE))
+    conf = yaml.safe_load((REPO / 'config' / 'controller.yaml').read_text())
+    conf = conf['controller']['ros__parameters']
+    names = [p.name for p in PARAMS]
+    assert sorted(conf) == sorted(names), set(conf) ^ set(names)
+    assert set(names) <= set(rows), set(names) - set(rows)
+    for p in PARAMS:
+        assert rows[p.name] == _yaml_text(p.default), (p.name, rows[p.name], p.default)
+        v = conf[p.name]
+        assert v == p.default and type(v) is type(p.default), (p.name, v, p.default)

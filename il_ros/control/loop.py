@@ -332,10 +332,14 @@ class ControlLoop:
             return None, 'underrun'
         return action, 'ok'
 
-    def tick(self, now: float, obs: Observation, human: HumanInput | None = None
-             ) -> TickResult:
-        """Run one tick at ``now`` (see the module doc); never raises for a policy's fault."""
-        t_cb = self.clock()
+    def tick(self, now: float, obs: Observation, human: HumanInput | None = None,
+             started: float | None = None) -> TickResult:
+        """Run one tick at ``now`` (see the module doc); never raises for a policy's fault.
+
+        ``started``: when the caller's tick began on ``clock`` (the node's timer callback,
+        before it built the observation); the tick latency is measured from it.
+        """
+        t_cb = self.clock() if started is None else started
         k = self._tick_index(now)
         jitter, self.k = now - (self.t_origin + k * self.period), k
         if self.slot is not None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+import time
 import traceback
 
 from rcl_interfaces.msg import SetParametersResult
@@ -322,6 +323,7 @@ class Controller(Node):
 
     # ------------------------------------------------------------------ the tick
     def _tick(self) -> None:
+        started = time.perf_counter()       # the tick latency includes building the frame
         try:
             now = self._now()
             cfg = self.loop.cfg
@@ -329,7 +331,7 @@ class Controller(Node):
                                            self.loop.action_names,
                                            cfg.watchdog_periods * self.period,
                                            cfg.watchdog_periods)
-            res = self.loop.tick(now, obs)
+            res = self.loop.tick(now, obs, started=started)
             if res.command is not None and self.pub_cmd is not None:
                 self.pub_cmd.publish(self.adapter(res.command, now))
             self.pub_source.publish(String(data=res.source))

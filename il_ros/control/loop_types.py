@@ -140,6 +140,8 @@ def command_limits(cfg: LoopConfig, action_names, joint_names, limits) -> tuple:
         check_limit_settings(lower, upper, action_names)
         step = step_limits(action_names, list(joint_names), cfg.max_step,
                            cfg.allow_unlimited_step)
+        for name in ('chunk_max_jump', 'chunk_max_velocity'):
+            per_value(name, getattr(cfg, name), action_names, step, True)
     except (SettingError, StepLimitError) as e:
         raise Refused(f'parameter {e}') from None
     return lower, upper, step

@@ -38,7 +38,7 @@ from std_srvs.srv import SetBool, Trigger
 
 from il_ros import keys
 from il_ros.control.loop import ControlLoop
-from il_ros.control.safety import check_step_settings, per_value, SettingError
+from il_ros.control.safety import check_step_settings, SettingError
 from il_ros.control.slot import config_mtime, PolicySlot, Refused, RobotOverrides, sim_limits
 from il_ros.control.worker import ThreadWorker
 from il_ros.fsio import atomic_write_json
@@ -85,7 +85,8 @@ class Controller(Node):
             action_names=list(p['action_names']), cameras=list(p['cameras']),
             need_action_names=bool(p['joint_lower'])
             or p['command_adapter'] != 'float64_multi_array')
-        self.slot = PolicySlot(over, self._check_actions, use_ema=p['use_ema'], log=self.log)
+        self.slot = PolicySlot(over, lambda a, j: self.loop.check_actions(a, j),
+                               use_ema=p['use_ema'], log=self.log)
         cfg = loop_config(p, keep_ticks=bool(p['stats_file']))
         self.loop = ControlLoop(cfg, worker=ThreadWorker(), slot=self.slot,
                                 limits=self._limits, log=self.log)
@@ -154,16 +155,6 @@ class Controller(Node):
         if key not in self._limit_cache:
             self._limit_cache[key] = sim_limits(list(action_names))
         return self._limit_cache[key]
-
-    def _check_actions(self, action_names: list[str], joint_names: list[str]) -> None:
-        """Refuse (Refused) command values the loop could not drive with these parameters."""
-        self.loop.check_actions(action_names, joint_names)
-        for name in ('chunk_max_jump', 'chunk_max_velocity'):
-            try:
-                per_value(name, getattr(self.loop.cfg, name), list(action_names),
-                          [1.0] * len(action_names), True)
-            except SettingError as e:
-                raise Refused(f'parameter {e}') from None
 
     def _setup_command(self) -> None:
         """The command adapter and publisher, once the loop knows the command values."""

@@ -110,8 +110,10 @@ def test_modes_collisions_timeouts_and_nonfinite_actions():
 
 
 def test_a_nan_policy_ends_as_a_latched_fault():
-    """Through the loop a NaN latches the fault and ends the episode at once, not at the
-    timeout; directly it ends as nonfinite_action."""
+    """A NaN ends the episode at once, as a latched fault (not at the timeout).
+
+    Directly it ends as nonfinite_action.
+    """
     env = make_env('reach_around', render=False)
     nan = ConstantPolicy([np.nan] * 6)
     res = evaluate(nan, 'reach_around', episodes=2, env=env, progress=False)
@@ -135,9 +137,11 @@ def test_a_nan_policy_ends_as_a_latched_fault():
 
 
 def test_the_loop_rate_limits_a_far_pose_and_direct_does_not():
-    """A policy commanding a far pose: through the loop every sent command moves each arm
-    joint at most the node's default step (0.1 rad per tick) and the result counts the
-    rate-limited ticks; the direct path sends the far pose itself."""
+    """A far pose is rate-limited through the loop, and sent as is directly.
+
+    Through the loop every sent command moves each arm joint at most the node's default step
+    (0.1 rad per tick) and the result counts the rate-limited ticks.
+    """
     env = make_env('lift', render=False)
     env.reset(seed=EVAL_SEED)
     start = env.arm_qpos()
@@ -194,6 +198,23 @@ def test_evaluate_checkpoint_runs_a_real_policy(tmp_path):
         assert sum(res['failures'].values()) + res['successes'] == 2
         assert all(1 <= e['steps'] <= 10 for e in res['per_episode'])
         assert res['act_ms'] > 0
+
+
+def test_eval_cli_direct_flag(tmp_path, capsys):
+    """``il-ros eval`` runs through the loop; ``--direct`` does not, and not over ROS."""
+    import json
+
+    from il_ros.train_cli import main
+    env = make_env('lift', render=False)
+    spec = RobotSpec(env.joint_names, env.action_names, 6, 7, ['front'], (32, 32), 20.0)
+    path = _checkpoint(tmp_path / 'ok', spec)
+    args = ['eval', '--checkpoint', str(path), '--task', 'lift', '--episodes', '1',
+            '--max-steps', '3', '--json']
+    for extra, loop in (([], True), (['--direct'], False)):
+        assert main(args + extra) == 0
+        assert json.loads(capsys.readouterr().out)['loop'] is loop
+    assert main(args + ['--direct', '--transport', 'ros']) == 2
+    assert '--direct is for --transport inproc' in capsys.readouterr().err
 
 
 def test_evaluate_checkpoint_refuses_another_robot(tmp_path):

@@ -1,4 +1,8 @@
-"""The episode runner (il_ros.sim.runner): reset, step, judge, summarize, on a scripted env."""
+"""The episode runners: il_ros.sim.runner and il_ros.sim.loop_episode.SimLoop.
+
+The runner on a scripted env (reset, step, judge, summarize); SimLoop (the control loop in
+process) on the real sim.
+"""
 import numpy as np
 
 from il_ros.sim.runner import (EpisodeResult, FAILURE_NONFINITE, FAILURE_TIMEOUT, run_episode,
@@ -90,3 +94,70 @@ def test_summary_counts_failures_modes_and_progress():
         (3, 2, 10 / 3, 2.0)
     assert s['failures'] == {'collision': 1} and s['modes'] == {'left': 2, 'none': 1}
     assert s['modes_success'] == {'left': 2} and s['mean_progress'] == 4.0
+
+
+class _Hold:
+    """Commands the pose it started the episode in (gripper open); counts its resets."""
+
+    def __init__(self, env, shape=6):
+        self.env, self.shape, self.resets = env, shape, []
+
+    def reset(self, seed=None):
+        self.resets.append(seed)
+        self.pose = np.r_[self.env.arm_qpos(), 0.0][:self.shape]
+
+    def act(self, obs):
+        return self.pose
+
+
+def test_sim_loop_holds_for_a_human_without_a_command_and_resets_at_hand_back():
+    """A claim without a command HOLDs: the env is stepped with the last command sent.
+
+    The explicit hand-back gives control back to a freshly reset policy.
+    """
+    from il_ros.control.loop_types import HumanInput
+    from il_ros.sim import make_env
+    from il_ros.sim.loop_episode import SimLoop
+    env = make_env('lift', render=False)
+    policy = _Hold(env)
+    loop = SimLoop(env, policy)
+    sent, ticks = [], []
+    step = env.step
+    env.step = lambda a: (sent.append(np.array(a)), step(a))[1]
+
+    def human(obs):
+        k = len(ticks)
+        return (HumanInput(held=True) if 3 <= k < 6 else
+                HumanInput(held=False) if k == 6 else None)
+    res = loop.run_episode(7, max_steps=9, human=human,
+                           on_tick=lambda obs, r: ticks.append((r.source, r.reason)))
+    assert (res.steps, res.failure) == (9, FAILURE_TIMEOUT) and policy.resets == [7, None]
+    assert [s for s, _ in ticks] == ['policy'] * 3 + ['hold'] * 3 + ['policy'] * 3
+    assert ticks[3] == ('hold', 'no_human_command')
+    assert all(np.array_equal(sent[k], sent[2]) for k in (3, 4, 5))
+    stats = loop.stats()
+    assert stats['hold_ticks'] == 3 and stats['hold_reasons'] == {'no_human_command': 3}
+    loop.close()
+    env.close()
+
+
+def test_sim_loop_a_tick_that_publishes_nothing_holds_the_targets():
+    """Nothing to publish: the env is stepped on its current targets.
+
+    Chunks of the wrong shape are rejected; before any command was sent and with the gripper
+    unmeasured, HOLD has nothing to send. The third rejected chunk in a row latches a fault
+    that ends the episode.
+    """
+    from il_ros.sim import make_env
+    from il_ros.sim.loop_episode import SimLoop
+    env = make_env('lift', render=False)
+    loop = SimLoop(env, _Hold(env, shape=5))
+    res = loop.run_episode(3)
+    end = env.arm_qpos()
+    start = env.reset(seed=3)['joint_pos']
+    assert (res.success, res.steps, res.failure) == (False, 2, 'fault_invalid_chunks')
+    assert 'invalid chunks in a row' in res.detail
+    assert 0 < np.abs(end - start[:5]).max() < 0.02       # stepped, but held its targets
+    assert loop.stats()['chunks']['shape'] == 3
+    loop.close()
+    env.close()

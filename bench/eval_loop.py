@@ -1,15 +1,18 @@
 """In-process evaluation through the control loop against the direct path; prints JSON.
 
-One checkpoint, one task, the same seeds, evaluated twice in this process
-(il_ros.training.evaluate): through the controller's ControlLoop (the default, as deployed:
-safety filter, step limits, chunk guard, queue, plan-ahead rule) and directly (``policy.act``
-unfiltered, ``direct=True``). Reported per mode: success, mean steps (of successes), the
-failures, the per-episode wall time (render + inference + physics + loop) and, through the
-loop, its safety and chunk-guard counters; and the two-proportion z of the success
-difference (|z| < 2: within binomial noise).
+One checkpoint, one task, the same seeds, evaluated in this process
+(il_ros.training.evaluate) in each of ``--modes``: ``loop``, through the controller's
+ControlLoop (the default, as deployed: safety filter, step limits, chunk guard, queue,
+plan-ahead rule, a plan made ahead handed over at the next tick as by the node's worker
+thread); ``inline``, the same loop with a plain InlineWorker (every plan handed over in the
+tick that asked); ``direct``, ``policy.act`` unfiltered (``direct=True``). Reported per
+mode: success, mean steps (of successes), the failures, the per-episode wall time (render
++ inference + physics + loop) and, through the loop, its safety and chunk-guard counters;
+and the two-proportion z of each success against direct's (|z| < 2: within binomial
+noise).
 
     .venv/bin/python bench/eval_loop.py --checkpoint RUN/checkpoints/best --task lift \
-        [--episodes 50] [--seed 1000] [--threads 1]
+        [--episodes 50] [--seed 1000] [--threads 1] [--modes loop inline direct]
 
 The same cost is what the trainer's periodic evaluation (eval_every_minutes) pays per
 episode, since it calls ``evaluate`` the same way.
@@ -48,25 +51,31 @@ def main(argv=None) -> int:
     p.add_argument('--episodes', type=int, default=50)
     p.add_argument('--seed', type=int, default=1000)
     p.add_argument('--threads', type=int, default=1)
+    p.add_argument('--modes', nargs='+', default=['loop', 'direct'],
+                   choices=['loop', 'inline', 'direct'])
     args = p.parse_args(argv)
     import torch
 
+    from il_ros.control.worker import InlineWorker
     from il_ros.training.evaluate import evaluate_checkpoint
     torch.set_num_threads(args.threads)
     rows = {}
-    for mode in ('loop', 'direct'):
+    for mode in args.modes:
         res = evaluate_checkpoint(args.checkpoint, args.task, episodes=args.episodes,
-                                  seed=args.seed, progress=False, direct=mode == 'direct')
+                                  seed=args.seed, progress=False, direct=mode == 'direct',
+                                  worker=InlineWorker() if mode == 'inline' else None)
         rows[mode] = _row(res)
         print(json.dumps({mode: rows[mode]}), file=sys.stderr, flush=True)
     n = args.episodes
-    print(json.dumps({
-        'checkpoint': args.checkpoint, 'task': args.task, 'episodes': n, 'seed': args.seed,
-        'threads': args.threads, 'load_avg': os.getloadavg(), **rows,
-        'success_z': z_two_proportions(rows['loop']['successes'],
-                                       rows['direct']['successes'], n),
-        'wall_ratio_loop_over_direct': round(rows['loop']['wall_s'] / rows['direct']['wall_s'],
-                                             3)}))
+    out = {'checkpoint': args.checkpoint, 'task': args.task, 'episodes': n, 'seed': args.seed,
+           'threads': args.threads, 'load_avg': os.getloadavg(), **rows}
+    if 'direct' in rows:
+        for mode in set(rows) - {'direct'}:
+            out[f'success_z_{mode}_vs_direct'] = z_two_proportions(
+                rows[mode]['successes'], rows['direct']['successes'], n)
+            out[f'wall_ratio_{mode}_over_direct'] = round(
+                rows[mode]['wall_s'] / rows['direct']['wall_s'], 3)
+    print(json.dumps(out))
     return 0
 
 

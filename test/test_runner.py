@@ -161,3 +161,48 @@ def test_sim_loop_a_tick_that_publishes_nothing_holds_the_targets():
     assert loop.stats()['chunks']['shape'] == 3
     loop.close()
     env.close()
+
+
+class _Chunks:
+    """A Ta = 4 chunk policy: plan n's action i moves base_yaw by 0.001 * (10 n + i)."""
+
+    class cfg:                      # noqa: N801 - stands in for a PolicyConfig
+        action_exec = 4
+
+    def __init__(self, env):
+        self.env = env
+
+    def reset(self, seed=None):
+        self.n, self.base = 0, np.r_[self.env.arm_qpos(), 0.0]
+
+    def observe(self, obs):
+        pass
+
+    def plan(self):
+        chunk = np.tile(self.base, (4, 1))
+        chunk[:, 0] += 0.001 * (10 * self.n + np.arange(4))
+        self.n += 1
+        return chunk
+
+
+def test_sim_loop_plans_ahead_as_the_node_does():
+    """A chunk planned ahead runs from its second action, as on the node.
+
+    With the node's auto plan-ahead (replan below 3 queued actions) a plan made ahead is
+    collected at the next tick, as from the node's worker thread. An InlineWorker hands it
+    over at once: chunks run from their first action.
+    """
+    from il_ros.control.worker import InlineWorker
+    from il_ros.sim import make_env
+    from il_ros.sim.loop_episode import SimLoop
+    env = make_env('lift', render=False)
+    for worker, want in ((None, [0, 1, 2, 11, 12, 21, 22, 31]),
+                         (InlineWorker(), [0, 1, 10, 11, 20, 21, 30, 31])):
+        policy = _Chunks(env)
+        loop = SimLoop(env, policy, worker=worker)
+        sent = []
+        loop.run_episode(0, max_steps=8, on_tick=lambda obs, r: sent.append(r.command[0]))
+        got = np.round((np.array(sent) - policy.base[0]) * 1000).astype(int).tolist()
+        assert got == want
+        loop.close()
+    env.close()

@@ -8,8 +8,17 @@ takeover arbiter. What differs from the node is only the transport and the clock
 
 - the loop is enabled, at the env's control rate, with the node's defaults
   (:class:`~il_ros.control.loop_types.LoopConfig`) unless a config is given; its limits are
-  the env's ``action_low``/``action_high``; an :class:`~il_ros.control.worker.InlineWorker`
-  plans in the tick that asks (deterministic, the same on any machine);
+  the env's ``action_low``/``action_high``;
+- its worker is a :class:`NextTickWorker`: an inline worker (deterministic, the same on any
+  machine) whose plans arrive when the node's worker thread's do. A plan made ahead (the
+  queue still had actions) is collected at the next tick, so, as on the node, a chunk
+  planned ahead runs from its second action. A plain
+  :class:`~il_ros.control.worker.InlineWorker` (``worker=InlineWorker()``) hands every plan
+  over in the tick that asked for it and runs chunks from their first action: with the
+  auto plan-ahead rule (replan when fewer than 3 actions are queued) a Ta = 4 policy then
+  executes actions 0-1 of each chunk where the node executes 1-2, and the demo's lift
+  checkpoint succeeded in 37 of 50 episodes instead of the node's 45 (46 with this worker;
+  docs/benchmarks.md);
 - tick ``k`` of an episode runs at ``now = k * control_dt`` with observations of age 0; the
   measured positions are the env's joint positions mapped by name into command order (NaN
   for a value no joint measures: the gripper), as the node maps a JointState;
@@ -47,6 +56,44 @@ _LOG = logging.getLogger('il_ros.sim.loop')
 _LOG.addHandler(logging.NullHandler())   # the counters are in the result; a caller may log
 
 
+class NextTickWorker(InlineWorker):
+    """An :class:`InlineWorker` whose plans arrive when a fast thread worker's do.
+
+    Each job still runs at once, in the caller. A plan the loop waits for (its queue ran
+    empty) is collected in the tick that asked for it; a plan it does not wait for (planned
+    ahead, the queue still had actions) is collected at the next tick, as the node's
+    :class:`~il_ros.control.worker.ThreadWorker` plan is: it finishes within the period but
+    after that tick took its results, so the node executes the chunk from its second action.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._next: list[tuple] = []
+
+    def submit(self, gen: int, policy, obs: dict | None, tick: int, plan: bool,
+               reset=False) -> None:
+        """Run the job now; its result is held back until waited for or the next tick."""
+        n = len(self._done)
+        super().submit(gen, policy, obs, tick, plan, reset)
+        self._next += self._done[n:]
+        del self._done[n:]
+
+    def wait(self, gen: int, tick: int, deadline: float) -> None:
+        """Release the held results now (the loop waits: the job is done by then)."""
+        self._done += self._next
+        self._next = []
+
+    def take(self) -> list[tuple]:
+        """Results released so far; held ones are released for the next call."""
+        out = super().take()
+        self._done, self._next = self._next, []
+        return out
+
+    def drain(self) -> None:
+        """Drop every result, released or held (a new episode starts)."""
+        self._done, self._next = [], []
+
+
 def sim_loop_config(env, **settings) -> LoopConfig:
     """The loop's settings for ``env``: enabled, at its control rate, otherwise defaults."""
     return LoopConfig(**{'enabled': True, 'rate_hz': 1.0 / env.control_dt, **settings})
@@ -62,16 +109,19 @@ class SimLoop:
         cfg: loop settings (default :func:`sim_loop_config`); must be enabled at the env's
             rate.
         name: the policy's name in the loop's status.
+        log: the loop's logger (default ``il_ros.sim.loop``, silent unless configured).
+        worker: the inference worker (default :class:`NextTickWorker`).
     """
 
     def __init__(self, env, policy, cfg: LoopConfig | None = None, name: str | None = None,
-                 log: logging.Logger | None = None):
+                 log: logging.Logger | None = None, worker=None):
         cfg = cfg if cfg is not None else sim_loop_config(env)
         if not cfg.enabled or abs(cfg.rate_hz * env.control_dt - 1.0) > 1e-9:
             raise ValueError(f'the loop must be enabled at the env rate {1 / env.control_dt:g} '
                              f'Hz, got enabled={cfg.enabled}, rate_hz={cfg.rate_hz:g}')
         self.env = env
-        self.loop = ControlLoop(cfg, worker=InlineWorker(), limits=self._limits,
+        self.loop = ControlLoop(cfg, worker=worker if worker is not None else NextTickWorker(),
+                                limits=self._limits,
                                 log=log or _LOG)
         self.loop.configure(list(env.action_names), list(env.joint_names))
         self.loop.set_policy(policy, name)
@@ -104,6 +154,7 @@ class SimLoop:
         """
         env, loop = self.env, self.loop
         obs = env.reset(seed=seed)
+        getattr(loop.worker, 'drain', loop.worker.take)()   # no plan of the last episode
         loop.restart(seed)
         limit = step_limit(env, max_steps)
         steps, verdict, detail = 0, None, None

@@ -81,10 +81,11 @@ def _run_direct(env, policy, seeds, limit, progress) -> tuple[list, dict]:
                      'act_ms': round(1e3 * timing['act_s'] / max(timing['calls'], 1), 3)}
 
 
-def _run_loop(env, policy, seeds, limit, progress, loop_config) -> tuple[list, dict]:
+def _run_loop(env, policy, seeds, limit, progress, loop_config, worker
+              ) -> tuple[list, dict]:
     """The episodes through the control loop (see the module doc); (results, extra)."""
     from il_ros.sim.loop_episode import SimLoop
-    runner = SimLoop(env, policy, loop_config, name=type(policy).__name__)
+    runner = SimLoop(env, policy, loop_config, name=type(policy).__name__, worker=worker)
     results = []
     bar = None
     if progress is not None:
@@ -108,7 +109,7 @@ def _run_loop(env, policy, seeds, limit, progress, loop_config) -> tuple[list, d
 def evaluate(policy, task: str, episodes: int = 50, seed: int = EVAL_SEED,
              render: bool = True, progress: bool = True, cameras=None, image_size=None,
              control_rate_hz: float | None = None, max_steps: int | None = None,
-             env=None, direct: bool = False, loop_config=None) -> dict:
+             env=None, direct: bool = False, loop_config=None, worker=None) -> dict:
     """Run ``policy`` for ``episodes`` episodes of ``task`` and summarize.
 
     Args:
@@ -128,6 +129,8 @@ def evaluate(policy, task: str, episodes: int = 50, seed: int = EVAL_SEED,
             control loop (not what deployment does; see the module doc).
         loop_config: the control loop's :class:`~il_ros.control.loop_types.LoopConfig`
             (default: the node's defaults, enabled at the env's rate).
+        worker: the loop's inference worker (default
+            :class:`~il_ros.sim.loop_episode.NextTickWorker`, see there).
 
     Returns:
         A JSON-able dict: 'task', 'episodes', 'seed', 'success_rate', 'successes',
@@ -163,7 +166,8 @@ def evaluate(policy, task: str, episodes: int = 50, seed: int = EVAL_SEED,
     try:
         with torch.no_grad():
             results, extra = (_run_direct(env, policy, seeds, limit, label) if direct else
-                              _run_loop(env, policy, seeds, limit, label, loop_config))
+                              _run_loop(env, policy, seeds, limit, label, loop_config,
+                                        worker))
     finally:
         if own_env:
             env.close()

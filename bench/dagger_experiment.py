@@ -219,6 +219,7 @@ def run_one(args, method: str, seed: int, root: Path, demo_cache: dict) -> dict:
                     fr, st = policy_episode(loop, sup, first + i, supervise=method != 'dagger')
                     eps.append(fr)
                     stats.append(st)
+                loop_stats = loop.stats()
                 loop.close()
                 if method == 'dagger':
                     labelled += sum(len(e['label']) for e in eps)
@@ -228,7 +229,9 @@ def run_one(args, method: str, seed: int, root: Path, demo_cache: dict) -> dict:
                 info['collect'] = {
                     'success_rate': float(np.mean([s['success'] for s in stats])),
                     'intervention_rate': sum(s['human_steps'] for s in stats) / max(1, n),
-                    'takeovers': sum(s['takeovers'] for s in stats), 'steps': n}
+                    'takeovers': sum(s['takeovers'] for s in stats), 'steps': n,
+                    'rate_limited': loop_stats['safety']['rate_limited'],
+                    'hold_ticks': loop_stats['hold_ticks'], 'faults': loop_stats['faults']}
             append(ds, eps, args.task, names)
         res_file = shared / 'eval.json'
         if k == 0 and res_file.is_file():

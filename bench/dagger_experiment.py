@@ -9,11 +9,14 @@ over seeds. Prints JSON; writes a PNG and a markdown table.
 
 The loop is il-ros dagger's, run in one process so that a grid of methods x seeds fits on
 a CPU: the same scripted supervisor (il_ros.sim.supervisor.Supervisor, default gate), the
-controller's safety filter (il_ros.control.safety, 0.1 rad per tick) and its handover rule
-(the policy is reset whenever control comes back to it), the same frame labels
-(il_ros.data.convert.label_frames, 10 pre-intervention frames), the same dataset store,
-trainer (weighting, init_checkpoint warm starts from the previous round) and in-process
-evaluation. Only the transport differs: no DDS, no real-time pacing.
+controller's own control loop (il_ros.control.loop.ControlLoop, through
+il_ros.sim.loop_episode.SimLoop: the node's default safety filter, step limits, chunk guard
+and queue, and its takeover arbiter, which resets the policy whenever control comes back to
+it; the supervisor's takeover is a heartbeat with its label as the human command, its
+hand-back an explicit release), the same frame labels (il_ros.data.convert.label_frames, 10
+pre-intervention frames), the same dataset store, trainer (weighting, init_checkpoint warm
+starts from the previous round) and in-process evaluation (through the same loop). Only the
+transport differs: no DDS, no real-time pacing.
 
 Per seed, round 0 is BC on ``--demos`` scripted demos (DART: demos with ``--noise`` on the
 executed command, clean labels). Each round then adds ``--episodes-per-round`` episodes:
@@ -78,45 +81,62 @@ def demo_episode(env, expert, seed: int, noise: float) -> dict:
     return _frames(o, a, ['demo'] * len(a), env.control_dt)
 
 
-def policy_episode(env, policy, sup, safety, seed: int, supervise: bool) -> tuple[dict, dict]:
-    """Run the policy (under the supervisor when ``supervise``) through the safety filter.
+def supervisor_input(sup, env, last: dict, supervise: bool):
+    """The human input the scripted supervisor gives the loop for the tick about to run.
 
-    Frames carry the executed action, or with ``supervise`` False the expert's label of every
+    As the supervisor node publishes it: while in control its label as the command with a
+    heartbeat (HumanInput(held=True, command=label)), at its hand-back HumanInput(held=False),
+    otherwise nothing. ``last['executed']``: the command the robot ran at the previous tick.
+    Returns (HumanInput or None, the supervisor's step).
+    """
+    from il_ros.control.loop_types import HumanInput
+    step = sup.step(env.get_state(), last['executed'])
+    if not supervise:
+        return None, step
+    if step.in_control:
+        return HumanInput(held=True, command=step.label), step
+    if step.event == 'release':
+        return HumanInput(held=False), step
+    return None, step
+
+
+def policy_episode(loop, sup, seed: int, supervise: bool) -> tuple[dict, dict]:
+    """Run the policy through the control loop (under the supervisor when ``supervise``).
+
+    ``loop``: an il_ros.sim.loop_episode.SimLoop of the policy on the env: the controller's
+    safety filter, step limits, chunk guard, queue and takeover arbiter (the policy is reset
+    when control comes back to it). Frames carry the executed (filtered) command and the
+    control source the loop reports, or with ``supervise`` False the expert's label of every
     state (DAgger); labels follow the control source as the converter makes them.
     """
     from il_ros.data.convert import label_frames
-    from il_ros.sim.runner import run_episode
+    env = loop.env
     o, acts, sources = [], [], []
-    last = {'executed': None, 'source': None}
+    last = {'executed': None, 'label': None}
+    sup.reset()
+    sup.arm(supervise)
 
-    def reset(_seed):
-        policy.reset()
-        sup.reset()
-        sup.arm(supervise)
-        safety.reset(None)
+    def human(obs):
+        h, step = supervisor_input(sup, env, last, supervise)
+        last['label'] = step.label
+        return h
 
-    def act(obs):
-        step = sup.step(env.get_state(), last['executed'])
-        if step.in_control:
-            cmd, source = step.label, keys.SOURCE_INTERVENTION
-        else:
-            if last['source'] == keys.SOURCE_INTERVENTION:
-                policy.reset()                    # the controller re-primes at handback
-            cmd, source = np.asarray(policy.act(obs), np.float64), keys.SOURCE_POLICY
-        measured = np.r_[env.arm_qpos(), np.nan]
-        executed, _ = safety(cmd, 0.0, env.control_dt, measured)
+    def on_tick(obs, res):
+        executed = res.command if res.command is not None else last['executed']
+        if executed is None:
+            return                                 # nothing sent yet: no frame to record
         o.append(obs)
-        acts.append(executed if supervise else step.label)
-        sources.append(source)
-        last.update(executed=executed, source=source)
-        return executed
+        acts.append(executed if supervise else last['label'])
+        sources.append(res.source)
+        last['executed'] = executed
 
-    res = run_episode(env, act, seed, reset=reset)
+    res = loop.run_episode(seed, human=human, on_tick=on_tick)
     labels = label_frames(sources, len(sources), PRE, [])
-    human = sum(s == keys.SOURCE_INTERVENTION for s in sources)
+    human_steps = sum(s == keys.SOURCE_INTERVENTION for s in sources)
     return (_frames(o, acts, labels, env.control_dt),
             {'seed': seed, 'success': res.success, 'failure': res.failure,
-             'steps': len(sources), 'human_steps': human, 'takeovers': sup.episode_takeovers})
+             'steps': len(sources), 'human_steps': human_steps,
+             'takeovers': sup.episode_takeovers})
 
 
 def append(ds_path: Path, episodes: list[dict], task: str, names) -> None:
@@ -152,9 +172,9 @@ def train_round(args, ds: Path, out: Path, init: str | None, method: str, seed: 
 def run_one(args, method: str, seed: int, root: Path, demo_cache: dict) -> dict:
     import torch
 
-    from il_ros.control.safety import SafetyConfig, SafetyFilter
     from il_ros.models import load_checkpoint
     from il_ros.sim import make_env, make_expert
+    from il_ros.sim.loop_episode import SimLoop
     from il_ros.sim.supervisor import Supervisor
     from il_ros.training.evaluate import evaluate
     torch.manual_seed(seed)
@@ -177,10 +197,6 @@ def run_one(args, method: str, seed: int, root: Path, demo_cache: dict) -> dict:
     append(ds, demos, args.task, names)
     labelled = sum(len(d['label']) for d in demos)
     sup = Supervisor(args.task, seed=seed)
-    safety = SafetyFilter(SafetyConfig(lower=env.action_low.tolist(),
-                                       upper=env.action_high.tolist(),
-                                       max_step=[0.1] * (len(names) - 2) + [1.0]),
-                          enabled=True)
     rounds, ckpt = [], None
     # Round 0 is plain BC on the seed's demos for every method with the same demos (all but
     # dart): trained once, its checkpoint and result reused (keyed by what makes it).
@@ -198,11 +214,13 @@ def run_one(args, method: str, seed: int, root: Path, demo_cache: dict) -> dict:
                 labelled += sum(len(e['label']) for e in eps)
             else:
                 policy, _ = load_checkpoint(ckpt)
+                loop = SimLoop(env, policy, name=ckpt)
                 for i in range(args.episodes_per_round):
-                    fr, st = policy_episode(env, policy, sup, safety, first + i,
-                                            supervise=method != 'dagger')
+                    fr, st = policy_episode(loop, sup, first + i, supervise=method != 'dagger')
                     eps.append(fr)
                     stats.append(st)
+                loop_stats = loop.stats()
+                loop.close()
                 if method == 'dagger':
                     labelled += sum(len(e['label']) for e in eps)
                 else:
@@ -211,7 +229,9 @@ def run_one(args, method: str, seed: int, root: Path, demo_cache: dict) -> dict:
                 info['collect'] = {
                     'success_rate': float(np.mean([s['success'] for s in stats])),
                     'intervention_rate': sum(s['human_steps'] for s in stats) / max(1, n),
-                    'takeovers': sum(s['takeovers'] for s in stats), 'steps': n}
+                    'takeovers': sum(s['takeovers'] for s in stats), 'steps': n,
+                    'rate_limited': loop_stats['safety']['rate_limited'],
+                    'hold_ticks': loop_stats['hold_ticks'], 'faults': loop_stats['faults']}
             append(ds, eps, args.task, names)
         res_file = shared / 'eval.json'
         if k == 0 and res_file.is_file():

@@ -88,6 +88,10 @@ def _cmd_eval(args) -> int:
     from il_ros.training.evaluate import evaluate_checkpoint, format_result
     if _bad_numbers(args, 'il-ros eval', threads=1, max_steps=1, seed=0):
         return 2
+    if getattr(args, 'direct', False) and getattr(args, 'transport', 'inproc') == 'ros':
+        print('il-ros eval: --direct is for --transport inproc (over ROS the controller node '
+              'always runs its control loop)', file=sys.stderr)
+        return 2
     _threads(args.threads)
     try:
         kw = dict(episodes=args.episodes, seed=args.seed, use_ema=not args.raw_weights,
@@ -100,7 +104,8 @@ def _cmd_eval(args) -> int:
                 print(f'il-ros eval --transport ros: {e}', file=sys.stderr)
                 return 1
         else:
-            res = evaluate_checkpoint(args.checkpoint, args.task, **kw)
+            res = evaluate_checkpoint(args.checkpoint, args.task,
+                                      direct=getattr(args, 'direct', False), **kw)
     except (CheckpointMismatch, FileNotFoundError, ValueError) as e:
         print(f'il-ros eval: {e}', file=sys.stderr)
         return 2
@@ -156,9 +161,13 @@ def add_eval_parser(subparsers) -> None:
                    help='with --json: include every episode')
     p.add_argument('--threads', type=int, default=None, help='torch CPU threads')
     p.add_argument('--transport', choices=('inproc', 'ros'), default='inproc',
-                   help='inproc: step the sim in this process (fast); ros: run sim_robot + '
-                        'the controller node as processes over ROS 2, in real time '
-                        '(il_ros/ros/ros_eval.py)')
+                   help='inproc: step the sim in this process (fast), through the '
+                        'controller\'s control loop; ros: run sim_robot + the controller node '
+                        'as processes over ROS 2, in real time (il_ros/ros/ros_eval.py)')
+    p.add_argument('--direct', action='store_true',
+                   help='inproc: send policy.act\'s actions to the sim unfiltered, without the '
+                        'controller\'s control loop (safety filter, step limits, chunk guard, '
+                        'queue); faster, but not what deployment does')
     p.set_defaults(func=_cmd_eval)
 
 

@@ -12,7 +12,10 @@ DaggerRun gets a fake collector that writes synthetic bags and a fake trainer an
   the expert-labelled steps are counted per method;
 - a run folder with other settings is refused;
 - a hole in /il/command inside an intervention (a starved controller or recorder) labels
-  those ticks hold instead of losing the episode.
+  those ticks hold instead of losing the episode;
+- bench/dagger_experiment.py's policy_episode runs the controller's ControlLoop in process:
+  the supervisor takes over and hands back through the loop's arbiter (the policy is reset
+  at each hand-back) and the frames hold the filtered command.
 """
 from __future__ import annotations
 
@@ -313,3 +316,59 @@ def test_the_trainer_node_gets_the_recipe_with_the_task_overlay(tmp_path):
     assert node == direct and node.eval_task == 'lift' and node.weighting == 'iwr'
     with pytest.raises(dg.DaggerError, match='training config'):
         resolve_recipe(dg.TrainRequest(**{**vars(request), 'overrides': ['nope=1']}), path)
+
+
+class _DriftingExpert:
+    """The lift expert, then 0.4 rad off in base_yaw from its 9th action after each reset."""
+
+    def __init__(self, env):
+        from il_ros.sim import make_expert
+        self.env, self.expert, self.resets, self.n = env, make_expert('lift', seed=0), 0, 0
+
+    def reset(self, seed=None):
+        self.resets += 1
+        self.n = 0
+        self.expert.reset(self.env)
+
+    def act(self, obs):
+        self.n += 1
+        a = self.expert.act(self.env).executed.copy()
+        if self.n > 8:
+            a[0] += 0.4
+        return a
+
+
+def test_the_experiment_hands_over_and_back_through_the_control_loop():
+    import sys
+
+    import numpy as np
+
+    from il_ros.sim import make_env
+    from il_ros.sim.loop_episode import SimLoop
+    from il_ros.sim.supervisor import Supervisor
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / 'bench'))
+    import dagger_experiment as dx   # bench/ is not a package
+    env = make_env('lift', render=False)
+    policy = _DriftingExpert(env)
+    loop = SimLoop(env, policy)
+    sup = Supervisor('lift', seed=0)
+    try:
+        frames, st = dx.policy_episode(loop, sup, 20000, supervise=True)
+        labels = list(frames['label'])
+        assert st['takeovers'] >= 1 and st['human_steps'] == labels.count('intervention')
+        stats = loop.stats()
+        assert stats['human_ticks'] == st['human_steps'] and stats['faults'] == 0
+        assert policy.resets == 1 + st['takeovers']       # reset at each hand-back
+        after = labels[labels.index('intervention'):]
+        assert {'policy', 'pre_intervention'} & set(after)     # the policy drove again
+        arm = frames['action'][:, :5].astype(float)
+        assert np.abs(np.diff(arm, axis=0)).max() <= 0.1 + 1e-5   # the filtered command
+        assert stats['safety']['rate_limited'] > 0
+        policy.resets = 0
+        frames, st = dx.policy_episode(loop, sup, 20001, supervise=False)   # DAgger
+        assert 'intervention' not in list(frames['label']) and st['human_steps'] == 0
+        assert policy.resets == 1
+    finally:
+        loop.close()
+        sup.close()
+        env.close()

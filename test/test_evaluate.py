@@ -1,8 +1,10 @@
 """In-process evaluation in the real MuJoCo sim (il_ros.training.evaluate).
 
 Scripted policies with known outcomes check the bookkeeping (success, steps, failure
-reasons, modes, seeds); a real (untrained) Policy checkpoint checks evaluate_checkpoint,
-including the refusal of a checkpoint made for another robot.
+reasons, modes, seeds), through the control loop (the default) and, where it differs, the
+direct path; a far pose is rate-limited through the loop and not directly; a NaN ends the
+episode as a latched fault. A real (untrained) Policy checkpoint checks evaluate_checkpoint
+both ways, including the refusal of a checkpoint made for another robot.
 """
 from __future__ import annotations
 
@@ -51,6 +53,8 @@ def test_expert_succeeds_with_episode_bookkeeping():
     env = make_env('lift', render=False)
     policy = ExpertPolicy(env, make_expert('lift', seed=0))
     res = evaluate(policy, 'lift', episodes=2, env=env, progress=False)
+    assert res['loop'] is True and res['faults'] == 0 and res['hold_ticks'] == 0
+    assert res['ticks'] == res['policy_ticks'] == sum(e['steps'] for e in res['per_episode'])
     assert res['success_rate'] == 1.0 and res['successes'] == 2
     assert res['failures'] == {} and res['modes'] == {'none': 2}
     assert [e['seed'] for e in res['per_episode']] == [EVAL_SEED, EVAL_SEED + 1]
@@ -59,6 +63,11 @@ def test_expert_succeeds_with_episode_bookkeeping():
     assert res['mean_steps_success'] == res['mean_steps']
     assert res['cpu_s'] >= 0 and res['wall_s'] > 0 and res['act_ms'] > 0
     assert 'lift: success 100.0% (2/2' in format_result(res)
+    assert 'through the control loop' in format_result(res)
+    direct = evaluate(ExpertPolicy(env, make_expert('lift', seed=0)), 'lift', episodes=2,
+                      env=env, progress=False, direct=True)
+    assert direct['loop'] is False and 'safety' not in direct
+    assert direct['success_rate'] == 1.0 and 'direct' in format_result(direct)
 
 
 def test_path_reports_waypoints_reached():
@@ -99,9 +108,59 @@ def test_modes_collisions_timeouts_and_nonfinite_actions():
     assert res['failures'] == {'timeout': 1} and res['per_episode'][0]['steps'] == 15
     assert res['per_episode'][0]['seed'] == 5
 
-    res = evaluate(ConstantPolicy([np.nan] * 6), 'reach_around', episodes=1, env=env,
+
+def test_a_nan_policy_ends_as_a_latched_fault():
+    """A NaN ends the episode at once, as a latched fault (not at the timeout).
+
+    Directly it ends as nonfinite_action.
+    """
+    env = make_env('reach_around', render=False)
+    nan = ConstantPolicy([np.nan] * 6)
+    res = evaluate(nan, 'reach_around', episodes=2, env=env, progress=False)
+    assert res['failures'] == {'fault_nonfinite_chunk': 2} and res['mean_steps'] == 0
+    assert res['faults'] == 2 and res['fault_reasons'] == {'nonfinite_chunk': 2}
+    assert res['chunks']['nonfinite'] == 2
+    assert 'non-finite' in res['per_episode'][0]['detail']
+
+    class LateNan(ConstantPolicy):          # holds its pose for 5 steps, then NaN
+        def reset(self):
+            self.n = 0
+
+        def act(self, obs):
+            self.n += 1
+            return np.r_[obs['joint_pos'][:5], 0.0] if self.n <= 5 else self.action
+    res = evaluate(LateNan([np.nan] * 6), 'reach_around', episodes=1, env=env,
                    progress=False)
+    assert res['failures'] == {'fault_nonfinite_chunk': 1} and res['mean_steps'] == 5
+    res = evaluate(nan, 'reach_around', episodes=1, env=env, progress=False, direct=True)
     assert res['failures'] == {'nonfinite_action': 1} and res['mean_steps'] == 0
+
+
+def test_the_loop_rate_limits_a_far_pose_and_direct_does_not():
+    """A far pose is rate-limited through the loop, and sent as is directly.
+
+    Through the loop every sent command moves each arm joint at most the node's default step
+    (0.1 rad per tick) and the result counts the rate-limited ticks.
+    """
+    env = make_env('lift', render=False)
+    env.reset(seed=EVAL_SEED)
+    start = env.arm_qpos()
+    far = np.r_[np.clip(start + 1.0, env.action_low[:5], env.action_high[:5]), 0.0]
+    sent = []
+    step = env.step
+    env.step = lambda a: (sent.append(np.array(a, float)), step(a))[1]
+    res = evaluate(ConstantPolicy(far), 'lift', episodes=1, env=env, max_steps=8,
+                   progress=False)
+    cmds = np.array(sent)
+    assert len(cmds) == 8 and res['loop'] is True
+    moves = np.abs(np.diff(np.vstack([start, cmds[:, :5]]), axis=0))
+    assert moves.max() <= 0.1 + 1e-9
+    assert res['safety']['rate_limited'] == 8 and res['safety']['ok'] == 0
+    assert res['chunks']['jump'] >= 1
+    sent.clear()
+    res = evaluate(ConstantPolicy(far), 'lift', episodes=1, env=env, max_steps=8,
+                   progress=False, direct=True)
+    assert np.allclose(sent[0], far) and 'safety' not in res
 
 
 def test_rejects_bad_arguments():
@@ -130,12 +189,32 @@ def test_evaluate_checkpoint_runs_a_real_policy(tmp_path):
     env = make_env('lift', render=False)
     spec = RobotSpec(env.joint_names, env.action_names, 6, 7, ['front'], (32, 32), 20.0)
     path = _checkpoint(tmp_path / 'ok', spec)
-    res = evaluate_checkpoint(path, 'lift', episodes=2, max_steps=10, progress=False)
-    assert res['episodes'] == 2 and res['step'] == 7 and res['weights'] == 'ema'
-    assert 0.0 <= res['success_rate'] <= 1.0
-    assert sum(res['failures'].values()) + res['successes'] == 2
-    assert all(1 <= e['steps'] <= 10 for e in res['per_episode'])
-    assert res['act_ms'] > 0
+    for direct in (False, True):
+        res = evaluate_checkpoint(path, 'lift', episodes=2, max_steps=10, progress=False,
+                                  direct=direct)
+        assert res['episodes'] == 2 and res['step'] == 7 and res['weights'] == 'ema'
+        assert res['loop'] is not direct
+        assert 0.0 <= res['success_rate'] <= 1.0
+        assert sum(res['failures'].values()) + res['successes'] == 2
+        assert all(1 <= e['steps'] <= 10 for e in res['per_episode'])
+        assert res['act_ms'] > 0
+
+
+def test_eval_cli_direct_flag(tmp_path, capsys):
+    """``il-ros eval`` runs through the loop; ``--direct`` does not, and not over ROS."""
+    import json
+
+    from il_ros.train_cli import main
+    env = make_env('lift', render=False)
+    spec = RobotSpec(env.joint_names, env.action_names, 6, 7, ['front'], (32, 32), 20.0)
+    path = _checkpoint(tmp_path / 'ok', spec)
+    args = ['eval', '--checkpoint', str(path), '--task', 'lift', '--episodes', '1',
+            '--max-steps', '3', '--json']
+    for extra, loop in (([], True), (['--direct'], False)):
+        assert main(args + extra) == 0
+        assert json.loads(capsys.readouterr().out)['loop'] is loop
+    assert main(args + ['--direct', '--transport', 'ros']) == 2
+    assert '--direct is for --transport inproc' in capsys.readouterr().err
 
 
 def test_evaluate_checkpoint_refuses_another_robot(tmp_path):

@@ -1,4 +1,8 @@
-"""The episode runner (il_ros.sim.runner): reset, step, judge, summarize, on a scripted env."""
+"""The episode runners: il_ros.sim.runner and il_ros.sim.loop_episode.SimLoop.
+
+The runner on a scripted env (reset, step, judge, summarize); SimLoop (the control loop in
+process) on the real sim.
+"""
 import numpy as np
 
 from il_ros.sim.runner import (EpisodeResult, FAILURE_NONFINITE, FAILURE_TIMEOUT, run_episode,
@@ -90,3 +94,115 @@ def test_summary_counts_failures_modes_and_progress():
         (3, 2, 10 / 3, 2.0)
     assert s['failures'] == {'collision': 1} and s['modes'] == {'left': 2, 'none': 1}
     assert s['modes_success'] == {'left': 2} and s['mean_progress'] == 4.0
+
+
+class _Hold:
+    """Commands the pose it started the episode in (gripper open); counts its resets."""
+
+    def __init__(self, env, shape=6):
+        self.env, self.shape, self.resets = env, shape, []
+
+    def reset(self, seed=None):
+        self.resets.append(seed)
+        self.pose = np.r_[self.env.arm_qpos(), 0.0][:self.shape]
+
+    def act(self, obs):
+        return self.pose
+
+
+def test_sim_loop_holds_for_a_human_without_a_command_and_resets_at_hand_back():
+    """A claim without a command HOLDs: the env is stepped with the last command sent.
+
+    The explicit hand-back gives control back to a freshly reset policy.
+    """
+    from il_ros.control.loop_types import HumanInput
+    from il_ros.sim import make_env
+    from il_ros.sim.loop_episode import SimLoop
+    env = make_env('lift', render=False)
+    policy = _Hold(env)
+    loop = SimLoop(env, policy)
+    sent, ticks = [], []
+    step = env.step
+    env.step = lambda a: (sent.append(np.array(a)), step(a))[1]
+
+    def human(obs):
+        k = len(ticks)
+        return (HumanInput(held=True) if 3 <= k < 6 else
+                HumanInput(held=False) if k == 6 else None)
+    res = loop.run_episode(7, max_steps=9, human=human,
+                           on_tick=lambda obs, r: ticks.append((r.source, r.reason)))
+    assert (res.steps, res.failure) == (9, FAILURE_TIMEOUT) and policy.resets == [7, None]
+    assert [s for s, _ in ticks] == ['policy'] * 3 + ['hold'] * 3 + ['policy'] * 3
+    assert ticks[3] == ('hold', 'no_human_command')
+    assert all(np.array_equal(sent[k], sent[2]) for k in (3, 4, 5))
+    stats = loop.stats()
+    assert stats['hold_ticks'] == 3 and stats['hold_reasons'] == {'no_human_command': 3}
+    loop.close()
+    env.close()
+
+
+def test_sim_loop_a_tick_that_publishes_nothing_holds_the_targets():
+    """Nothing to publish: the env is stepped on its current targets.
+
+    Chunks of the wrong shape are rejected; before any command was sent and with the gripper
+    unmeasured, HOLD has nothing to send. The third rejected chunk in a row latches a fault
+    that ends the episode.
+    """
+    from il_ros.sim import make_env
+    from il_ros.sim.loop_episode import SimLoop
+    env = make_env('lift', render=False)
+    loop = SimLoop(env, _Hold(env, shape=5))
+    res = loop.run_episode(3)
+    end = env.arm_qpos()
+    start = env.reset(seed=3)['joint_pos']
+    assert (res.success, res.steps, res.failure) == (False, 2, 'fault_invalid_chunks')
+    assert 'invalid chunks in a row' in res.detail
+    assert 0 < np.abs(end - start[:5]).max() < 0.02       # stepped, but held its targets
+    assert loop.stats()['chunks']['shape'] == 3
+    loop.close()
+    env.close()
+
+
+class _Chunks:
+    """A Ta = 4 chunk policy: plan n's action i moves base_yaw by 0.001 * (10 n + i)."""
+
+    class cfg:                      # noqa: N801 - stands in for a PolicyConfig
+        action_exec = 4
+
+    def __init__(self, env):
+        self.env = env
+
+    def reset(self, seed=None):
+        self.n, self.base = 0, np.r_[self.env.arm_qpos(), 0.0]
+
+    def observe(self, obs):
+        pass
+
+    def plan(self):
+        chunk = np.tile(self.base, (4, 1))
+        chunk[:, 0] += 0.001 * (10 * self.n + np.arange(4))
+        self.n += 1
+        return chunk
+
+
+def test_sim_loop_plans_ahead_as_the_node_does():
+    """A chunk planned ahead runs from its second action, as on the node.
+
+    With the node's auto plan-ahead (replan below 3 queued actions) a plan made ahead is
+    collected at the next tick, as from the node's worker thread. An InlineWorker hands it
+    over at once: chunks run from their first action.
+    """
+    from il_ros.control.worker import InlineWorker
+    from il_ros.sim import make_env
+    from il_ros.sim.loop_episode import SimLoop
+    env = make_env('lift', render=False)
+    for worker, want in ((None, [0, 1, 2, 11, 12, 21, 22, 31]),
+                         (InlineWorker(), [0, 1, 10, 11, 20, 21, 30, 31])):
+        policy = _Chunks(env)
+        loop = SimLoop(env, policy, worker=worker)
+        sent = []
+        loop.run_episode(0, max_steps=8, on_tick=lambda obs, r: sent.append(r.command[0]))
+        got = np.round((np.array(sent) - policy.base[0]) * 1000).astype(int).tolist()
+        assert got == want
+        loop.close()
+    env.close()

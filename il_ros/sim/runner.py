@@ -1,9 +1,11 @@
 """The episode runner: reset a sim env with a seed, step an act function, judge the episode.
 
-The one loop behind policy evaluation (:mod:`il_ros.training.evaluate`), the scripted
-experts' measurement (:mod:`il_ros.sim.expert_eval`) and the in-process DAgger experiment
-(``bench/dagger_experiment.py``); :func:`summarize_episodes` also summarizes the episodes
-that ``il-ros eval --transport ros`` runs over ROS 2.
+The episode loop behind the scripted experts' measurement (:mod:`il_ros.sim.expert_eval`),
+the demos of ``bench/dagger_experiment.py`` and ``il-ros eval --direct``; a policy evaluated
+as deployed runs through the control loop instead (:mod:`il_ros.sim.loop_episode`), which
+judges its episodes with :func:`judge` and :func:`episode_result` from here.
+:func:`summarize_episodes` summarizes the episodes of any of them, and those that
+``il-ros eval --transport ros`` runs over ROS 2.
 
 An episode ends at the first of (checked in this order after every step):
 
@@ -41,11 +43,14 @@ class EpisodeResult:
     steps: int
     """Control steps taken."""
     failure: str | None = None
-    """None on success, else why it failed (a task failure, 'timeout', 'nonfinite_action')."""
+    """None on success, else why it failed (a task failure, 'timeout', 'nonfinite_action',
+    or through the control loop ``fault_<kind>``)."""
     mode: str = NO_MODE
     """The mode the episode ended in (e.g. reach_around's 'left'), or 'none'."""
     progress: int | None = None
     """Sub-goals reached on tasks that have them (path: waypoints in order), else None."""
+    detail: str | None = None
+    """Why a fault ended the episode (the control loop's message), else None."""
 
     def to_dict(self) -> dict:
         """Return the JSON-able form: seed, success, steps, failure, mode (and progress)."""
@@ -53,6 +58,8 @@ class EpisodeResult:
                'failure': self.failure, 'mode': self.mode}
         if self.progress is not None:
             out['progress'] = self.progress
+        if self.detail is not None:
+            out['detail'] = self.detail
         return out
 
 

@@ -6,13 +6,24 @@ Seeds: episode ``k`` resets the env with ``seed + k``; the default base seed is
 replays a training demo's initial conditions as long as fewer than 1000 demos were recorded
 from seed 0. The scripted experts were checked on seeds 1000-1299 (docs/sim.md).
 
-The episodes run in :func:`il_ros.sim.runner.run_episodes`, which judges them. The policy is
-reset at the start of every episode (LSTM state, action chunk queue) and run under
-``torch.no_grad`` in eval mode. A non-finite action ends the episode as a failure
-(``nonfinite_action``); an episode that reaches the step limit fails as ``timeout``.
+By default the policy runs as deployed: through the controller's
+:class:`~il_ros.control.loop.ControlLoop` (:class:`il_ros.sim.loop_episode.SimLoop`), with
+the node's default safety filter, step limits, chunk guard, action queue and plan-ahead rule,
+so in-process success measures what the controller node would do on the same seeds. The
+policy is reset (seeded) at the start of every episode and run under ``torch.no_grad`` in
+eval mode. A NaN from the policy latches the loop's fault and ends the episode as a failure
+``fault_nonfinite_chunk``; repeated invalid chunks (or inference errors) as
+``fault_invalid_chunks``; an episode that reaches the step limit fails as ``timeout``.
+
+``direct=True`` (``il-ros eval --direct``) calls ``policy.act`` every step and sends its
+action to the env unfiltered: no step limit, chunk guard or queue, which is NOT what
+deployment does (faster, and it shows the policy alone). There a non-finite action ends the
+episode as ``nonfinite_action``. The episodes of both run in :mod:`il_ros.sim.runner`'s
+judge.
 """
 from __future__ import annotations
 
+import sys
 import time
 
 import torch
@@ -53,15 +64,58 @@ def _reset(policy, seed: int) -> None:
         policy.reset()
 
 
+def _run_direct(env, policy, seeds, limit, progress) -> tuple[list, dict]:
+    """The episodes with ``policy.act`` driving the env unfiltered; (results, extra)."""
+    timing = {'act_s': 0.0, 'calls': 0}
+
+    def act(obs):
+        t0 = time.perf_counter()
+        action = policy.act(obs)
+        timing['act_s'] += time.perf_counter() - t0
+        timing['calls'] += 1
+        return action
+
+    results = run_episodes(env, act, seeds, limit, reset=lambda s: _reset(policy, s),
+                           progress=progress)
+    return results, {'loop': False,
+                     'act_ms': round(1e3 * timing['act_s'] / max(timing['calls'], 1), 3)}
+
+
+def _run_loop(env, policy, seeds, limit, progress, loop_config, worker
+              ) -> tuple[list, dict]:
+    """The episodes through the control loop (see the module doc); (results, extra)."""
+    from il_ros.sim.loop_episode import SimLoop
+    runner = SimLoop(env, policy, loop_config, name=type(policy).__name__, worker=worker)
+    results = []
+    bar = None
+    if progress is not None:
+        from tqdm import tqdm
+        bar = tqdm(total=len(seeds), desc=progress, unit='ep', file=sys.stderr, leave=False)
+    try:
+        for s in seeds:
+            results.append(runner.run_episode(s, limit))
+            if bar is not None:
+                bar.set_postfix(success=f'{sum(r.success for r in results) / len(results):.2f}',
+                                refresh=False)
+                bar.update()
+    finally:
+        if bar is not None:
+            bar.close()
+        runner.close()
+    stats = runner.stats()
+    return results, {'loop': True, 'act_ms': stats.pop('tick_ms') or 0.0, **stats}
+
+
 def evaluate(policy, task: str, episodes: int = 50, seed: int = EVAL_SEED,
              render: bool = True, progress: bool = True, cameras=None, image_size=None,
              control_rate_hz: float | None = None, max_steps: int | None = None,
-             env=None) -> dict:
+             env=None, direct: bool = False, loop_config=None, worker=None) -> dict:
     """Run ``policy`` for ``episodes`` episodes of ``task`` and summarize.
 
     Args:
-        policy: anything with ``reset()`` and ``act(obs) -> (A,) array``; a torch module is
-            put in eval mode for the rollouts and back in its previous mode after.
+        policy: a Policy, or anything with ``reset()`` and ``act(obs) -> (A,) array``; a
+            torch module is put in eval mode for the rollouts and back in its previous mode
+            after.
         task: a sim task name (``il_ros.sim.TASKS``).
         episodes: number of episodes (> 0).
         seed: episode k uses env seed ``seed + k`` (default :data:`EVAL_SEED`).
@@ -71,15 +125,26 @@ def evaluate(policy, task: str, episodes: int = 50, seed: int = EVAL_SEED,
         max_steps: cap on control steps per episode (default: the task's own limit).
         env: an existing env of ``task`` to run in instead of making one (left open; the
             env settings above are then ignored).
+        direct: call ``policy.act`` and send its actions unfiltered, not through the
+            control loop (not what deployment does; see the module doc).
+        loop_config: the control loop's :class:`~il_ros.control.loop_types.LoopConfig`
+            (default: the node's defaults, enabled at the env's rate).
+        worker: the loop's inference worker (default
+            :class:`~il_ros.sim.loop_episode.NextTickWorker`, see there).
 
     Returns:
         A JSON-able dict: 'task', 'episodes', 'seed', 'success_rate', 'successes',
         'mean_steps', 'mean_steps_success', 'max_steps', 'failures' ({reason: count}),
         'failure_rates' ({reason: fraction}, e.g. 'collision' on reach_around), 'modes'
-        ({mode: count}, None counted as 'none'), 'modes_success', 'act_ms' (mean policy
-        latency), 'cpu_s' (process CPU seconds), 'wall_s', 'per_episode' (a list of
-        {'seed', 'success', 'steps', 'failure', 'mode'} and 'progress' where the task has
-        sub-goals, see :class:`~il_ros.sim.runner.EpisodeResult`), and 'mean_progress'.
+        ({mode: count}, None counted as 'none'), 'modes_success', 'loop' (True: through the
+        control loop; False: direct), 'act_ms' (mean time per step in the policy, and with
+        the loop in the loop's tick), 'cpu_s' (process CPU seconds), 'wall_s', 'per_episode'
+        (a list of {'seed', 'success', 'steps', 'failure', 'mode'} and 'progress' where the
+        task has sub-goals, 'detail' where a fault ended it, see
+        :class:`~il_ros.sim.runner.EpisodeResult`), and 'mean_progress'. Through the loop
+        also its counters (:meth:`~il_ros.sim.loop_episode.SimLoop.stats`): 'safety'
+        ({'rate_limited': ticks, ...}), 'chunks', 'faults', 'fault_reasons', 'hold_ticks',
+        'hold_reasons', 'ticks', 'policy_ticks', 'underruns', 'worker_errors'...
     """
     if task not in TASKS:
         raise ValueError(f'unknown task {task!r}; valid tasks: {", ".join(TASKS)}')
@@ -92,32 +157,24 @@ def evaluate(policy, task: str, episodes: int = 50, seed: int = EVAL_SEED,
     elif env.task != task:
         raise ValueError(f'env is a {env.task!r} env, not {task!r}')
     limit = step_limit(env, max_steps)
-    timing = {'act_s': 0.0, 'calls': 0}
-
-    def act(obs):
-        t0 = time.perf_counter()
-        action = policy.act(obs)
-        timing['act_s'] += time.perf_counter() - t0
-        timing['calls'] += 1
-        return action
-
+    seeds = list(range(seed, seed + episodes))
+    label = f'eval {task}' if progress else None
     was_training = getattr(policy, 'training', None)
     if was_training is not None:
         policy.eval()
     cpu0, wall0 = time.process_time(), time.perf_counter()
     try:
         with torch.no_grad():
-            results = run_episodes(env, act, range(seed, seed + episodes), limit,
-                                   reset=lambda s: _reset(policy, s),
-                                   progress=f'eval {task}' if progress else None)
+            results, extra = (_run_direct(env, policy, seeds, limit, label) if direct else
+                              _run_loop(env, policy, seeds, limit, label, loop_config,
+                                        worker))
     finally:
         if own_env:
             env.close()
         if was_training:
             policy.train()
     per_episode = [r.to_dict() for r in results]
-    return {**summarize_episodes(task, seed, per_episode, limit),
-            'act_ms': round(1e3 * timing['act_s'] / max(timing['calls'], 1), 3),
+    return {**summarize_episodes(task, seed, per_episode, limit), **extra,
             'cpu_s': round(time.process_time() - cpu0, 2),
             'wall_s': round(time.perf_counter() - wall0, 2),
             'per_episode': per_episode}
@@ -126,11 +183,17 @@ def evaluate(policy, task: str, episodes: int = 50, seed: int = EVAL_SEED,
 def format_result(res: dict) -> str:
     """One human-readable line for an :func:`evaluate` result."""
     modes = f", modes {res['modes']}" if set(res['modes']) - {'none'} else ''
+    if res.get('loop'):
+        n = max(1, res['ticks'])
+        how = (f", through the control loop (rate-limited {res['safety']['rate_limited'] / n:.0%}"
+               f" of ticks, {res['hold_ticks']} HOLD, {res['faults']} faults)")
+    else:
+        how = ', direct (no safety filter)' if res.get('loop') is False else ''
     return (f"{res['task']}: success {res['success_rate']:.1%} ({res['successes']}/"
             f"{res['episodes']}, seeds {res['seed']}..{res['seed'] + res['episodes'] - 1}), "
             f"mean {res['mean_steps']:.1f} steps of {res['max_steps']}, failures "
             f"{res['failures'] or '-'}{modes}, act {res['act_ms']:.1f} ms, "
-            f"{res['cpu_s']} CPU s, {res['wall_s']} s")
+            f"{res['cpu_s']} CPU s, {res['wall_s']} s{how}")
 
 
 def checkpoint_spec(path):

@@ -195,6 +195,7 @@ class ControlLoop:
         self.arbiter = TakeoverArbiter(self.cfg.takeover_timeout_s,
                                        self.cfg.human_command_timeout_s)
         self.k, self.t_origin = -1, None
+        self.gen += 1                  # results of jobs from before the restart are ignored
         self._reset_state(need_reset=True)
         self.reset_seed = seed
 

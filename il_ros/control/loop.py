@@ -119,7 +119,10 @@ class ControlLoop:
         self.clear_on_chunk = True
         self.swap_tick = self.k
 
-    def _swap_in(self) -> None:
+    def swap_in(self) -> None:
+        """Swap in a checkpoint the slot has loaded (a node calls it before building a frame)."""
+        if self.slot is None:
+            return
         loaded, failed = self.slot.take()
         for path, message in failed:
             self.refuse(message + ('; the running policy keeps running' if self.policy
@@ -341,10 +344,9 @@ class ControlLoop:
         before it built the observation); the tick latency is measured from it.
         """
         t_cb = self.clock() if started is None else started
+        self.swap_in()                 # swap_tick: the last tick before the swap
         k = self._tick_index(now)
         jitter, self.k = now - (self.t_origin + k * self.period), k
-        if self.slot is not None:
-            self._swap_in()
         if self.safety is not None:
             self._collect(k, obs)
         if human is not None:

@@ -316,6 +316,7 @@ class Controller(Node):
     def _tick(self) -> None:
         started = time.perf_counter()       # the tick latency includes building the frame
         try:
+            self.loop.swap_in()                 # before the frame: it follows the new policy
             now = self._now()
             cfg = self.loop.cfg
             obs = self.streams.observation(now, self.loop.robot, self.proprio,

@@ -123,10 +123,12 @@ def run_episode(env, act: Callable[[dict], np.ndarray], seed: int,
     return episode_result(env, seed, verdict[0], steps, verdict[1])
 
 
-def run_episodes(env, act: Callable[[dict], np.ndarray], seeds: Iterable[int],
-                 max_steps: int | None = None, reset: Callable[[int], None] | None = None,
-                 progress: str | None = None) -> list[EpisodeResult]:
-    """Run :func:`run_episode` once per seed, in order; ``progress``: a tqdm bar's label."""
+def run_seeds(seeds: Iterable[int], run: Callable[[int], EpisodeResult],
+              progress: str | None = None) -> list[EpisodeResult]:
+    """Call ``run(seed)`` once per seed, in order; ``progress``: a tqdm bar's label.
+
+    The bar shows the success rate so far.
+    """
     seeds = list(seeds)
     bar = None
     if progress is not None:
@@ -135,7 +137,7 @@ def run_episodes(env, act: Callable[[dict], np.ndarray], seeds: Iterable[int],
     results: list[EpisodeResult] = []
     try:
         for seed in seeds:
-            results.append(run_episode(env, act, seed, max_steps, reset))
+            results.append(run(seed))
             if bar is not None:
                 rate = sum(r.success for r in results) / len(results)
                 bar.set_postfix(success=f'{rate:.2f}', refresh=False)
@@ -144,6 +146,14 @@ def run_episodes(env, act: Callable[[dict], np.ndarray], seeds: Iterable[int],
         if bar is not None:
             bar.close()
     return results
+
+
+def run_episodes(env, act: Callable[[dict], np.ndarray], seeds: Iterable[int],
+                 max_steps: int | None = None, reset: Callable[[int], None] | None = None,
+                 progress: str | None = None) -> list[EpisodeResult]:
+    """Run :func:`run_episode` once per seed, in order; ``progress``: a tqdm bar's label."""
+    return run_seeds(seeds, lambda seed: run_episode(env, act, seed, max_steps, reset),
+                     progress)
 
 
 def summarize_episodes(task: str, seed: int, per_episode: list[dict], max_steps: int) -> dict:

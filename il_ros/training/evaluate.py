@@ -23,14 +23,13 @@ judge.
 """
 from __future__ import annotations
 
-import sys
 import time
 
 import torch
 
 from il_ros import keys
 from il_ros.sim.registry import make_env, TASKS
-from il_ros.sim.runner import run_episodes, step_limit, summarize_episodes
+from il_ros.sim.runner import run_episodes, run_seeds, step_limit, summarize_episodes
 
 __all__ = ['EVAL_SEED', 'checkpoint_spec', 'evaluate', 'evaluate_checkpoint', 'format_result',
            'summarize_episodes']
@@ -86,21 +85,9 @@ def _run_loop(env, policy, seeds, limit, progress, loop_config, worker
     """The episodes through the control loop (see the module doc); (results, extra)."""
     from il_ros.sim.loop_episode import SimLoop
     runner = SimLoop(env, policy, loop_config, name=type(policy).__name__, worker=worker)
-    results = []
-    bar = None
-    if progress is not None:
-        from tqdm import tqdm
-        bar = tqdm(total=len(seeds), desc=progress, unit='ep', file=sys.stderr, leave=False)
     try:
-        for s in seeds:
-            results.append(runner.run_episode(s, limit))
-            if bar is not None:
-                bar.set_postfix(success=f'{sum(r.success for r in results) / len(results):.2f}',
-                                refresh=False)
-                bar.update()
+        results = run_seeds(seeds, lambda s: runner.run_episode(s, limit), progress)
     finally:
-        if bar is not None:
-            bar.close()
         runner.close()
     stats = runner.stats()
     return results, {'loop': True, 'act_ms': stats.pop('tick_ms') or 0.0, **stats}

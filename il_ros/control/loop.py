@@ -38,7 +38,7 @@ from il_ros.control.loop_types import (ActPolicy, command_limits, HumanInput, Lo
                                        make_guard, Observation, TickResult)
 from il_ros.control.safety import SafetyConfig, SafetyFilter, Status, step_limits
 from il_ros.control.slot import sim_limits
-from il_ros.control.telemetry import Telemetry
+from il_ros.control.telemetry import recent_median, Telemetry
 from il_ros.control.worker import InlineWorker
 
 class ControlLoop:
@@ -425,8 +425,7 @@ class ControlLoop:
             'last_error': self.last_error, 'rate_hz': self.cfg.rate_hz, 'tick': self.k,
             'generation': self.gen, 'queued': self.queue.remaining(self.k * self.period),
             'dropped_actions': self.queue.dropped, 'backlog': w.backlog,
-            'plan_ms_p50': (round(float(np.median(list(w.plan_hist)[-50:])), 2)
-                            if w.plan_hist else None),
+            'plan_ms_p50': recent_median(w.plan_hist),
             'window': self.telemetry.window(),
             'safety': dict(self.safety.counts) if self.safety is not None else {},
             'chunks': dict(self.guard.counts) if self.guard is not None else {},

@@ -10,8 +10,8 @@ import math
 import numpy as np
 
 from il_ros.control.chunk_guard import CHUNK_POLICIES, ChunkGuard
-from il_ros.control.safety import (check_limit_settings, per_value, SettingError, Status,
-                                   step_limits, StepLimitError)
+from il_ros.control.safety import (check_limit_settings, check_step_limit_list, per_value,
+                                   SettingError, Status, step_limits, StepLimitError)
 from il_ros.control.slot import Refused
 
 JUMP_STEPS = 5.0
@@ -54,8 +54,8 @@ class LoopConfig:
         if self.max_invalid_chunks < 1:
             raise SettingError(f'max_invalid_chunks={self.max_invalid_chunks!r}: must be >= 1')
         for name in ('max_step', 'chunk_max_jump', 'chunk_max_velocity'):
-            per_value(name, getattr(self, name), ['x'] * max(1, len(getattr(self, name))),
-                      [], self.allow_unlimited_step or name != 'max_step')
+            check_step_limit_list(name, getattr(self, name),
+                                  self.allow_unlimited_step or name != 'max_step')
 
     @classmethod
     def names(cls) -> list[str]:

@@ -7,8 +7,11 @@ Times are seconds of the loop's clocks; reported in ms.
 from __future__ import annotations
 
 from collections import Counter, deque
+from itertools import islice
 
 import numpy as np
+
+from il_ros import keys
 
 COUNTERS = ('ticks', 'policy_ticks', 'human_ticks', 'hold_ticks', 'published', 'underruns',
             'priming_ticks', 'late_plans', 'missed_deadlines', 'swaps', 'refused', 'resets',
@@ -24,6 +27,15 @@ def percentiles(values, qs=(50, 99)) -> dict:
         return {f'p{q}': None for q in qs} | {'max': None}
     return {**{f'p{q}': round(float(np.percentile(v, q)), 3) for q in qs},
             'max': round(float(v.max()), 3)}
+
+
+def recent_median(values, n: int = 50) -> float | None:
+    """Median of the newest ``n`` of ``values`` (a deque, newest last), rounded; None if empty.
+
+    Reads only those ``n``, not the whole history.
+    """
+    recent = list(islice(reversed(values), n))
+    return round(float(np.median(recent)), 2) if recent else None
 
 
 class Telemetry:
@@ -44,7 +56,6 @@ class Telemetry:
     def record(self, k: int, source: str, reason: str, jitter_s: float, latency_s: float,
                t_start: float, missed: bool, queued: int) -> None:
         """Account one tick (``t_start``: the tick's start on the latency clock)."""
-        from il_ros import keys
         c = self.counts
         c['ticks'] += 1
         c[{keys.SOURCE_POLICY: 'policy_ticks', keys.SOURCE_INTERVENTION: 'human_ticks'}.get(

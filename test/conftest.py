@@ -89,6 +89,17 @@ def procs(tmp_path):
     group.stop_all()
 
 
+@pytest.fixture(scope='module')
+def client_node(request):
+    """An rclpy node shared by a module's tests; rclpy is shut down after the module."""
+    import rclpy
+    rclpy.init()
+    node = rclpy.create_node(f'client_{request.module.__name__}'[:60])
+    yield node
+    node.destroy_node()
+    rclpy.try_shutdown()
+
+
 @pytest.fixture
 def ros_node(request):
     """An rclpy node for the test itself; rclpy is shut down after the test."""

@@ -25,15 +25,6 @@ PUB = str(REPO / 'test' / 'pub_helper.py')
 SIM = str(REPO / 'test' / 'fake_sim_helper.py')
 
 
-@pytest.fixture(scope='module')
-def client_node():
-    rclpy.init()
-    node = rclpy.create_node('recorder_test_client')
-    yield node
-    node.destroy_node()
-    rclpy.try_shutdown()
-
-
 def call(node, name, data=None, timeout=20.0, recorder='recorder'):
     """Call ``/<recorder>/<name>`` (SetBool when ``data`` is given, else Trigger)."""
     srv = SetBool if data is not None else Trigger

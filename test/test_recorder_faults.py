@@ -26,15 +26,6 @@ from test_recorder import (call, meta, PUB, read_bag, start_recorder, wait_count
                            wait_subscribed)
 
 
-@pytest.fixture(scope='module')
-def client_node():
-    rclpy.init()
-    node = rclpy.create_node('recorder_faults_client')
-    yield node
-    node.destroy_node()
-    rclpy.try_shutdown()
-
-
 def _mount_tmpfs(path, size):
     path.mkdir(parents=True, exist_ok=True)
     res = subprocess.run(['mount', '-t', 'tmpfs', '-o', f'size={size}', 'tmpfs', str(path)],

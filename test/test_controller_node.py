@@ -21,6 +21,7 @@ streams.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import time
 
 import numpy as np
@@ -39,7 +40,13 @@ from std_srvs.srv import SetBool, Trigger  # noqa: E402
 PERIOD = 0.05
 JOINTS = ['j0', 'j1', 'j2']
 HW = 32
-LIMITS = ['-p', 'joint_lower:=[-1.0,-1.0,-1.0]', '-p', 'joint_upper:=[1.0,1.0,1.0]']
+TEST_ROBOT = {
+    'name': 'test_arm', 'description': 'three joints, one 32x32 camera (test only)',
+    'control_rate_hz': 1 / PERIOD, 'joint_states': {'joints': JOINTS},
+    'actions': [{'name': j, 'low': -1.0, 'high': 1.0, 'max_step': 0.1} for j in JOINTS],
+    'cameras': [{'name': 'front', 'topic': '/camera/front/image_raw', 'width': HW,
+                 'height': HW}]}
+"""The robot the tests play: a robot description written to the test's folder."""
 RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
 
 
@@ -194,8 +201,18 @@ class Robot:
         return lambda: self.status and self.status[-1]['checkpoint'] == path
 
 
+def write_robot(folder, **changes) -> str:
+    """Write :data:`TEST_ROBOT` (with ``changes``) as a robot YAML; return its path."""
+    from il_ros.config import save_yaml
+    path = Path(folder) / f'robot_{len(list(Path(folder).glob("robot_*.yaml")))}.yaml'
+    save_yaml({**TEST_ROBOT, **changes}, path)
+    return str(path)
+
+
 def start(procs, robot, *params):
-    args = ['--ros-args', '-p', 'status_rate_hz:=10.0', *LIMITS]
+    if not any(p.startswith('robot:=') for p in params):
+        params = (f'robot:={write_robot(procs.log_dir)}', *params)
+    args = ['--ros-args', '-p', 'status_rate_hz:=10.0']
     for prm in params:
         args += ['-p', prm]
     robot.proc = procs.python('il_ros.ros.controller', *args, name='controller')
@@ -263,7 +280,10 @@ def test_hot_swaps_keep_the_loop_running_mismatch_and_nan_weights_refused(procs,
     robot = Robot(ros_node)
     start(procs, robot, 'enabled:=true')
     robot.spin(1.0)
-    assert {s for _, s in robot.sources} == {'hold'} and not robot.cmds   # no policy: HOLD
+    # no policy: HOLD; the robot description names the command values, so the loop holds
+    # the measured position (nothing else reaches the robot)
+    assert {s for _, s in robot.sources} == {'hold'}
+    assert all(np.allclose(c, robot.joints) for _, c in robot.cmds), robot.cmds[-1:]
     assert robot.status[-1]['reason'] == 'no_policy'
 
     # 1. The trainer's latched checkpoint topic.

@@ -188,3 +188,34 @@ def test_panda_renders_both_cameras_at_its_native_size():
 def test_panda_has_no_scene_for_other_tasks():
     with pytest.raises(ValueError, match=r'panda\.yaml.*lift'):
         make_env('path', 'panda')
+
+
+def test_supervisor_and_expert_eval_take_the_robot(capsys):
+    import json
+    from il_ros.sim.expert_eval import main as expert_eval_main
+    from il_ros.sim.supervisor import Supervisor
+    env = make_env('lift', 'panda', render=False)
+    expert = make_expert('lift', 'panda', seed=0)
+    sup = Supervisor('lift', robot='panda')
+    assert sup.robot.name == 'panda'
+    env.reset(seed=5)
+    expert.reset(env, seed=5)
+    executed, events = None, []
+    for k in range(40):                  # the expert itself is never taken over
+        s = sup.step(env.get_state(), executed)
+        events += [s.event] if s.event else []
+        executed = expert.act(env).label
+        env.step(executed)
+    assert events == [] and sup.human_steps == 0
+    # a policy that turns the base away is
+    for k in range(10):
+        s = sup.step(env.get_state(), executed)
+        events += [s.event] if s.event else []
+        executed = expert.act(env).label + np.r_[0.3, np.zeros(7)]
+        env.step(s.label if s.in_control else executed)
+    assert events == ['takeover'] and s.reason == 'deviation'
+    sup.close()
+    assert expert_eval_main(['--task', 'lift', '--robot', 'panda', '--episodes', '1',
+                             '--json']) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res['robot'] == 'panda' and res['successes'] == 1

@@ -78,7 +78,8 @@ class RosGraph:
             cfg.task, self.log_dir, self.log_dir.parent / 'bags_unused', first, cfg.cameras,
             cfg.image_size, cfg.rate_hz, nodes=nodes, supervisor_params=cfg.supervisor,
             # the rounds set out_dir per round: every run folder lies in the run's folder
-            trainer_params={'output_root': str(Path(cfg.out).resolve())}, env=self.env)
+            trainer_params={'output_root': str(Path(cfg.out).resolve())}, env=self.env,
+            robot=cfg.robot)
         self.nodes = set(nodes)
         self.next_seed = first if sim else None
         return self.driver
@@ -103,8 +104,9 @@ class RosGraph:
         self.close()                       # one sim per ROS domain
         cfg = self.cfg
         try:
-            result = record_episodes(bags, cfg.task, episodes, rtf=cfg.rtf, seed=first_seed,
-                                     noise=noise, cameras=cfg.cameras, env=self.env)
+            result = record_episodes(bags, cfg.task, episodes, robot=cfg.robot, rtf=cfg.rtf,
+                                     seed=first_seed, noise=noise, cameras=cfg.cameras,
+                                     env=self.env)
         except RecordError as e:
             raise DaggerError(f'recording demos: {e}') from None
         if not result.ok:

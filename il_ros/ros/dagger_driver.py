@@ -225,7 +225,8 @@ def start_sim_graph(task: str, log_dir, bags_dir, first_seed: int, cameras=('fro
                     with_trainer: bool = True, nodes: list[str] | None = None,
                     supervisor_params: dict | None = None,
                     controller_params: dict | None = None, trainer_params: dict | None = None,
-                    env: dict | None = None, startup_timeout: float = 180.0):
+                    env: dict | None = None, startup_timeout: float = 180.0,
+                    robot: str | None = None):
     """Start the ``dagger`` graph for a sim task (no teleop) and connect a driver.
 
     ``nodes`` (default: sim_robot, controller, supervisor, recorder and, ``with_trainer``,
@@ -239,7 +240,7 @@ def start_sim_graph(task: str, log_dir, bags_dir, first_seed: int, cameras=('fro
     from il_ros.launcher import GraphRunner, ros_env
     cams = list(cameras)
     h, w = image_size
-    values = {'task': task, 'seed': str(first_seed - 1), 'rtf': '1.0',
+    values = {'robot': robot, 'task': task, 'seed': str(first_seed - 1), 'rtf': '1.0',
               'cameras': '[' + ','.join(cams) + ']', 'out': str(Path(bags_dir).resolve()),
               'enabled': 'false', 'checkpoint': str(checkpoint) if checkpoint else "''"}
     extra = {

@@ -165,3 +165,56 @@ def test_sim_launch_starts_headless(procs, ament_prefix, ros_node):
         assert p.poll() is None, procs.log(p)[-3000:]
         return got
     wait_for(image, 120, interval=0.0, what='a camera image from the headless sim')
+
+
+def _two_camera_checkpoint(path: Path) -> str:
+    """A small random-init sim-arm policy that needs the front and the wrist camera."""
+    import torch
+
+    from il_ros.models import build_policy, save_checkpoint
+    from il_ros.models.presets import preset
+    from il_ros.training.spec import sim_spec
+    torch.manual_seed(0)
+    spec = sim_spec('lift')
+    spec.cameras = ['front', 'wrist']
+    cfg = preset('none_mse', encoder={'name': 'conv4', 'channels': [8, 8], 'strides': [2, 1],
+                                      'num_kp': 4, 'feat_dim': 8},
+                 proprio_encoder={'name': 'mlp', 'hidden': 16, 'out_dim': 8},
+                 core={'name': 'none', 'hidden': [32]}, crop=None, cameras=spec.cameras)
+    a, j = spec.action_dim, spec.proprio_dim
+    stats = {'action': {'min': [-0.2] * a, 'max': [0.2] * a},
+             'joint_pos': {'mean': [0.0] * j, 'std': [0.5] * j},
+             **{f'image/{c}': {'mean': [0.5] * 3, 'std': [0.25] * 3} for c in spec.cameras}}
+    return str(save_checkpoint(build_policy(cfg, spec, stats), path))
+
+
+@pytest.mark.parametrize('front_end', [
+    pytest.param('ros2_launch', marks=needs_launch), 'il_ros'])
+def test_deploy_drives_with_the_checkpoints_cameras(front_end, procs, ros_node, tmp_path,
+                                                    request):
+    """A checkpoint needing front + wrist: the sim renders both and the policy drives.
+
+    Before the cameras came from the checkpoint, deploy.launch.py rendered the front camera
+    only and the controller held forever.
+    """
+    import rclpy
+    from std_msgs.msg import String
+
+    from il_ros.ros.node_utils import STATE_QOS
+    ckpt = _two_camera_checkpoint(tmp_path / 'ckpt')
+    sources = []
+    ros_node.create_subscription(String, '/il/control_source',
+                                 lambda m: sources.append(m.data), STATE_QOS)
+    if front_end == 'ros2_launch':
+        p = _start_ros2_launch(procs, request.getfixturevalue('ament_prefix'),
+                               'deploy.launch.py', f'checkpoint:={ckpt}', 'enabled:=true')
+    else:
+        p = procs.python('il_ros.cli', 'deploy', '--checkpoint', ckpt, '--sim', 'lift',
+                         '--enable', '--log-dir', str(tmp_path / 'logs'), name='il_ros_deploy')
+
+    def driving():
+        rclpy.spin_once(ros_node, timeout_sec=0.1)
+        assert p.poll() is None, procs.log(p)[-3000:]
+        return 'policy' in sources
+    wait_for(driving, 180, interval=0.0, what=f'the policy to drive (sources seen: '
+             f'{sorted(set(sources))})')

@@ -26,7 +26,6 @@ HAVE_LAUNCH = all(importlib.util.find_spec(m) is not None
 needs_launch = pytest.mark.skipif(not HAVE_LAUNCH, reason='no launch / launch_ros / ros2cli '
                                   'here (install ../shared/ros2-tools to run these)')
 ROS2 = 'import sys; from ros2cli.cli import main; sys.exit(main())'
-SIM_ROBOT_SETS_GL = 'setup_headless_gl' in (REPO / 'il_ros/ros/sim_robot.py').read_text()
 
 
 @pytest.fixture(scope='module')
@@ -147,8 +146,6 @@ def test_record_launch_records_every_camera_asked_for(procs, ament_prefix, tmp_p
 
 
 @needs_launch
-@pytest.mark.skipif(not SIM_ROBOT_SETS_GL, reason='sim_robot does not select a headless GL '
-                    'backend itself yet (the nodes branch adds it)')
 def test_sim_launch_starts_headless(procs, ament_prefix, ros_node):
     """No MUJOCO_GL, no DISPLAY: sim_robot picks a backend and publishes camera images."""
     from sensor_msgs.msg import Image

@@ -57,8 +57,9 @@ def _cmd_record(args) -> int:
         print(f'il-ros record: --episodes must be >= 1, got {args.episodes}', file=sys.stderr)
         return 2
     try:
-        result = record_episodes(args.out, args.task, args.episodes, rtf=args.rtf,
-                                 seed=args.seed, noise=args.noise, cameras=args.cameras,
+        result = record_episodes(args.out, args.task, args.episodes, robot=args.robot,
+                                 rtf=args.rtf, seed=args.seed, noise=args.noise,
+                                 cameras=args.cameras or None,
                                  episode_timeout=args.episode_timeout, timeout=args.timeout)
     except RecordError as e:
         print(f'il-ros record: {e}', file=sys.stderr)
@@ -82,7 +83,37 @@ def _cmd_demo(args) -> int:
     return run_demo(args.out, task=args.task, episodes=args.episodes, rtf=args.rtf,
                     cameras=tuple(args.cameras), config=args.config,
                     eval_episodes=args.eval_episodes, threads=args.threads,
-                    max_minutes=args.max_minutes, noise=args.noise)
+                    max_minutes=args.max_minutes, noise=args.noise, robot=args.robot)
+
+
+def deploy_graph(args):
+    """The ``deploy`` graph of parsed ``il-ros deploy`` arguments: (GraphRunner, node names).
+
+    Planned (il_ros.graph_plan) as ``ros2 launch il_ros deploy.launch.py`` plans it: the
+    sim's cameras and the control rate come from the checkpoint unless --cameras is given.
+    Raises ConfigError (a bad checkpoint, robot or camera) or ValueError (a bad --set).
+    """
+    from il_ros.launcher import GraphRunner, ros_env
+    values = {'robot': args.robot, 'enabled': args.enable, 'cameras': args.cameras}
+    extra = {'controller': {}}
+    nodes = ['controller']
+    if args.checkpoint:
+        values['checkpoint'] = str(Path(args.checkpoint).resolve())
+    for item in args.set:
+        key, sep, value = item.partition('=')
+        if not sep:
+            raise ValueError(f'--set wants KEY=VALUE, got {item!r}')
+        extra['controller'][key] = value
+    if args.sim:
+        nodes.append('sim_robot')
+        values.update(task=args.sim, rtf=args.rtf)
+    if args.teleop != 'none':
+        nodes.append('teleop')
+        values.update(teleop_mode=args.teleop, task=args.sim or 'lift')
+    # A sim graph gets its own random ROS domain; a real robot is on the caller's domain.
+    env = ros_env(isolate=bool(args.sim))
+    return GraphRunner('deploy', values, Path(args.log_dir), extra_params=extra,
+                       env=env), nodes
 
 
 def _cmd_deploy(args) -> int:
@@ -90,41 +121,13 @@ def _cmd_deploy(args) -> int:
 
     The controller always; with --sim the simulated robot, with --teleop joy a teleop.
     """
-    from il_ros.checkpoint_meta import read_checkpoint_meta
-    from il_ros.launcher import GraphRunner, ros_env
-    values, extra = {'enabled': 'true' if args.enable else 'false'}, {'controller': {}}
-    nodes = ['controller']
-    if args.checkpoint:
-        ckpt = Path(args.checkpoint).resolve()
-        try:
-            spec = read_checkpoint_meta(ckpt)['spec']
-        except (OSError, ValueError) as e:
-            print(f'il-ros deploy: {e}', file=sys.stderr)
-            return 2
-        values['checkpoint'] = str(ckpt)
-    for item in args.set:
-        key, sep, value = item.partition('=')
-        if not sep:
-            print(f'il-ros deploy: --set wants KEY=VALUE, got {item!r}', file=sys.stderr)
-            return 2
-        extra['controller'][key] = value
-    if args.sim:
-        nodes.append('sim_robot')
-        values.update(task=args.sim, rtf=str(args.rtf))
-        if args.checkpoint:
-            values['cameras'] = '[' + ','.join(spec['cameras']) + ']'
-            h, w = spec['image_size']
-            extra['sim_robot'] = {'image_width': w, 'image_height': h,
-                                  'camera_rate_hz': spec['control_rate_hz'],
-                                  'state_rate_hz': spec['control_rate_hz']}
-            extra['controller'].setdefault('rate_hz', spec['control_rate_hz'])
-    if args.teleop != 'none':
-        nodes.append('teleop')
-        values.update(teleop_mode=args.teleop, task=args.sim or 'lift')
-    # A sim graph gets its own random ROS domain; a real robot is on the caller's domain.
-    env = ros_env(isolate=bool(args.sim))
-    log_dir = Path(args.log_dir)
-    runner = GraphRunner('deploy', values, log_dir, extra_params=extra, env=env)
+    from il_ros.config import ConfigError
+    try:
+        runner, nodes = deploy_graph(args)
+    except (ConfigError, ValueError) as e:
+        print(f'il-ros deploy: {e}', file=sys.stderr)
+        return 2
+    env, log_dir = runner.env, runner.log_dir
     print(f'il-ros deploy: {", ".join(nodes)} (ROS_DOMAIN_ID={env.get("ROS_DOMAIN_ID", "0")},'
           f' logs in {log_dir}); Ctrl-C stops')
     if not args.enable:
@@ -272,6 +275,13 @@ def _defaults(func) -> dict:
             if p.default is not inspect.Parameter.empty}
 
 
+def _add_robot(p: argparse.ArgumentParser) -> None:
+    from il_ros.robot import DEFAULT_ROBOT
+    p.add_argument('--robot', default=DEFAULT_ROBOT, metavar='NAME',
+                   help='robot description: a name under config/robots (sim_arm, panda) or '
+                        f'a path to a robot YAML (default {DEFAULT_ROBOT})')
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``il-ros`` argument parser (every subcommand)."""
     from il_ros import keys
@@ -287,6 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser('record', help='record scripted episodes through the ROS node graph')
     rec = _defaults(record_episodes)
+    _add_robot(p)
     p.add_argument('--task', default='lift')
     p.add_argument('--episodes', type=int, default=20)
     p.add_argument('--out', default='data/bags/lift', help='episode folder')
@@ -294,8 +305,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--noise', type=float, default=rec['noise'],
                    help='DART noise on executed commands')
     p.add_argument('--seed', type=int, default=rec['seed'], help='seed of the first episode')
-    p.add_argument('--cameras', nargs='+', default=list(rec['cameras']),
-                   help='front and/or wrist')
+    p.add_argument('--cameras', nargs='+', metavar='CAM',
+                   help="the robot's cameras to render and record (default: its first, "
+                        'front on the shipped robots); e.g. --cameras front wrist')
     p.add_argument('--episode-timeout', type=float, default=rec['episode_timeout'],
                    help='sim seconds before an episode is stopped as failed')
     p.add_argument('--timeout', type=float, default=rec['timeout'],
@@ -305,6 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser('demo', help='the main job: record demos through ROS 2, convert, '
                        'train, deploy through the controller node, report (il_ros/demo.py)')
     p.add_argument('--out', default='runs/demo')
+    _add_robot(p)
     p.add_argument('--task', default='lift')
     p.add_argument('--episodes', type=int, default=100, help='scripted demos to record')
     p.add_argument('--rtf', type=float, default=8.0, help='sim real-time factor when recording')
@@ -321,7 +334,10 @@ def build_parser() -> argparse.ArgumentParser:
                        'with --sim TASK)')
     p.add_argument('--checkpoint', help='checkpoint folder (none: the controller waits for one '
                    'on /trainer/checkpoint or its checkpoint parameter)')
+    _add_robot(p)
     p.add_argument('--sim', metavar='TASK', help='also run the simulated robot on this task')
+    p.add_argument('--cameras', nargs='+', metavar='CAM',
+                   help="cameras the sim renders (default: the checkpoint's)")
     p.add_argument('--enable', action='store_true', help='start the controller enabled')
     p.add_argument('--teleop', choices=('none', 'joy'), default='none',
                    help='joy: run teleop for human takeover (its command reaches the robot '

@@ -73,14 +73,25 @@ class NodeSpec:
                              '(it names a module in il_ros.ros)')
 
 
+GRAPH_ARG_TYPES = ('str', 'int', 'float', 'bool', 'str_list')
+"""Types a graph argument may declare; il_ros.graph_plan.parse_arg parses values to them."""
+
+
 @dataclass
 class GraphArg:
     """A graph argument: a ``ros2 launch`` argument and an ``il-ros`` option alike."""
 
     default: str
-    """Default value, as text (parsed as YAML by ROS when it sets a parameter)."""
+    """Default value, as launch text (``'1.0'``, ``'[front]'``, ``''``)."""
     description: str = ''
     """What the argument does."""
+    type: str = 'str'
+    """Value type (one of GRAPH_ARG_TYPES): ``rtf:=4`` of type float is the double 4.0."""
+
+    def __post_init__(self):
+        if self.type not in GRAPH_ARG_TYPES:
+            raise ValueError(f'type {self.type!r} is not one of {list(GRAPH_ARG_TYPES)}')
+        self.default = str(self.default)
 
 
 @dataclass

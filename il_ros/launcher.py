@@ -14,7 +14,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from il_ros.config import GraphConfig, load_graph
+from il_ros.graph_plan import NodePlan, plan_graph
 from il_ros.render import gl_env
 from il_ros.resources import share_dir
 
@@ -70,27 +73,36 @@ def ros_env(base: dict | None = None, isolate: bool = True) -> dict:
 
 
 def _param_text(value) -> str:
-    """A parameter value as ``-p name:=value`` text (YAML, as ROS parses it)."""
+    """A parameter value as ``-p name:=value`` text (YAML, as ROS parses it).
+
+    Text that YAML would read as something else (``''``, ``'3'``, ``'true'``) is quoted, so
+    a string parameter stays a string; a float always has a decimal point (``4.0``).
+    """
     if isinstance(value, bool):
         return 'true' if value else 'false'
     if isinstance(value, (list, tuple)):
         return '[' + ','.join(_param_text(v) for v in value) + ']'
+    if isinstance(value, float):
+        text = repr(value)
+        return text if '.' in text or 'n' in text else text.replace('e', '.0e')
+    if isinstance(value, str):
+        try:
+            plain = isinstance(yaml.safe_load(value), str) if value else False
+        except yaml.YAMLError:
+            plain = True
+        return value if plain else "'" + value.replace("'", "''") + "'"
     return str(value)
 
 
-def node_command(graph: GraphConfig, graph_name: str, node: str, values: dict,
-                 extra_params: dict | None = None) -> list[str]:
-    """The argv that runs one graph node with its parameters."""
-    spec = graph.nodes[node]
-    cmd = [sys.executable, '-m', f'il_ros.ros.{spec.executable}', '--ros-args',
-           '-r', f'__node:={node}']
-    if spec.params:
-        cmd += ['--params-file', str(graph.params_path(node))]
-    params = graph.node_params(graph_name, node, values)
-    params.update(extra_params or {})
-    for k, v in params.items():
+def node_command(plan: NodePlan) -> list[str]:
+    """The argv that runs one planned graph node (il_ros.graph_plan) with its parameters."""
+    cmd = [sys.executable, '-m', f'il_ros.ros.{plan.executable}', '--ros-args',
+           '-r', f'__node:={plan.name}']
+    if plan.params_file:
+        cmd += ['--params-file', str(plan.params_file)]
+    for k, v in plan.params.items():
         cmd += ['-p', f'{k}:={_param_text(v)}']
-    for src, dst in spec.remappings.items():
+    for src, dst in plan.remappings.items():
         cmd += ['-r', f'{src}:={dst}']
     return cmd
 
@@ -117,6 +129,11 @@ class GraphRunner:
     def __init__(self, graph_name: str, values: dict, log_dir: Path,
                  extra_params: dict | None = None, env: dict | None = None,
                  graph: GraphConfig | None = None):
+        """Plan the graph (il_ros.graph_plan.plan_graph; ConfigError when an argument is wrong).
+
+        ``values``: graph arguments (text or typed; None: the default); ``extra_params``:
+        ``{node: {param: value}}`` applied after the plan.
+        """
         self.graph = graph or load_graph()
         if graph_name not in self.graph.graphs:
             raise KeyError(f'no graph {graph_name!r} in config/graph.yaml; '
@@ -125,17 +142,19 @@ class GraphRunner:
         self.values = {k: v for k, v in values.items() if v is not None}
         self.log_dir = Path(log_dir)
         self.extra = extra_params or {}
+        self.plans = plan_graph(graph_name, self.values, self.graph, self.extra)
         self.env = env if env is not None else ros_env()
         self.procs: dict[str, Proc] = {}
+
+    def commands(self, only: list[str] | None = None) -> dict[str, list[str]]:
+        """``{node: argv}`` of the nodes :meth:`start` would start (``only`` these)."""
+        return {n: node_command(p) for n, p in self.plans.items()
+                if only is None or n in only}
 
     def start(self, only: list[str] | None = None) -> None:
         """Start the graph's nodes (``only`` these, when given), each logging to log_dir."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        for node in self.graph.graphs[self.graph_name]:
-            if only is not None and node not in only:
-                continue
-            cmd = node_command(self.graph, self.graph_name, node, self.values,
-                               self.extra.get(node))
+        for node, cmd in self.commands(only).items():
             log = self.log_dir / f'{node}.log'
             with open(log, 'wb') as fh:
                 p = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=self.env,

@@ -7,13 +7,15 @@ with a progress bar, and returns a :class:`RecordResult` once the recorder has w
 requested episodes (or a node died, or time ran out). ``il-ros record``, ``il-ros demo`` and
 the DAgger rounds all call it; nothing runs the CLI as a subprocess.
 
-The recorder is told the rates the sim publishes its cameras and joint states at
-(``expected_rates``), so each episode's metadata says per topic how many messages were lost;
+The recorder records the robot's selected cameras, its joint states and command and the
+package's topics, and is told the rates the robot publishes its cameras and joint states at
+(il_ros.graph_plan.recorder_topics / expected_rates, which ``record.launch.py`` uses too),
+so each episode's metadata says per topic how many messages were lost;
 an episode that lost more than the recorder's ``max_loss_fraction`` is ``complete_with_loss``:
 counted as recorded, and listed by :attr:`RecordResult.with_loss`.
 
-Errors: :class:`RecordError` when recording cannot start (unknown task or camera, fewer than
-one episode, an output folder that cannot be created); a recording that starts and then
+Errors: :class:`RecordError` when recording cannot start (unknown robot, task or camera,
+fewer than one episode, an output folder that cannot be created); a recording that starts and then
 fails (a node exits, the wall-clock limit passes) returns ``ok=False`` with ``error``
 naming the node and the end of its log. The caller decides what that means (an exit
 code, an exception).
@@ -24,10 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 import time
 
-from il_ros import keys
 from il_ros.data.episodes import (episode_statuses, lossy_topics, read_episode_meta,
                                   RECORDED_STATUSES, STATUS_COMPLETE_WITH_LOSS,
                                   STATUS_RECORDING, STATUS_UNKNOWN)
+from il_ros.robot import DEFAULT_ROBOT, load_robot
 
 LOG_FOLDER = '.logs'
 """Node logs go to ``OUT/.logs/<node>.log`` (hidden: the folder is an episode folder)."""
@@ -76,85 +78,73 @@ class RecordResult:
         return self
 
 
-def record_topics(cameras) -> list[str]:
-    """Topics a scripted episode records.
+def record_graph(out, task: str, episodes: int, *, robot: str = DEFAULT_ROBOT,
+                 rtf: float = 4.0, seed: int = 0, noise: float = 0.0, cameras=None,
+                 episode_timeout: float = 30.0, env: dict | None = None):
+    """The ``record`` graph of one recording, planned but not started (a GraphRunner).
 
-    The cameras, joints, both commands (executed and clean label) and the sim's state and
-    success.
+    What ``ros2 launch il_ros record.launch.py`` starts for the same arguments: the recorder's
+    topics and expected rates come from the robot description (il_ros.graph_plan). Raises
+    RecordError when the arguments are wrong (see :func:`record_episodes`); creates nothing.
     """
-    return [keys.camera_topic(c) for c in cameras] + [
-        keys.TOPIC_JOINT_STATES, keys.TOPIC_COMMAND, keys.TOPIC_TELEOP_COMMAND,
-        keys.TOPIC_SIM_STATE, keys.TOPIC_SIM_SUCCESS]
-
-
-def expected_rates(cameras, sim_params: dict | None = None) -> list[str]:
-    """``TOPIC=HZ`` of the streams the sim publishes at a configured rate.
-
-    The cameras at ``camera_rate_hz`` and the joint states at ``joint_state_rate_hz`` of
-    ``sim_params`` (default: config/sim_robot.yaml), for the recorder's ``expected_rates``.
-    """
-    if sim_params is None:
-        from il_ros.config import load_yaml
-        from il_ros.resources import config_file
-        sim_params = load_yaml(config_file('sim_robot.yaml'))['sim_robot']['ros__parameters']
-    cam, js = float(sim_params['camera_rate_hz']), float(sim_params['joint_state_rate_hz'])
-    return ([f'{keys.camera_topic(c)}={cam:g}' for c in cameras]
-            + [f'{keys.TOPIC_JOINT_STATES}={js:g}'])
-
-
-def check_cameras(task: str, cameras) -> None:
-    """Raise RecordError naming a camera the task's scene does not have, and the known ones."""
-    from il_ros.sim.registry import make_env
+    from il_ros.config import ConfigError
+    from il_ros.launcher import GraphRunner
     try:
-        make_env(task, cameras=tuple(cameras), render=False)
-    except ValueError as e:
+        desc = load_robot(robot)
+    except ConfigError as e:
+        raise RecordError(str(e)) from None
+    tasks = sorted(desc.sim.scenes) if desc.sim else []
+    if task not in tasks:
+        raise RecordError(f'unknown task {task!r}; valid tasks for robot {desc.name}: '
+                          f'{", ".join(tasks) or "none (the robot has no sim section)"}')
+    if episodes < 1:
+        raise RecordError(f'episodes must be >= 1, got {episodes}')
+    if cameras is not None and not list(cameras):
+        raise RecordError(f'name at least one camera of robot {desc.name}: '
+                          f'{", ".join(desc.camera_names)}')
+    out = Path(out)
+    values = {'robot': robot, 'task': task, 'episodes': episodes,
+              'out': str(out.resolve()), 'rtf': rtf, 'seed': seed, 'noise': noise,
+              'cameras': None if cameras is None else list(cameras),
+              'teleop_mode': 'scripted'}
+    extra = {'recorder': {'episode_timeout_s': episode_timeout}}
+    try:
+        return GraphRunner('record', values, out / LOG_FOLDER, extra_params=extra, env=env)
+    except ConfigError as e:
         raise RecordError(str(e)) from None
 
 
-def record_episodes(out, task: str, episodes: int, *, rtf: float = 4.0, seed: int = 0,
-                    noise: float = 0.0, cameras=('front',), episode_timeout: float = 30.0,
-                    timeout: float = 3600.0, env: dict | None = None,
-                    progress: bool = True) -> RecordResult:
+def record_episodes(out, task: str, episodes: int, *, robot: str = DEFAULT_ROBOT,
+                    rtf: float = 4.0, seed: int = 0, noise: float = 0.0, cameras=None,
+                    episode_timeout: float = 30.0, timeout: float = 3600.0,
+                    env: dict | None = None, progress: bool = True) -> RecordResult:
     """Record ``episodes`` scripted ``task`` episodes into the folder ``out``.
 
-    ``rtf``: sim real-time factor; ``seed``: env seed of the first episode (episode i uses
-    ``seed + i``); ``noise``: DART noise (rad) on the executed command, the clean expert
-    action being the label on ``/il/teleop/command``; ``cameras``: rendered and recorded
-    cameras; ``episode_timeout``: sim seconds before an episode is stopped as failed;
-    ``timeout``: wall-clock limit (s) of the whole recording; ``env``: environment of the
-    node processes (default ``il_ros.launcher.ros_env()``: a random ROS domain);
-    ``progress``: print the start line and a progress bar.
+    ``robot``: robot description (name under config/robots or a YAML path); ``rtf``: sim
+    real-time factor; ``seed``: env seed of the first episode (episode i uses ``seed + i``);
+    ``noise``: DART noise (rad) on the executed command, the clean expert action being the
+    label on ``/il/teleop/command``; ``cameras``: the robot's cameras to render and record
+    (None: its first camera, ``front`` on the shipped robots);
+    ``episode_timeout``: sim seconds before an episode is stopped as failed; ``timeout``:
+    wall-clock limit (s) of the whole recording; ``env``: environment of the node processes
+    (default ``il_ros.launcher.ros_env()``: a random ROS domain); ``progress``: print the
+    start line and a progress bar.
 
     Raises RecordError when recording cannot start; otherwise returns the result, whose
     ``ok`` says whether every episode was recorded (see the module doc).
     """
-    from il_ros.launcher import GraphRunner
-    from il_ros.sim.registry import TASKS
-    if task not in TASKS:
-        raise RecordError(f'unknown task {task!r}; valid tasks: {", ".join(TASKS)}')
-    if episodes < 1:
-        raise RecordError(f'episodes must be >= 1, got {episodes}')
-    cameras = list(cameras)
-    if not cameras:
-        raise RecordError('name at least one camera (front and/or wrist)')
-    check_cameras(task, cameras)
+    runner = record_graph(out, task, episodes, robot=robot, rtf=rtf, seed=seed, noise=noise,
+                          cameras=cameras, episode_timeout=episode_timeout, env=env)
     out = Path(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise RecordError(f'cannot create output folder {out}: {e}') from None
     before = set(episode_statuses(out))
-    values = {'task': task, 'episodes': episodes, 'out': str(out.resolve()), 'rtf': rtf,
-              'seed': seed, 'noise': noise, 'cameras': f"[{','.join(cameras)}]",
-              'teleop_mode': 'scripted'}
-    extra = {'recorder': {'episode_timeout_s': episode_timeout,
-                          'topics': record_topics(cameras),
-                          'expected_rates': expected_rates(cameras)}}
-    log_dir = out / LOG_FOLDER
-    runner = GraphRunner('record', values, log_dir, extra_params=extra, env=env)
+    log_dir = runner.log_dir
     result = RecordResult(out=out, episodes=episodes, log_dir=log_dir)
     if progress:
-        print(f'recording {episodes} {task} episodes -> {out} (ROS_DOMAIN_ID='
+        print(f'recording {episodes} {task} episodes of {robot} -> {out} (ROS_DOMAIN_ID='
               f'{runner.env.get("ROS_DOMAIN_ID", "0")}, logs in {log_dir})', flush=True)
     deadline = time.monotonic() + timeout
     with runner, _ProgressBar(progress, episodes, task) as bar:

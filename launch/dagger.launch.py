@@ -15,9 +15,11 @@ the operator holds the deadman (joy button / keys) to take over, and the control
 teleop command on the robot through its safety filter and labels those ticks
 ``intervention`` on ``/il/control_source``; then ``/recorder/stop_episode`` (SetBool: success).
 ``il-ros convert`` labels the frames (intervention, pre_intervention, policy), ``il-ros train
---set weighting=iwr|sirius`` learns from them. The recorder stores the topics listed in the
-``dagger`` graph of config/graph.yaml (edit them there for a robot with other topics); it
-uses the system clock (``use_sim_time`` only under ``il-ros dagger`` in the sim).
+--set weighting=iwr|sirius`` learns from them. ``robot:=NAME`` (or a robot YAML path) sets
+every node's robot; the recorder stores that robot's camera, joint-state and command topics
+plus the arbitration topics (il_ros/graph_plan.py), and the sim renders the checkpoint's
+cameras unless ``cameras:=`` names others. The recorder uses the system clock
+(``use_sim_time`` only under ``il-ros dagger`` in the sim).
 """
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument

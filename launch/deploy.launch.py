@@ -2,9 +2,11 @@
 
     ros2 launch il_ros deploy.launch.py checkpoint:=runs/lift/checkpoints/best task:=lift
     ros2 launch il_ros deploy.launch.py checkpoint:=... enabled:=true teleop:=true teleop_mode:=joy
-    ros2 launch il_ros deploy.launch.py checkpoint:=... sim:=false      # a real robot
+    ros2 launch il_ros deploy.launch.py checkpoint:=... sim:=false robot:=panda  # a real robot
 
-The controller starts disabled unless ``enabled:=true``:
+The sim renders the checkpoint's cameras and the controller runs at the checkpoint's control
+rate (read from the checkpoint at launch time; ``cameras:=[front]`` overrides the cameras), as
+under ``il-ros deploy``. The controller starts disabled unless ``enabled:=true``:
 ``ros2 service call /controller/enable std_srvs/srv/SetBool "{data: true}"``. The teleop's
 command goes to ``/il/teleop/command``, which only the controller reads (through its safety
 filter), never straight to the robot. The graph is defined in config/graph.yaml (``deploy``).

@@ -1,4 +1,6 @@
-"""The simulated robot alone: `ros2 launch il_ros sim.launch.py task:=lift rtf:=1.0`.
+"""The simulated robot alone: `ros2 launch il_ros sim.launch.py task:=lift rtf:=1`.
+
+`robot:=panda cameras:=[front,wrist]` runs the Panda-like arm with both its cameras.
 
 The graph is defined in config/graph.yaml (graph `sim`).
 """

@@ -5,7 +5,8 @@ import sys
 import pytest
 
 from il_ros.config import ConfigError, load_graph, save_yaml
-from il_ros.launcher import dds_profile_path, node_command, ros_env
+from il_ros.graph_plan import parse_arg, plan_graph
+from il_ros.launcher import dds_profile_path, GraphRunner, node_command, ros_env
 
 FASTDDS, FASTRTPS = 'FASTDDS_DEFAULT_PROFILES_FILE', 'FASTRTPS_DEFAULT_PROFILES_FILE'
 
@@ -14,23 +15,71 @@ def test_default_graph_loads_and_maps_args():
     g = load_graph()
     assert {'sim', 'record'} <= set(g.graphs)
     assert set(g.graphs['record']) == {'sim_robot', 'teleop', 'recorder'}
-    params = g.node_params('record', 'recorder', {'out': '/tmp/x', 'episodes': '3'})
-    assert params['output_dir'] == '/tmp/x' and params['auto_episodes'] == '3'
+    params = plan_graph('record', {'out': '/tmp/x', 'episodes': '3'}, g)['recorder'].params
+    assert params['output_dir'] == '/tmp/x' and params['auto_episodes'] == 3
     assert params['use_sim_time'] is True  # fixed override of the record graph
     # Unset arguments fall back to their declared default.
-    assert g.node_params('sim', 'sim_robot', {})['task'] == g.args['task'].default
-    assert g.graph_args('sim') == ['task', 'seed', 'rtf', 'cameras']
+    assert plan_graph('sim', {}, g)['sim_robot'].params['task'] == g.args['task'].default
+    assert g.graph_args('sim') == ['robot', 'task', 'seed', 'rtf', 'cameras']
 
 
 def test_node_command_carries_params_file_and_overrides():
     g = load_graph()
-    cmd = node_command(g, 'record', 'sim_robot', {'task': 'reach_around', 'rtf': 4.0,
-                                                  'cameras': '[front,wrist]'})
+    plan = plan_graph('record', {'task': 'reach_around', 'rtf': 4.0,
+                                 'cameras': '[front,wrist]'}, g)['sim_robot']
+    cmd = node_command(plan)
     assert cmd[:3] == [sys.executable, '-m', 'il_ros.ros.sim_robot']
     assert '--params-file' in cmd and cmd[cmd.index('--params-file') + 1].endswith(
         'config/sim_robot.yaml')
     assert 'task:=reach_around' in cmd and 'real_time_factor:=4.0' in cmd
     assert 'cameras:=[front,wrist]' in cmd and '__node:=sim_robot' in cmd
+    assert 'robot:=sim_arm' in cmd
+
+
+def test_every_argument_default_parses_to_its_type():
+    g = load_graph()
+    for name, arg in g.args.items():
+        parse_arg(name, arg.default, arg.type)
+
+
+@pytest.mark.parametrize('arg, text, value', [
+    ('rtf', '4', 4.0), ('rtf', 4, 4.0), ('noise', '0', 0.0), ('seed', '3', 3),
+    ('episodes', 20, 20), ('enabled', 'true', True), ('enabled', 'false', False),
+    ('cameras', '[front,wrist]', ['front', 'wrist']), ('cameras', 'wrist', ['wrist']),
+    ('cameras', ('front',), ['front']), ('cameras', '', []),
+    ('checkpoint', "''", ''), ('checkpoint', '', ''), ('task', '3', '3'),
+    ('out', '/tmp/a b', '/tmp/a b'),
+])
+def test_launch_values_are_typed(arg, text, value):
+    """``rtf:=4`` is the double 4.0 and ``seed:=3`` the integer 3, as the nodes declare."""
+    got = parse_arg(arg, text, load_graph().args[arg].type)
+    assert got == value and type(got) is type(value)
+
+
+@pytest.mark.parametrize('arg, text', [
+    ('rtf', 'fast'), ('seed', '1.5'), ('enabled', 'maybe'), ('cameras', '[1, 2]'),
+    ('episodes', 'true')])
+def test_a_value_of_the_wrong_type_names_the_argument(arg, text):
+    with pytest.raises(ConfigError, match=f'graph argument {arg}='):
+        parse_arg(arg, text, load_graph().args[arg].type)
+
+
+def test_the_argv_keeps_types_as_the_node_declares_them(tmp_path):
+    """il-ros gives ``-p`` text that ROS reads back as the planned type."""
+    cmds = GraphRunner('record', {'rtf': '4', 'seed': '3', 'noise': '0', 'task': 'lift'},
+                       tmp_path, env={}).commands()
+    assert 'real_time_factor:=4.0' in cmds['sim_robot'] and 'seed:=3' in cmds['sim_robot']
+    assert 'noise:=0.0' in cmds['teleop']
+    cmds = GraphRunner('deploy', {'checkpoint': '', 'enabled': False}, tmp_path,
+                       env={}).commands()
+    assert "checkpoint:=''" in cmds['controller'] and 'enabled:=false' in cmds['controller']
+
+
+def test_unknown_robot_and_camera_are_refused_by_name():
+    with pytest.raises(ConfigError, match="unknown robot 'ur99'"):
+        plan_graph('sim', {'robot': 'ur99'})
+    with pytest.raises(ConfigError, match=r"sim_arm.yaml: cameras: .*\['side'\]"):
+        plan_graph('record', {'cameras': '[front,side]'})
 
 
 @pytest.mark.parametrize('bad, message', [
@@ -39,6 +88,8 @@ def test_node_command_carries_params_file_and_overrides():
      'undeclared argument'),
     ({'nodes': {'a': {'executable': 'x', 'colour': 1}}, 'graphs': {}}, "unknown key"),
     ({'nodes': {'a': {'executable': 'not-an-identifier'}}, 'graphs': {}}, 'identifier'),
+    ({'nodes': {}, 'graphs': {}, 'args': {'x': {'default': '1', 'type': 'complex'}}},
+     'is not one of'),
 ])
 def test_bad_graph_names_the_file_and_fault(tmp_path, bad, message):
     path = tmp_path / 'graph.yaml'

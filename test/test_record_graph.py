@@ -19,6 +19,7 @@ from rosbags.typesys import Stores, get_typestore
 
 from il_ros.config import load_yaml
 from il_ros.resources import config_file
+from il_ros.robot import DEFAULT_ROBOT, load_robot
 from il_ros.sim import TASKS
 
 EPISODES = 3
@@ -53,8 +54,9 @@ def test_record_scripted_episodes(task, tmp_path):
     assert res.returncode == 0, f'{res.stdout[-3000:]}\n{res.stderr[-3000:]}'
 
     sim_params = load_yaml(config_file('sim_robot.yaml'))['sim_robot']['ros__parameters']
-    cam_rate, js_rate = sim_params['camera_rate_hz'], sim_params['joint_state_rate_hz']
-    size = (sim_params['image_height'], sim_params['image_width'])
+    robot = load_robot(DEFAULT_ROBOT)            # the camera and joint-state facts
+    cam = robot.camera('front')
+    cam_rate, js_rate, size = cam.rate_hz, robot.joint_states.rate_hz, (cam.height, cam.width)
     metas = sorted(out.glob('episode_*.json'))
     assert len(metas) == EPISODES, [m.name for m in metas]
     for meta_path in metas:

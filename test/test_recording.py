@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from il_ros.recording import expected_rates, record_episodes, RecordError, RecordResult
+from il_ros.recording import record_episodes, record_graph, RecordError, RecordResult
+from il_ros.robot import load_robot
 
 
 class FakePopen:
@@ -34,7 +35,7 @@ class FakeProc:
         return '\n'.join(self.log.read_text().splitlines()[-n:])
 
 
-def fake_runner(statuses, dying=None, seen=None):
+def fake_runner(statuses, dying=None):
     """Return a stand-in GraphRunner class.
 
     Its recorder writes ``statuses`` and exits 0, or its node ``dying`` exits 1 after
@@ -43,8 +44,6 @@ def fake_runner(statuses, dying=None, seen=None):
     class Runner:
         def __init__(self, graph, values, log_dir, extra_params=None, env=None):
             assert graph == 'record' and values['teleop_mode'] == 'scripted'
-            if seen is not None:
-                seen.update(extra_params)
             self.out, self.log_dir = Path(values['out']), Path(log_dir)
             self.env = {'ROS_DOMAIN_ID': '42'}
             self.procs = {}
@@ -107,9 +106,11 @@ def test_too_few_episodes_and_a_timeout_are_failures(tmp_path, monkeypatch):
 
 
 def test_bad_arguments_are_refused_before_anything_starts(tmp_path, monkeypatch):
-    def no_graph(*a, **k):
+    def no_start(*a, **k):
         raise AssertionError('nothing may start')
-    monkeypatch.setattr('il_ros.launcher.GraphRunner', no_graph)
+    # Planning the graph is allowed (it starts nothing); starting it is not.
+    monkeypatch.setattr('il_ros.launcher.GraphRunner.__enter__', no_start)
+    monkeypatch.setattr('il_ros.launcher.GraphRunner.start', no_start)
     blocker = tmp_path / 'file'
     blocker.write_text('')
     with pytest.raises(RecordError, match='cannot create output folder'):
@@ -120,19 +121,36 @@ def test_bad_arguments_are_refused_before_anything_starts(tmp_path, monkeypatch)
         record_episodes(tmp_path / 'bags', 'lift', 0, progress=False)
 
 
-def test_the_recorder_is_told_the_sim_rates(tmp_path, monkeypatch):
-    seen = {}
-    monkeypatch.setattr('il_ros.launcher.GraphRunner', fake_runner(['complete'], seen=seen))
-    record_episodes(tmp_path / 'bags', 'lift', 1, cameras=('front', 'wrist'), progress=False)
-    from il_ros.config import load_yaml
-    from il_ros.resources import config_file
-    sim = load_yaml(config_file('sim_robot.yaml'))['sim_robot']['ros__parameters']
-    cam, js = sim['camera_rate_hz'], sim['joint_state_rate_hz']
-    assert seen['recorder']['expected_rates'] == [
-        f'/camera/front/image_raw={cam:g}', f'/camera/wrist/image_raw={cam:g}',
-        f'/joint_states={js:g}']
-    assert expected_rates(['front'], {'camera_rate_hz': 30, 'joint_state_rate_hz': 500}) == [
-        '/camera/front/image_raw=30', '/joint_states=500']
+def test_the_recorder_records_the_robots_topics_at_its_rates(tmp_path):
+    """Topics and expected rates come from the robot description, for every camera asked."""
+    for name in ('sim_arm', 'panda'):
+        robot = load_robot(name)
+        runner = record_graph(tmp_path / 'bags', 'lift', 1, robot=name,
+                              cameras=('front', 'wrist'), env={})
+        rec = runner.plans['recorder'].params
+        cams = [robot.camera(c) for c in ('front', 'wrist')]
+        assert rec['topics'] == [c.topic for c in cams] + [
+            robot.joint_states.topic, robot.command.topic, '/il/teleop/command',
+            '/sim/state', '/sim/success']
+        assert rec['expected_rates'] == [f'{c.topic}={c.rate_hz:g}' for c in cams] + [
+            f'{robot.joint_states.topic}={robot.joint_states.rate_hz:g}']
+        sim = runner.plans['sim_robot'].params
+        assert sim['cameras'] == ['front', 'wrist'] and sim['robot'] == name
+        assert runner.plans['teleop'].params['robot'] == name
+    # The default: the robot's first camera (front), as recording did before robots.
+    rec = record_graph(tmp_path / 'bags', 'lift', 1, env={}).plans['recorder'].params
+    assert rec['topics'][0] == '/camera/front/image_raw' and len(rec['expected_rates']) == 2
+    assert not (tmp_path / 'bags').exists()
+
+
+def test_unknown_robot_task_and_camera_are_refused(tmp_path):
+    with pytest.raises(RecordError, match="unknown robot 'ur99'"):
+        record_graph(tmp_path, 'lift', 1, robot='ur99')
+    with pytest.raises(RecordError, match="unknown task 'path'; valid tasks for robot panda"):
+        record_graph(tmp_path, 'path', 1, robot='panda')
+    with pytest.raises(RecordError, match=r"panda.yaml: cameras: .* \['side'\], the robot "
+                                          r"has \['front', 'wrist'\]"):
+        record_graph(tmp_path, 'lift', 1, robot='panda', cameras=['side'])
 
 
 def _lossy(out, i):
@@ -178,6 +196,7 @@ def test_record_refuses_bad_episodes_and_cameras_before_anything_starts(tmp_path
         assert res.stderr.strip() == f'il-ros record: --episodes must be >= 1, got {n}'
     res = _cli('record', '--cameras', 'nope', '--out', str(tmp_path / 'b'), '--episodes', '1')
     assert res.returncode == 2, res.stdout + res.stderr
-    assert res.stderr.strip() == ("il-ros record: unknown camera 'nope'; this scene has "
-                                  "['front', 'wrist']"), res.stderr
+    assert res.stderr.strip().startswith('il-ros record: ') and res.stderr.strip().endswith(
+        "sim_arm.yaml: cameras: the graph argument cameras needs camera(s) ['nope'], the "
+        "robot has ['front', 'wrist']"), res.stderr
     assert not (tmp_path / 'b').exists()           # nothing was created or started

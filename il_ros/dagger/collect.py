@@ -76,7 +76,7 @@ class RosGraph:
         cfg = self.cfg
         self.runner, self.driver = start_sim_graph(
             cfg.task, self.log_dir, self.log_dir.parent / 'bags_unused', first, cfg.cameras,
-            None, cfg.rate_hz, nodes=nodes, supervisor_params=cfg.supervisor,
+            cfg.robot, cfg.rate_hz, nodes=nodes, supervisor_params=cfg.supervisor,
             # the rounds set out_dir per round: every run folder lies in the run's folder
             trainer_params={'output_root': str(Path(cfg.out).resolve())}, env=self.env)
         self.nodes = set(nodes)
@@ -103,8 +103,9 @@ class RosGraph:
         self.close()                       # one sim per ROS domain
         cfg = self.cfg
         try:
-            result = record_episodes(bags, cfg.task, episodes, rtf=cfg.rtf, seed=first_seed,
-                                     noise=noise, cameras=cfg.cameras, env=self.env)
+            result = record_episodes(bags, cfg.task, episodes, robot=cfg.robot, rtf=cfg.rtf,
+                                     seed=first_seed, noise=noise, cameras=cfg.cameras,
+                                     env=self.env)
         except RecordError as e:
             raise DaggerError(f'recording demos: {e}') from None
         if not result.ok:

@@ -14,6 +14,7 @@ import json
 import textwrap
 
 from il_ros import keys
+from il_ros.robot import DEFAULT_ROBOT
 
 METHODS = ('hg-dagger', 'dagger', 'dart', 'bc')
 """How a round collects expert labels (il_ros/dagger/__init__.py explains each)."""
@@ -49,6 +50,9 @@ class DaggerConfig:
 
     task: str
     """Sim task: lift, reach_around or path."""
+    robot: str = DEFAULT_ROBOT
+    """Robot description: a name under config/robots or a robot YAML path (every node of
+    the graph takes it)."""
     out: str | None = None
     """Run folder (state, dataset, rounds, report); default runs/dagger/TASK_METHOD_WEIGHTING.
     Run the same command again to resume it."""

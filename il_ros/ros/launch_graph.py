@@ -2,30 +2,31 @@
 
 Used by launch/*.launch.py on a ROS install (needs the ``launch`` and ``launch_ros``
 packages, which the PyPI wheels do not ship; ``il-ros`` runs the same graph without them).
+The nodes are planned at launch time by il_ros.graph_plan.plan_graph, the function
+``il-ros`` uses too: typed argument values, the robot's recorder topics, and the cameras and
+control rate of a checkpoint.
 """
 from __future__ import annotations
 
 import os
 
 from launch import LaunchDescription
-from launch.actions import (DeclareLaunchArgument, EmitEvent, RegisterEventHandler,
-                            SetEnvironmentVariable)
+from launch.actions import (DeclareLaunchArgument, EmitEvent, OpaqueFunction,
+                            RegisterEventHandler, SetEnvironmentVariable)
 from launch.event_handlers import OnProcessExit
 from launch.events import Shutdown
-from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 
 from il_ros.config import load_graph
+from il_ros.graph_plan import plan_graph
 from il_ros.launcher import dds_profile_env
 
 
 def graph_launch_description(graph: str, extra_args: dict | None = None) -> LaunchDescription:
-    """One DeclareLaunchArgument per graph argument, one Node per graph member.
+    """One DeclareLaunchArgument per graph argument, then the nodes, planned at launch time.
 
-    Each node gets its parameter file from config/, then the graph's fixed overrides, then
-    the launch arguments mapped onto its parameters (values are parsed as YAML, so
-    ``episodes:=20`` is an integer and ``cameras:=[front,wrist]`` a string array).
+    ``extra_args``: ``{node: {Node keyword: value}}`` (a ``condition``, a ``prefix``).
 
     First, unless the environment of ``ros2 launch`` already names a Fast DDS profile file,
     the shipped profile (config/dds/fastdds.xml) is set for every node the launch starts
@@ -39,19 +40,34 @@ def graph_launch_description(graph: str, extra_args: dict | None = None) -> Laun
     actions += [DeclareLaunchArgument(a, default_value=g.args[a].default,
                                       description=g.args[a].description)
                 for a in g.graph_args(graph)]
-    for name, fixed in g.graphs[graph].items():
-        spec = g.nodes[name]
-        overrides = dict(fixed)
-        overrides.update({param: ParameterValue(LaunchConfiguration(arg))
-                          for param, arg in spec.args.items()})
-        params = [str(g.params_path(name))] if spec.params else []
-        node = Node(package='il_ros', executable=spec.executable, name=name,
-                    parameters=[*params, overrides], remappings=list(spec.remappings.items()),
-                    output='screen', emulate_tty=True, **(extra_args or {}).get(name, {}))
+    actions.append(OpaqueFunction(function=graph_nodes, args=[graph, extra_args or {}]))
+    return LaunchDescription(actions)
+
+
+def graph_nodes(context, graph: str, extra_args: dict) -> list:
+    """The graph's Node actions for the launch arguments of ``context`` (an OpaqueFunction).
+
+    A ConfigError (a value of the wrong type, an unknown robot or camera, an unreadable
+    checkpoint) ends the launch before any node starts, with a message naming it.
+    """
+    g = load_graph()
+    values = {a: context.launch_configurations.get(a) for a in g.graph_args(graph)}
+    actions = []
+    for name, plan in plan_graph(graph, values, g).items():
+        params = {k: _launch_value(v) for k, v in plan.params.items()}
+        node = Node(package='il_ros', executable=plan.executable, name=name,
+                    parameters=[*([str(plan.params_file)] if plan.params_file else []), params],
+                    remappings=list(plan.remappings.items()), output='screen',
+                    emulate_tty=True, **extra_args.get(name, {}))
         actions.append(node)
         if g.exit_with.get(graph) == name:
             # e.g. the recorder in auto mode exits when its episodes are done: end the launch
             actions.append(RegisterEventHandler(OnProcessExit(
                 target_action=node,
                 on_exit=[EmitEvent(event=Shutdown(reason=f'{name} exited'))])))
-    return LaunchDescription(actions)
+    return actions
+
+
+def _launch_value(value):
+    """A planned parameter value for launch_ros (which would read a bare str as YAML)."""
+    return ParameterValue(value, value_type=str) if isinstance(value, str) else value

@@ -1,0 +1,198 @@
+"""What each node of a graph starts with: typed argument values and robot-derived parameters.
+
+Both front ends call :func:`plan_graph`: ``ros2 launch il_ros <graph>.launch.py`` (through
+il_ros.ros.launch_graph, at launch time) and ``il-ros record|deploy|dagger`` (through
+il_ros.launcher.GraphRunner), so for the same arguments they start the same nodes with the
+same parameters. The plan adds to the graph's fixed overrides and argument values what the
+robot description (il_ros/robot.py) and the checkpoint say:
+
+- every graph argument is parsed to its declared type (``rtf:=4`` is the double 4.0,
+  ``seed:=3`` the integer 3, ``cameras:=[front,wrist]`` a string array);
+- ``cameras`` left empty: the checkpoint's cameras when the graph runs the controller with a
+  checkpoint, else the robot's first camera (``front`` on the shipped robots: today's
+  recording default). Every camera must be one of the robot's;
+- with a checkpoint, the controller's ``rate_hz`` and the sim's ``state_rate_hz`` are the
+  checkpoint's control rate;
+- the recorder (graphs ``record`` and ``dagger``) records :func:`recorder_topics` and is
+  told :func:`expected_rates`.
+
+ROS-free: it needs neither rclpy nor launch.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from il_ros import keys
+from il_ros.config import ConfigError, GraphConfig, load_graph
+from il_ros.config import GRAPH_ARG_TYPES as ARG_TYPES
+from il_ros.robot import load_robot, robot_path, robots_dir, RobotDescription
+
+EXPERT_LABEL_TOPIC = '/il/expert/label'
+"""The scripted supervisor's label of every state (il_ros/ros/supervisor.py)."""
+
+PACKAGE_TOPICS = {
+    'record': (keys.TOPIC_TELEOP_COMMAND, keys.TOPIC_SIM_STATE, keys.TOPIC_SIM_SUCCESS),
+    'dagger': (keys.TOPIC_CONTROL_SOURCE, keys.TOPIC_TELEOP_COMMAND, keys.TOPIC_INTERVENTION,
+               EXPERT_LABEL_TOPIC, keys.TOPIC_SIM_STATE, keys.TOPIC_SIM_SUCCESS),
+}
+"""The package's own topics the recorder stores in each graph, after the robot's."""
+
+
+def parse_arg(name: str, value, type_: str):
+    """Return the graph argument ``name`` as its declared type.
+
+    ``value`` is launch text (``'4'``, ``'[front,wrist]'``, ``"''"``) or already a Python
+    value (from il-ros's argparse). Raises ConfigError naming the argument and the type.
+    """
+    if type_ not in ARG_TYPES:
+        raise ConfigError(f'graph argument {name}: unknown type {type_!r}; one of {ARG_TYPES}')
+    if isinstance(value, str):
+        text = value.strip()
+        if type_ == 'str':
+            # A YAML-quoted text ('' or '3') is unquoted; anything else is taken as written.
+            return yaml.safe_load(text) if text[:1] in ('"', "'") and len(text) > 1 else value
+        if type_ == 'str_list' and text == '':
+            return []
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise ConfigError(f'graph argument {name}={text!r}: must be {_TYPE_WORDS[type_]}, '
+                              'not valid YAML') from None
+    return _coerce(name, value, type_)
+
+
+_TYPE_WORDS = {'str': 'text', 'int': 'an integer', 'float': 'a number',
+               'bool': 'true or false', 'str_list': 'a list of names, e.g. [front,wrist]'}
+
+
+def _coerce(name: str, value, type_: str):
+    bad = ConfigError(f'graph argument {name}={value!r}: must be {_TYPE_WORDS[type_]}')
+    if type_ == 'str':
+        return '' if value is None else str(value)
+    if type_ == 'bool':
+        if not isinstance(value, bool):
+            raise bad
+        return value
+    if type_ == 'int':
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad
+        return value
+    if type_ == 'float':
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad
+        return float(value)
+    if isinstance(value, str):                     # str_list: one bare name is a list of one
+        value = [value]
+    if not isinstance(value, (list, tuple)) or not all(
+            isinstance(v, str) and v for v in value):
+        raise bad
+    return list(value)
+
+
+@dataclass
+class NodePlan:
+    """One node as both front ends start it."""
+
+    name: str
+    """Node name (``__node``)."""
+    executable: str
+    """Console script / ``il_ros.ros.<executable>``."""
+    params_file: Path | None
+    """Its parameter file under config/, or None."""
+    params: dict = field(default_factory=dict)
+    """Parameter overrides (typed values), applied after the file."""
+    remappings: dict[str, str] = field(default_factory=dict)
+    """Topic remappings."""
+
+
+def recorder_topics(robot: RobotDescription, cameras, graph: str = 'record') -> list[str]:
+    """Topics the recorder stores in ``graph``.
+
+    The robot's selected camera topics, its joint-state topic, its command topic, then the
+    package's own topics of the graph (:data:`PACKAGE_TOPICS`), without repeats.
+    """
+    robot.check_cameras(cameras, 'the recording')
+    topics = [robot.camera(c).topic for c in cameras] + [
+        robot.joint_states.topic, robot.command.topic, *PACKAGE_TOPICS.get(graph, ())]
+    return list(dict.fromkeys(topics))
+
+
+def expected_rates(robot: RobotDescription, cameras) -> list[str]:
+    """``TOPIC=HZ`` of the robot's selected cameras and joint states (the recorder's loss)."""
+    robot.check_cameras(cameras, 'the recording')
+    return ([f'{robot.camera(c).topic}={robot.camera(c).rate_hz:g}' for c in cameras]
+            + [f'{robot.joint_states.topic}={robot.joint_states.rate_hz:g}'])
+
+
+def checkpoint_facts(checkpoint) -> dict:
+    """The cameras and control rate a checkpoint was trained with (its JSON, no torch).
+
+    Raises ConfigError naming the checkpoint when it cannot be read.
+    """
+    from il_ros.checkpoint_meta import read_checkpoint_meta
+    try:
+        spec = read_checkpoint_meta(checkpoint)['spec']
+        return {'cameras': list(spec['cameras']),
+                'control_rate_hz': float(spec['control_rate_hz'])}
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ConfigError(f'checkpoint {checkpoint}: {e}') from None
+
+
+def robot_param(name_or_path: str) -> str:
+    """The ``robot`` parameter for nodes: a shipped name as is, a file as an absolute path."""
+    path = robot_path(name_or_path)
+    return name_or_path if path.parent == robots_dir() else str(path.resolve())
+
+
+def graph_values(graph: GraphConfig, graph_name: str, values: dict) -> dict:
+    """Every argument the graph's nodes use, typed; unset ones at their declared default."""
+    out = {}
+    for arg in graph.graph_args(graph_name):
+        spec = graph.args[arg]
+        given = values.get(arg)
+        out[arg] = parse_arg(arg, spec.default if given is None else given, spec.type)
+    return out
+
+
+def plan_graph(graph_name: str, values: dict, graph: GraphConfig | None = None,
+               extra: dict | None = None) -> dict[str, NodePlan]:
+    """Return ``{node: NodePlan}`` for every member of ``graph_name`` (see the module doc).
+
+    ``values``: graph argument -> text or Python value (missing or None: the default);
+    ``extra``: ``{node: {param: value}}`` applied last (il-ros's own overrides). Raises
+    ConfigError naming the argument, robot file or checkpoint that is wrong.
+    """
+    g = graph or load_graph()
+    if graph_name not in g.graphs:
+        raise ConfigError(f'no graph {graph_name!r} in config/graph.yaml; have '
+                          f'{sorted(g.graphs)}')
+    typed = graph_values(g, graph_name, values)
+    members = g.graphs[graph_name]
+    ckpt = typed.get('checkpoint') if 'controller' in members else None
+    facts = checkpoint_facts(ckpt) if ckpt else None
+    robot = None
+    if 'robot' in typed:
+        robot = load_robot(typed['robot'] or None)
+        typed['robot'] = robot_param(typed['robot'] or robot.name)
+        if 'cameras' in typed:
+            if not typed['cameras']:
+                typed['cameras'] = (facts['cameras'] if facts else robot.camera_names[:1])
+            robot.check_cameras(typed['cameras'], 'the graph argument cameras')
+    plans = {}
+    for name in members:
+        spec = g.nodes[name]
+        params = g.node_params(graph_name, name, typed)
+        if facts and name == 'controller':
+            params.setdefault('rate_hz', facts['control_rate_hz'])
+        if facts and name == 'sim_robot':
+            params.setdefault('state_rate_hz', facts['control_rate_hz'])
+        if name == 'recorder' and robot is not None and 'cameras' in typed:
+            params.setdefault('topics', recorder_topics(robot, typed['cameras'], graph_name))
+            params.setdefault('expected_rates', expected_rates(robot, typed['cameras']))
+        params.update((extra or {}).get(name) or {})
+        plans[name] = NodePlan(name, spec.executable, g.params_path(name), params,
+                               dict(spec.remappings))
+    return plans

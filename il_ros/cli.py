@@ -176,9 +176,16 @@ def _cmd_convert(args) -> int:
     from il_ros import keys
     from il_ros.config import ConfigError
     from il_ros.data.convert import convert, format_reports
-    from il_ros.data.topic_map import ConvertConfig, load_topic_map
+    from il_ros.data.topic_map import ConvertConfig, load_topic_map, TopicMap
     try:
-        topics = load_topic_map(args.topics)
+        if args.robot and not args.topics:
+            from il_ros.robot import load_robot
+            robot = load_robot(args.robot)
+            topics = TopicMap.from_robot(robot, args.cameras or robot.camera_names[:1],
+                                         args.action_topic)
+            args.cameras = args.action_topic = None       # both taken into the topic map
+        else:
+            topics = load_topic_map(args.topics)
         if args.cameras:
             if args.topics:
                 raise ValueError('give the cameras in the --topics YAML or with --cameras, '
@@ -189,7 +196,7 @@ def _cmd_convert(args) -> int:
                 raise ValueError('give the action topic in the --topics YAML or with '
                                  '--action-topic, not both')
             topics.action.topic = args.action_topic
-        cfg = ConvertConfig(topics=topics, rate_hz=args.rate,
+        cfg = ConvertConfig(topics=topics, rate_hz=args.rate, robot=args.robot or '',
                             image_size=tuple(args.image_size),
                             pre_intervention_frames=args.pre_intervention,
                             stale_reject=args.stale_reject,
@@ -352,10 +359,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser('convert', help='turn episode bags into a training dataset')
     p.add_argument('bags', nargs='+', help='bag folders, or folders holding them')
     p.add_argument('--out', required=True, help='dataset folder (created or appended to)')
-    p.add_argument('--topics', help='topic map YAML (default: the package\'s own topics)')
+    p.add_argument('--topics', help='topic map YAML (default: the package\'s own topics, or '
+                   'the --robot\'s)')
+    p.add_argument('--robot', metavar='NAME|YAML',
+                   help='robot description the bags were recorded on (config/robots/NAME.yaml '
+                        'or a path): its topics (unless --topics), and the dataset stores it '
+                        'with the action names, as do the checkpoints trained on it')
     p.add_argument('--cameras', nargs='+', metavar='CAM',
-                   help='cameras of the package\'s own topics /camera/CAM/image_raw '
-                        '(default: front; e.g. --cameras front wrist)')
+                   help='cameras of the package\'s own topics /camera/CAM/image_raw, or with '
+                        '--robot of the robot\'s (default: front, or the robot\'s first; '
+                        'e.g. --cameras front wrist)')
     p.add_argument('--action-topic', metavar='TOPIC',
                    help=f'action label topic (default {keys.TOPIC_COMMAND}); under DART the '
                         f'clean label {keys.TOPIC_TELEOP_COMMAND}')

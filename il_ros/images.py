@@ -111,6 +111,9 @@ def common_preprocess(records: list, size) -> Preprocess:
     found = {}
     for i, rec in enumerate(records):
         pre = Preprocess.from_dict(rec) if rec is not None else Preprocess(size=tuple(size))
+        if pre.size != tuple(size):
+            raise ValueError(f'episode {i} was converted to {list(pre.size)} images but '
+                             f'stores {list(size)}')
         found.setdefault(pre, []).append(i)
     if len(found) > 1:
         raise ValueError('episodes were converted with different image preprocessing: '

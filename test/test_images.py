@@ -397,3 +397,24 @@ def test_the_feed_holds_frames_at_the_cameras_rate():
             for k, f in enumerate(frames)] == list(range(8))
     assert nohold({'joint_pos': 1}, 0.0) == {'joint_pos': 1}
 
+
+
+def test_the_feed_and_render_size_come_from_the_robot_description():
+    from il_ros.robot import load_robot
+    from il_ros.sim.camera_feed import CameraFeed, native_size
+    panda, arm = load_robot('panda'), load_robot('sim_arm')
+    assert native_size(panda, ['front', 'wrist']) == (240, 320)
+    assert native_size(arm, ['front']) == (84, 84)
+    odd = load_robot('panda')
+    odd.camera('wrist').width = 640
+    with pytest.raises(ValueError, match=r'different native sizes \[\(240, 320\), \(240, 640'):
+        native_size(odd, ['front', 'wrist'])
+    policy = SimpleNamespace(spec=SimpleNamespace(image_size=(84, 84)))
+    env = SimpleNamespace(cameras=('front', 'wrist'), robot=panda)
+    feed = CameraFeed.of(env, policy)
+    assert feed.preprocess == Preprocess((84, 84)) and feed.cameras['wrist'].compressed
+    assert feed.cameras['front'].encoding == 'bgr8'
+    assert CameraFeed.of(SimpleNamespace(cameras=('front',)), object()).cameras == {
+        'front': arm.camera('front')}                        # no env.robot: the sim arm
+    with pytest.raises(KeyError, match="no camera 'top'"):
+        CameraFeed.of(SimpleNamespace(cameras=('top',), robot=panda), policy)

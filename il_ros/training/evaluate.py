@@ -41,13 +41,14 @@ EVAL_SEED = keys.EVAL_SEED
 """Base seed of evaluation episodes (demos use seeds below it; see the module doc)."""
 
 
-def _env_args(policy, cameras, image_size, control_rate_hz) -> dict:
+def _env_args(policy, cameras, image_size, control_rate_hz, robot=None) -> dict:
     """Env settings: explicit arguments first, then the policy's RobotSpec, then defaults.
 
-    Cameras render at their native size in the robot description (the policy's view is
-    fitted from it, :class:`~il_ros.sim.camera_feed.CameraFeed`), unless ``image_size``.
+    Cameras render at their native size in the robot description ``robot`` (a name, a path
+    or a RobotDescription; None: the sim arm), the policy's view fitted from it
+    (:class:`~il_ros.sim.camera_feed.CameraFeed`), unless ``image_size`` is given.
     """
-    from il_ros.robot import DEFAULT_ROBOT, load_robot
+    from il_ros.robot import DEFAULT_ROBOT, load_robot, RobotDescription
     from il_ros.sim.camera_feed import native_size
     spec = getattr(policy, 'spec', None)
     cams = cameras if cameras is not None else getattr(spec, 'cameras', None)
@@ -58,7 +59,9 @@ def _env_args(policy, cameras, image_size, control_rate_hz) -> dict:
         out['cameras'] = tuple(cams)
     size = image_size
     if size is None and cams:
-        size = native_size(load_robot(DEFAULT_ROBOT), cams)
+        desc = robot if isinstance(robot, RobotDescription) else load_robot(
+            robot or DEFAULT_ROBOT)
+        size = native_size(desc, cams)
     if size:
         out['image_size'] = tuple(int(v) for v in size)
     if rate:
@@ -115,7 +118,8 @@ def _run_loop(env, policy, seeds, limit, progress, loop_config, worker
 def evaluate(policy, task: str, episodes: int = 50, seed: int = EVAL_SEED,
              render: bool = True, progress: bool = True, cameras=None, image_size=None,
              control_rate_hz: float | None = None, max_steps: int | None = None,
-             env=None, direct: bool = False, loop_config=None, worker=None) -> dict:
+             env=None, direct: bool = False, loop_config=None, worker=None,
+             robot=None) -> dict:
     """Run ``policy`` for ``episodes`` episodes of ``task`` and summarize.
 
     Args:
@@ -141,6 +145,9 @@ def evaluate(policy, task: str, episodes: int = 50, seed: int = EVAL_SEED,
             (default: the node's defaults, enabled at the env's rate).
         worker: the loop's inference worker (default
             :class:`~il_ros.sim.loop_episode.NextTickWorker`, see there).
+        robot: the sim robot (a name, a YAML path or a RobotDescription; None: the sim
+            arm), passed to ``make_env`` when given; its cameras' native sizes set the
+            render size.
 
     Returns:
         A JSON-able dict: 'task', 'episodes', 'seed', 'success_rate', 'successes',
@@ -162,8 +169,8 @@ def evaluate(policy, task: str, episodes: int = 50, seed: int = EVAL_SEED,
         raise ValueError(f'episodes must be >= 1, got {episodes}')
     own_env = env is None
     if own_env:
-        env = make_env(task, render=render,
-                       **_env_args(policy, cameras, image_size, control_rate_hz))
+        env = make_env(task, render=render, **({'robot': robot} if robot is not None else {}),
+                       **_env_args(policy, cameras, image_size, control_rate_hz, robot))
     elif env.task != task:
         raise ValueError(f'env is a {env.task!r} env, not {task!r}')
     limit = step_limit(env, max_steps)

@@ -17,8 +17,8 @@ data) or a ``sensor_msgs/CompressedImage`` (format, data), from rclpy or rosbags
   and for in-process evaluation, which sends each rendered frame through its camera's
   encoding (:func:`as_received`) so that it sees what the controller would.
 
-OpenCV is imported on first use (it is slow to import and the pure-numpy raw paths do not
-need it).
+OpenCV is imported on first use (it is slow to import; an rgb8 image at the policy's size
+needs none of it).
 """
 from __future__ import annotations
 

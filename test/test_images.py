@@ -159,7 +159,7 @@ def test_fit_options():
     centre = images.fit(rgb, Preprocess((30, 30)))
     assert np.array_equal(centre, cv2.resize(rgb[:, 30:90], (30, 30),
                                              interpolation=cv2.INTER_AREA))
-    assert images.fit(rgb, Preprocess((60, 120))) is not None
+    assert np.array_equal(images.fit(rgb, Preprocess((60, 120), interpolation="cubic")), rgb)
 
 
 # ---- the preprocessing record: dataset -> training -> checkpoint ---------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from il_ros.images import Preprocess
 from il_ros.keys import CHECKPOINT_CONFIG_FILE
 
 CHECKPOINT_FORMAT = 'il_ros.policy/1'
@@ -50,3 +51,23 @@ def read_checkpoint_meta(path) -> dict:
         raise ValueError(f'{file}: invalid checkpoint description: needs a JSON object with '
                          f'"config" and "spec"')
     return meta
+
+
+def checkpoint_preprocess(meta: dict) -> Preprocess | None:
+    """The image preprocessing of a checkpoint's JSON description (``meta``).
+
+    Its ``preprocess`` record (the dataset's, copied by the trainer), or for a checkpoint
+    written before the record existed the default (centre crop + area resize) at its spec's
+    ``image_size``; None for a policy without cameras. ValueError when the record is invalid
+    or its size is not the spec's.
+    """
+    size = tuple(int(s) for s in meta['spec'].get('image_size') or ())
+    if not meta['spec'].get('cameras') or len(size) != 2 or min(size) < 1:
+        return None
+    record = meta.get('preprocess')
+    if record is None:
+        return Preprocess(size=size)
+    pre = Preprocess.from_dict(record)
+    if pre.size != size:
+        raise ValueError(f'preprocess size {list(pre.size)} != spec image_size {list(size)}')
+    return pre

@@ -9,7 +9,7 @@ from il_ros.control.chunks import ActionQueue
 from il_ros.control.safety import (check_limit_settings, check_step_limit,
                                    check_step_settings, SafetyConfig, SafetyFilter,
                                    SettingError, Status, step_limits, StepLimitError)
-from il_ros.control.streams import duplicate_names, image_format_problem, StreamClock
+from il_ros.control.streams import duplicate_names, StreamClock
 
 P = 0.05  # control period
 
@@ -169,11 +169,7 @@ def test_a_stream_with_frozen_stamps_ages_while_messages_arrive():
     assert z.update(0.0, 0) and z.update(0.1, 0) and z.age(0.1) == 0.0
 
 
-def test_image_format_and_joint_name_checks():
-    assert image_format_problem('rgb8', 32, 24, (24, 32)) is None
-    assert image_format_problem('bgr8', 32, 24, (24, 32)) is None
-    assert 'mono8' in image_format_problem('mono8', 32, 24, (24, 32))
-    assert '16x16' in image_format_problem('rgb8', 16, 16, (24, 32))
+def test_joint_name_checks():
     assert duplicate_names(['a', 'b', 'a', 'c', 'b']) == ['a', 'b']
     assert duplicate_names(['a', 'b']) == []
 

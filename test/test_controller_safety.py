@@ -14,8 +14,9 @@ event-based with a generous timeout, and what is checked is what reaches the top
   topic (``chunk_policy`` reject); ``max_invalid_chunks`` of them in a row latch a fault:
   nothing but HOLD is published, also across a hot swap and a human takeover, until
   ``~/reset``, which clears it;
-- a camera whose header stamp freezes while its messages keep arriving, a mono8 or resized
-  image, and a JointState naming a joint twice each HOLD with a warning naming the topic.
+- a camera whose header stamp freezes while its messages keep arriving, a mono8 or 16UC1
+  image, and a JointState naming a joint twice each HOLD with a warning naming the topic (an
+  image of another size is fitted to the checkpoint's: test_images).
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ pytest.importorskip('rclpy')
 from std_msgs.msg import Float64MultiArray  # noqa: E402
 from std_srvs.srv import SetBool, Trigger  # noqa: E402
 
-from test_controller_node import HW, make_checkpoint, Robot, start  # noqa: E402
+from test_controller_node import make_checkpoint, Robot, start  # noqa: E402
 
 FAR = np.array([0.9, -0.9, 0.9])      # outside the tiny policy's action range (+-0.5)
 POSE = np.array([0.1, -0.2, 0.3])     # Robot.joints: the measured pose, in action order
@@ -215,8 +216,8 @@ def test_frozen_camera_and_malformed_streams_hold_naming_the_topic(procs, ros_no
                             ros_node.get_clock().now().to_msg() if on else None)),
         ('bad_image', "/camera/front/image_raw: encoding 'mono8'",
          lambda on: setattr(robot, 'encoding', 'mono8' if on else 'rgb8')),
-        ('bad_image', '/camera/front/image_raw: image is 16x16',
-         lambda on: setattr(robot, 'size', 16 if on else HW)),
+        ('bad_image', "/camera/front/image_raw: encoding '16UC1'",   # (any size is fitted)
+         lambda on: setattr(robot, 'encoding', '16UC1' if on else 'rgb8')),
         ('bad_joint_states', "/joint_states: joints ['j0'] are named more than once",
          lambda on: setattr(robot, 'joint_names', ['j0', 'j2', 'j1', 'j0'] if on
                             else ['other', 'j2', 'j1', 'j0'])),

@@ -19,7 +19,7 @@ class Block:
 sys.meta_path.insert(0, Block())
 import il_ros
 count = 0
-for sub in ('keys', 'config', 'resources', 'fsio', 'render', 'checkpoint_meta', 'data',
+for sub in ('keys', 'config', 'resources', 'fsio', 'render', 'checkpoint_meta', 'images', 'data',
             'models', 'training', 'control', 'sim'):
     mod = importlib.import_module('il_ros.' + sub)
     count += 1

@@ -1,4 +1,4 @@
-"""Observation streams: is the newest sample new, and is it in a form the policy can use.
+"""Observation streams: is the newest sample new, and does a joint state name a joint twice.
 
 ROS-free; the controller feeds it receive times and header stamps.
 
@@ -13,12 +13,6 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-
-COLOR_ENCODINGS = ('rgb8', 'bgr8', 'rgba8', 'bgra8')
-"""sensor_msgs/Image encodings that convert exactly to the RGB the policies were trained on.
-
-Anything else (mono8, 16-bit, depth) is refused: a grey image replicated into three channels
-is not what a policy trained on colour images has seen."""
 
 
 @dataclass
@@ -53,21 +47,6 @@ class StreamClock:
         """Tell whether messages arrive within ``limit_s`` but their stamp stopped advancing."""
         return (self.recv_t is not None and now - self.recv_t <= limit_s
                 and not self.age(now) <= limit_s)
-
-
-def image_format_problem(encoding: str, width: int, height: int,
-                         want_hw: tuple[int, int]) -> str | None:
-    """Why an Image of this encoding and size cannot feed the policy, or None when it can.
-
-    ``want_hw`` is the checkpoint's (height, width).
-    """
-    if encoding not in COLOR_ENCODINGS:
-        return (f'encoding {encoding!r} is not a colour encoding the policy can use '
-                f'({", ".join(COLOR_ENCODINGS)})')
-    if (int(height), int(width)) != tuple(want_hw):
-        return (f'image is {width}x{height}, the policy needs {want_hw[1]}x{want_hw[0]} '
-                '(WxH)')
-    return None
 
 
 def duplicate_names(names) -> list[str]:

@@ -7,8 +7,9 @@ Two passes keep memory flat for long, high-resolution episodes:
    the fallback); images are *not* deserialized: their CDR header is parsed by hand for the
    stamp, size and encoding. A bag under ``keep_images_bytes`` keeps the image bytes.
 2. ``BagFile.images`` decodes only the frames the resampler picked (Image rgb8/bgr8/mono8/
-   rgba8/bgra8, or CompressedImage jpeg/png), cropped and resized to the dataset size,
-   re-reading the bag only when pass 1 kept no bytes.
+   rgba8/bgra8, or CompressedImage jpeg/png) and fits them to the dataset size with
+   :mod:`il_ros.images` (the controller's pipeline), re-reading the bag only when pass 1
+   kept no bytes.
 
 Every problem is raised as BagError naming the file, the topic and the time.
 """
@@ -23,8 +24,8 @@ from rosbags.rosbag2 import Reader
 from rosbags.typesys import Stores, get_typestore
 
 from il_ros.data.topic_map import ConvertConfig
+from il_ros.images import decode_message, fit, ImageError, Preprocess
 
-_CHANNELS = {'rgb8': 3, 'bgr8': 3, 'mono8': 1, 'rgba8': 4, 'bgra8': 4}
 _DEFAULT_TYPESTORE = get_typestore(Stores.ROS2_KILTED)
 IMAGE_TYPES = ('sensor_msgs/msg/Image', 'sensor_msgs/msg/CompressedImage')
 
@@ -294,7 +295,7 @@ class BagFile:
     def images(self, role: str, indices: np.ndarray) -> np.ndarray:
         """Pass 2: (len(indices), H, W, 3) uint8 frames of a camera role, by message index."""
         conn = self.conns[self.roles[role]]
-        size = self.cfg.image_size
+        preprocess = conversion_preprocess(self.cfg)
         wanted = np.unique(indices)
         jobs = {}
         k = 0
@@ -312,51 +313,20 @@ class BagFile:
                     continue
                 where = f'{self.path}: {conn.topic} (message {i})'
                 jobs[i] = pool.submit(image_pixels, self._deserialize(raw, conn.msgtype),
-                                      size, where)
+                                      preprocess, where)
                 k += 1
             decoded = {i: job.result() for i, job in jobs.items()}
         return np.stack([decoded[i] for i in indices])  # (T, H, W, 3)
 
 
-def image_pixels(msg, size: tuple[int, int], where: str) -> np.ndarray:
-    """(H, W, 3) uint8 RGB of an Image or CompressedImage message, fitted to ``size``."""
-    import cv2
-    if hasattr(msg, 'format'):  # CompressedImage
-        bgr = cv2.imdecode(np.asarray(msg.data, np.uint8), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise BagError(f'{where}: cannot decode CompressedImage ({msg.format!r})')
-        rgb = bgr[..., ::-1]
-    else:
-        ch = _CHANNELS.get(msg.encoding)
-        if ch is None:
-            raise BagError(f'{where}: unsupported image encoding {msg.encoding!r}; '
-                           f'supported: {sorted(_CHANNELS)}')
-        buf = np.asarray(msg.data, np.uint8)
-        if buf.size < msg.step * msg.height or msg.step < msg.width * ch:
-            raise BagError(f'{where}: image data has {buf.size} bytes for '
-                           f'{msg.height}x{msg.width} {msg.encoding} (step {msg.step})')
-        img = buf[:msg.step * msg.height].reshape(msg.height, msg.step)[:, :msg.width * ch]
-        img = img.reshape(msg.height, msg.width, ch)
-        if ch == 1:
-            rgb = np.repeat(img, 3, axis=2)
-        elif msg.encoding.startswith('bgr'):
-            rgb = img[..., 2::-1]
-        else:
-            rgb = img[..., :3]
-    return fit_image(rgb, size)
+def image_pixels(msg, preprocess: Preprocess, where: str) -> np.ndarray:
+    """The policy input of an Image or CompressedImage message (:mod:`il_ros.images`)."""
+    try:
+        return fit(decode_message(msg), preprocess)
+    except ImageError as e:
+        raise BagError(f'{where}: {e}') from None
 
 
-def fit_image(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Center-crop to the aspect ratio of ``size`` (H, W), then resize (area filter)."""
-    import cv2
-    h, w = rgb.shape[:2]
-    th, tw = size
-    if (h, w) == (th, tw):
-        return np.ascontiguousarray(rgb)
-    if h * tw > w * th:        # too tall: crop rows
-        keep = round(w * th / tw)
-        rgb = rgb[(h - keep) // 2:(h - keep) // 2 + keep]
-    elif h * tw < w * th:      # too wide: crop columns
-        keep = round(h * tw / th)
-        rgb = rgb[:, (w - keep) // 2:(w - keep) // 2 + keep]
-    return cv2.resize(np.ascontiguousarray(rgb), (tw, th), interpolation=cv2.INTER_AREA)
+def conversion_preprocess(cfg: ConvertConfig) -> Preprocess:
+    """The image preprocessing of a conversion (recorded in every episode's meta)."""
+    return Preprocess(size=cfg.image_size)

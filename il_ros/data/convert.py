@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from il_ros import keys
-from il_ros.data.bag_reader import BagError, BagFile
+from il_ros.data.bag_reader import BagError, BagFile, conversion_preprocess
 from il_ros.data.episodes import (episode_status, lossy_topics, STATUS_COMPLETE_WITH_LOSS,
                                   STATUS_INCOMPLETE, STATUS_RECORDING)
 from il_ros.data.resample import (choose_timing, first_backwards, latest_at_or_before,
@@ -259,7 +259,8 @@ def convert_bag(bag: Path, cfg: ConvertConfig, report: EpisodeReport, sid: str):
                 'joint_names': data.joint_names, 'time_sources': report.time_sources,
                 'warnings': report.warnings, 'rate_hz': cfg.rate_hz,
                 'episode_status': report.episode_status,
-                'stale_hold_frames': report.stale_hold}
+                'stale_hold_frames': report.stale_hold,
+                'preprocess': conversion_preprocess(cfg).to_dict()}
     if cfg.robot:
         robot = load_robot(cfg.robot)
         meta_out.update(robot=robot.to_dict(), action_names=robot.action_names)

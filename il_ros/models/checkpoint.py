@@ -3,7 +3,7 @@
 Layout (the file names are :data:`il_ros.keys.CHECKPOINT_CONFIG_FILE`, ``..._MODEL_FILE``
 and ``..._EMA_FILE``)::
 
-    <path>/policy.json          format, config, spec, normalizers, extra
+    <path>/policy.json          format, config, spec, normalizers, preprocess, extra
     <path>/model.safetensors    the policy's state dict
     <path>/ema.safetensors      optional EMA weights (the same keys or a subset)
 
@@ -21,9 +21,11 @@ from pathlib import Path
 
 import torch
 
-from il_ros.checkpoint_meta import CHECKPOINT_FORMAT as FORMAT, read_checkpoint_meta
+from il_ros.checkpoint_meta import (CHECKPOINT_FORMAT as FORMAT, checkpoint_preprocess,
+                                   read_checkpoint_meta)
 from il_ros.data.stats import Normalizer
 from il_ros.fsio import atomic_write
+from il_ros.images import preprocess_of
 from il_ros.keys import (CHECKPOINT_CONFIG_FILE as CONFIG_FILE,  # short local names
                          CHECKPOINT_EMA_FILE as EMA_FILE, CHECKPOINT_MODEL_FILE as MODEL_FILE)
 from il_ros.models.builders import assemble_policy
@@ -46,12 +48,17 @@ def save_checkpoint(policy, path, extra: dict | None = None,
 
     ``extra``: JSON-able training info (step, metrics, dataset...), returned by
     :func:`load_checkpoint`. ``ema_state``: a state dict of the EMA copy of the policy.
+    The JSON's ``preprocess`` says how camera images become the policy's input
+    (:func:`il_ros.images.preprocess_of`: the policy's ``preprocess`` attribute, which the
+    trainer sets from the dataset, else the default at its image size).
     """
     from safetensors.torch import save_file
     path = Path(path)
     try:
+        pre = preprocess_of(policy)
         meta = {'format': FORMAT, 'config': policy.cfg.to_dict(), 'spec': policy.spec.to_dict(),
                 'normalizers': {k: n.to_dict() for k, n in policy.normalizers.items()},
+                'preprocess': pre.to_dict() if pre is not None else None,
                 'extra': extra or {}, 'ema': ema_state is not None}
         text = json.dumps(meta, indent=1, sort_keys=True, allow_nan=False)
     except (TypeError, ValueError) as e:
@@ -107,6 +114,9 @@ def _upgrade_config(config):
 def load_checkpoint(path, expect=None, use_ema: bool = True):
     """Load a checkpoint folder -> ``(policy, extra)``; the policy is in eval mode.
 
+    ``policy.preprocess`` is the checkpoint's image preprocessing
+    (:func:`il_ros.checkpoint_meta.checkpoint_preprocess`).
+
     ``expect`` (a RobotSpec): the robot it will drive; any difference raises
     CheckpointMismatch naming the fields (e.g. ``action_dim 6 != 7``, checkpoint first).
     ``use_ema``: load the EMA weights when the checkpoint has them.
@@ -124,6 +134,7 @@ def load_checkpoint(path, expect=None, use_ema: bool = True):
         cfg = PolicyConfig.from_dict(_upgrade_config(meta['config']))
         spec = RobotSpec.from_dict(meta['spec'])
         norms = {k: Normalizer.from_dict(d) for k, d in meta['normalizers'].items()}
+        preprocess = checkpoint_preprocess(meta)
     except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f'{cfg_file}: invalid checkpoint description: {e}') from None
     if expect is not None:
@@ -141,6 +152,7 @@ def load_checkpoint(path, expect=None, use_ema: bool = True):
                                      f'{unknown[:5]}')
         state.update(ema)
     _load_state(policy, state, model_file)
+    policy.preprocess = preprocess
     return policy.eval(), meta.get('extra', {})
 
 

@@ -43,6 +43,7 @@ from il_ros.control.slot import (config_mtime, PolicySlot, Refused, robot_limits
                                  RobotOverrides)
 from il_ros.control.worker import ThreadWorker
 from il_ros.fsio import atomic_write_json
+from il_ros.images import preprocess_of
 from il_ros.render import setup_headless_gl
 from il_ros.ros.command_adapters import make_adapter
 from il_ros.ros.controller_params import declare_all, loop_config, RUNTIME
@@ -170,6 +171,7 @@ class Controller(Node):
 
     def _on_swap(self, loaded) -> None:
         self.proprio = list(loaded.policy.cfg.proprio_keys)
+        self.streams.preprocess = preprocess_of(loaded.policy)   # the checkpoint's record
         self._sync_checkpoint_param(None)
 
     # ------------------------------------------------------------------ callbacks

@@ -6,7 +6,8 @@ from builtin_interfaces.msg import Time
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Float64MultiArray, MultiArrayDimension
 
-_CHANNELS = {'rgb8': 3, 'bgr8': 3, 'mono8': 1, 'rgba8': 4, 'bgra8': 4}
+from il_ros.images import (decode_message, encode_compressed, encode_raw, ImageError,
+                           JPEG_QUALITY)
 
 
 def to_time(seconds: float) -> Time:
@@ -15,43 +16,51 @@ def to_time(seconds: float) -> Time:
     return Time(sec=sec, nanosec=min(int(round((seconds - sec) * 1e9)), 999_999_999))
 
 
-def image_msg(rgb: np.ndarray, stamp: float, frame_id: str) -> Image:
-    """sensor_msgs/Image (rgb8) from an (H, W, 3) uint8 array."""
-    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise ValueError(f'expected an (H, W, 3) uint8 image, got {rgb.shape} {rgb.dtype}')
+def image_msg(rgb: np.ndarray, stamp: float, frame_id: str, encoding: str = 'rgb8') -> Image:
+    """sensor_msgs/Image in ``encoding`` (rgb8, bgr8, mono8, rgba8, bgra8) of (H, W, 3) RGB."""
+    try:
+        data, step = encode_raw(rgb, encoding)
+    except ImageError as e:
+        raise ValueError(str(e)) from None
     msg = Image()
     msg.header.stamp = to_time(stamp)
     msg.header.frame_id = frame_id
     msg.height, msg.width = int(rgb.shape[0]), int(rgb.shape[1])
-    msg.encoding = 'rgb8'
+    msg.encoding = encoding
     msg.is_bigendian = 0
-    msg.step = msg.width * 3
-    msg.data = np.ascontiguousarray(rgb).tobytes()
+    msg.step = step
+    msg.data = data
     return msg
 
 
+def compressed_image_msg(rgb: np.ndarray, stamp: float, frame_id: str, fmt: str = 'jpeg',
+                         quality: int = JPEG_QUALITY) -> CompressedImage:
+    """sensor_msgs/CompressedImage (jpeg or png) of an (H, W, 3) uint8 RGB array."""
+    try:
+        data = encode_compressed(rgb, fmt, quality)
+    except ImageError as e:
+        raise ValueError(str(e)) from None
+    msg = CompressedImage()
+    msg.header.stamp = to_time(stamp)
+    msg.header.frame_id = frame_id
+    msg.format = fmt
+    msg.data = data
+    return msg
+
+
+def camera_msg(rgb: np.ndarray, stamp: float, frame_id: str, camera) -> Image | CompressedImage:
+    """The message a robot description's ``camera`` (il_ros.robot.Camera) publishes."""
+    if camera.compressed:
+        return compressed_image_msg(rgb, stamp, frame_id, camera.encoding)
+    return image_msg(rgb, stamp, frame_id, camera.encoding)
+
+
 def image_to_rgb(msg: Image | CompressedImage) -> np.ndarray:
-    """(H, W, 3) uint8 RGB from an Image (rgb8, bgr8, mono8, rgba8, bgra8) or CompressedImage."""
-    import cv2
-    if isinstance(msg, CompressedImage):
-        bgr = cv2.imdecode(np.frombuffer(bytes(msg.data), np.uint8), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise ValueError(f'cannot decode CompressedImage with format {msg.format!r}')
-        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-    ch = _CHANNELS.get(msg.encoding)
-    if ch is None:
-        raise ValueError(f'unsupported image encoding {msg.encoding!r}; '
-                         f'supported: {sorted(_CHANNELS)}')
-    buf = np.frombuffer(bytes(msg.data), np.uint8)
-    if buf.size < msg.step * msg.height:
-        raise ValueError(f'image data has {buf.size} bytes, expected {msg.step * msg.height}')
-    img = buf[:msg.step * msg.height].reshape(msg.height, msg.step)[:, :msg.width * ch]
-    img = img.reshape(msg.height, msg.width, ch)
-    if msg.encoding == 'mono8':
-        return np.repeat(img, 3, axis=2)
-    if msg.encoding.startswith('bgr'):
-        img = img[..., 2::-1]
-    return np.ascontiguousarray(img[..., :3])
+    """(H, W, 3) uint8 RGB of an Image or CompressedImage (:func:`il_ros.images.decode_message`).
+
+    Raises ImageError (a ValueError) naming what is wrong.
+    """
+    return decode_message(msg)
 
 
 def joint_state_msg(names, pos, vel, effort, stamp: float) -> JointState:

@@ -2,11 +2,17 @@
 
 :class:`Streams` keeps the newest message of every stream with its receive time and
 freshness (:class:`~il_ros.control.streams.StreamClock`) and builds the policy's frame
-from them. A stream that cannot feed the policy makes the observation invalid (the loop
-HOLDs), with a throttled warning naming the topic:
+from them. Every camera image goes through :mod:`il_ros.images`, the pipeline conversion
+uses: decoded (any raw colour encoding, JPEG or PNG) and fitted to the checkpoint's image
+size with the checkpoint's preprocessing (:attr:`Streams.preprocess`, set by the node when
+a checkpoint is swapped in; a checkpoint without a record: centre crop + area resize), so a
+640x480 bgr8 or JPEG camera feeds an 84x84 policy exactly as its recording was converted.
+A stream that cannot feed the policy makes the observation invalid (the loop HOLDs), with
+a throttled warning naming the topic:
 
 - ``no_image`` / ``no_joint_states``: nothing arrived yet;
-- ``bad_image``: not a colour encoding (``mono8``...), the wrong size, or undecodable;
+- ``bad_image``: not a colour encoding (``mono8``, ``16UC1``...), a size that does not match
+  its data, or an undecodable JPEG/PNG;
 - ``bad_joint_states``: a joint named twice in one message, a missing or non-finite joint;
 - ``frozen``: messages arrive but their header stamp stopped advancing;
 - ``stale``: the stalest stream is older than the watchdog.
@@ -21,7 +27,8 @@ from sensor_msgs.msg import Image, JointState
 
 from il_ros import keys
 from il_ros.control.loop_types import Observation
-from il_ros.control.streams import duplicate_names, image_format_problem, StreamClock
+from il_ros.control.streams import duplicate_names, StreamClock
+from il_ros.images import COLOR_ENCODINGS, fit, ImageError, Preprocess
 from il_ros.ros.conversions import image_to_rgb
 
 JS = ' joint_states'
@@ -47,7 +54,8 @@ class Streams:
         self.images: dict[str, tuple] = {}        # camera -> (msg, receive time)
         self.clocks = defaultdict(StreamClock)    # camera (or JS) -> newest new sample
         self.encodings: dict[str, str] = {}       # camera -> encoding of its last good image
-        self._rgb: dict[str, tuple] = {}          # camera -> (msg, rgb) conversion cache
+        self._rgb: dict[str, tuple] = {}          # camera -> (msg, preprocess, policy input)
+        self.preprocess: Preprocess | None = None  # the checkpoint's; None: the default
         self.js = None                            # (msg, receive time)
 
     def on_image(self, cam: str, msg, t: float) -> None:
@@ -94,13 +102,14 @@ class Streams:
             self.warn('js_none', f'no joint state on {self.js_topic} yet: HOLD', 5.0)
             return None, math.inf, 'no_joint_states'
         ages, frame = [], {}
+        pre = self.preprocess or Preprocess(size=tuple(robot.image_size))
         for cam, topic in self.camera_topics.items():
             entry = self.images.get(cam)
             if entry is None:
                 self.warn(f'img_none_{cam}', f'no image on {topic} yet: HOLD', 5.0)
                 return None, math.inf, 'no_image'
             ages.append(self.clocks[cam].age(now))
-            rgb = self._rgb_of(cam, topic, entry[0], tuple(robot.image_size))
+            rgb = self._rgb_of(cam, topic, entry[0], pre)
             if rgb is None:
                 return None, max(ages), 'bad_image'
             frame[keys.image_key(cam)] = rgb
@@ -148,14 +157,15 @@ class Streams:
             return None
         return out
 
-    def _rgb_of(self, cam: str, topic: str, msg, want: tuple) -> np.ndarray | None:
-        """The RGB image of ``msg``, or None (HOLD) with a warning naming the topic."""
+    def _rgb_of(self, cam: str, topic: str, msg, preprocess: Preprocess) -> np.ndarray | None:
+        """The policy input of ``msg``, or None (HOLD) with a warning naming the topic."""
         cached = self._rgb.get(cam)
-        if cached is not None and cached[0] is msg:
-            return cached[1]
+        if cached is not None and cached[0] is msg and cached[1] == preprocess:
+            return cached[2]
         if isinstance(msg, Image):
-            problem = image_format_problem(msg.encoding, msg.width, msg.height, want)
-            if problem:
+            if msg.encoding not in COLOR_ENCODINGS:
+                problem = (f'encoding {msg.encoding!r} is not a colour encoding the policy '
+                           f'can use ({", ".join(COLOR_ENCODINGS)})')
                 self.warn(f'img_bad_{cam}:{problem}', f'{topic}: {problem}: HOLD')
                 return None
             old = self.encodings.get(cam)
@@ -164,15 +174,9 @@ class Streams:
                                  '(converted to RGB)')
             self.encodings[cam] = msg.encoding
         try:
-            rgb = image_to_rgb(msg)
-        except ValueError as e:
+            rgb = fit(image_to_rgb(msg), preprocess)
+        except ImageError as e:
             self.warn(f'img_bad_{cam}', f'{topic}: {e}: HOLD')
             return None
-        if rgb.shape[:2] != want:
-            self.warn(f'img_bad_{cam}', f'{topic}: image is {rgb.shape[1]}x{rgb.shape[0]}, '
-                      f'the policy needs {want[1]}x{want[0]} (WxH): HOLD')
-            return None
-        if not rgb.flags.writeable:
-            rgb = rgb.copy()        # torch wants writable arrays
-        self._rgb[cam] = (msg, rgb)
+        self._rgb[cam] = (msg, preprocess, rgb)
         return rgb

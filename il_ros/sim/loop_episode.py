@@ -19,6 +19,10 @@ takeover arbiter. What differs from the node is only the transport and the clock
   executes actions 0-1 of each chunk where the node executes 1-2, and the demo's lift
   checkpoint succeeded in 37 of 50 episodes instead of the node's 45 (46 with this worker;
   docs/benchmarks.md);
+- the policy sees the env's cameras as the controller sees the robot's
+  (:class:`~il_ros.sim.camera_feed.CameraFeed`): each frame sent through its camera's
+  encoding (JPEG included), fitted to the checkpoint's image size with its preprocessing,
+  and repeated while a camera slower than the loop has no new sample;
 - tick ``k`` of an episode runs at ``now = k * control_dt`` with observations of age 0; the
   measured positions are the env's joint positions mapped by name into command order (NaN
   for a value no joint measures: the gripper), as the node maps a JointState;
@@ -47,6 +51,7 @@ import numpy as np
 from il_ros.control.loop import ControlLoop
 from il_ros.control.loop_types import HumanInput, LoopConfig, Observation, TickResult
 from il_ros.control.worker import InlineWorker
+from il_ros.sim.camera_feed import CameraFeed
 from il_ros.sim.runner import episode_result, EpisodeResult, judge, step_limit
 
 FAULT_PREFIX = 'fault_'
@@ -111,15 +116,19 @@ class SimLoop:
         name: the policy's name in the loop's status.
         log: the loop's logger (default ``il_ros.sim.loop``, silent unless configured).
         worker: the inference worker (default :class:`NextTickWorker`).
+        feed: what the policy sees of the env's cameras (default
+            :meth:`CameraFeed.of(env, policy) <il_ros.sim.camera_feed.CameraFeed.of>`: the
+            controller's view of the robot's cameras, fitted with the policy's preprocessing).
     """
 
     def __init__(self, env, policy, cfg: LoopConfig | None = None, name: str | None = None,
-                 log: logging.Logger | None = None, worker=None):
+                 log: logging.Logger | None = None, worker=None, feed: CameraFeed | None = None):
         cfg = cfg if cfg is not None else sim_loop_config(env)
         if not cfg.enabled or abs(cfg.rate_hz * env.control_dt - 1.0) > 1e-9:
             raise ValueError(f'the loop must be enabled at the env rate {1 / env.control_dt:g} '
                              f'Hz, got enabled={cfg.enabled}, rate_hz={cfg.rate_hz:g}')
         self.env = env
+        self.feed = feed if feed is not None else CameraFeed.of(env, policy)
         self.loop = ControlLoop(cfg, worker=worker if worker is not None else NextTickWorker(),
                                 limits=self._limits,
                                 log=log or _LOG)
@@ -150,10 +159,12 @@ class SimLoop:
 
         ``human(obs)``: the human's input for the tick about to run (None: nothing).
         ``on_tick(obs, result)``: called after every tick that stepped the env, with the
-        observation the tick acted on and what the loop decided.
+        observation the tick acted on (its images as the policy saw them: :attr:`feed`) and
+        what the loop decided.
         """
-        env, loop = self.env, self.loop
-        obs = env.reset(seed=seed)
+        env, loop, feed = self.env, self.loop, self.feed
+        feed.reset()
+        obs = feed(env.reset(seed=seed), 0.0)
         getattr(loop.worker, 'drain', loop.worker.take)()   # no plan of the last episode
         loop.restart(seed)
         limit = step_limit(env, max_steps)
@@ -175,8 +186,8 @@ class SimLoop:
                 nxt, ok = env.observe(), env.success()
             if on_tick is not None:
                 on_tick(obs, res)
-            obs = nxt
             steps += 1
+            obs = feed(nxt, steps * env.control_dt)
             verdict = judge(env, steps, limit, ok)
         self.handovers += loop.arbiter.handovers     # restart() makes a new arbiter
         out = episode_result(env, seed, verdict[0], steps, verdict[1])

@@ -9,7 +9,10 @@ from seed 0. The scripted experts were checked on seeds 1000-1299 (docs/sim.md).
 By default the policy runs as deployed: through the controller's
 :class:`~il_ros.control.loop.ControlLoop` (:class:`il_ros.sim.loop_episode.SimLoop`), with
 the node's default safety filter, step limits, chunk guard, action queue and plan-ahead rule,
-so in-process success measures what the controller node would do on the same seeds. The
+so in-process success measures what the controller node would do on the same seeds. Its
+cameras render at their native size and reach the policy as the controller's would: through
+their encoding (JPEG included), fitted with the checkpoint's preprocessing, frames repeated
+for a camera slower than the loop (:mod:`il_ros.sim.camera_feed`). The
 policy is reset (seeded) at the start of every episode and run under ``torch.no_grad`` in
 eval mode. A NaN from the policy latches the loop's fault and ends the episode as a failure
 ``fault_nonfinite_chunk``; repeated invalid chunks (or inference errors) as
@@ -38,16 +41,27 @@ EVAL_SEED = keys.EVAL_SEED
 """Base seed of evaluation episodes (demos use seeds below it; see the module doc)."""
 
 
-def _env_args(policy, cameras, image_size, control_rate_hz) -> dict:
-    """Env settings: explicit arguments first, then the policy's RobotSpec, then defaults."""
+def _env_args(policy, cameras, image_size, control_rate_hz, robot=None) -> dict:
+    """Env settings: explicit arguments first, then the policy's RobotSpec, then defaults.
+
+    Cameras render at their native size in the robot description ``robot`` (a name, a path
+    or a RobotDescription; None: the sim arm), the policy's view fitted from it
+    (:class:`~il_ros.sim.camera_feed.CameraFeed`), unless ``image_size`` is given.
+    """
+    from il_ros.robot import DEFAULT_ROBOT, load_robot, RobotDescription
+    from il_ros.sim.camera_feed import native_size
     spec = getattr(policy, 'spec', None)
     cams = cameras if cameras is not None else getattr(spec, 'cameras', None)
-    size = image_size if image_size is not None else getattr(spec, 'image_size', None)
     rate = control_rate_hz if control_rate_hz is not None else getattr(
         spec, 'control_rate_hz', None)
     out = {}
     if cams:
         out['cameras'] = tuple(cams)
+    size = image_size
+    if size is None and cams:
+        desc = robot if isinstance(robot, RobotDescription) else load_robot(
+            robot or DEFAULT_ROBOT)
+        size = native_size(desc, cams)
     if size:
         out['image_size'] = tuple(int(v) for v in size)
     if rate:
@@ -64,18 +78,26 @@ def _reset(policy, seed: int) -> None:
 
 
 def _run_direct(env, policy, seeds, limit, progress) -> tuple[list, dict]:
-    """The episodes with ``policy.act`` driving the env unfiltered; (results, extra)."""
+    """The episodes with ``policy.act`` driving the env unfiltered; (results, extra).
+
+    The policy sees the cameras as through the control loop (the same CameraFeed).
+    """
+    from il_ros.sim.camera_feed import CameraFeed
     timing = {'act_s': 0.0, 'calls': 0}
+    feed = CameraFeed.of(env, policy)
 
     def act(obs):
         t0 = time.perf_counter()
-        action = policy.act(obs)
+        action = policy.act(feed(obs, env.time))
         timing['act_s'] += time.perf_counter() - t0
         timing['calls'] += 1
         return action
 
-    results = run_episodes(env, act, seeds, limit, reset=lambda s: _reset(policy, s),
-                           progress=progress)
+    def reset(seed):
+        feed.reset()
+        _reset(policy, seed)
+
+    results = run_episodes(env, act, seeds, limit, reset=reset, progress=progress)
     return results, {'loop': False,
                      'act_ms': round(1e3 * timing['act_s'] / max(timing['calls'], 1), 3)}
 
@@ -96,7 +118,8 @@ def _run_loop(env, policy, seeds, limit, progress, loop_config, worker
 def evaluate(policy, task: str, episodes: int = 50, seed: int = EVAL_SEED,
              render: bool = True, progress: bool = True, cameras=None, image_size=None,
              control_rate_hz: float | None = None, max_steps: int | None = None,
-             env=None, direct: bool = False, loop_config=None, worker=None) -> dict:
+             env=None, direct: bool = False, loop_config=None, worker=None,
+             robot=None) -> dict:
     """Run ``policy`` for ``episodes`` episodes of ``task`` and summarize.
 
     Args:
@@ -108,7 +131,11 @@ def evaluate(policy, task: str, episodes: int = 50, seed: int = EVAL_SEED,
         seed: episode k uses env seed ``seed + k`` (default :data:`EVAL_SEED`).
         render: render camera images (needed by any policy that looks at images).
         progress: show a tqdm bar on stderr.
-        cameras, image_size, control_rate_hz: env settings; default to ``policy.spec``.
+        cameras, control_rate_hz: env settings; default to ``policy.spec``.
+        image_size: (H, W) the env renders at; default: the cameras' native size in the
+            robot description. Either way the policy sees each frame as the controller
+            would: through its camera's encoding, fitted with the policy's preprocessing
+            (:class:`~il_ros.sim.camera_feed.CameraFeed`).
         max_steps: cap on control steps per episode (default: the task's own limit).
         env: an existing env of ``task`` to run in instead of making one (left open; the
             env settings above are then ignored).
@@ -118,6 +145,9 @@ def evaluate(policy, task: str, episodes: int = 50, seed: int = EVAL_SEED,
             (default: the node's defaults, enabled at the env's rate).
         worker: the loop's inference worker (default
             :class:`~il_ros.sim.loop_episode.NextTickWorker`, see there).
+        robot: the sim robot (a name, a YAML path or a RobotDescription; None: the sim
+            arm), passed to ``make_env`` when given; its cameras' native sizes set the
+            render size.
 
     Returns:
         A JSON-able dict: 'task', 'episodes', 'seed', 'success_rate', 'successes',
@@ -139,8 +169,8 @@ def evaluate(policy, task: str, episodes: int = 50, seed: int = EVAL_SEED,
         raise ValueError(f'episodes must be >= 1, got {episodes}')
     own_env = env is None
     if own_env:
-        env = make_env(task, render=render,
-                       **_env_args(policy, cameras, image_size, control_rate_hz))
+        env = make_env(task, render=render, **({'robot': robot} if robot is not None else {}),
+                       **_env_args(policy, cameras, image_size, control_rate_hz, robot))
     elif env.task != task:
         raise ValueError(f'env is a {env.task!r} env, not {task!r}')
     limit = step_limit(env, max_steps)

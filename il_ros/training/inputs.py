@@ -4,7 +4,8 @@
   (il_ros.data.validate: checksum, keys and shapes, finite values, recorded bounds). A bad
   episode stops the run with one line naming it (:class:`DatasetError`), or, with
   ``skip_bad_episodes``, is left out and reported through ``say``; the normalization stats
-  then cover the good episodes only.
+  then cover the good episodes only. It also reads the image preprocessing the episodes
+  were converted with (:mod:`il_ros.images`; episodes that disagree stop the run).
 - :func:`check_run_dir` refuses a run folder that is a file or cannot be created.
 
 Errors: :class:`TrainError` (the run failed: exit 1 of ``il-ros train``) and its subclass
@@ -17,8 +18,9 @@ import os
 from pathlib import Path
 from typing import Callable
 
-from il_ros.data.store import Dataset, StoreError
+from il_ros.data.store import Dataset, is_image_key, StoreError
 from il_ros.data.validate import check_dataset, DatasetCheck
+from il_ros.images import common_preprocess, Preprocess
 
 
 class TrainError(RuntimeError):
@@ -41,6 +43,9 @@ class CheckedDataset:
     check: DatasetCheck
     skipped: list
     """The problems of the episodes left out (empty unless skipping)."""
+    preprocess: Preprocess | None = None
+    """The image preprocessing its episodes were converted with (None: no cameras); the
+    trainer copies it into every checkpoint."""
 
     @property
     def good(self) -> list[int]:
@@ -87,7 +92,13 @@ def open_checked_dataset(path, skip_bad: bool = False,
     if not check.good:
         raise DatasetError(f'{ds.path}: every one of its {ds.num_episodes} episodes is bad; '
                            f'first: {check.bad[0]}')
-    return CheckedDataset(ds, check, list(check.bad))
+    sizes = sorted({tuple(ds.shapes[k][:2]) for k in ds.keys if is_image_key(k)})
+    try:
+        pre = common_preprocess([ds.meta(i).get('preprocess') for i in check.good],
+                                sizes[0]) if len(sizes) == 1 else None
+    except ValueError as e:
+        raise DatasetError(f'{ds.path}: {e}') from None
+    return CheckedDataset(ds, check, list(check.bad), pre)
 
 
 def check_run_dir(out) -> Path:

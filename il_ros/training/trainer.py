@@ -131,6 +131,8 @@ class Trainer:
         self.finished = bool(info.get('finished', False))
         if self.resumed:
             st.load_optimizer_state(self.opt, tensors, info['optimizer'])
+        for policy in (self.policy, *([self.ema.shadow] if self.ema is not None else [])):
+            policy.preprocess = self.data.preprocess      # saved with every checkpoint
         self._data()
         if self.resumed:
             st.set_rng_state(tensors, info['rng'])

@@ -33,7 +33,8 @@ CHANNELS = {'rgb8': 3, 'bgr8': 3, 'mono8': 1, 'rgba8': 4, 'bgra8': 4}
 :data:`il_ros.robot.IMAGE_ENCODINGS`)."""
 COLOR_ENCODINGS = tuple(e for e in IMAGE_ENCODINGS if CHANNELS[e] >= 3)
 """Raw encodings that carry colour. A grey image (mono8) replicated into three channels is
-not what a policy trained on colour images has seen: the controller refuses it."""
+not what a policy trained on colour images has seen: the controller refuses mono8 from a
+camera the robot description declares in colour (and colour from a declared mono8 one)."""
 JPEG_QUALITY = 90
 """JPEG quality (0-100) of every JPEG this package writes: the sim robot's compressed
 cameras and in-process evaluation, which must match them byte for byte."""

@@ -65,7 +65,7 @@ def make_checkpoint(path, seed=0, actions=JOINTS, nan=False, action_min=None, ac
     cfg = preset('none_mse', encoder={'name': 'conv4', 'channels': [8, 8], 'strides': [2, 1],
                                       'num_kp': 4, 'feat_dim': 8},
                  proprio_encoder={'name': 'mlp', 'hidden': 16, 'out_dim': 8},
-                 core={'name': 'none', 'hidden': [32]}, crop=None)
+                 core={'name': 'none', 'hidden': [32]}, crop=None, cameras=list(cameras))
     spec = RobotSpec(joint_names=JOINTS, action_names=list(actions), action_dim=len(actions),
                      proprio_dim=len(JOINTS), cameras=list(cameras), image_size=(HW, HW),
                      control_rate_hz=1 / PERIOD)

@@ -10,7 +10,7 @@
 - in-process evaluation's CameraFeed gives what the controller builds from the messages the
   sim robot publishes, and holds frames at the camera's rate.
 
-test_images_node.py runs the controller node on such cameras as a real process.
+test_controller_node.py runs the controller node on such cameras as a real process.
 """
 from __future__ import annotations
 

@@ -159,6 +159,7 @@ class Controller(Node):
                 continue
             info = self.robot.camera(cam)      # the slot refused cameras the robot lacks
             self.streams.camera_topics[cam] = info.topic
+            self.streams.declared[cam] = info.encoding
             cls = CompressedImage if info.compressed else Image
             self.create_subscription(cls, info.topic, lambda m, c=cam: self._on_image(c, m),
                                      SENSOR_QOS)

@@ -11,8 +11,9 @@ A stream that cannot feed the policy makes the observation invalid (the loop HOL
 a throttled warning naming the topic:
 
 - ``no_image`` / ``no_joint_states``: nothing arrived yet;
-- ``bad_image``: not a colour encoding (``mono8``, ``16UC1``...), a size that does not match
-  its data, or an undecodable JPEG/PNG;
+- ``bad_image``: an encoding of another kind than the robot description declares for the
+  camera (``mono8`` from a colour camera, colour from a ``mono8`` one, ``16UC1``...), a
+  size that does not match its data, or an undecodable JPEG/PNG;
 - ``bad_joint_states``: a joint named twice in one message, a missing or non-finite joint;
 - ``frozen``: messages arrive but their header stamp stopped advancing;
 - ``stale``: the stalest stream is older than the watchdog.
@@ -54,6 +55,7 @@ class Streams:
         self.images: dict[str, tuple] = {}        # camera -> (msg, receive time)
         self.clocks = defaultdict(StreamClock)    # camera (or JS) -> newest new sample
         self.encodings: dict[str, str] = {}       # camera -> encoding of its last good image
+        self.declared: dict[str, str] = {}        # camera -> encoding the robot declares
         self._rgb: dict[str, tuple] = {}          # camera -> (msg, preprocess, policy input)
         self.preprocess: Preprocess | None = None  # the checkpoint's; None: the default
         self.js = None                            # (msg, receive time)
@@ -163,9 +165,11 @@ class Streams:
         if cached is not None and cached[0] is msg and cached[1] == preprocess:
             return cached[2]
         if isinstance(msg, Image):
-            if msg.encoding not in COLOR_ENCODINGS:
-                problem = (f'encoding {msg.encoding!r} is not a colour encoding the policy '
-                           f'can use ({", ".join(COLOR_ENCODINGS)})')
+            grey = self.declared.get(cam) == 'mono8'       # a grey camera stays grey
+            if msg.encoding not in (('mono8',) if grey else COLOR_ENCODINGS):
+                problem = (f'encoding {msg.encoding!r} is not the grey mono8 the robot '
+                           f'declares' if grey else f'encoding {msg.encoding!r} is not a colour '
+                           f'encoding the policy can use ({", ".join(COLOR_ENCODINGS)})')
                 self.warn(f'img_bad_{cam}:{problem}', f'{topic}: {problem}: HOLD')
                 return None
             old = self.encodings.get(cam)

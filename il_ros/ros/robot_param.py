@@ -1,0 +1,56 @@
+"""The ``robot`` node parameter: which robot description a node speaks for.
+
+Every node that needs robot facts (joint and action names, limits, topics, the command
+interface, cameras) declares ``robot`` (a name in config/robots or a path to a robot YAML)
+with :func:`declare_robot` and takes those facts from the loaded
+:class:`~il_ros.robot.RobotDescription`, never from parameters of its own. Parameters that
+once duplicated a robot fact are refused by name (:func:`refuse_removed`), so an old launch
+file or parameter file fails at start with a line that says where the fact lives now.
+"""
+from __future__ import annotations
+
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.node import Node
+
+from il_ros.config import ConfigError
+from il_ros.robot import DEFAULT_ROBOT, load_robot, RobotDescription, robot_path
+from il_ros.ros.node_utils import declare, ParameterError
+
+
+def declare_robot(node: Node) -> RobotDescription:
+    """Declare ``robot`` and return its loaded description (ParameterError when it is bad)."""
+    name = declare(node, 'robot', DEFAULT_ROBOT, 'Robot description: a name in '
+                   'config/robots (sim_arm, panda, ...) or a path to a robot YAML.')
+    try:
+        return load_robot(name)
+    except (ConfigError, OSError) as e:
+        raise ParameterError(f'parameter robot={name!r}: {e}') from None
+
+
+def robot_file(robot: RobotDescription) -> str:
+    """The YAML a robot was loaded from (for messages)."""
+    if robot.source:
+        return robot.source
+    try:
+        return str(robot_path(robot.name))
+    except ConfigError:
+        return f'config/robots/{robot.name}.yaml'
+
+
+def refuse_removed(node: Node, removed: dict[str, str], robot: RobotDescription) -> None:
+    """Refuse parameters that now come from the robot description, naming its file.
+
+    ``removed`` maps each old parameter to the field of the robot YAML that replaces it
+    (e.g. ``'image_width': 'cameras[].width'``). A removed parameter that is set raises
+    ParameterError: ``parameter image_width=320: removed; the robot description gives it
+    (cameras[].width in .../sim_arm.yaml)``.
+    """
+    where = robot_file(robot)
+    for name, field in removed.items():
+        value = node.declare_parameter(name, None, ParameterDescriptor(
+            description=f'(removed: {field} of the robot description)',
+            dynamic_typing=True)).value
+        if value is not None:
+            raise ParameterError(
+                f'parameter {name}={value!r}: removed; the robot description gives it '
+                f'({field} in {where}): edit that file or pass robot:=<your robot YAML>')

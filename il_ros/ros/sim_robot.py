@@ -53,7 +53,8 @@ from il_ros.ros.command_adapters import (command_msg_type, command_tag,  # noqa:
 from il_ros.ros.conversions import array_msg, joint_state_msg, to_time  # noqa: E402
 from il_ros.ros.node_utils import (COMMAND_QOS, declare, ParameterError, run,  # noqa: E402
                                    SENSOR_QOS, STATE_QOS)
-from il_ros.ros.robot_param import declare_robot, refuse_removed, robot_file  # noqa: E402
+from il_ros.ros.robot_param import (declare_robot, refuse_removed, robot_file,  # noqa: E402
+                                    sim_kwargs)
 from il_ros.sim import make_env, TASKS  # noqa: E402
 
 REMOVED = {
@@ -127,7 +128,7 @@ class SimRobot(Node):
                                  'sim_robot renders one size: select cameras of one size')
         self.env = make_env(self.task, cameras=tuple(c.name for c in self.cameras),
                             image_size=sizes[0] if sizes else (84, 84), seed=self.seed,
-                            render=bool(self.cameras), **_robot_kwargs(robot))
+                            render=bool(self.cameras), **sim_kwargs(make_env, robot))
         if list(self.env.action_names) != robot.action_names:
             raise ParameterError(f'parameter robot={robot.name!r}: the sim scene acts on '
                                  f'{self.env.action_names}, {robot_file(robot)} lists '
@@ -307,16 +308,6 @@ class SimRobot(Node):
         if getattr(self, 'env', None) is not None:
             self.env.close()
         return super().destroy_node()
-
-
-def _robot_kwargs(robot) -> dict:
-    """``robot=`` for make_env when the sim takes robots, else the sim arm only."""
-    import inspect
-    if 'robot' in inspect.signature(make_env).parameters:
-        return {'robot': robot}
-    if robot.name != 'sim_arm':
-        raise ParameterError(f'parameter robot={robot.name!r}: this sim has only the sim arm')
-    return {}
 
 
 def _joint_index(model, names) -> tuple[np.ndarray, np.ndarray]:

@@ -134,3 +134,51 @@ def test_keyboard_keys_jog_joints_through_a_terminal(procs, node, tmp_path, grip
     spin_for(0.8)                                           # the deadman lapses: hand back
     assert beats and beats[-1] is False and beats.count(False) == 1, beats[-3:]
     os.close(master)
+
+
+def test_joy_cartesian_moves_the_hand_through_the_robots_command_adapter(procs, node,
+                                                                        tmp_path):
+    """The sim arm described as a ros2_control arm (JointTrajectory, joint states in the
+    driver's order with extras): the joystick moves the hand forward, in a straight line."""
+    from trajectory_msgs.msg import JointTrajectory
+
+    from il_ros.robot import load_robot
+    from il_ros.sim import make_env
+    from test_sim_robot_robots import _like_a_real_robot
+    path = _like_a_real_robot(tmp_path)
+    robot = load_robot(path)
+    p = procs.python('il_ros.ros.teleop', '--ros-args', '-p', 'mode:=joy',
+                     '-p', f'robot:={path}', '-p', 'joy_speed:=0.1', name='teleop')
+    env = make_env('lift', render=False, seed=1)
+    names = robot.sim.published_joints
+    pos, _, _ = env.joint_state()
+    measured = JointState(name=names, position=[float(pos[env.joint_names.index(n)])
+                                                for n in names])
+    start = env.ee_pos()
+    cmds = []
+    node.create_subscription(JointTrajectory, robot.command.topic, cmds.append, 10)
+    pub_js = node.create_publisher(JointState, '/joint_states', qos_profile_sensor_data)
+    pub_joy = node.create_publisher(Joy, '/joy', qos_profile_sensor_data)
+
+    def spin_for(seconds, joy=None):
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            pub_js.publish(measured)
+            if joy is not None:
+                pub_joy.publish(joy)
+            rclpy.spin_once(node, timeout_sec=0.02)
+            assert p.poll() is None, procs.log(p)
+
+    wait_for(lambda: node.count_subscribers('/joy') > 0, 30, what='teleop to subscribe /joy')
+    spin_for(0.5)
+    spin_for(1.5, Joy(axes=[0.0, 1.0, 0.0, 0.0, 0.0], buttons=[0, 0, 0, 0, 1]))  # forward
+    assert cmds, procs.log(p)
+    assert all(list(m.joint_names) == robot.action_names for m in cmds)
+    q = np.array(cmds[-1].points[0].positions)
+    assert np.all(q >= robot.action_low) and np.all(q <= robot.action_high)
+    env.data.qpos[env.ik.qpos_idx] = q[:-1]
+    hand = env.ik.site_pose(env.data.qpos)[0]
+    moved = hand - start
+    assert moved[0] > 0.05, moved                        # ~0.1 m/s for ~1.5 s
+    np.testing.assert_allclose(moved[1:], 0.0, atol=0.005)
+    env.close()

@@ -30,6 +30,8 @@ DEFAULT_KEYMAP: dict[str, tuple[int, int]] = {
     'y': (5, +1), 'h': (5, -1),
 }
 GRIPPER_KEY = ' '
+DOWN_COS = 0.95
+"""Cartesian teleop: a hand whose axis is within ~18 deg of straight down is held down."""
 
 # Key -> (world axis 0 x, 1 y, 2 z, or 3 yaw about z; direction), cartesian space.
 CARTESIAN_KEYMAP: dict[str, tuple[int, int]] = {
@@ -202,8 +204,12 @@ class CartesianJogger(_GripperToggle):
         self.approach = rot[:, 2].copy()
         self.finger_dir = None
         flat = rot[:, 1] - rot[2, 1] * np.array([0.0, 0.0, 1.0])
-        if abs(self.approach[2]) > 0.9 and np.linalg.norm(flat) > 1e-6:
-            self.finger_dir = flat / np.linalg.norm(flat)   # hand down: its yaw is kept
+        if self.approach[2] < -DOWN_COS and np.linalg.norm(flat) > 1e-6:
+            # Hand (nearly) down, as in the sim tasks: keep it exactly down, with its yaw.
+            # (An arm with fewer than 6 joints cannot keep a tilted hand's orientation
+            # everywhere; the IK would then give up position for it.)
+            self.approach = np.array([0.0, 0.0, -1.0])
+            self.finger_dir = flat / np.linalg.norm(flat)
 
     def jog(self, delta: np.ndarray, yaw: float = 0.0) -> None:
         """Move the hand target by ``delta`` (3,) m and turn it by ``yaw`` rad about z."""

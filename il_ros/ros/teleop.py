@@ -178,6 +178,7 @@ class Teleop(Node):
         self.create_subscription(JointState, robot.joint_states.topic, self._on_joints,
                                  SENSOR_QOS)
         self.latest_arm = None
+        self.joy_axes = None       # the latest stick deflection while the deadman is held
         self.was_active = False
         if self.mode == 'joy':
             self.create_subscription(Joy, '/joy', self._on_joy, SENSOR_QOS)
@@ -226,19 +227,25 @@ class Teleop(Node):
         with self.lock:
             if not held:
                 self.deadman.release()    # let go: hand back at the next tick, not later
+                self.joy_axes = None
                 return
             if not self._take_control():
                 return
             self.deadman.press(self._now())
-            dt = 1.0 / self.rate
-            if self.space == 'cartesian':
-                self.jogger.jog(*joy_twist(msg.axes, self.cartesian_axes, self.joy_speed,
-                                           self.joy_yaw_speed, dt))
-            else:
-                self.jogger.jog(joy_delta(msg.axes, self.axis_map[:len(self.arm_joints)],
-                                          self.joy_scale, dt))
+            # The stick is a velocity: the tick integrates the latest axes over its period,
+            # however often the joystick driver publishes.
+            self.joy_axes = list(msg.axes)
             if self.gripper_index is not None and 0 <= self.gripper_button < len(msg.buttons):
                 self.jogger.toggle_gripper(bool(msg.buttons[self.gripper_button]))
+
+    def _jog_joy(self, dt: float) -> None:
+        """Move by the latest stick deflection for ``dt`` seconds (under the lock)."""
+        if self.space == 'cartesian':
+            self.jogger.jog(*joy_twist(self.joy_axes, self.cartesian_axes, self.joy_speed,
+                                       self.joy_yaw_speed, dt))
+        else:
+            self.jogger.jog(joy_delta(self.joy_axes, self.axis_map[:len(self.arm_joints)],
+                                      self.joy_scale, dt))
 
     def _read_keys(self) -> None:
         import termios
@@ -287,6 +294,8 @@ class Teleop(Node):
     def _human_tick(self) -> None:
         with self.lock:
             active = self.deadman.active(self._now()) and self.jogger.ready
+            if active and self.joy_axes is not None:
+                self._jog_joy(1.0 / self.rate)
             action = self.jogger.action() if active else None
         if active:
             self._publish(action, action)

@@ -64,7 +64,7 @@ def feeder() -> None:
     """Sensor process: 84x84 random images at 20 Hz and sim-arm joint states at 50 Hz."""
     from il_ros.ros.conversions import image_msg, joint_state_msg
     from il_ros.ros.node_utils import run, SENSOR_QOS
-    from il_ros.sim.env import ARM_JOINTS, FINGER_JOINTS
+    from il_ros.robot import load_robot
     from rclpy.node import Node
     from sensor_msgs.msg import Image, JointState
 
@@ -76,7 +76,7 @@ def feeder() -> None:
             self.i = 0
             self.img = self.create_publisher(Image, '/camera/front/image_raw', SENSOR_QOS)
             self.js = self.create_publisher(JointState, '/joint_states', SENSOR_QOS)
-            self.names = ARM_JOINTS + FINGER_JOINTS
+            self.names = load_robot('sim_arm').joint_names
             self.create_timer(1 / 20, self._image)
             self.create_timer(1 / 50, self._joints)
 

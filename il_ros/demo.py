@@ -62,12 +62,14 @@ class DemoFailed(Exception):
         self.code = code
 
 
-def record_demos(bags: Path, task: str, episodes: int, rtf: float, cameras, noise: float):
+def record_demos(bags: Path, task: str, episodes: int, rtf: float, cameras, noise: float,
+                 robot: str = 'sim_arm'):
     """Step 1: record ``episodes`` scripted episodes into ``bags`` (il_ros.recording)."""
     from il_ros.data.bag_info import format_summary, summarize
     from il_ros.recording import record_episodes, RecordError
     try:
-        result = record_episodes(bags, task, episodes, rtf=rtf, cameras=cameras, noise=noise)
+        result = record_episodes(bags, task, episodes, rtf=rtf, cameras=cameras, noise=noise,
+                                 robot=robot)
     except RecordError as e:
         raise DemoFailed(str(e), code=2) from None
     if not result.ok:
@@ -75,7 +77,7 @@ def record_demos(bags: Path, task: str, episodes: int, rtf: float, cameras, nois
     print(format_summary(summarize(bags)))
 
 
-def convert_demos(bags: Path, dataset: Path, cameras) -> None:
+def convert_demos(bags: Path, dataset: Path, cameras, robot: str = 'sim_arm') -> None:
     """Step 2: convert the bags into ``dataset``.
 
     The action is the expert's clean label (``/il/teleop/command``; the executed command
@@ -83,10 +85,11 @@ def convert_demos(bags: Path, dataset: Path, cameras) -> None:
     """
     from il_ros import keys
     from il_ros.data.convert import convert, format_reports
-    from il_ros.data.topic_map import ActionRole, ConvertConfig, TopicMap
-    topics = TopicMap(cameras={c: keys.camera_topic(c) for c in cameras},
-                      action=ActionRole(topic=keys.TOPIC_TELEOP_COMMAND))
-    reports = convert([bags], dataset, ConvertConfig(topics=topics))
+    from il_ros.data.topic_map import ConvertConfig, TopicMap
+    from il_ros.robot import load_robot
+    topics = TopicMap.from_robot(load_robot(robot), cameras,
+                                 action_topic=keys.TOPIC_TELEOP_COMMAND)
+    reports = convert([bags], dataset, ConvertConfig(topics=topics, robot=robot))
     print(format_reports(reports))
     print(f'report: {dataset / "conversion_report.json"}')
     rejected = [r for r in reports if r.status == 'rejected']
@@ -110,18 +113,31 @@ def inspect_dataset(dataset: Path) -> None:
 
 def run_demo(out='runs/demo', task: str = 'lift', episodes: int = 100, rtf: float = 8.0,
              cameras=('front', 'wrist'), config: str = 'demo', eval_episodes: int = 20,
-             threads: int = 2, max_minutes: float | None = None, noise: float = 0.03) -> int:
-    """Run the six steps (module doc); return the exit code (0: every step worked)."""
+             threads: int = 2, max_minutes: float | None = None, noise: float = 0.03,
+             robot: str = 'sim_arm') -> int:
+    """Run the six steps (module doc) on ``robot``; return the exit code (0: all worked)."""
+    from il_ros.config import ConfigError
+    from il_ros.robot import load_robot
     try:
+        desc = load_robot(robot)
+        if desc.sim is None or task not in desc.sim.scenes:
+            raise DemoFailed(f'{desc.source}: sim: robot {desc.name!r} has no {task!r} scene '
+                             f'(its tasks: {sorted(desc.sim.scenes) if desc.sim else []})',
+                             code=2)
+        desc.check_cameras(cameras, 'the demo')
         return _run(Path(out), task, episodes, rtf, tuple(cameras), config, eval_episodes,
-                    threads, max_minutes, noise)
+                    threads, max_minutes, noise, robot)
+    except ConfigError as e:
+        print(f'il-ros demo: {e}', file=sys.stderr)
+        return 2
     except DemoFailed as e:
         print(f'il-ros demo: {e}', file=sys.stderr)
         return e.code
 
 
 def _run(out: Path, task: str, episodes: int, rtf: float, cameras: tuple, config: str,
-         eval_episodes: int, threads: int, max_minutes: float | None, noise: float) -> int:
+         eval_episodes: int, threads: int, max_minutes: float | None, noise: float,
+         robot: str) -> int:
     from il_ros import keys
     from il_ros.data.episodes import count_complete
     t_start = time.perf_counter()
@@ -136,16 +152,17 @@ def _run(out: Path, task: str, episodes: int, rtf: float, cameras: tuple, config
         if bags.exists() and any(p.name != '.logs' for p in bags.iterdir()):
             raise DemoFailed(f'{bags} holds {have} of {episodes} complete episodes; delete '
                              f'it (or all of {out}) to record again', code=2)
-        _say(1, total, f'recording {episodes} scripted {task} episodes through the ROS 2 node '
-             f'graph (sim_robot, teleop, recorder) at {rtf:g}x real time, cameras '
-             f'{" + ".join(cameras)}, DART noise {noise:g} rad on the executed command')
-        record_demos(bags, task, episodes, rtf, cameras, noise)
+        _say(1, total, f'recording {episodes} scripted {task} episodes on robot {robot} '
+             f'through the ROS 2 node graph (sim_robot, teleop, recorder) at {rtf:g}x real '
+             f'time, cameras {" + ".join(cameras)}, DART noise {noise:g} rad on the executed '
+             'command')
+        record_demos(bags, task, episodes, rtf, cameras, noise, robot)
     times['record_s'] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     _say(2, total, f'converting the bags into a training dataset at {dataset} (actions: the '
          f'expert\'s clean label on {keys.TOPIC_TELEOP_COMMAND})')
-    convert_demos(bags, dataset, cameras)
+    convert_demos(bags, dataset, cameras, robot)
     times['convert_s'] = time.perf_counter() - t0
 
     _say(3, total, 'inspecting the dataset')
@@ -176,10 +193,10 @@ def _run(out: Path, task: str, episodes: int, rtf: float, cameras: tuple, config
     _say(6, total, f'writing the report to {out}')
     times['total_s'] = time.perf_counter() - t_start
     report = write_report(out, task, max(have, episodes), ckpt, summary, res_ros, res_in,
-                          times, run_dir, dataset)
-    print(f'\n[demo] {task}: success {report["success_ros"]:.0%} through the controller node '
-          f'over ROS 2 ({report["success_inproc"]:.0%} in-process), {eval_episodes} episodes; '
-          f'{times["total_s"] / 60:.1f} min in all. Report: {out / "report.md"}')
+                          times, run_dir, dataset, robot)
+    print(f'\n[demo] {robot} {task}: success {report["success_ros"]:.0%} through the controller '
+          f'node over ROS 2 ({report["success_inproc"]:.0%} in-process), {eval_episodes} '
+          f'episodes; {times["total_s"] / 60:.1f} min in all. Report: {out / "report.md"}')
     return 0
 
 
@@ -215,7 +232,7 @@ def train_policy(config: str, dataset: Path, task: str, run_dir: Path, threads: 
 
 def write_report(out: Path, task: str, recorded: int, ckpt: Path, summary: dict,
                  res_ros: dict, res_in: dict, times: dict, run_dir: Path,
-                 dataset: Path) -> dict:
+                 dataset: Path, robot: str = 'sim_arm') -> dict:
     """Step 6: write ``report.json``, ``report.md`` and ``success.png`` into ``out``.
 
     ``report.json`` keeps every evaluated episode's outcome. Returns the report dict.
@@ -224,7 +241,8 @@ def write_report(out: Path, task: str, recorded: int, ckpt: Path, summary: dict,
     plot_success({'ROS 2 (controller node)': res_ros, 'in-process': res_in},
                  out / 'success.png')
     outcome = ('seed', 'success', 'steps', 'failure')
-    report = {'task': task, 'episodes_recorded': recorded, 'checkpoint': str(ckpt),
+    report = {'task': task, 'robot': robot, 'episodes_recorded': recorded,
+              'checkpoint': str(ckpt),
               'train': {k: summary.get(k) for k in ('step', 'train_s', 'samples_per_s')},
               'success_ros': res_ros['success_rate'], 'success_inproc': res_in['success_rate'],
               'eval_episodes': res_ros['episodes'],
@@ -245,7 +263,7 @@ def format_markdown(out: Path, rep: dict, run_dir: Path, dataset: Path) -> str:
     s = rep['seconds']
     rel = lambda p: Path(p).resolve().relative_to(out.resolve())  # noqa: E731
     lines = [
-        f"# il_ros demo: {rep['task']}", '',
+        f"# il_ros demo: {rep['task']} on {rep.get('robot', 'sim_arm')}", '',
         f"- Success through the controller node over ROS 2: **{rep['success_ros']:.0%}** "
         f"({rep['eval_episodes']} episodes, seeds {rep['ros']['seed']}..), in-process "
         f"{rep['success_inproc']:.0%} on the same seeds.",

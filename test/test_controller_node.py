@@ -21,6 +21,7 @@ streams.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import time
 
 import numpy as np
@@ -39,11 +40,18 @@ from std_srvs.srv import SetBool, Trigger  # noqa: E402
 PERIOD = 0.05
 JOINTS = ['j0', 'j1', 'j2']
 HW = 32
-LIMITS = ['-p', 'joint_lower:=[-1.0,-1.0,-1.0]', '-p', 'joint_upper:=[1.0,1.0,1.0]']
+TEST_ROBOT = {
+    'name': 'test_arm', 'description': 'three joints, one 32x32 camera (test only)',
+    'control_rate_hz': 1 / PERIOD, 'joint_states': {'joints': JOINTS},
+    'actions': [{'name': j, 'low': -1.0, 'high': 1.0, 'max_step': 0.1} for j in JOINTS],
+    'cameras': [{'name': 'front', 'topic': '/camera/front/image_raw', 'width': HW,
+                 'height': HW}]}
+"""The robot the tests play: a robot description written to the test's folder."""
 RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
 
 
-def make_checkpoint(path, seed=0, actions=JOINTS, nan=False, action_min=None, action_max=None):
+def make_checkpoint(path, seed=0, actions=JOINTS, nan=False, action_min=None, action_max=None,
+                    cameras=('front',)):
     """A tiny random-init conv4 + MLP policy for the test robot (3 joints, 32x32 camera).
 
     Its actions span ``action_min..action_max`` (default -0.5..0.5 for every value): the
@@ -59,7 +67,7 @@ def make_checkpoint(path, seed=0, actions=JOINTS, nan=False, action_min=None, ac
                  proprio_encoder={'name': 'mlp', 'hidden': 16, 'out_dim': 8},
                  core={'name': 'none', 'hidden': [32]}, crop=None)
     spec = RobotSpec(joint_names=JOINTS, action_names=list(actions), action_dim=len(actions),
-                     proprio_dim=len(JOINTS), cameras=['front'], image_size=(HW, HW),
+                     proprio_dim=len(JOINTS), cameras=list(cameras), image_size=(HW, HW),
                      control_rate_hz=1 / PERIOD)
     a, j = len(actions), len(JOINTS)
     lo = np.array([-0.5] * a if action_min is None else action_min, float)
@@ -68,7 +76,7 @@ def make_checkpoint(path, seed=0, actions=JOINTS, nan=False, action_min=None, ac
                         'mean': ((lo + hi) / 2).tolist(), 'std': ((hi - lo) * 0.3).tolist()},
              'joint_pos': {'min': [-1.0] * j, 'max': [1.0] * j, 'mean': [0.0] * j,
                            'std': [0.5] * j},
-             'image/front': {'mean': [0.5] * 3, 'std': [0.25] * 3}}
+             **{f'image/{c}': {'mean': [0.5] * 3, 'std': [0.25] * 3} for c in cameras}}
     policy = build_policy(cfg, spec, stats)
     if nan:
         with torch.no_grad():
@@ -194,8 +202,18 @@ class Robot:
         return lambda: self.status and self.status[-1]['checkpoint'] == path
 
 
+def write_robot(folder, **changes) -> str:
+    """Write :data:`TEST_ROBOT` (with ``changes``) as a robot YAML; return its path."""
+    from il_ros.config import save_yaml
+    path = Path(folder) / f'robot_{len(list(Path(folder).glob("robot_*.yaml")))}.yaml'
+    save_yaml({**TEST_ROBOT, **changes}, path)
+    return str(path)
+
+
 def start(procs, robot, *params):
-    args = ['--ros-args', '-p', 'status_rate_hz:=10.0', *LIMITS]
+    if not any(p.startswith('robot:=') for p in params):
+        params = (f'robot:={write_robot(procs.log_dir)}', *params)
+    args = ['--ros-args', '-p', 'status_rate_hz:=10.0']
     for prm in params:
         args += ['-p', prm]
     robot.proc = procs.python('il_ros.ros.controller', *args, name='controller')
@@ -263,7 +281,10 @@ def test_hot_swaps_keep_the_loop_running_mismatch_and_nan_weights_refused(procs,
     robot = Robot(ros_node)
     start(procs, robot, 'enabled:=true')
     robot.spin(1.0)
-    assert {s for _, s in robot.sources} == {'hold'} and not robot.cmds   # no policy: HOLD
+    # no policy: HOLD; the robot description names the command values, so the loop holds
+    # the measured position (nothing else reaches the robot)
+    assert {s for _, s in robot.sources} == {'hold'}
+    assert all(np.allclose(c, robot.joints) for _, c in robot.cmds), robot.cmds[-1:]
     assert robot.status[-1]['reason'] == 'no_policy'
 
     # 1. The trainer's latched checkpoint topic.
@@ -346,3 +367,54 @@ def test_command_adapters():
         make_adapter('twist_stamped', ['a'], 0.05)
     with pytest.raises(ValueError, match='unknown'):
         make_adapter('nope', ['a'], 0.05)
+
+
+def test_drives_a_robot_with_native_size_bgr8_and_jpeg_cameras(procs, ros_node, tmp_path):
+    """The controller drives a robot that speaks like a real one.
+
+    Cameras at their own size (not the policy's), one bgr8 Image and one JPEG
+    CompressedImage, joint states in another order with a joint the policy does not read,
+    and JointTrajectory commands on its own topic.
+    """
+    import cv2
+    from sensor_msgs.msg import CompressedImage
+    from trajectory_msgs.msg import JointTrajectory
+    ckpt = make_checkpoint(tmp_path / 'two_cams', 6, cameras=('front', 'wrist'))
+    path = write_robot(procs.log_dir, command={'type': 'joint_trajectory',
+                                               'topic': '/arm/joint_trajectory'},
+                       cameras=[{'name': 'front', 'topic': '/cam/front', 'encoding': 'bgr8',
+                                 'width': 80, 'height': 60, 'rate_hz': 20.0},
+                                {'name': 'wrist', 'topic': '/cam/wrist/compressed',
+                                 'type': 'CompressedImage', 'encoding': 'jpeg', 'width': 64,
+                                 'height': 48, 'rate_hz': 20.0}])
+    robot = Robot(ros_node)
+    robot.camera = False                       # this test publishes its own cameras
+    trajs = []
+    ros_node.create_subscription(JointTrajectory, '/arm/joint_trajectory', trajs.append,
+                                 RELIABLE)
+    front = ros_node.create_publisher(Image, '/cam/front', qos_profile_sensor_data)
+    wrist = ros_node.create_publisher(CompressedImage, '/cam/wrist/compressed',
+                                      qos_profile_sensor_data)
+    rng = np.random.default_rng(0)
+    bgr = rng.integers(0, 256, (60, 80, 3), dtype=np.uint8)
+    jpeg = cv2.imencode('.jpg', rng.integers(0, 256, (48, 64, 3), dtype=np.uint8))[1]
+
+    def cameras():
+        stamp = ros_node.get_clock().now().to_msg()
+        img = Image(height=60, width=80, encoding='bgr8', step=240, data=bgr.tobytes())
+        img.header.stamp = stamp
+        front.publish(img)
+        c = CompressedImage(format='jpeg', data=jpeg.tobytes())
+        c.header.stamp = stamp
+        wrist.publish(c)
+    timer = ros_node.create_timer(0.03, cameras)
+    try:
+        start(procs, robot, f'robot:={path}', f'checkpoint:={ckpt}', 'enabled:=true')
+        robot.wait(lambda: [s for _, s in robot.sources[-5:]] == ['policy'] * 5, 60,
+                   'the policy driving from the native-size cameras')
+    finally:
+        ros_node.destroy_timer(timer)
+    assert trajs and trajs[-1].joint_names == JOINTS and len(trajs[-1].points) == 1
+    assert not robot.cmds                      # nothing on the default command topic
+    st = robot.status[-1]
+    assert st['tick_errors'] == 0 and st['checkpoint'] == ckpt, st

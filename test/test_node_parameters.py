@@ -25,25 +25,24 @@ CASES = [
     ('controller', ['takeover_timeout_s:=0.0'], 'takeover_timeout_s=0.0'),
     ('controller', ['human_command_timeout_s:=-1.0'], 'human_command_timeout_s=-1.0'),
     ('controller', ['watchdog_periods:=-1.0'], 'watchdog_periods=-1.0'),
-    ('controller', ['joint_lower:=[0.0,1.0]', 'joint_upper:=[1.0,0.5]'],
-     'joint_lower=[0.0, 1.0]'),
+    ('controller', ['joint_lower:=[0.0,1.0]'], 'removed: the robot description holds it'),
+    ('controller', ['robot:=nope'], "robot='nope': unknown robot 'nope'"),
+    ('controller', ['cameras:=[front,nope]'], "the robot has ['front', 'wrist']"),
     ('controller', ['max_step:=[0.0]'], 'max_step=[0.0]'),
     ('controller', ['max_step:=[-0.1]'], 'max_step=[-0.1]'),
     ('controller', ['max_step:=[.nan]'], 'max_step=[nan]'),
     ('controller', ['max_step:=[.inf]'], 'allow_unlimited_step'),
     ('controller', ['max_step:=0.1'], 'a list of floating-point numbers'),
-    ('controller', ['action_names:=[a,b,c]', 'max_step:=[0.1,0.2]'], 'one per command value'),
+    ('controller', ['max_step:=[0.1,0.2]'], 'one per command value'),
     ('controller', ['max_step_other:=0.5'], 'removed'),
     ('controller', ['max_step_per_value:=[0.1,0.1]'], 'removed'),
     ('controller', ['chunk_policy:=nope'], "chunk_policy='nope'"),
     ('controller', ['chunk_max_jump:=[0.0]'], 'chunk_max_jump=[0.0]'),
     ('controller', ['chunk_max_velocity:=[-1.0]'], 'chunk_max_velocity=[-1.0]'),
     ('controller', ['max_invalid_chunks:=0'], 'max_invalid_chunks=0'),
-    ('controller', ['action_names:=[a,b,c]', 'joint_lower:=[-1.0,-1.0,-1.0]',
-                    'joint_upper:=[1.0,1.0,1.0]', 'chunk_max_jump:=[0.1,0.2]'],
-     'chunk_max_jump=[0.1, 0.2]'),
+    ('controller', ['chunk_max_jump:=[0.1,0.2]'], 'chunk_max_jump=[0.1, 0.2]'),
     ('controller', ['fault_periods:=2.0'], 'fault_periods=2.0'),
-    ('controller', ['command_adapter:=twist_stamped'], 'command_adapter='),
+    ('controller', ['command_adapter:=twist_stamped'], 'config/robots/<name>.yaml'),
     ('sim_robot', ['real_time_factor:=-1.0'], 'real_time_factor=-1.0'),
     ('sim_robot', ['task:=nope'], "task='nope'"),
     ('sim_robot', ['cameras:=[nope]'], "cameras=['nope']"),
@@ -99,3 +98,32 @@ def test_controller_parameter_table_matches_the_docs_and_the_yaml():
         assert rows[p.name] == _yaml_text(p.default), (p.name, rows[p.name], p.default)
         v = conf[p.name]
         assert v == p.default and type(v) is type(p.default), (p.name, v, p.default)
+
+
+ROBOT_CASES = [
+    # (change to the sim arm's description, text the line must contain)
+    (lambda d: d['actions'][2].pop('high'), 'actions[2] (elbow): missing high'),
+    (lambda d: d['command'].update(type='twist_stamped'),
+     "command: type 'twist_stamped' has no command adapter"),
+    (lambda d: d['cameras'][0].update(encoding='yuv422'),
+     "cameras[0] (front): encoding 'yuv422' is not one of"),
+]
+
+
+@pytest.mark.parametrize('change,text', ROBOT_CASES, ids=['missing_limit', 'command_type',
+                                                          'camera_encoding'])
+def test_a_bad_robot_yaml_stops_the_controller_naming_file_and_field(tmp_path, change, text):
+    """A robot YAML with a missing limit, an unsupported command type or camera encoding."""
+    import yaml
+
+    from il_ros.robot import robot_path
+    d = yaml.safe_load(robot_path('sim_arm').read_text())
+    change(d)
+    path = tmp_path / 'my_arm.yaml'
+    path.write_text(yaml.safe_dump(d))
+    res = subprocess.run([sys.executable, '-m', 'il_ros.ros.controller', '--ros-args', '-p',
+                          f'robot:={path}'], capture_output=True, text=True, timeout=120,
+                         cwd=str(REPO), stdin=subprocess.DEVNULL, env={**os.environ})
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2 and len(lines) == 1, res.stderr[-3000:]
+    assert str(path) in lines[0] and text in lines[0], lines[0]

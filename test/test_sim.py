@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 
 from il_ros.keys import image_key, OBS_JOINT_POS, OBS_JOINT_VEL
+from il_ros.robot import load_robot
 from il_ros.sim import ARM_JOINTS, Expert, make_env, make_expert, TASKS
+from il_ros.sim.registry import robot_tasks
 from il_ros.sim.expert_eval import evaluate_expert, main as expert_eval_main
 from il_ros.sim.reach_around import ReachAroundExpert
 
@@ -320,3 +322,68 @@ def test_expert_eval_cli_prints_json(capsys):
     res = json.loads(capsys.readouterr().out)
     assert res['task'] == 'lift' and res['episodes'] == 2 and res['noise'] == 0.02
     assert res['successes'] + sum(res['failures'].values()) == 2
+
+
+# ---- the robot description ----------------------------------------------------------------------
+def test_env_takes_its_layout_from_the_robot_description(envs):
+    robot = load_robot('sim_arm')
+    env = envs['lift']
+    assert env.robot.name == 'sim_arm' and env.scene == robot.sim.scenes['lift']
+    assert env.joint_names == robot.joint_names and env.action_names == robot.action_names
+    assert list(env.action_low) == robot.action_low
+    assert list(env.action_high) == robot.action_high
+    assert env.arm_joints == robot.arm_actions and env.finger_joints == robot.gripper.joints
+    assert np.array_equal(env.home, robot.sim.home)
+    # a description object works as well as a name, and gives the same episodes
+    other = make_env('lift', robot, render=False)
+    env.reset(seed=9)
+    other.reset(seed=9)
+    assert np.array_equal(env.get_state()[1:], other.get_state()[1:])
+
+
+def test_sim_arm_seed_gives_the_same_episode_as_before(envs):
+    """Seeds -> initial conditions of the sim arm are pinned (datasets and reports use them)."""
+    env = envs['lift']
+    env.reset(seed=3)
+    assert np.allclose(env.p['cube_start'], [0.31541685008585235, -0.08422063788924809,
+                                             0.4732408233033052], rtol=0, atol=1e-12)
+    assert np.allclose(env.arm_qpos(), [-0.1578840246967102, 0.055590195927437525,
+                                        2.156700916314277, 0.92930119329688865, 0.0],
+                       rtol=0, atol=1e-9)
+
+
+def test_a_task_the_robot_has_no_scene_for_names_the_file_and_its_tasks():
+    robot = load_robot('sim_arm')
+    robot.sim.scenes = {'lift': 'lift.xml'}
+    for make in (make_env, make_expert):
+        with pytest.raises(ValueError) as e:
+            make('path', robot)
+        assert robot.source in str(e.value) and "'path'" in str(e.value)
+        assert 'lift' in str(e.value)
+    assert robot_tasks(robot) == ('lift',) and robot_tasks('sim_arm') == TASKS
+    robot.sim = None
+    with pytest.raises(ValueError, match='no sim section'):
+        make_env('lift', robot)
+
+
+def test_expert_refuses_an_env_of_another_robot(envs):
+    robot = load_robot('sim_arm')
+    robot.name = 'other_arm'
+    with pytest.raises(ValueError, match='other_arm'):
+        make_expert('lift', robot).reset(envs['lift'])
+
+
+def test_joint_positions_of_any_joints_in_any_order(envs):
+    env = envs['lift']
+    env.reset(seed=1)
+    env.step(env.compose(env.home, 0.0))
+    names = ['finger_right', 'elbow', 'base_yaw']
+    pos, _, _ = env.joint_state()
+    want = [pos[env.joint_names.index(n)] for n in names]
+    assert np.array_equal(env.joint_positions(names), want)
+    vel = env.joint_velocities(names)
+    assert vel.shape == (3,) and np.array_equal(
+        vel, [env.joint_state()[1][env.joint_names.index(n)] for n in names])
+    assert env.joint_efforts(['shoulder']).shape == (1,)
+    with pytest.raises(KeyError, match='nope'):
+        env.joint_positions(['nope'])

@@ -36,8 +36,8 @@ from il_ros.control.chunk_guard import ChunkGuard
 from il_ros.control.chunks import ActionQueue
 from il_ros.control.loop_types import (ActPolicy, command_limits, HumanInput, LoopConfig,
                                        make_guard, Observation, TickResult)
-from il_ros.control.safety import SafetyConfig, SafetyFilter, Status, step_limits
-from il_ros.control.slot import sim_limits
+from il_ros.control.safety import SafetyConfig, SafetyFilter, Status
+from il_ros.control.slot import robot_limits
 from il_ros.control.telemetry import recent_median, Telemetry
 from il_ros.control.worker import InlineWorker
 
@@ -48,7 +48,7 @@ class ControlLoop:
                  clock=time.perf_counter):
         self.cfg, self.period, self.clock = cfg, 1.0 / cfg.rate_hz, clock
         self.worker = worker if worker is not None else InlineWorker(clock)
-        self.slot, self.limits = slot, limits or sim_limits
+        self.slot, self.limits = slot, limits or robot_limits()
         self.log = log or logging.getLogger('il_ros.control')
         self.arbiter = TakeoverArbiter(cfg.takeover_timeout_s, cfg.human_command_timeout_s)
         self.queue = ActionQueue(self.period, cfg.ensemble_k or None)
@@ -93,8 +93,8 @@ class ControlLoop:
 
     def set_step(self, max_step: list) -> list[float]:
         """Change the step limits at run time (raises StepLimitError; the old ones stay)."""
-        step = step_limits(self.action_names, self.joint_names, max_step,
-                           self.cfg.allow_unlimited_step)
+        step = command_limits(self.cfg, self.action_names, self.joint_names, self.limits,
+                              list(max_step))[2]
         self.cfg.max_step = list(max_step)
         if self.safety is not None:
             self.safety.set_step(step)

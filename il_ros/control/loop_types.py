@@ -123,23 +123,27 @@ class ActPolicy:
         return np.asarray(self.inner.act(self._obs), np.float64).reshape(1, -1)
 
 
-def command_limits(cfg: LoopConfig, action_names, joint_names, limits) -> tuple:
+def command_limits(cfg: LoopConfig, action_names, joint_names, limits,
+                   max_step=None) -> tuple:
     """(lower, upper, step) of each command value, or Refused naming what is missing.
 
-    ``limits(action_names)``: (lower, upper), or None when nobody knows them.
+    ``limits(action_names)``: (lower, upper) or (lower, upper, default step limits) - the
+    robot description's (il_ros.control.slot.robot_limits) - or None when nobody knows
+    them (it may raise Refused itself). ``max_step``: instead of ``cfg.max_step``.
     """
     action_names = list(action_names)
     if not action_names:
-        raise Refused('no command value names: set action_names')
+        raise Refused('no command value names: the checkpoint and the robot name none')
     found = limits(action_names)
     if found is None:
-        raise Refused(f'no joint limits for the command values {action_names}: set the '
-                      'joint_lower and joint_upper parameters')
+        raise Refused(f'no joint limits for the command values {action_names}: describe '
+                      'the robot in a robot YAML (docs/robots.md)')
     lower, upper = list(found[0]), list(found[1])
     try:
         check_limit_settings(lower, upper, action_names)
-        step = step_limits(action_names, list(joint_names), cfg.max_step,
-                           cfg.allow_unlimited_step)
+        step = step_limits(action_names, list(joint_names),
+                           cfg.max_step if max_step is None else max_step,
+                           cfg.allow_unlimited_step, found[2] if len(found) > 2 else None)
         for name in ('chunk_max_jump', 'chunk_max_velocity'):
             per_value(name, getattr(cfg, name), action_names, step, True)
     except (SettingError, StepLimitError) as e:

@@ -97,14 +97,15 @@ def default_steps(action_names: list[str], joint_names: list[str]) -> list[float
 
 
 def step_limits(action_names: list[str], joint_names: list[str], max_step=(),
-                allow_unlimited: bool = False) -> list[float]:
+                allow_unlimited: bool = False, defaults=None) -> list[float]:
     """Return the step limit of each command value (raises StepLimitError naming a bad one).
 
-    ``max_step``: empty (the defaults: :func:`default_steps`), one value for every command
-    value, or one value per command value.
+    ``max_step``: empty (``defaults``: the robot description's step limits, else
+    :func:`default_steps`), one value for every command value, or one per command value.
     """
-    return per_value('max_step', max_step, list(action_names),
-                     default_steps(list(action_names), list(joint_names)), allow_unlimited)
+    if defaults is None:
+        defaults = default_steps(list(action_names), list(joint_names))
+    return per_value('max_step', max_step, list(action_names), defaults, allow_unlimited)
 
 
 def check_step_settings(max_step=(), allow_unlimited: bool = False,

@@ -9,8 +9,9 @@ or command values without joint limits. The weights are then loaded in a daemon 
 warmed up once (a fresh model's first call is slow); a checkpoint whose warm-up actions are
 not finite is refused there. The running policy keeps running through every refusal.
 
-The robot is fixed by the first checkpoint that loads (with the overrides of
-:class:`RobotOverrides`); every later one must fit it.
+The robot is the robot description's (:class:`RobotOverrides`: its joint and action names
+and cameras, the control rate); the first checkpoint that loads fixes the rest (image size,
+cameras when none are set), and every later one must fit it.
 """
 from __future__ import annotations
 
@@ -34,14 +35,17 @@ class Refused(ValueError):
 
 @dataclass
 class RobotOverrides:
-    """What the operator says of the robot; empty fields come from the first checkpoint."""
+    """What the robot description and the operator say of the robot.
+
+    Empty fields come from the first checkpoint.
+    """
 
     rate_hz: float = 20.0
     joint_names: list[str] = field(default_factory=list)
     action_names: list[str] = field(default_factory=list)
     cameras: list[str] = field(default_factory=list)
-    need_action_names: bool = False
-    """Refuse a checkpoint that names no action values (the command layout must be known)."""
+    robot: object = None
+    """The RobotDescription: a checkpoint needing a camera it lacks is refused."""
 
 
 @dataclass
@@ -124,6 +128,11 @@ class PolicySlot:
         except (TypeError, ValueError) as e:
             raise Refused(f'{path}: invalid robot spec in the checkpoint: {e}') from None
         diff = spec.mismatches(expect)
+        if self.over.robot is not None:
+            try:
+                self.over.robot.check_cameras(expect.cameras, f'checkpoint {path}')
+            except ValueError as e:
+                raise Refused(str(e)) from None
         if diff:
             raise Refused(f'{path} does not fit this robot (checkpoint != robot): '
                           + '; '.join(diff))
@@ -141,9 +150,6 @@ class PolicySlot:
                           f'{spec.proprio_dim}')
         if self.robot is None and self.configured is None:
             actions = expect.action_names or spec.action_names
-            if not actions and self.over.need_action_names:
-                raise Refused(f'{path}: the checkpoint names no action values; set the '
-                              'action_names parameter')
             self.check_actions(list(actions), list(joints))
         return expect
 
@@ -210,14 +216,19 @@ class PolicySlot:
         return pending, failed
 
 
-def sim_limits(action_names: list[str]) -> tuple[list[float], list[float]] | None:
-    """Joint limits of the sim arm when ``action_names`` are its actions, else None."""
-    from il_ros.sim.env import ARM_JOINTS, GRIPPER
-    if list(action_names) != ARM_JOINTS + [GRIPPER]:
-        return None
-    from il_ros.sim import make_env
-    env = make_env('lift', render=False)
-    try:
-        return env.action_low.tolist(), env.action_high.tolist()
-    finally:
-        env.close()
+def robot_limits(robot=None) -> Callable:
+    """``limits(action_names)`` of a robot description (None: the default robot).
+
+    Returns (lower, upper, max_step) of the robot's actions; raises Refused naming the robot
+    file when ``action_names`` are not its actions.
+    """
+    from il_ros.robot import load_robot
+    robot = robot if robot is not None else load_robot()
+
+    def limits(action_names):
+        if list(action_names) != robot.action_names:
+            raise Refused(f'{robot.source or robot.name}: actions: the command values '
+                          f'{list(action_names)} are not this robot\'s actions '
+                          f'{robot.action_names}')
+        return robot.action_low, robot.action_high, robot.max_step
+    return limits

@@ -76,7 +76,7 @@ class RosGraph:
         cfg = self.cfg
         self.runner, self.driver = start_sim_graph(
             cfg.task, self.log_dir, self.log_dir.parent / 'bags_unused', first, cfg.cameras,
-            cfg.image_size, cfg.rate_hz, nodes=nodes, supervisor_params=cfg.supervisor,
+            None, cfg.rate_hz, nodes=nodes, supervisor_params=cfg.supervisor,
             # the rounds set out_dir per round: every run folder lies in the run's folder
             trainer_params={'output_root': str(Path(cfg.out).resolve())}, env=self.env)
         self.nodes = set(nodes)

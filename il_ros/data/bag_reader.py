@@ -125,6 +125,13 @@ def _header_stamp(msg) -> float | None:
     return header.stamp.sec + header.stamp.nanosec * 1e-9
 
 
+ACTION_KINDS = {'std_msgs/msg/Float64MultiArray': 'float64_multi_array',
+                'sensor_msgs/msg/JointState': 'joint_state',
+                'trajectory_msgs/msg/JointTrajectory': 'joint_trajectory',
+                'geometry_msgs/msg/TwistStamped': 'twist_stamped'}
+"""Action layout of each command message type (the bag names the type of every topic)."""
+
+
 def _action_vector(msg, kind: str, joints: list[str], where: str) -> np.ndarray:
     """The action vector of one command message."""
     if kind == 'float64_multi_array':
@@ -245,7 +252,9 @@ class BagFile:
                     state['names_raw'] = fast[1] if fast is not None else None
                 elif role == 'action':
                     a = self.cfg.topics.action
-                    items.append(_action_vector(msg, a.type, a.joints, where))
+                    kind = ACTION_KINDS.get(conn.msgtype, a.type)
+                    items.append(_action_vector(msg, kind, a.joints if kind in (
+                        'joint_state', 'joint_trajectory') else [], where))
                 else:
                     items.append(str(msg.data))
         except BagError:

@@ -35,6 +35,7 @@ from il_ros.data.resample import (choose_timing, first_backwards, latest_at_or_b
                                   staleness, tick_grid)
 from il_ros.data.store import encode_labels, LABEL_KEY, TIME_KEY
 from il_ros.data.topic_map import ConvertConfig
+from il_ros.robot import load_robot
 
 
 
@@ -259,6 +260,9 @@ def convert_bag(bag: Path, cfg: ConvertConfig, report: EpisodeReport, sid: str):
                 'warnings': report.warnings, 'rate_hz': cfg.rate_hz,
                 'episode_status': report.episode_status,
                 'stale_hold_frames': report.stale_hold}
+    if cfg.robot:
+        robot = load_robot(cfg.robot)
+        meta_out.update(robot=robot.to_dict(), action_names=robot.action_names)
     return frames, meta_out
 
 

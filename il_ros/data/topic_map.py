@@ -37,7 +37,8 @@ class ActionRole:
     """Command topic. Under DART point it at the clean label, ``/il/teleop/command``."""
     type: str = 'float64_multi_array'
     """Message layout: float64_multi_array, joint_state (positions), joint_trajectory (first
-    point's positions) or twist_stamped (linear xyz, angular xyz)."""
+    point's positions) or twist_stamped (linear xyz, angular xyz). A bag names its topics'
+    message types, and that wins; this is for a type the bag does not name."""
     joints: list[str] = field(default_factory=list)
     """For joint_state / joint_trajectory: joint names in action order (empty: as sent)."""
 
@@ -73,6 +74,21 @@ class TopicMap:
                 raise ValueError(f'camera name {name!r} must be an identifier (it becomes '
                                  f'the dataset key {keys.image_key(name)!r})')
 
+    @classmethod
+    def from_robot(cls, robot, cameras=None, action_topic: str | None = None) -> TopicMap:
+        """The topic map of a robot description's topics (il_ros.robot.RobotDescription).
+
+        ``cameras``: the cameras to convert (default: all of the robot's); ``action_topic``:
+        the action label topic instead of the robot's command topic (under DART, the clean
+        label ``/il/teleop/command``; its message type is read from the bag).
+        """
+        cams = list(cameras) if cameras else robot.camera_names
+        robot.check_cameras(cams, 'the conversion')
+        return cls(cameras={c: robot.camera(c).topic for c in cams},
+                   joint_states=JointStatesRole(robot.joint_states.topic, robot.joint_names),
+                   action=ActionRole(action_topic or robot.command.topic, robot.command.type,
+                                     robot.action_names))
+
     def required_topics(self) -> list[str]:
         """Topics every episode must contain."""
         return [*self.cameras.values(), self.joint_states.topic, self.action.topic]
@@ -88,6 +104,10 @@ class ConvertConfig:
 
     topics: TopicMap = field(default_factory=TopicMap)
     """Topic roles."""
+    robot: str = ''
+    """Robot description (name in config/robots or a YAML path) the bags were recorded on:
+    every episode stores it with its action names, and the checkpoints trained on the
+    dataset carry it. Empty: none is stored (joint names come from the bags)."""
     rate_hz: float = 20.0
     """Control rate the episode is resampled to."""
     image_size: tuple[int, int] = (84, 84)
@@ -138,6 +158,9 @@ class ConvertConfig:
         if not 0.0 < self.max_hold_fraction <= 1.0:
             raise ValueError(f'max_hold_fraction must be in (0, 1], got '
                              f'{self.max_hold_fraction}')
+        if self.robot:
+            from il_ros.robot import load_robot
+            load_robot(self.robot)                 # a bad robot fails now, naming its file
         if not 0.0 <= self.action_lookahead < 1.0:
             raise ValueError(f'action_lookahead must be in [0, 1), got {self.action_lookahead}')
 

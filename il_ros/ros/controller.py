@@ -39,7 +39,8 @@ from std_srvs.srv import SetBool, Trigger
 from il_ros import keys
 from il_ros.control.loop import ControlLoop
 from il_ros.control.safety import check_step_settings, SettingError
-from il_ros.control.slot import config_mtime, PolicySlot, Refused, RobotOverrides, sim_limits
+from il_ros.control.slot import (config_mtime, PolicySlot, Refused, robot_limits,
+                                 RobotOverrides)
 from il_ros.control.worker import ThreadWorker
 from il_ros.fsio import atomic_write_json
 from il_ros.render import setup_headless_gl
@@ -79,20 +80,18 @@ class Controller(Node):
         import il_ros.models.checkpoint  # noqa: F401 - imported now, not by the first hot load
         torch.set_num_threads(max(1, int(p['torch_threads'])))
 
-        self._limit_cache: dict[tuple, object] = {}
+        self.robot = robot = p['robot_description']
         over = RobotOverrides(
-            rate_hz=p['rate_hz'], joint_names=list(p['joint_names']),
-            action_names=list(p['action_names']), cameras=list(p['cameras']),
-            need_action_names=bool(p['joint_lower'])
-            or p['command_adapter'] != 'float64_multi_array')
+            rate_hz=p['rate_hz'], joint_names=robot.joint_names,
+            action_names=robot.action_names, cameras=list(p['cameras']), robot=robot)
         self.slot = PolicySlot(over, lambda a, j: self.loop.check_actions(a, j),
                                use_ema=p['use_ema'], log=self.log)
         cfg = loop_config(p, keep_ticks=bool(p['stats_file']))
         self.loop = ControlLoop(cfg, worker=ThreadWorker(), slot=self.slot,
-                                limits=self._limits, log=self.log)
+                                limits=robot_limits(robot), log=self.log)
         self.loop.on_robot, self.loop.on_swap = self._on_robot, self._on_swap
         self.loop.on_refused = self._sync_checkpoint_param
-        self.streams = Streams(p['joint_states_topic'], self.loop.warn, self.log)
+        self.streams = Streams(robot.joint_states.topic, self.loop.warn, self.log)
         self.proprio: list[str] = []
         self.adapter = self.pub_cmd = None
         self.status_seq = 0
@@ -100,7 +99,7 @@ class Controller(Node):
 
         self.pub_source = self.create_publisher(String, p['control_source_topic'], STATE_QOS)
         self.pub_status = self.create_publisher(String, '~/status', STATE_QOS)
-        self.create_subscription(JointState, p['joint_states_topic'], self._on_joints,
+        self.create_subscription(JointState, robot.joint_states.topic, self._on_joints,
                                  SENSOR_QOS)
         self.create_subscription(Bool, p['intervention_topic'], self._on_intervention,
                                  COMMAND_QOS)
@@ -115,17 +114,13 @@ class Controller(Node):
         self.add_on_set_parameters_callback(self._on_set_parameters)
         if p['cameras']:
             self._subscribe_cameras(p['cameras'])
-        if p['action_names'] and (p['joint_lower'] or self._limits(p['action_names'])):
-            # The robot's command layout is known: human takeover works before any policy.
-            try:
-                self.loop.configure(list(p['action_names']), list(p['joint_names']))
-            except SettingError as e:
-                raise ParameterError(f'parameter {e}') from None
-            except Refused as e:
-                raise ParameterError(str(e) if str(e).startswith('parameter ') else
-                                     f'parameter action_names={p["action_names"]!r}: {e}'
-                                     ) from None
-            self._setup_command()
+        # The robot's command layout is known: human takeover works before any policy.
+        try:
+            self.loop.configure(robot.action_names, robot.joint_names)
+        except (SettingError, Refused) as e:
+            raise ParameterError(str(e) if str(e).startswith('parameter ') else
+                                 f'parameter robot={p["robot"]!r}: {e}') from None
+        self._setup_command()
         self.create_timer(self.period, self._tick)
         self.create_timer(1.0 / p['status_rate_hz'], self._publish_status)
         path = p['checkpoint']
@@ -135,32 +130,19 @@ class Controller(Node):
             except Refused as e:
                 self.loop.refuse(str(e))
                 self._sync_checkpoint_param(str(Path(path).expanduser().resolve()))
-        self.log.info(f'{p["rate_hz"]:g} Hz, {"enabled" if cfg.enabled else "disabled"}, '
-                      f'adapter {p["command_adapter"]} on {p["command_topic"]}, chunk policy '
+        self.log.info(f'robot {robot.name} ({robot.source}), {p["rate_hz"]:g} Hz, '
+                      f'{"enabled" if cfg.enabled else "disabled"}, {robot.command.type} on '
+                      f'{robot.command.topic}, chunk policy '
                       f'{cfg.chunk_policy}, checkpoint '
                       f'{path or "(none: HOLD until one is loaded)"}')
         self._built = True                     # destroy_node reports telemetry
 
     # ------------------------------------------------------------------ robot set-up
-    def _limits(self, action_names: list[str]):
-        """(lower, upper) of the command values: the parameters, else the sim arm's, else None."""
-        lower, upper = self.p['joint_lower'], self.p['joint_upper']
-        if lower or upper:
-            if not len(lower) == len(upper) == len(action_names):
-                raise Refused(f'joint_lower ({len(lower)}) and joint_upper ({len(upper)}) need '
-                              f'one value per command value ({len(action_names)}: '
-                              f'{list(action_names)})')
-            return list(lower), list(upper)
-        key = tuple(action_names)
-        if key not in self._limit_cache:
-            self._limit_cache[key] = sim_limits(list(action_names))
-        return self._limit_cache[key]
-
     def _setup_command(self) -> None:
         """The command adapter and publisher, once the loop knows the command values."""
-        self.adapter = make_adapter(self.p['command_adapter'], self.loop.action_names,
+        self.adapter = make_adapter(self.robot.command.type, self.loop.action_names,
                                     self.period)
-        self.pub_cmd = self.create_publisher(self.adapter.msg_type, self.p['command_topic'],
+        self.pub_cmd = self.create_publisher(self.adapter.msg_type, self.robot.command.topic,
                                              COMMAND_QOS)
         self._warn_unlimited()
 
@@ -171,14 +153,13 @@ class Controller(Node):
                              'only the joint limits clamp them)')
 
     def _subscribe_cameras(self, cameras: list[str]) -> None:
-        pairs = dict(s.split('=', 1) for s in self.p['camera_topics'] if '=' in s)
         for cam in cameras:
             if cam in self.streams.camera_topics:
                 continue
-            topic = pairs.get(cam, keys.camera_topic(cam))
-            self.streams.camera_topics[cam] = topic
-            cls = CompressedImage if topic.rstrip('/').endswith('compressed') else Image
-            self.create_subscription(cls, topic, lambda m, c=cam: self._on_image(c, m),
+            info = self.robot.camera(cam)      # the slot refused cameras the robot lacks
+            self.streams.camera_topics[cam] = info.topic
+            cls = CompressedImage if info.compressed else Image
+            self.create_subscription(cls, info.topic, lambda m, c=cam: self._on_image(c, m),
                                      SENSOR_QOS)
 
     def _on_robot(self, spec) -> None:
@@ -291,7 +272,7 @@ class Controller(Node):
     def _set_enabled(self, on: bool) -> None:
         self.loop.enable(on)
         self.log.info('enabled' if on else 'disabled: nothing is published on '
-                      f'{self.p["command_topic"]}')
+                      f'{self.robot.command.topic}')
 
     def _on_enable(self, request, response):
         self._set_enabled(bool(request.data))

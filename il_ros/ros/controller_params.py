@@ -17,12 +17,10 @@ from rcl_interfaces.msg import ParameterDescriptor
 from il_ros import keys
 from il_ros.control.chunk_guard import CHUNK_POLICIES
 from il_ros.control.loop_types import LoopConfig
-from il_ros.control.safety import check_limit_settings, check_step_settings, SettingError
-from il_ros.ros.command_adapters import ADAPTERS
+from il_ros.control.safety import check_step_settings, SettingError
+from il_ros.config import ConfigError
+from il_ros.robot import load_robot
 from il_ros.ros.node_utils import declare, ParameterError
-
-ADAPTER_CHOICES = tuple(a for a in ADAPTERS if a != 'twist_stamped')
-
 
 @dataclass(frozen=True)
 class Param:
@@ -47,22 +45,16 @@ PARAMS: tuple[Param, ...] = (
       'to hot-load (refused, with the reason, when it does not fit the robot); always names '
       'the running checkpoint.', runtime=True),
     P('use_ema', True, 'Load the EMA weights when the checkpoint has them.'),
-    P('rate_hz', 20.0, 'Control rate (Hz); a checkpoint trained at another rate is refused.',
-      {'min': 0.0, 'min_exclusive': True}, loop=True),
+    P('robot', 'sim_arm', 'Robot description: a name in config/robots or a path to a robot '
+      'YAML (docs/robots.md). Joint and action names, limits, step limits, the command '
+      'interface, the joint-state topic and the cameras come from it.'),
+    P('rate_hz', 0.0, 'Control rate (Hz); 0: the robot\'s control_rate_hz. A checkpoint '
+      'trained at another rate is refused.', {'min': 0.0}, loop=True),
     P('enabled', False, 'Start enabled. Disabled: nothing is published on the command topic. '
       'Also ~/enable (SetBool).', runtime=True, loop=True),
-    P('joint_names', [], 'Joint names the policy reads from the joint states, in its order; '
-      'empty: the checkpoint\'s.', array_type='string'),
-    P('action_names', [], 'Command value names in the policy\'s action order; empty: the '
-      'checkpoint\'s.', array_type='string'),
-    P('joint_lower', [], 'Lower limit of each command value (action order); empty: the sim '
-      'arm\'s limits when the action names are the sim arm\'s, else required.',
-      array_type='double'),
-    P('joint_upper', [], 'Upper limit of each command value (see joint_lower).',
-      array_type='double'),
-    P('max_step', [], 'Largest change per tick of each command value: [] = 0.1 for measured '
-      'joints and 1.0 for other values (a gripper in [0, 1]); one value = every command '
-      'value; or one per command value. Each > 0, or .inf with allow_unlimited_step.',
+    P('max_step', [], 'Largest change per tick of each command value: [] = the robot '
+      'description\'s max_step; one value = every command value; or one per command value. '
+      'Each > 0, or .inf with allow_unlimited_step. Set at run time to tighten.',
       runtime=True, array_type='double', loop=True),
     P('allow_unlimited_step', False, 'Accept .inf step limits (no step limit; only the joint '
       'limits clamp); logged as a warning and listed in ~/status.', loop=True),
@@ -92,15 +84,8 @@ PARAMS: tuple[Param, ...] = (
       array_type='double', loop=True),
     P('max_invalid_chunks', 3, 'This many rejected chunks (or inference errors) in a row '
       'latch a fault (HOLD until ~/reset).', {'min': 1}, loop=True),
-    P('command_adapter', 'float64_multi_array', 'Command message type (twist_stamped is not '
-      'implemented).', {'choices': ADAPTER_CHOICES}),
-    P('command_topic', keys.TOPIC_COMMAND, 'Robot command topic.'),
     P('cameras', [], 'Cameras the policy reads; empty: the checkpoint\'s.',
       array_type='string'),
-    P('camera_topics', [], 'CAMERA=TOPIC pairs; a camera not listed uses '
-      '/camera/<camera>/image_raw; a topic ending in compressed is read as CompressedImage.',
-      array_type='string'),
-    P('joint_states_topic', keys.TOPIC_JOINT_STATES, 'sensor_msgs/JointState of the robot.'),
     P('intervention_topic', keys.TOPIC_INTERVENTION, 'Deadman heartbeats (Bool: true holds '
       'human control, false hands it back at once).'),
     P('human_command_topic', keys.TOPIC_TELEOP_COMMAND, 'Human command (Float64MultiArray, '
@@ -121,14 +106,17 @@ PARAMS: tuple[Param, ...] = (
 BY_NAME = {p.name: p for p in PARAMS}
 RUNTIME = tuple(p.name for p in PARAMS if p.runtime) + ('use_sim_time',)
 """Parameters that may change while the node runs; the others are read at start-up."""
+_ROBOT = ('removed: the robot description holds it (the robot parameter; '
+          'config/robots/<name>.yaml, docs/robots.md)')
 REMOVED = {
+    **{name: _ROBOT for name in ('joint_names', 'action_names', 'joint_lower', 'joint_upper',
+                                 'command_adapter', 'command_topic', 'camera_topics',
+                                 'joint_states_topic')},
     'max_step_other': 'removed: give max_step one value per command value (the default '
-                      '[] is 0.1 for measured joints and 1.0 for other values)',
+                      '[] is the robot description\'s max_step)',
     'max_step_per_value': 'removed: max_step takes one value per command value',
 }
 """Parameters of earlier versions that are refused (not silently ignored) when set."""
-REFUSED_VALUES = {('command_adapter', 'twist_stamped'): 'not implemented (a joint-position '
-                  'policy gives no Cartesian velocity); use one of ' + str(list(ADAPTER_CHOICES))}
 
 
 def declare_all(node: Node) -> dict:
@@ -142,35 +130,31 @@ def declare_all(node: Node) -> dict:
             description=f'({why})', dynamic_typing=True)).value
         if v is not None:
             raise ParameterError(f'parameter {name}={v!r}: {why}')
-    values = {}
-    for p in PARAMS:
-        try:
-            values[p.name] = declare(node, p.name, p.default, p.description,
-                                     array_type=p.array_type, **p.limits)
-        except ParameterError:
-            v = node.get_parameter(p.name).value if node.has_parameter(p.name) else None
-            why = REFUSED_VALUES.get((p.name, v))
-            if why:
-                raise ParameterError(f'parameter {p.name}={v!r}: {why}') from None
-            raise
+    values = {p.name: declare(node, p.name, p.default, p.description,
+                              array_type=p.array_type, **p.limits) for p in PARAMS}
+    try:
+        values['robot_description'] = robot = load_robot(values['robot'])
+    except ConfigError as e:
+        raise ParameterError(f'parameter robot={values["robot"]!r}: {e}') from None
+    if not values['rate_hz']:
+        values['rate_hz'] = robot.control_rate_hz
     check(values)
     return values
 
 
 def check(values: dict) -> bool:
-    """Refuse settings that contradict each other (ParameterError).
+    """Refuse settings that contradict each other or the robot (ParameterError).
 
     Returns True when a step limit is ``inf`` (no step limit; the node warns).
     """
-    bad = [s for s in values['camera_topics'] if '=' not in s]
-    if bad:
-        raise ParameterError(f'parameter camera_topics={list(values["camera_topics"])!r}: '
-                             f'entries must be CAMERA=TOPIC ({bad[0]!r} is not)')
+    robot = values['robot_description']
     try:
-        check_limit_settings(values['joint_lower'], values['joint_upper'],
-                             values['action_names'])
+        robot.check_cameras(values['cameras'], 'the cameras parameter')
+    except ConfigError as e:
+        raise ParameterError(f'parameter cameras={list(values["cameras"])!r}: {e}') from None
+    try:
         unlimited = check_step_settings(values['max_step'], values['allow_unlimited_step'],
-                                        values['action_names'])
+                                        robot.action_names)
         loop_config(values)
     except SettingError as e:
         raise ParameterError(f'parameter {e}') from None

@@ -33,7 +33,7 @@ class DaggerDriver(GraphClient):
     """The in-process client of a running ``dagger`` graph (see the module doc)."""
 
     def __init__(self, env: dict, runner, task: str, control_rate_hz: float,
-                 cameras=('front',), image_size=(84, 84)):
+                 cameras=('front',), robot=None):
         super().__init__('il_ros_dagger', env, runner)
         from std_msgs.msg import Float64MultiArray, String
 
@@ -41,8 +41,8 @@ class DaggerDriver(GraphClient):
         from il_ros.sim.registry import make_env
         self.task = task
         self.rate = float(control_rate_hz)
-        self.mirror = make_env(task, render=False, cameras=tuple(cameras),
-                               image_size=tuple(image_size), control_dt=1.0 / self.rate)
+        self.mirror = make_env(task, robot=robot, render=False, cameras=tuple(cameras),
+                               control_dt=1.0 / self.rate)
         self.states: deque = deque(maxlen=1000)
         self.episode_index: int | None = None
         self.sources: list[str] = []
@@ -214,14 +214,15 @@ class DaggerDriver(GraphClient):
             super().close()
 
 
-RECORD_TOPICS = [keys.TOPIC_JOINT_STATES, keys.TOPIC_COMMAND, keys.TOPIC_CONTROL_SOURCE,
-                 keys.TOPIC_TELEOP_COMMAND, keys.TOPIC_INTERVENTION, '/il/expert/label',
+RECORD_TOPICS = [keys.TOPIC_CONTROL_SOURCE, keys.TOPIC_TELEOP_COMMAND, keys.TOPIC_INTERVENTION,
+                 '/il/expert/label',
                  keys.TOPIC_SIM_STATE, keys.TOPIC_SIM_SUCCESS]
-"""What a supervised sim episode records, besides the cameras."""
+"""What a supervised sim episode records, besides the robot's cameras, joint states and
+command topic."""
 
 
 def start_sim_graph(task: str, log_dir, bags_dir, first_seed: int, cameras=('front',),
-                    image_size=(84, 84), rate_hz: float = 20.0, checkpoint: str | None = None,
+                    robot=None, rate_hz: float = 20.0, checkpoint: str | None = None,
                     with_trainer: bool = True, nodes: list[str] | None = None,
                     supervisor_params: dict | None = None,
                     controller_params: dict | None = None, trainer_params: dict | None = None,
@@ -237,18 +238,23 @@ def start_sim_graph(task: str, log_dir, bags_dir, first_seed: int, cameras=('fro
     from pathlib import Path
 
     from il_ros.launcher import GraphRunner, ros_env
+    from il_ros.robot import load_robot
+    from il_ros.training.spec import robot_argument
     cams = list(cameras)
-    h, w = image_size
+    robot = robot if robot is not None and not isinstance(robot, str) else load_robot(robot)
+    robot.check_cameras(cams, 'the DAgger run')
     values = {'task': task, 'seed': str(first_seed - 1), 'rtf': '1.0',
               'cameras': '[' + ','.join(cams) + ']', 'out': str(Path(bags_dir).resolve()),
-              'enabled': 'false', 'checkpoint': str(checkpoint) if checkpoint else "''"}
+              'enabled': 'false', 'checkpoint': str(checkpoint) if checkpoint else "''",
+              'robot': robot_argument(robot, log_dir)}
+    topics = [robot.camera(c).topic for c in cams] + [robot.joint_states.topic,
+                                                      robot.command.topic] + RECORD_TOPICS
     extra = {
-        'sim_robot': {'image_width': w, 'image_height': h, 'camera_rate_hz': rate_hz,
-                      'state_rate_hz': rate_hz},
+        'sim_robot': {'state_rate_hz': rate_hz},
         'controller': {'rate_hz': rate_hz, 'status_rate_hz': 5.0, **(controller_params or {})},
         'supervisor': {'seed': first_seed - 1, **(supervisor_params or {})},
         'recorder': {'use_sim_time': True, 'task': task,
-                     'topics': [keys.camera_topic(c) for c in cams] + RECORD_TOPICS,
+                     'topics': topics,
                      # the rounds move output_dir to <run>/round_k/bags beside bags_dir
                      'output_root': str(Path(bags_dir).resolve().parent)},
         'trainer': {'status_rate_hz': 2.0, **(trainer_params or {})},
@@ -261,7 +267,7 @@ def start_sim_graph(task: str, log_dir, bags_dir, first_seed: int, cameras=('fro
     runner.start(only=nodes)
     driver = None
     try:
-        driver = DaggerDriver(runner.env, runner, task, rate_hz, cams, image_size)
+        driver = DaggerDriver(runner.env, runner, task, rate_hz, cams, robot)
         if 'sim_robot' in nodes:
             driver.wait_ready(str(checkpoint) if checkpoint else None, startup_timeout)
         if 'supervisor' in nodes:

@@ -114,13 +114,13 @@ class GraphClient:
             self.rclpy.try_shutdown(context=self.ctx)
 
 
-def _check_fits(checkpoint, task: str):
+def _check_fits(checkpoint, task: str, robot):
     """The checkpoint's RobotSpec and the sim's; CheckpointMismatch when they differ."""
     from il_ros.models import CheckpointMismatch
     from il_ros.training.evaluate import checkpoint_spec
     from il_ros.training.spec import sim_spec
     spec = checkpoint_spec(checkpoint)
-    expect = sim_spec(task, like=spec)
+    expect = sim_spec(task, like=spec, robot=robot)
     diff = spec.mismatches(expect)
     if diff:
         raise CheckpointMismatch(f'{checkpoint} does not fit the {task} sim robot (checkpoint '
@@ -148,18 +148,19 @@ def evaluate_ros(checkpoint, task: str, episodes: int = 50, seed: int = keys.EVA
     if seed < 1:
         raise ValueError(f'--transport ros needs seed >= 1 (the sim starts at seed - 1), got '
                          f'{seed}')
+    from il_ros.training.spec import robot_argument, robot_of_checkpoint
     checkpoint = str(Path(checkpoint).resolve())
-    spec = _check_fits(checkpoint, task)
+    robot = robot_of_checkpoint(checkpoint)
+    spec = _check_fits(checkpoint, task, robot)
     rate = spec.control_rate_hz
-    mirror = make_env(task, render=False, cameras=tuple(spec.cameras),
+    mirror = make_env(task, robot=robot, render=False, cameras=tuple(spec.cameras),
                       control_dt=1.0 / rate)
     limit = mirror.max_steps if max_steps is None else min(int(max_steps), mirror.max_steps)
     log_dir = Path(log_dir) if log_dir else Path(tempfile.mkdtemp(prefix='il_ros_eval_'))
-    h, w = spec.image_size
     values = {'task': task, 'seed': str(seed - 1), 'rtf': '1.0', 'checkpoint': checkpoint,
-              'enabled': 'false', 'cameras': '[' + ','.join(spec.cameras) + ']'}
-    extra = {'sim_robot': {'image_width': w, 'image_height': h, 'camera_rate_hz': rate,
-                           'state_rate_hz': rate},
+              'enabled': 'false', 'cameras': '[' + ','.join(spec.cameras) + ']',
+              'robot': robot_argument(robot, log_dir)}
+    extra = {'sim_robot': {'state_rate_hz': rate},
              'controller': {'rate_hz': rate, 'use_ema': use_ema, 'status_rate_hz': 5.0,
                             'checkpoint_topic': "''", **(controller_params or {})}}
     runner = GraphRunner('deploy', values, log_dir, extra_params=extra, env=ros_env())

@@ -1,7 +1,10 @@
 """SimEnv: the task-independent part of a MuJoCo task (physics, commands, obs, state).
 
-A task subclasses :class:`SimEnv`, names its scene file and its parameter layout, and fills
-in ``_sample`` (initial conditions from a seed), ``success``, ``failure`` and ``info``.
+A task subclasses :class:`SimEnv`, names its parameter layout and fills in ``_sample``
+(initial conditions from a seed), ``success``, ``failure`` and ``info``. The robot's facts
+(scene file of the task, arm and finger joints, action order and limits, gripper mapping,
+end-effector site, home pose) come from its description (il_ros/robot.py), so a task runs
+on every robot whose YAML names a scene for it.
 
 Units: joint positions in rad (arm) and m (fingers), time in s, Cartesian positions in m in
 the world frame (table top at z = 0, arm base at the origin facing +x, +y on its left).
@@ -13,34 +16,56 @@ import numpy as np
 
 from il_ros.keys import image_key, OBS_JOINT_POS, OBS_JOINT_VEL
 from il_ros.resources import sim_asset
+from il_ros.robot import DEFAULT_ROBOT, load_robot, RobotDescription
 from il_ros.sim.kinematics import ArmIK
 
+# The default sim arm's names (config/robots/sim_arm.yaml), kept for old callers; code that
+# may run on another robot reads ``env.robot`` / ``env.action_names`` instead.
 ARM_JOINTS = ['base_yaw', 'shoulder', 'elbow', 'wrist_pitch', 'wrist_roll']
 FINGER_JOINTS = ['finger_left', 'finger_right']
 GRIPPER = 'gripper'
-FINGER_OPEN = 0.045          # finger joint position when fully open, m
-# A comfortable hand-down posture, used as the IK seed for initial conditions.
-HOME_ARM = np.array([0.0, 0.2, 2.0, 0.95, 0.0])
 _HEADER = 2                  # episode_index, episode_time
 
 
-class SimEnv:
-    """One MuJoCo task: a table, the arm and the task's objects, at a fixed control rate.
+def as_robot(robot: str | RobotDescription | None) -> RobotDescription:
+    """A robot description from a name, a YAML path or a description (None: the default)."""
+    if isinstance(robot, RobotDescription):
+        return robot
+    return load_robot(robot or DEFAULT_ROBOT)
 
-    The action is ``action_names`` = the arm joint position targets (rad) followed by the
-    gripper command in [0, 1] (0 open, 1 closed). Observations are the joint positions and
-    velocities of ``joint_names`` and, when rendering, one RGB image per camera.
+
+def scene_of(robot: RobotDescription, task: str) -> str:
+    """The MJCF scene of ``task`` for ``robot`` (ValueError naming its file and tasks)."""
+    where = robot.source or robot.name
+    if robot.sim is None:
+        raise ValueError(f'{where}: robot {robot.name!r} has no sim section, so it has no '
+                         f'MuJoCo scenes (task {task!r})')
+    if task not in robot.sim.scenes:
+        raise ValueError(f'{where}: sim.scenes has no task {task!r}; robot {robot.name!r} '
+                         f'has tasks: {", ".join(robot.sim.scenes) or "none"}')
+    return robot.sim.scenes[task]
+
+
+class SimEnv:
+    """One MuJoCo task: a table, the robot and the task's objects, at a fixed control rate.
+
+    The action is ``action_names`` (the robot's, in its order): arm joint position targets
+    (rad) and the gripper command in [0, 1] (0 open, 1 closed). Observations are the joint
+    positions and velocities of ``joint_names`` and, when rendering, one RGB image per
+    camera. ``robot`` is the :class:`~il_ros.robot.RobotDescription`.
     """
 
     task: str = ''
-    scene: str = ''
     episode_seconds: float = 10.0
     # The task's parameters, stored after qpos/qvel/ctrl in the state vector: (name, size).
     params: tuple[tuple[str, int], ...] = ()
 
-    def __init__(self, *, cameras: tuple[str, ...] = ('front',),
+    def __init__(self, *, robot: str | RobotDescription | None = DEFAULT_ROBOT,
+                 cameras: tuple[str, ...] = ('front',),
                  image_size: tuple[int, int] = (84, 84), control_dt: float = 0.05,
                  render: bool = True, seed: int | None = None):
+        self.robot = as_robot(robot)
+        self.scene = scene_of(self.robot, self.task)
         self.model = mujoco.MjModel.from_xml_path(str(sim_asset(self.scene)))
         self.data = mujoco.MjData(self.model)
         m = self.model
@@ -63,19 +88,7 @@ class SimEnv:
         self.max_steps = int(np.ceil(self.episode_seconds / self.control_dt - 1e-9))
         self.render_enabled = bool(render)
 
-        self.joint_names = ARM_JOINTS + FINGER_JOINTS
-        self.action_names = ARM_JOINTS + [GRIPPER]
-        jids = [m.joint(n).id for n in self.joint_names]
-        self._qpos_idx = np.array([m.jnt_qposadr[j] for j in jids])
-        self._dof_idx = np.array([m.jnt_dofadr[j] for j in jids])
-        self._arm_qpos_idx = self._qpos_idx[:len(ARM_JOINTS)]
-        self._finger_qpos_idx = self._qpos_idx[len(ARM_JOINTS):]
-        self._act_idx = np.array([m.actuator(n).id for n in self.action_names])
-        arm = jids[:len(ARM_JOINTS)]
-        self.action_low = np.concatenate([m.jnt_range[arm, 0], [0.0]])
-        self.action_high = np.concatenate([m.jnt_range[arm, 1], [1.0]])
-        self.ee_site = m.site('ee').id
-        self.ik = ArmIK(m, ARM_JOINTS)
+        self._setup_robot()
 
         self._pvec = np.zeros(sum(size for _, size in self.params))
         self.p: dict[str, np.ndarray] = {}
@@ -87,6 +100,58 @@ class SimEnv:
         self._seed_rng = np.random.default_rng(seed)
         self._renderer: mujoco.Renderer | None = None
         self.reset(seed)
+
+    def _setup_robot(self) -> None:
+        """Index the robot's joints, actuators and site in the model (errors name both)."""
+        r, m = self.robot, self.model
+        where = f'{r.source or r.name} with scene sim/{self.scene}'
+        g = r.gripper
+        self.joint_names = r.joint_names
+        self.action_names = r.action_names
+        self.arm_joints = r.arm_actions        # the non-gripper actions name model joints
+        self.finger_joints = list(g.joints) if g else []
+        self.finger_open = g.open if g else 0.0          # finger position at command 0, m
+        known_j = {m.joint(i).name for i in range(m.njnt)}
+        known_a = {m.actuator(i).name for i in range(m.nu)}
+        for what, names, known in (('joint', self.joint_names + self.arm_joints
+                                    + self.finger_joints, known_j),
+                                   ('actuator', self.action_names, known_a)):
+            missing = [n for n in names if n not in known]
+            if missing:
+                raise ValueError(f'{where}: the model has no {what} {missing}; it has '
+                                 f'{sorted(known)}')
+        self._qpos_idx, self._dof_idx = self._joint_index(self.joint_names)
+        self._arm_qpos_idx, _ = self._joint_index(self.arm_joints)
+        self._finger_qpos_idx, _ = self._joint_index(self.finger_joints)
+        self.arm_action_idx = np.array([self.action_names.index(n) for n in self.arm_joints],
+                                       dtype=int)        # arm joints in the action vector
+        self.gripper_action_idx = self.action_names.index(g.action) if g else None
+        self._act_idx = np.array([m.actuator(n).id for n in self.action_names])
+        self.action_low = np.array(r.action_low, dtype=np.float64)
+        self.action_high = np.array(r.action_high, dtype=np.float64)
+        # the robot's hand-down home posture: the IK seed and its null-space posture
+        self.home = np.array(r.sim.home if r.sim.home else [0.0] * len(self.arm_joints))
+        self._named_cache: dict = {}
+        try:
+            self.ee_site = m.site(r.sim.ee_site).id
+        except KeyError:
+            raise ValueError(f'{where}: sim.ee_site {r.sim.ee_site!r} is not a site of the '
+                             f'model') from None
+        self.ik = ArmIK(m, self.arm_joints, site=r.sim.ee_site, home=self.home)
+
+    def _joint_index(self, names) -> tuple[np.ndarray, np.ndarray]:
+        m = self.model
+        jids = [m.joint(n).id for n in names]
+        return (np.array([m.jnt_qposadr[j] for j in jids], dtype=int),
+                np.array([m.jnt_dofadr[j] for j in jids], dtype=int))
+
+    def compose(self, arm: np.ndarray, gripper: float | None = None) -> np.ndarray:
+        """The action vector (in ``action_names`` order) of arm targets and a gripper value."""
+        a = np.empty(len(self.action_names))
+        a[self.arm_action_idx] = arm
+        if self.gripper_action_idx is not None:
+            a[self.gripper_action_idx] = 0.0 if gripper is None else gripper
+        return a
 
     # ---- episode ---------------------------------------------------------------------------
     def reset(self, seed: int | None = None) -> dict:
@@ -102,8 +167,9 @@ class SimEnv:
         self._pvec[:] = 0.0
         q_arm, gripper = self._sample(rng)
         self.data.qpos[self._arm_qpos_idx] = q_arm
-        self.data.qpos[self._finger_qpos_idx] = FINGER_OPEN * (1.0 - gripper)
-        self.data.ctrl[self._act_idx] = np.concatenate([q_arm, [gripper]])
+        if self.robot.gripper is not None:
+            self.data.qpos[self._finger_qpos_idx] = self.robot.gripper.position(gripper)
+        self.data.ctrl[self._act_idx] = self.compose(q_arm, gripper)
         self.data.time = 0.0
         self._apply_params()
         mujoco.mj_forward(self.model, self.data)
@@ -183,12 +249,34 @@ class SimEnv:
         return (d.qpos[self._qpos_idx].copy(), d.qvel[self._dof_idx].copy(),
                 d.qfrc_actuator[self._dof_idx].copy())
 
+    def joint_positions(self, names) -> np.ndarray:
+        """Positions of any joints of the model, by name (e.g. ``sim.published_joints``)."""
+        return self.data.qpos[self._named(names)[0]].copy()
+
+    def joint_velocities(self, names) -> np.ndarray:
+        """Velocities of any (1-dof) joints of the model, by name."""
+        return self.data.qvel[self._named(names)[1]].copy()
+
+    def joint_efforts(self, names) -> np.ndarray:
+        """Actuator generalized forces of any (1-dof) joints of the model, by name."""
+        return self.data.qfrc_actuator[self._named(names)[1]].copy()
+
+    def _named(self, names) -> tuple[np.ndarray, np.ndarray]:
+        key, cache = tuple(names), self._named_cache
+        if key not in cache:
+            known = {self.model.joint(i).name for i in range(self.model.njnt)}
+            missing = [n for n in key if n not in known]
+            if missing:
+                raise KeyError(f'sim/{self.scene} has no joint {missing}')
+            cache[key] = self._joint_index(key)
+        return cache[key]
+
     def ee_pos(self) -> np.ndarray:
         """World position of the end-effector site (between the finger pads), m."""
         return self.data.site_xpos[self.ee_site].copy()
 
     def gripper_opening(self) -> float:
-        """Mean finger joint position, m (0 closed, 0.045 open)."""
+        """Mean finger joint position, m (``robot.gripper`` closed .. open)."""
         return float(np.mean(self.data.qpos[self._finger_qpos_idx]))
 
     def arm_qpos(self) -> np.ndarray:
@@ -267,9 +355,13 @@ class SimEnv:
 
     # ---- helpers for tasks -----------------------------------------------------------------
     def arm_pose_for(self, ee: np.ndarray, finger_dir: np.ndarray | None = None) -> np.ndarray:
-        """Arm joint positions with the hand pointing down and the ``ee`` site at ``ee``."""
+        """Arm joint positions with the hand pointing down and the ``ee`` site at ``ee``.
+
+        IK from the home posture with the first arm joint (a base yaw on every arm here)
+        turned toward ``ee``.
+        """
         q = np.zeros(self.model.nq)
-        q[self._arm_qpos_idx] = HOME_ARM
+        q[self._arm_qpos_idx] = self.home
         q[self._arm_qpos_idx[0]] = np.arctan2(ee[1], ee[0])
         for _ in range(3):
             q[self._arm_qpos_idx] = self.ik.solve(q, ee, finger_dir=finger_dir, iters=100,

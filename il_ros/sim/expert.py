@@ -11,7 +11,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from il_ros.sim.env import ARM_JOINTS, SimEnv
+from il_ros.robot import DEFAULT_ROBOT, RobotDescription
+from il_ros.sim.env import as_robot, SimEnv
 from il_ros.sim.kinematics import cartesian_step
 
 
@@ -46,13 +47,18 @@ class Expert:
             each arm joint target of the executed command (the gripper is not perturbed).
             The label stays clean.
         seed: seeds the expert's random choices (mode, noise); ``reset`` may reseed.
+        robot: the robot it drives (a name, a YAML path or a description); the expert
+            itself works on any arm through the env's IK, the robot only picks per-robot
+            task geometry and is checked against the env's.
     """
 
     task: str = ''
 
-    def __init__(self, *, noise: float = 0.0, seed: int | None = None):
+    def __init__(self, *, noise: float = 0.0, seed: int | None = None,
+                 robot: str | RobotDescription | None = DEFAULT_ROBOT):
         if not np.isfinite(noise) or noise < 0:
             raise ValueError(f'noise must be a finite std >= 0 (rad), got {noise}')
+        self.robot = as_robot(robot)
         self.noise = float(noise)
         self._rng = np.random.default_rng(seed)
         self._episode: int | None = None
@@ -61,6 +67,9 @@ class Expert:
         """Prepare for the env's current episode (and reseed when ``seed`` is given)."""
         if env.task != self.task:
             raise ValueError(f'{type(self).__name__} drives {self.task!r}, not {env.task!r}')
+        if env.robot.name != self.robot.name:
+            raise ValueError(f'this {self.task} expert was made for robot {self.robot.name!r}, '
+                             f'the env runs {env.robot.name!r}')
         if seed is not None:
             self._rng = np.random.default_rng(seed)
         self._episode = env.episode_index
@@ -73,8 +82,8 @@ class Expert:
         label = np.clip(self._plan(env), env.action_low, env.action_high)
         executed = label.copy()
         if self.noise > 0.0:
-            n = len(ARM_JOINTS)
-            executed[:n] += self._rng.normal(0.0, self.noise, n)
+            idx = env.arm_action_idx
+            executed[idx] += self._rng.normal(0.0, self.noise, len(idx))
             executed = np.clip(executed, env.action_low, env.action_high)
         return ExpertAction(label, executed)
 
@@ -104,4 +113,4 @@ class Expert:
         step = MAX_JUMP if speed is None else speed * lead_time(env)
         target = cartesian_step(ee, np.asarray(goal, dtype=np.float64), step)
         q = env.ik.solve(env.data.qpos, target, finger_dir=finger_dir)
-        return np.concatenate([q, [gripper]])
+        return env.compose(q, gripper)

@@ -22,15 +22,22 @@ def cartesian_step(current: np.ndarray, goal: np.ndarray, max_step: float) -> np
 
 
 class ArmIK:
-    """Damped-least-squares IK for the ``ee`` site over the arm joints.
+    """Damped-least-squares IK for the ``ee`` site over the arm joints, any arm.
 
     The task is the site position plus its orientation: the hand axis (site z) points along
     ``approach`` (default straight down) and, when a finger direction is given, the finger
     axis (site y) lies along it. Joint limits are enforced by clamping after every iteration.
+    The Jacobians are MuJoCo's (``mj_jacSite``), so it works for any chain of the model.
+
+    On a redundant arm (more than 6 joints) a posture term moves the joints toward ``home``
+    within the task's null space, ``(I - J+ J) * posture_gain * (home - q)``, so the free
+    degree of freedom (the Panda's elbow) stays near a comfortable pose and away from its
+    limits instead of drifting.
     """
 
     def __init__(self, model: mujoco.MjModel, arm_joints: list[str], site: str = 'ee',
-                 damping: float = 0.03, rot_weight: float = 0.2):
+                 damping: float = 0.03, rot_weight: float = 0.2,
+                 home: np.ndarray | None = None, posture_gain: float = 0.2):
         self.model = model
         self.data = mujoco.MjData(model)
         self.site_id = model.site(site).id
@@ -41,6 +48,9 @@ class ArmIK:
         self.high = model.jnt_range[jids, 1].copy()
         self.damping = damping
         self.rot_weight = rot_weight
+        self.home = None if home is None else np.asarray(home, dtype=np.float64).copy()
+        # a null space exists only beyond the 6 task dimensions
+        self.posture_gain = float(posture_gain) if len(jids) > 6 and home is not None else 0.0
         self._jacp = np.zeros((3, model.nv))
         self._jacr = np.zeros((3, model.nv))
 
@@ -96,6 +106,11 @@ class ArmIK:
                 # approach axis, so turning about that axis costs nothing
                 jac[3:] -= np.outer(w * approach, approach @ self._jacr[:, self.dof_idx])
             lam = self.damping ** 2
-            dq = jac.T @ np.linalg.solve(jac @ jac.T + lam * np.eye(6), err)
+            if self.posture_gain:
+                inv = np.linalg.inv(jac @ jac.T + lam * np.eye(6))
+                null = np.eye(len(q_arm)) - jac.T @ inv @ jac
+                dq = jac.T @ (inv @ err) + null @ (self.posture_gain * (self.home - q_arm))
+            else:
+                dq = jac.T @ np.linalg.solve(jac @ jac.T + lam * np.eye(6), err)
             q_arm = np.clip(q_arm + dq, self.low, self.high)
         return q_arm

@@ -1,15 +1,22 @@
 """Task ``lift``: grasp a randomly placed cube from above and lift it.
 
-Initial conditions: the cube (4 cm, 50 g) at x in [0.30, 0.48] m, y in [-0.16, 0.16] m with a
-random yaw; the hand pointing down 0.15-0.21 m above the table near x = 0.25 m, open.
-Success: the cube's centre is above ``LIFT_HEIGHT`` while both fingers touch it.
-Failure: 'cube_lost' when the cube leaves the table.
+Initial conditions (per robot, ``LAYOUTS``): on the sim arm, the cube (4 cm, 50 g) at x in
+[0.30, 0.48] m, y in [-0.16, 0.16] m with a random yaw in +-45 degrees, the hand pointing
+down 0.15-0.21 m above the table near x = 0.25 m, open; the Panda, with its longer reach,
+has the cube at x in [0.40, 0.60] m, y in [-0.20, 0.20] m and the hand 0.25-0.35 m up near
+x = 0.40 m. Success (every robot): the cube's centre is above ``LIFT_HEIGHT`` while both
+fingers touch it. Failure: 'cube_lost' when the cube leaves the table.
+
+The scene must name the cube ``cube`` (free joint and geom) and the finger geoms
+``finger_left``/``pad_left`` and ``finger_right``/``pad_right``.
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
-from il_ros.sim.env import FINGER_OPEN, SimEnv
+from il_ros.sim.env import SimEnv
 from il_ros.sim.expert import Expert, lead_time
 
 CUBE_HALF = 0.02
@@ -17,6 +24,25 @@ LIFT_HEIGHT = 0.10            # cube centre height for success, m (table top at 
 _PREGRASP = 0.10              # hand height above the cube centre before descending, m
 _GRASP_DZ = 0.010             # ee site above the cube centre when grasping, m
 _CARRY_Z = 0.20               # ee height to lift to, m
+
+
+class LiftLayout(NamedTuple):
+    """Where a robot's lift episodes start: uniform ranges (low, high), m."""
+
+    cube_x: tuple[float, float]
+    cube_y: tuple[float, float]
+    ee_x: tuple[float, float]
+    ee_y: tuple[float, float]
+    ee_z: tuple[float, float]
+
+
+LAYOUTS = {
+    'sim_arm': LiftLayout((0.30, 0.48), (-0.16, 0.16), (0.22, 0.28), (-0.05, 0.05),
+                          (0.15, 0.21)),
+    'panda': LiftLayout((0.40, 0.60), (-0.20, 0.20), (0.35, 0.45), (-0.05, 0.05),
+                        (0.25, 0.35)),
+}
+"""Robot name -> start layout; a robot not listed gets the sim arm's."""
 
 
 def _yaw_of_quat(q: np.ndarray) -> float:
@@ -28,7 +54,6 @@ class LiftEnv(SimEnv):
     """Pick up the cube and lift it (see the module docstring)."""
 
     task = 'lift'
-    scene = 'lift.xml'
     episode_seconds = 7.5
     params = (('cube_start', 3),)       # x, y, yaw of the cube at reset
 
@@ -48,14 +73,15 @@ class LiftEnv(SimEnv):
     def _sample(self, rng):
         if not self._cube_setup:
             self._setup()
-        x, y = rng.uniform(0.30, 0.48), rng.uniform(-0.16, 0.16)
+        lay = LAYOUTS.get(self.robot.name, LAYOUTS['sim_arm'])
+        x, y = rng.uniform(*lay.cube_x), rng.uniform(*lay.cube_y)
         yaw = rng.uniform(-np.pi / 4, np.pi / 4)
         self.p['cube_start'][:] = (x, y, yaw)
         i = self._cube_qpos
         self.data.qpos[i:i + 3] = (x, y, CUBE_HALF)
         self.data.qpos[i + 3:i + 7] = (np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2))
-        ee = np.array([rng.uniform(0.22, 0.28), rng.uniform(-0.05, 0.05),
-                       rng.uniform(0.15, 0.21)])
+        ee = np.array([rng.uniform(*lay.ee_x), rng.uniform(*lay.ee_y),
+                       rng.uniform(*lay.ee_z)])
         return self.arm_pose_for(ee), 0.0
 
     def cube_pos(self) -> np.ndarray:
@@ -111,14 +137,14 @@ class LiftExpert(Expert):
             # holding: lift straight up
             up = [ee[0], ee[1], min(_CARRY_Z, ee[2] + self.speed * lead)]
             return self.move_to(env, up, 1.0, finger_dir=fdir)
-        closing = CUBE_HALF - 0.006 < opening < FINGER_OPEN - 0.004
+        closing = CUBE_HALF - 0.006 < opening < env.finger_open - 0.004
         if closing and xy_err < 0.03 and ee[2] < grasp[2] + 0.03:
             # fingers on their way in around the cube: keep closing, hold the pose
             return self.move_to(env, grasp, 1.0, finger_dir=fdir)
         # descend only when aligned above the cube (looser once on the way down); the
         # set-point stays over the cube so sideways errors are corrected at once
         tol = 0.015 if ee[2] > pre_z - 0.01 else 0.03
-        if xy_err < tol and opening > FINGER_OPEN - 0.005:
+        if xy_err < tol and opening > env.finger_open - 0.005:
             at_grasp = ee[2] - grasp[2] < 0.012 and xy_err < 0.02
             down = [cube[0], cube[1], max(grasp[2], ee[2] - self.slow * lead)]
             return self.move_to(env, down, 1.0 if at_grasp else 0.0, finger_dir=fdir)

@@ -34,7 +34,6 @@ class PathEnv(SimEnv):
     """Follow the drawn path through the waypoints (see the module docstring)."""
 
     task = 'path'
-    scene = 'path.xml'
     episode_seconds = 20.0
     params = (('start_ee', 3), ('waypoints', 3 * N_WAYPOINTS),
               ('progress', 1),      # waypoints reached so far, in order

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from il_ros.robot import DEFAULT_ROBOT
 from il_ros.sim.env import SimEnv
 from il_ros.sim.expert import Expert
 from il_ros.sim.paths import Polyline
@@ -27,7 +28,6 @@ class ReachAroundEnv(SimEnv):
     """Reach the target behind the pillar without touching it (see the module docstring)."""
 
     task = 'reach_around'
-    scene = 'reach_around.xml'
     episode_seconds = 7.0
     params = (('start_ee', 3), ('pillar', 3), ('target', 3),
               ('side', 1),        # +1 passed on the left, -1 on the right, 0 not yet
@@ -112,8 +112,8 @@ class ReachAroundExpert(Expert):
     lookahead = 0.04          # m along the path
 
     def __init__(self, *, noise: float = 0.0, seed: int | None = None,
-                 mode: str | None = None):
-        super().__init__(noise=noise, seed=seed)
+                 mode: str | None = None, robot=DEFAULT_ROBOT):
+        super().__init__(noise=noise, seed=seed, robot=robot)
         if mode is not None and mode not in MODES:
             raise ValueError(f'mode must be one of {MODES} or None, got {mode!r}')
         self.fixed_mode = mode

@@ -1,7 +1,8 @@
 """The task registry: names, ``make_env`` and ``make_expert``."""
 from __future__ import annotations
 
-from il_ros.sim.env import SimEnv
+from il_ros.robot import DEFAULT_ROBOT, RobotDescription
+from il_ros.sim.env import as_robot, scene_of, SimEnv
 from il_ros.sim.expert import Expert
 from il_ros.sim.lift import LiftEnv, LiftExpert
 from il_ros.sim.path import PathEnv, PathExpert
@@ -19,15 +20,25 @@ def _check(task: str) -> None:
         raise ValueError(f'unknown task {task!r}; valid tasks: {", ".join(TASKS)}')
 
 
-def make_env(task: str, *, cameras=('front',), image_size=(84, 84), control_dt: float = 0.05,
+def robot_tasks(robot: str | RobotDescription | None = DEFAULT_ROBOT) -> tuple[str, ...]:
+    """The tasks ``robot`` has a scene for, in ``TASKS`` order."""
+    r = as_robot(robot)
+    return tuple(t for t in TASKS if r.sim is not None and t in r.sim.scenes)
+
+
+def make_env(task: str, robot: str | RobotDescription | None = DEFAULT_ROBOT, *,
+             cameras=('front',), image_size=(84, 84), control_dt: float = 0.05,
              render: bool = True, seed: int | None = None) -> SimEnv:
-    """Make a ready (already reset) env of ``task``."""
+    """Make a ready (already reset) env of ``task`` on ``robot`` (name, YAML or description)."""
     _check(task)
-    return _ENVS[task](cameras=tuple(cameras), image_size=tuple(image_size),
+    return _ENVS[task](robot=robot, cameras=tuple(cameras), image_size=tuple(image_size),
                        control_dt=control_dt, render=render, seed=seed)
 
 
-def make_expert(task: str, *, noise: float = 0.0, seed: int | None = None) -> Expert:
-    """Make the scripted expert of ``task`` (``noise``: DART std, rad, on arm joints)."""
+def make_expert(task: str, robot: str | RobotDescription | None = DEFAULT_ROBOT, *,
+                noise: float = 0.0, seed: int | None = None) -> Expert:
+    """Make the scripted expert of ``task`` for ``robot`` (``noise``: DART std, rad)."""
     _check(task)
-    return _EXPERTS[task](noise=noise, seed=seed)
+    r = as_robot(robot)
+    scene_of(r, task)            # the same clear error as make_env for a task it lacks
+    return _EXPERTS[task](noise=noise, seed=seed, robot=r)

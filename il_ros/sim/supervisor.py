@@ -44,6 +44,7 @@ import math
 
 import numpy as np
 
+from il_ros.robot import DEFAULT_ROBOT, RobotDescription
 from il_ros.sim.registry import make_env, make_expert, TASKS
 
 TASK_DANGER = {'path': (0.02, 0.01)}
@@ -129,19 +130,22 @@ class SupervisorStep:
 class Supervisor:
     """The gate plus the expert for one task; feed it every tick with :meth:`step`."""
 
-    def __init__(self, task: str, gate: GateConfig | None = None, seed: int = 0):
-        """Watch ``task``; ``seed`` is the expert's.
+    def __init__(self, task: str, gate: GateConfig | None = None, seed: int = 0,
+                 robot: str | RobotDescription | None = DEFAULT_ROBOT):
+        """Watch ``task`` on ``robot`` (a name, a YAML path or a description).
 
-        Sim episode k reseeds the expert with ``seed + k`` (as the scripted teleop does).
+        ``seed`` is the expert's: sim episode k reseeds it with ``seed + k`` (as the
+        scripted teleop does).
         """
         if task not in TASKS:
             raise ValueError(f'unknown task {task!r}; valid tasks: {", ".join(TASKS)}')
         self.task = task
         self.gate = (gate or GateConfig()).for_task(task)
         self.seed = int(seed)
-        self.env = make_env(task, render=False)
-        self.expert = make_expert(task, seed=seed)
-        self.n_arm = len(self.env.action_names) - 1
+        self.env = make_env(task, robot, render=False)
+        self.robot = self.env.robot
+        self.expert = make_expert(task, self.robot, seed=seed)
+        self._grip = self.env.gripper_action_idx
         self.episode: int | None = None
         self.armed = True
         # totals over all episodes
@@ -168,7 +172,7 @@ class Supervisor:
     def hand_target(self, command: np.ndarray) -> np.ndarray:
         """World position (m) of the hand when the arm is at ``command``'s joint targets."""
         q = self.env.data.qpos.copy()
-        q[self.env.ik.qpos_idx] = np.asarray(command, np.float64)[:self.n_arm]
+        q[self.env.ik.qpos_idx] = np.asarray(command, np.float64)[self.env.arm_action_idx]
         return self.env.ik.site_pose(q)[0]
 
     def deviation(self, executed: np.ndarray, label: np.ndarray) -> float:
@@ -212,7 +216,8 @@ class Supervisor:
             executed = np.asarray(executed, np.float64)
             if executed.shape == label.shape and np.all(np.isfinite(executed)):
                 dev = self.deviation(executed, self._prev_label)
-                grip = abs(float(executed[-1] - self._prev_label[-1]))
+                if self._grip is not None:
+                    grip = abs(float(executed[self._grip] - self._prev_label[self._grip]))
         self._prev_label = label
         ee = env.ee_pos()
         self._hand.append(ee)

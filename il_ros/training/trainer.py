@@ -39,7 +39,7 @@ from il_ros.training.inputs import (check_run_dir, DatasetError, open_checked_da
                                     TrainError, TrainInputError)
 from il_ros.training.logbook import Logbook
 from il_ros.training.schedule import EpochSampler, lr_at
-from il_ros.training.spec import spec_from_dataset
+from il_ros.training.spec import dataset_robot, spec_from_dataset
 from il_ros.training.weighting import label_counts, scheme_weights
 
 
@@ -90,6 +90,7 @@ class Trainer:
         if cfg.bf16 is not None:
             self.pcfg = dataclasses.replace(self.pcfg, bf16=cfg.bf16, channels_last=cfg.bf16)
         self.spec = spec_from_dataset(self.ds, self.pcfg, cfg.eval_task)
+        self.robot = dataset_robot(self.ds)          # its description, or None
 
     # ---- setup ---------------------------------------------------------------------------
     def _build(self) -> None:
@@ -366,7 +367,8 @@ class Trainer:
     def _extra(self, entry: dict | None) -> dict:
         return {'step': self.step, 'train_config': self.cfg.to_dict(),
                 'dataset': str(Path(self.cfg.dataset).resolve()),
-                'evaluation': entry}
+                'evaluation': entry,
+                'robot': self.robot.to_dict() if self.robot is not None else None}
 
     def _write_checkpoint(self, name: str, entry: dict | None, trainer_state: bool) -> Path:
         from il_ros.models import save_checkpoint

@@ -158,3 +158,25 @@ def test_sim_robot_speaks_like_the_robot(procs, ros_node, monkeypatch, tmp_path,
         rclpy.spin_once(node, timeout_sec=0.05)
     spin_until(lambda: abs(arm_position(first) - target[0]) < 0.05, 30,
                f'{first} to reach the commanded {target[0]:.2f}')
+
+
+@pytest.mark.parametrize('robot_name', ROBOTS[1:])
+def test_scripted_teleop_drives_the_robot_through_its_command_interface(procs, ros_node,
+                                                                        tmp_path, robot_name):
+    """Scripted collection in lockstep over the robot's own command message: the expert's
+    episode-tagged JointTrajectory reaches the sim, which lifts the cube."""
+    from std_msgs.msg import Bool
+    if robot_name == 'like_a_real_robot':
+        robot_name = _like_a_real_robot(tmp_path)
+    common = ['--ros-args', '-p', f'robot:={robot_name}', '-p', 'seed:=4']
+    sim = procs.python('il_ros.ros.sim_robot', *common, '-p', 'lockstep:=true',
+                       '-p', 'real_time_factor:=3.0', '-p', 'cameras:=[front]', name='sim')
+    teleop = procs.python('il_ros.ros.teleop', *common, name='teleop')
+    success = []
+    ros_node.create_subscription(Bool, '/sim/success', lambda m: success.append(m.data), 10)
+    end = time.monotonic() + 120
+    while time.monotonic() < end and not any(success):
+        rclpy.spin_once(ros_node, timeout_sec=0.1)
+        assert sim.poll() is None and teleop.poll() is None, (procs.log(sim), procs.log(teleop))
+    assert any(success), procs.log(sim)[-2000:] + procs.log(teleop)[-2000:]
+    assert 'ignoring command' not in procs.log(sim), procs.log(sim)

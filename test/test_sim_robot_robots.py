@@ -70,8 +70,8 @@ ROBOTS = [
     'sim_arm',
     'like_a_real_robot',
     pytest.param('panda', marks=pytest.mark.skipif(
-        not _sim_has('panda'), reason='the Panda scene (sim/panda_lift.xml) and '
-        'make_env(robot=...) are not in il_ros.sim yet')),
+        not _sim_has('panda'), reason='the Panda scene (sim/panda_lift.xml) is not in sim/ '
+        'yet')),
 ]
 
 

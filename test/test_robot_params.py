@@ -1,5 +1,7 @@
-"""Robot facts come from the robot description: the nodes refuse the parameters that once
-duplicated them, and bad robot settings exit 2 with one line naming the robot's file.
+"""Robot facts come from the robot description, not from node parameters.
+
+The nodes refuse the parameters that once duplicated them, and bad robot settings exit 2
+with one line naming the robot's file.
 
 Each case runs the node as a real process (as test_node_parameters does): exit code 2, one
 line on stderr naming the parameter, and no traceback.

@@ -163,8 +163,11 @@ def test_sim_robot_speaks_like_the_robot(procs, ros_node, monkeypatch, tmp_path,
 @pytest.mark.parametrize('robot_name', ROBOTS[1:])
 def test_scripted_teleop_drives_the_robot_through_its_command_interface(procs, ros_node,
                                                                         tmp_path, robot_name):
-    """Scripted collection in lockstep over the robot's own command message: the expert's
-    episode-tagged JointTrajectory reaches the sim, which lifts the cube."""
+    """Scripted collection in lockstep over the robot's own command message.
+
+    The expert's episode-tagged command (a JointTrajectory) reaches the sim, which lifts
+    the cube.
+    """
     from std_msgs.msg import Bool
     if robot_name == 'like_a_real_robot':
         robot_name = _like_a_real_robot(tmp_path)

@@ -138,8 +138,11 @@ def test_keyboard_keys_jog_joints_through_a_terminal(procs, node, tmp_path, grip
 
 def test_joy_cartesian_moves_the_hand_through_the_robots_command_adapter(procs, node,
                                                                         tmp_path):
-    """The sim arm described as a ros2_control arm (JointTrajectory, joint states in the
-    driver's order with extras): the joystick moves the hand forward, in a straight line."""
+    """The joystick moves the hand forward in a straight line, through the robot's adapter.
+
+    The robot is the sim arm described as a ros2_control arm: JointTrajectory commands,
+    joint states in the driver's order with extras.
+    """
     from trajectory_msgs.msg import JointTrajectory
 
     from il_ros.robot import load_robot

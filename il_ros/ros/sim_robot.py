@@ -100,10 +100,10 @@ class SimRobot(Node):
         cameras = p('cameras', [], "Which of the robot's cameras to render and publish "
                     '(each at its native size, encoding and rate); empty: all of them.',
                     array_type='string')
-        state_rate = p('state_rate_hz', 0.0,
+        state_rate = p('state_rate_hz', robot.control_rate_hz,
                        'Rate of /sim/state and /sim/success (sim time); the scripted '
-                       'expert acts once per /sim/state, so this is its control rate. '
-                       "0: the robot's control_rate_hz.", min=0.0)
+                       'expert acts once per /sim/state, so this is its control rate '
+                       "(default: the robot's control_rate_hz).", **pos)
         self.rtf = p('real_time_factor', 1.0,
                      'Sim seconds per wall second; >1 for fast scripted recording. With '
                      'lockstep a speed cap, where <= 0 means as fast as the nodes go.',
@@ -142,7 +142,7 @@ class SimRobot(Node):
                            if robot.gripper else None)
         self.streams = {
             'joint_states': _Stream(robot.joint_states.rate_hz, 'joint_states.rate_hz'),
-            'state': _Stream(state_rate or robot.control_rate_hz, 'state_rate_hz'),
+            'state': _Stream(state_rate, 'state_rate_hz'),
         }
         self.camera_streams = {c.name: _Stream(c.rate_hz, f'{c.name} rate_hz')
                                for c in self.cameras}

@@ -89,8 +89,8 @@ class Teleop(Node):
         intervention_topic = p('intervention_topic', keys.TOPIC_INTERVENTION,
                                'Deadman heartbeats (Bool: true while held, one false on '
                                'release).')
-        self.rate = p('rate_hz', 0.0, "Command rate in human modes; 0: the robot's "
-                      'control_rate_hz.', min=0.0) or robot.control_rate_hz
+        self.rate = p('rate_hz', robot.control_rate_hz, 'Command rate in human modes '
+                      "(default: the robot's control_rate_hz).", **pos)
         self.deadman = Deadman(p('deadman_timeout_s', 0.5,
                                  'Human control lapses this long after the last input (then '
                                  'the hand-back, Bool false, is published).', **pos))

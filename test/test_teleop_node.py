@@ -185,3 +185,49 @@ def test_joy_cartesian_moves_the_hand_through_the_robots_command_adapter(procs, 
     assert moved[0] > 0.05, moved                        # ~0.1 m/s for ~1.5 s
     np.testing.assert_allclose(moved[1:], 0.0, atol=0.005)
     env.close()
+
+
+def test_keyboard_cartesian_keys_move_the_hand_through_a_terminal(procs, node, tmp_path):
+    """On the sim arm (space auto: cartesian) 'r' lifts the hand by key_step_m per press."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    from il_ros.sim import make_env
+    env = make_env('lift', render=False, seed=2)
+    pos, _, _ = env.joint_state()
+    measured = JointState(name=env.joint_names, position=[float(x) for x in pos])
+    start = env.ee_pos()
+    master, slave = pty.openpty()
+    log = tmp_path / 'kb.log'
+    p = subprocess.Popen(
+        [sys.executable, '-m', 'il_ros.ros.teleop', '--ros-args', '-p', 'mode:=keyboard',
+         '-p', 'key_step_m:=0.02', '-p', 'deadman_timeout_s:=0.5'],
+        stdin=slave, stdout=open(log, 'wb'), stderr=subprocess.STDOUT, start_new_session=True)
+    procs.procs.append((p, log))
+    os.close(slave)
+    cmds = []
+    node.create_subscription(Float64MultiArray, '/il/command',
+                             lambda m: cmds.append(np.array(m.data)), 10)
+    pub_js = node.create_publisher(JointState, '/joint_states', qos_profile_sensor_data)
+
+    def spin_for(seconds):
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            pub_js.publish(measured)
+            rclpy.spin_once(node, timeout_sec=0.02)
+            assert p.poll() is None, log.read_text()
+
+    wait_for(lambda: node.count_subscribers('/joint_states') > 0, 30,
+             what='keyboard teleop to start')
+    spin_for(1.0)
+    os.write(master, b'rrr')
+    spin_for(0.4)
+    assert cmds, log.read_text()
+    assert 'cartesian' in log.read_text()
+    env.data.qpos[env.ik.qpos_idx] = cmds[-1][:-1]
+    moved = env.ik.site_pose(env.data.qpos)[0] - start
+    np.testing.assert_allclose(moved, [0.0, 0.0, 0.06], atol=0.003)
+    os.close(master)
+    env.close()

@@ -22,19 +22,6 @@ from conftest import wait_for  # noqa: E402
 from il_ros.robot import load_robot  # noqa: E402
 
 
-def _sim_has(robot_name: str) -> bool:
-    """Whether the sim can build this robot's lift scene (the Panda needs il_ros.sim's)."""
-    import inspect
-
-    from il_ros.resources import share_dir
-    from il_ros.sim import make_env
-    robot = load_robot(robot_name)
-    scene = robot.sim.scenes.get('lift') if robot.sim else None
-    takes_robot = 'robot' in inspect.signature(make_env).parameters
-    return bool(scene and (share_dir() / 'sim' / scene).exists()
-                and (takes_robot or robot_name == 'sim_arm'))
-
-
 # The sim arm as a real robot's driver would speak it: the first arm's scene, with the
 # Panda's kind of interface (runs before the Panda scene exists).
 LIKE_A_REAL_ROBOT = {
@@ -69,9 +56,7 @@ def _like_a_real_robot(tmp_path) -> str:
 ROBOTS = [
     'sim_arm',
     'like_a_real_robot',
-    pytest.param('panda', marks=pytest.mark.skipif(
-        not _sim_has('panda'), reason='the Panda scene (sim/panda_lift.xml) is not in sim/ '
-        'yet')),
+    'panda',
 ]
 
 

@@ -68,15 +68,7 @@ def test_gripper_sits_at_its_action_index_or_is_absent():
 
 
 # ---- cartesian teleop: each robot's IK (the one its experts use) ----------------------------
-def _has_scene(robot: str) -> bool:
-    from il_ros.resources import share_dir
-    from il_ros.robot import load_robot
-    scene = load_robot(robot).sim.scenes.get('lift')
-    return (share_dir() / 'sim' / scene).exists()
-
-
-@pytest.fixture(scope='module', params=['sim_arm', pytest.param('panda', marks=pytest.mark.skipif(
-    not _has_scene('panda'), reason='the Panda scene (sim/panda_lift.xml) is not in sim/ yet'))])
+@pytest.fixture(scope='module', params=['sim_arm', 'panda'])
 def arm(request):
     from il_ros.sim import make_env
     env = make_env('lift', robot=request.param, render=False, seed=3)

@@ -36,6 +36,10 @@ CASES = [
      ['command_topic=', 'joint_trajectory', 'config/robots/panda.yaml', 'leave']),
     ('teleop', ['mode:=joy', 'robot:=ROBOT_WITHOUT_SIM', 'space:=cartesian'],
      ["space='cartesian'", 'no sim section', 'space:=joint']),
+    ('sim_robot', ['robot:=panda', 'task:=path'], ["task='path'", 'config/robots/panda.yaml',
+                                                   'has tasks: lift']),
+    ('teleop', ['robot:=panda', 'task:=reach_around'], ["task='reach_around'", 'panda.yaml']),
+    ('supervisor', ['robot:=panda', 'task:=path'], ["task='path'", 'panda.yaml']),
     ('supervisor', ['command_topic:=/il/command'], ['command_topic=', 'command.topic']),
     ('supervisor', ['robot:=/no/such/robot.yaml'], ["robot='/no/such/robot.yaml'"]),
 ]

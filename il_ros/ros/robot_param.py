@@ -56,15 +56,10 @@ def refuse_removed(node: Node, removed: dict[str, str], robot: RobotDescription)
                 f'({field} in {where}): edit that file or pass robot:=<your robot YAML>')
 
 
-def sim_kwargs(fn, robot: RobotDescription) -> dict:
-    """Return ``robot=`` for an il_ros.sim factory (make_env, make_expert, Supervisor).
-
-    A factory without that argument knows only the sim arm (ParameterError for another).
-    """
-    import inspect
-    if 'robot' in inspect.signature(fn).parameters:
-        return {'robot': robot}
-    if robot.name != DEFAULT_ROBOT:
-        raise ParameterError(f'parameter robot={robot.name!r}: this il_ros.sim has only the '
-                             f'sim arm ({DEFAULT_ROBOT})')
-    return {}
+def check_sim_task(robot: RobotDescription, task: str) -> None:
+    """ParameterError naming the robot file when ``robot`` has no sim scene for ``task``."""
+    from il_ros.sim.env import scene_of
+    try:
+        scene_of(robot, task)
+    except ValueError as e:
+        raise ParameterError(f'parameter task={task!r}: {e}') from None

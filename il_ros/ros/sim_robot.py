@@ -53,8 +53,8 @@ from il_ros.ros.command_adapters import (command_msg_type, command_tag,  # noqa:
 from il_ros.ros.conversions import array_msg, joint_state_msg, to_time  # noqa: E402
 from il_ros.ros.node_utils import (COMMAND_QOS, declare, ParameterError, run,  # noqa: E402
                                    SENSOR_QOS, STATE_QOS)
-from il_ros.ros.robot_param import (declare_robot, refuse_removed, robot_file,  # noqa: E402
-                                    sim_kwargs)
+from il_ros.ros.robot_param import (check_sim_task, declare_robot,  # noqa: E402
+                                    refuse_removed, robot_file)
 from il_ros.sim import make_env, TASKS  # noqa: E402
 
 REMOVED = {
@@ -120,6 +120,7 @@ class SimRobot(Node):
         if not (self.rtf > 0 or self.lockstep):
             raise ParameterError(f'parameter real_time_factor={self.rtf!r}: must be > 0 '
                                  '(<= 0, as fast as the nodes go, only with lockstep: true)')
+        check_sim_task(robot, self.task)
         self.cameras = [self._camera(c, cameras) for c in (cameras or robot.camera_names)]
         sizes = sorted({(c.height, c.width) for c in self.cameras})
         if len(sizes) > 1:
@@ -128,7 +129,7 @@ class SimRobot(Node):
                                  'sim_robot renders one size: select cameras of one size')
         self.env = make_env(self.task, cameras=tuple(c.name for c in self.cameras),
                             image_size=sizes[0] if sizes else (84, 84), seed=self.seed,
-                            render=bool(self.cameras), **sim_kwargs(make_env, robot))
+                            render=bool(self.cameras), robot=robot)
         if list(self.env.action_names) != robot.action_names:
             raise ParameterError(f'parameter robot={robot.name!r}: the sim scene acts on '
                                  f'{self.env.action_names}, {robot_file(robot)} lists '

@@ -34,7 +34,7 @@ from il_ros import keys
 from il_ros.ros.command_adapters import command_msg_type, CommandError, make_parser
 from il_ros.ros.conversions import array_msg
 from il_ros.ros.node_utils import COMMAND_QOS, declare, ParameterError, run, STATE_QOS
-from il_ros.ros.robot_param import declare_robot, refuse_removed, sim_kwargs
+from il_ros.ros.robot_param import check_sim_task, declare_robot, refuse_removed
 from il_ros.sim.registry import TASKS
 from il_ros.sim.supervisor import GateConfig, Supervisor
 
@@ -94,7 +94,8 @@ class SupervisorNode(Node):
             off = self.get_parameter('danger_off_m').value
             raise ParameterError(f'parameter danger_off_m={off!r}: {e}') from None
 
-        self.sup = Supervisor(task, gate, seed=seed, **sim_kwargs(Supervisor, robot))
+        check_sim_task(robot, task)
+        self.sup = Supervisor(task, gate, seed=seed, robot=robot)
         self.sup.arm(self.active)
         self.executed: np.ndarray | None = None
         self.last: dict = {}

@@ -48,7 +48,7 @@ from il_ros.ros.command_adapters import Float64MultiArrayAdapter, make_adapter
 from il_ros.ros.conversions import array_msg
 from il_ros.ros.node_utils import (COMMAND_QOS, declare, ParameterError, run, SENSOR_QOS,
                                    STATE_QOS)
-from il_ros.ros.robot_param import declare_robot, refuse_removed, robot_file, sim_kwargs
+from il_ros.ros.robot_param import check_sim_task, declare_robot, refuse_removed, robot_file
 
 MODES = ('scripted', 'keyboard', 'joy')
 SPACES = ('auto', 'cartesian', 'joint')
@@ -139,9 +139,10 @@ class Teleop(Node):
     # -- scripted --------------------------------------------------------------------------
     def _init_scripted(self) -> None:
         from il_ros.sim import make_env, make_expert
-        self.env = make_env(self.task, render=False, **sim_kwargs(make_env, self.robot))
+        check_sim_task(self.robot, self.task)
+        self.env = make_env(self.task, render=False, robot=self.robot)
         self.expert = make_expert(self.task, noise=self.noise, seed=self.seed,
-                                  **sim_kwargs(make_expert, self.robot))
+                                  robot=self.robot)
         self.episode = None
         self.create_subscription(Float64MultiArray, keys.TOPIC_SIM_STATE, self._on_state,
                                  STATE_QOS)
@@ -203,10 +204,8 @@ class Teleop(Node):
                 f'in {robot_file(robot)}, so no kinematic model for cartesian teleop; use '
                 'space:=joint')
         from il_ros.sim import make_env
-        try:
-            env = make_env(self.task, render=False, **sim_kwargs(make_env, robot))
-        except (ValueError, KeyError) as e:
-            raise ParameterError(f'parameter task={self.task!r}: {e}') from None
+        check_sim_task(robot, self.task)
+        env = make_env(self.task, render=False, robot=robot)
         self._model_env = env      # owns the model the IK works on
         return CartesianJogger(env.ik, env.data.qpos, gripper_index=self.gripper_index)
 

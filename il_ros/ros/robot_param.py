@@ -1,8 +1,8 @@
 """The ``robot`` node parameter: which robot description a node speaks for.
 
 Every node that needs robot facts (joint and action names, limits, topics, the command
-interface, cameras) declares ``robot`` (a name in config/robots or a path to a robot YAML)
-with :func:`declare_robot` and takes those facts from the loaded
+interface, cameras) declares ``robot`` (a name in config/robots or a path to a robot YAML),
+loads it with :func:`load_robot_param` and takes those facts from the loaded
 :class:`~il_ros.robot.RobotDescription`, never from parameters of its own. Parameters that
 once duplicated a robot fact are refused by name (:func:`refuse_removed`), so an old launch
 file or parameter file fails at start with a line that says where the fact lives now.
@@ -13,14 +13,21 @@ from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 
 from il_ros.config import ConfigError
-from il_ros.robot import DEFAULT_ROBOT, load_robot, RobotDescription, robot_path
-from il_ros.ros.node_utils import declare, ParameterError
+from il_ros.robot import load_robot, RobotDescription, robot_path
+from il_ros.ros.node_utils import ParameterError
 
 
-def declare_robot(node: Node) -> RobotDescription:
-    """Declare ``robot`` and return its loaded description (ParameterError when it is bad)."""
-    name = declare(node, 'robot', DEFAULT_ROBOT, 'Robot description: a name in '
-                   'config/robots (sim_arm, panda, ...) or a path to a robot YAML.')
+ROBOT_DESCRIPTION = ('Robot description: a name in config/robots (sim_arm, panda, ...) or a '
+                     'path to a robot YAML.')
+"""The description of every node's ``robot`` parameter."""
+
+
+def load_robot_param(name: str) -> RobotDescription:
+    """Load the robot a node's ``robot`` parameter names (ParameterError when it is bad).
+
+    A node declares the parameter itself (``declare(node, 'robot', DEFAULT_ROBOT,
+    ROBOT_DESCRIPTION)``, so tools that read its declarations see it) and passes the value.
+    """
     try:
         return load_robot(name)
     except (ConfigError, OSError) as e:

@@ -53,8 +53,9 @@ from il_ros.ros.command_adapters import (command_msg_type, command_tag,  # noqa:
 from il_ros.ros.conversions import array_msg, joint_state_msg, to_time  # noqa: E402
 from il_ros.ros.node_utils import (COMMAND_QOS, declare, ParameterError, run,  # noqa: E402
                                    SENSOR_QOS, STATE_QOS)
-from il_ros.ros.robot_param import (check_sim_task, declare_robot,  # noqa: E402
-                                    refuse_removed, robot_file)
+from il_ros.robot import DEFAULT_ROBOT  # noqa: E402
+from il_ros.ros.robot_param import (check_sim_task, load_robot_param,  # noqa: E402
+                                    refuse_removed, ROBOT_DESCRIPTION, robot_file)
 from il_ros.sim import make_env, TASKS  # noqa: E402
 
 REMOVED = {
@@ -93,7 +94,7 @@ class SimRobot(Node):
         super().__init__('sim_robot')
         p = lambda *a, **k: declare(self, *a, **k)  # noqa: E731
         pos = {'min': 0.0, 'min_exclusive': True}
-        self.robot = robot = declare_robot(self)
+        self.robot = robot = load_robot_param(p('robot', DEFAULT_ROBOT, ROBOT_DESCRIPTION))
         refuse_removed(self, REMOVED, robot)
         self.task = p('task', 'lift', 'Sim task: lift, reach_around, or the long-horizon task '
                       'path.', choices=TASKS)

@@ -34,7 +34,9 @@ from il_ros import keys
 from il_ros.ros.command_adapters import command_msg_type, CommandError, make_parser
 from il_ros.ros.conversions import array_msg
 from il_ros.ros.node_utils import COMMAND_QOS, declare, ParameterError, run, STATE_QOS
-from il_ros.ros.robot_param import check_sim_task, declare_robot, refuse_removed
+from il_ros.robot import DEFAULT_ROBOT
+from il_ros.ros.robot_param import (check_sim_task, load_robot_param, refuse_removed,
+                                    ROBOT_DESCRIPTION)
 from il_ros.sim.registry import TASKS
 from il_ros.sim.supervisor import GateConfig, Supervisor
 
@@ -49,7 +51,7 @@ class SupervisorNode(Node):
     def __init__(self):
         super().__init__('supervisor')
         p = lambda *a, **k: declare(self, *a, **k)  # noqa: E731
-        self.robot = robot = declare_robot(self)
+        self.robot = robot = load_robot_param(p('robot', DEFAULT_ROBOT, ROBOT_DESCRIPTION))
         refuse_removed(self, REMOVED, robot)
         task = p('task', 'lift', 'Sim task whose expert supervises.', choices=TASKS)
         seed = p('seed', 0, 'Seed of the expert; sim episode k uses seed + k.', min=0)

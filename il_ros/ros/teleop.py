@@ -48,7 +48,9 @@ from il_ros.ros.command_adapters import Float64MultiArrayAdapter, make_adapter
 from il_ros.ros.conversions import array_msg
 from il_ros.ros.node_utils import (COMMAND_QOS, declare, ParameterError, run, SENSOR_QOS,
                                    STATE_QOS)
-from il_ros.ros.robot_param import check_sim_task, declare_robot, refuse_removed, robot_file
+from il_ros.robot import DEFAULT_ROBOT
+from il_ros.ros.robot_param import (check_sim_task, load_robot_param, refuse_removed,
+                                    ROBOT_DESCRIPTION, robot_file)
 
 MODES = ('scripted', 'keyboard', 'joy')
 SPACES = ('auto', 'cartesian', 'joint')
@@ -65,7 +67,7 @@ class Teleop(Node):
         from il_ros.sim.registry import TASKS
         p = lambda *a, **k: declare(self, *a, **k)  # noqa: E731
         pos = {'min': 0.0, 'min_exclusive': True}
-        self.robot = robot = declare_robot(self)
+        self.robot = robot = load_robot_param(p('robot', DEFAULT_ROBOT, ROBOT_DESCRIPTION))
         refuse_removed(self, REMOVED, robot)
         self.mode = p('mode', 'scripted', f'Input: one of {MODES}.', choices=MODES)
         self.task = p('task', 'lift', 'Sim task whose expert (scripted) or model (cartesian '

@@ -54,3 +54,21 @@ def test_after_a_stall_the_sim_catches_up_once_then_keeps_real_time(sim, stall_s
     # Then real time again, never faster (before the fix: 0.25 s of sim per 10 ms call).
     assert run(1.0) == pytest.approx(1.0, abs=2 * dt)
     assert node.lag_forgiven == pytest.approx(stall_s - 0.25, abs=2 * dt)
+
+
+def test_command_timeout_holds_the_arm_where_it_is_and_the_gripper_as_commanded(sim):
+    """The hold command puts each arm action at its joint's position, the gripper unchanged."""
+    import numpy as np
+    node, _, run = sim
+    node.command_timeout = 0.1
+    a = np.array(node.env.action_high) * 0.5
+    node.last_command, node.last_command_t = a, node.sim_time
+    node.env.set_command(a)
+    run(0.3)                                   # the timeout has passed: the hold was set
+    assert node.last_command_t is None
+    hold, robot, model = node._hold_action(), node.robot, node.env.model
+    assert hold.shape == a.shape
+    for i, n in enumerate(robot.action_names):
+        want = a[i] if n == robot.gripper.action else \
+            node.env.data.qpos[model.jnt_qposadr[model.joint(n).id]]
+        assert hold[i] == pytest.approx(want), n

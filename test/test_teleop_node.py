@@ -26,10 +26,24 @@ def node(ros_node):
     return ros_node
 
 
-def test_joy_deadman_drives_commands(procs, node):
+def robot_yaml(path, actions=('a', 'b', 'gripper'), gripper=True) -> str:
+    """A two-joint robot without a sim model (joint space), its gripper where asked."""
+    import yaml
+    d = {'name': 'two_joint', 'joint_states': {'joints': ['a', 'b']},
+         'actions': [{'name': n, 'low': 0.0 if n == 'gripper' else -1.0, 'high': 1.0,
+                      'max_step': 0.1} for n in actions],
+         'command': {'type': 'float64_multi_array', 'topic': '/il/command'}}
+    if gripper:
+        d['gripper'] = {'action': 'gripper', 'joints': ['a'], 'open': 0.0, 'closed': 1.0}
+    file = path / 'two_joint.yaml'
+    file.write_text(yaml.safe_dump(d))
+    return str(file)
+
+
+def test_joy_deadman_drives_commands(procs, node, tmp_path):
+    robot = robot_yaml(tmp_path, ('gripper', 'a', 'b'))      # the gripper first, for once
     p = procs.python('il_ros.ros.teleop', '--ros-args', '-p', 'mode:=joy',
-                     '-p', 'arm_joints:=[a,b]', '-p', 'joint_lower:=[-1.0,-1.0]',
-                     '-p', 'joint_upper:=[1.0,1.0]', '-p', 'joy_axis_map:=[0,1]',
+                     '-p', f'robot:={robot}', '-p', 'joy_axis_map:=[0,1]',
                      '-p', 'joy_scale:=1.0', '-p', 'rate_hz:=20.0',
                      '-p', 'deadman_timeout_s:=0.3', name='teleop')
     cmds, beats = [], []
@@ -58,9 +72,10 @@ def test_joy_deadman_drives_commands(procs, node):
     assert cmds and all(b for _, b in beats) and len(beats) >= 10
     first, last = np.array(cmds[0][1]), np.array(cmds[-1][1])
     # Starts from the measured pose (a=-0.1, b=0.2), gripper open; the stick moves joint a.
-    np.testing.assert_allclose(first[1:], [0.2, 0.0])
-    assert abs(first[0] - -0.1) < 0.1
-    assert last[0] > first[0] + 0.2 and abs(last[1] - 0.2) < 1e-9
+    # Action order: gripper, a, b.
+    np.testing.assert_allclose(first[[0, 2]], [0.0, 0.2])
+    assert abs(first[1] - -0.1) < 0.1
+    assert last[1] > first[1] + 0.2 and abs(last[2] - 0.2) < 1e-9
 
     released = Joy(axes=[0.5, 0.0], buttons=[0, 0, 0, 0, 0])
     spin_for(0.6, released)
@@ -72,17 +87,21 @@ def test_joy_deadman_drives_commands(procs, node):
     assert beats[-1][0] >= cmds[-1][0]
 
 
-def test_keyboard_keys_jog_joints_through_a_terminal(procs, node, tmp_path):
-    """Keyboard mode reads a real terminal (a pty): 'q' jogs joint 1 up, space closes."""
+@pytest.mark.parametrize('gripper', [True, False], ids=['gripper', 'no_gripper'])
+def test_keyboard_keys_jog_joints_through_a_terminal(procs, node, tmp_path, gripper):
+    """Keyboard mode reads a real terminal (a pty): 'q' jogs joint 1 up, space closes.
+
+    A robot without a gripper gets commands of its arm joints only; space does nothing.
+    """
     import os
     import pty
     import subprocess
     import sys
+    robot = robot_yaml(tmp_path, ('a', 'b', 'gripper') if gripper else ('a', 'b'), gripper)
     master, slave = pty.openpty()
     p = subprocess.Popen(
         [sys.executable, '-m', 'il_ros.ros.teleop', '--ros-args', '-p', 'mode:=keyboard',
-         '-p', 'arm_joints:=[a,b]', '-p', 'joint_lower:=[-1.0,-1.0]',
-         '-p', 'joint_upper:=[1.0,1.0]', '-p', 'key_step:=0.1', '-p', 'deadman_timeout_s:=0.4'],
+         '-p', f'robot:={robot}', '-p', 'key_step:=0.1', '-p', 'deadman_timeout_s:=0.4'],
         stdin=slave, stdout=open(tmp_path / 'kb.log', 'wb'), stderr=subprocess.STDOUT,
         start_new_session=True)
     procs.procs.append((p, tmp_path / 'kb.log'))
@@ -109,8 +128,106 @@ def test_keyboard_keys_jog_joints_through_a_terminal(procs, node, tmp_path):
     os.write(master, b'q ')
     spin_for(0.3)
     assert cmds, (tmp_path / 'kb.log').read_text()
-    np.testing.assert_allclose(cmds[0], [0.1, 0.5, 0.0])   # from the measured pose
-    np.testing.assert_allclose(cmds[-1], [0.2, 0.5, 1.0])  # second press + gripper closed
+    g = [0.0] if gripper else []
+    np.testing.assert_allclose(cmds[0], [0.1, 0.5] + g)                 # the measured pose
+    np.testing.assert_allclose(cmds[-1], [0.2, 0.5] + [1.0] * gripper)  # + gripper closed
     spin_for(0.8)                                           # the deadman lapses: hand back
     assert beats and beats[-1] is False and beats.count(False) == 1, beats[-3:]
     os.close(master)
+
+
+def test_joy_cartesian_moves_the_hand_through_the_robots_command_adapter(procs, node,
+                                                                        tmp_path):
+    """The joystick moves the hand forward in a straight line, through the robot's adapter.
+
+    The robot is the sim arm described as a ros2_control arm: JointTrajectory commands,
+    joint states in the driver's order with extras.
+    """
+    from trajectory_msgs.msg import JointTrajectory
+
+    from il_ros.robot import load_robot
+    from il_ros.sim import make_env
+    from test_sim_robot_robots import _like_a_real_robot
+    path = _like_a_real_robot(tmp_path)
+    robot = load_robot(path)
+    p = procs.python('il_ros.ros.teleop', '--ros-args', '-p', 'mode:=joy',
+                     '-p', f'robot:={path}', '-p', 'joy_speed:=0.1', name='teleop')
+    env = make_env('lift', render=False, seed=1)
+    names = robot.sim.published_joints
+    pos, _, _ = env.joint_state()
+    measured = JointState(name=names, position=[float(pos[env.joint_names.index(n)])
+                                                for n in names])
+    start = env.ee_pos()
+    cmds = []
+    node.create_subscription(JointTrajectory, robot.command.topic, cmds.append, 10)
+    pub_js = node.create_publisher(JointState, '/joint_states', qos_profile_sensor_data)
+    pub_joy = node.create_publisher(Joy, '/joy', qos_profile_sensor_data)
+
+    def spin_for(seconds, joy=None):
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            pub_js.publish(measured)
+            if joy is not None:
+                pub_joy.publish(joy)
+            rclpy.spin_once(node, timeout_sec=0.02)
+            assert p.poll() is None, procs.log(p)
+
+    wait_for(lambda: node.count_subscribers('/joy') > 0, 30, what='teleop to subscribe /joy')
+    spin_for(0.5)
+    spin_for(1.5, Joy(axes=[0.0, 1.0, 0.0, 0.0, 0.0], buttons=[0, 0, 0, 0, 1]))  # forward
+    assert cmds, procs.log(p)
+    assert all(list(m.joint_names) == robot.action_names for m in cmds)
+    q = np.array(cmds[-1].points[0].positions)
+    assert np.all(q >= robot.action_low) and np.all(q <= robot.action_high)
+    env.data.qpos[env.ik.qpos_idx] = q[:-1]
+    hand = env.ik.site_pose(env.data.qpos)[0]
+    moved = hand - start
+    assert moved[0] > 0.05, moved                        # ~0.1 m/s for ~1.5 s
+    np.testing.assert_allclose(moved[1:], 0.0, atol=0.005)
+    env.close()
+
+
+def test_keyboard_cartesian_keys_move_the_hand_through_a_terminal(procs, node, tmp_path):
+    """On the sim arm (space auto: cartesian) 'r' lifts the hand by key_step_m per press."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    from il_ros.sim import make_env
+    env = make_env('lift', render=False, seed=2)
+    pos, _, _ = env.joint_state()
+    measured = JointState(name=env.joint_names, position=[float(x) for x in pos])
+    start = env.ee_pos()
+    master, slave = pty.openpty()
+    log = tmp_path / 'kb.log'
+    p = subprocess.Popen(
+        [sys.executable, '-m', 'il_ros.ros.teleop', '--ros-args', '-p', 'mode:=keyboard',
+         '-p', 'key_step_m:=0.02', '-p', 'deadman_timeout_s:=0.5'],
+        stdin=slave, stdout=open(log, 'wb'), stderr=subprocess.STDOUT, start_new_session=True)
+    procs.procs.append((p, log))
+    os.close(slave)
+    cmds = []
+    node.create_subscription(Float64MultiArray, '/il/command',
+                             lambda m: cmds.append(np.array(m.data)), 10)
+    pub_js = node.create_publisher(JointState, '/joint_states', qos_profile_sensor_data)
+
+    def spin_for(seconds):
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            pub_js.publish(measured)
+            rclpy.spin_once(node, timeout_sec=0.02)
+            assert p.poll() is None, log.read_text()
+
+    wait_for(lambda: node.count_subscribers('/joint_states') > 0, 30,
+             what='keyboard teleop to start')
+    spin_for(1.0)
+    os.write(master, b'rrr')
+    spin_for(0.4)
+    assert cmds, log.read_text()
+    assert 'cartesian' in log.read_text()
+    env.data.qpos[env.ik.qpos_idx] = cmds[-1][:-1]
+    moved = env.ik.site_pose(env.data.qpos)[0] - start
+    np.testing.assert_allclose(moved, [0.0, 0.0, 0.06], atol=0.003)
+    os.close(master)
+    env.close()

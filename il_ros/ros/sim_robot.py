@@ -1,8 +1,22 @@
-"""sim_robot: a MuJoCo-simulated arm that speaks the same ROS 2 topics as a real robot.
+"""sim_robot: a MuJoCo-simulated arm that speaks the same ROS 2 topics as the real robot.
 
-Publishes camera images, ``/joint_states``, ``/clock``, ``/sim/state`` (privileged state for
-scripted experts) and ``/sim/success``; executes joint-position commands from ``/il/command``
-(std_msgs/Float64MultiArray, the ros2_control forward-command layout); offers ``/sim/reset``.
+Parameter ``robot`` (a name in config/robots or a robot YAML) says how it speaks, as the
+robot's driver would:
+
+- commands on ``command.topic`` in the robot's ``command.type``: ``Float64MultiArray`` in
+  action order, ``JointTrajectory`` (the first point's positions, mapped by ``joint_names``)
+  or ``JointState`` (by ``name``); a message that does not name every action exactly once,
+  or has the wrong length, is ignored with a throttled warning (no motion);
+- ``sensor_msgs/JointState`` on ``joint_states.topic`` at ``joint_states.rate_hz``, with the
+  names and order of ``sim.published_joints`` (may hold joints the policy does not read),
+  else ``joint_states.joints``;
+- every selected camera (parameter ``cameras``; default all) at its native width x height
+  and rate: ``Image`` in its encoding or ``CompressedImage`` (jpeg at ``JPEG_QUALITY``, png).
+  A camera is rendered only when its period is due.
+
+Besides, for the sim's own tools: ``/clock``, ``/sim/state`` (privileged state for scripted
+experts), ``/sim/success`` and the ``/sim/reset`` service. The node chooses a headless
+MuJoCo GL backend itself (il_ros.render) unless ``MUJOCO_GL`` is set.
 
 Time: the simulation keeps its own clock, monotonic across episodes, and stamps every message
 with it. It is advanced from a wall-clock timer at ``real_time_factor`` times real time, one
@@ -20,20 +34,40 @@ it goes on with the last command, so a missing teleop slows the sim but never st
 """
 from __future__ import annotations
 
-import time
+from il_ros.render import setup_headless_gl
 
-import numpy as np
-from rclpy.node import Node
-from rosgraph_msgs.msg import Clock
-from sensor_msgs.msg import Image, JointState
-from std_msgs.msg import Bool, Float64MultiArray
-from std_srvs.srv import Trigger
+setup_headless_gl()   # before anything imports mujoco: it reads MUJOCO_GL once, on import
 
-from il_ros import keys
-from il_ros.ros.conversions import array_msg, image_msg, joint_state_msg, to_time
-from il_ros.ros.node_utils import (COMMAND_QOS, declare, ParameterError, run, SENSOR_QOS,
-                                   STATE_QOS)
-from il_ros.sim import make_env, TASKS
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+from rclpy.node import Node  # noqa: E402
+from rosgraph_msgs.msg import Clock  # noqa: E402
+from sensor_msgs.msg import CompressedImage, Image, JointState  # noqa: E402
+from std_msgs.msg import Bool, Float64MultiArray  # noqa: E402
+from std_srvs.srv import Trigger  # noqa: E402
+
+from il_ros import keys  # noqa: E402
+from il_ros.ros.command_adapters import (command_msg_type, command_tag,  # noqa: E402
+                                         CommandError, make_parser)
+from il_ros.ros.conversions import array_msg, joint_state_msg, to_time  # noqa: E402
+from il_ros.ros.node_utils import (COMMAND_QOS, declare, ParameterError, run,  # noqa: E402
+                                   SENSOR_QOS, STATE_QOS)
+from il_ros.robot import DEFAULT_ROBOT  # noqa: E402
+from il_ros.ros.robot_param import (check_sim_task, load_robot_param,  # noqa: E402
+                                    refuse_removed, ROBOT_DESCRIPTION, robot_file)
+from il_ros.sim import make_env, TASKS  # noqa: E402
+
+REMOVED = {
+    'image_width': 'cameras[].width',
+    'image_height': 'cameras[].height',
+    'camera_rate_hz': 'cameras[].rate_hz',
+    'joint_state_rate_hz': 'joint_states.rate_hz',
+    'command_topic': 'command.topic',
+}
+"""Parameters that duplicated robot facts -> the robot YAML field that gives them now."""
+JPEG_QUALITY = 90
+"""Quality of the JPEG ``CompressedImage`` cameras (cv2.IMWRITE_JPEG_QUALITY, 0..100)."""
 
 
 class _Stream:
@@ -60,17 +94,17 @@ class SimRobot(Node):
         super().__init__('sim_robot')
         p = lambda *a, **k: declare(self, *a, **k)  # noqa: E731
         pos = {'min': 0.0, 'min_exclusive': True}
+        self.robot = robot = load_robot_param(p('robot', DEFAULT_ROBOT, ROBOT_DESCRIPTION))
+        refuse_removed(self, REMOVED, robot)
         self.task = p('task', 'lift', 'Sim task: lift, reach_around, or the long-horizon task '
                       'path.', choices=TASKS)
-        cameras = p('cameras', ['front'], 'Cameras to render and publish (front, wrist).')
-        width = p('image_width', 84, 'Rendered image width in pixels.', min=1)
-        height = p('image_height', 84, 'Rendered image height in pixels.', min=1)
-        camera_rate = p('camera_rate_hz', 20.0, 'Image publication rate (sim time).', **pos)
-        js_rate = p('joint_state_rate_hz', 50.0, 'JointState publication rate (sim time).',
-                    **pos)
-        state_rate = p('state_rate_hz', 20.0,
+        cameras = p('cameras', [], "Which of the robot's cameras to render and publish "
+                    '(each at its native size, encoding and rate); empty: all of them.',
+                    array_type='string')
+        state_rate = p('state_rate_hz', robot.control_rate_hz,
                        'Rate of /sim/state and /sim/success (sim time); the scripted '
-                       'expert acts once per /sim/state, so this is its control rate.', **pos)
+                       'expert acts once per /sim/state, so this is its control rate '
+                       "(default: the robot's control_rate_hz).", **pos)
         self.rtf = p('real_time_factor', 1.0,
                      'Sim seconds per wall second; >1 for fast scripted recording. With '
                      'lockstep a speed cap, where <= 0 means as fast as the nodes go.',
@@ -80,7 +114,6 @@ class SimRobot(Node):
                                  'Hold the last command this long (sim s) before holding the '
                                  'current pose; 0 holds the last command forever.', min=0.0)
         tick_hz = p('tick_rate_hz', 100.0, 'Wall-clock rate of the stepping timer.', **pos)
-        command_topic = p('command_topic', keys.TOPIC_COMMAND, 'Joint position commands.')
         self.lockstep = p('lockstep', False, 'Wait for the command answering each /sim/state '
                           'before stepping on (scripted collection).')
         self.lockstep_timeout = p('lockstep_timeout_s', 1.0, 'Lockstep: wall seconds to wait '
@@ -88,28 +121,44 @@ class SimRobot(Node):
         if not (self.rtf > 0 or self.lockstep):
             raise ParameterError(f'parameter real_time_factor={self.rtf!r}: must be > 0 '
                                  '(<= 0, as fast as the nodes go, only with lockstep: true)')
-        try:
-            self.env = make_env(self.task, cameras=tuple(cameras), image_size=(height, width),
-                                seed=self.seed)
-        except ValueError as e:
-            if 'camera' not in str(e):
-                raise
-            raise ParameterError(f'parameter cameras={list(cameras)!r}: {e}') from None
+        check_sim_task(robot, self.task)
+        self.cameras = [self._camera(c, cameras) for c in (cameras or robot.camera_names)]
+        sizes = sorted({(c.height, c.width) for c in self.cameras})
+        if len(sizes) > 1:
+            raise ParameterError(f'parameter cameras={list(cameras)!r}: the cameras of '
+                                 f'{robot_file(robot)} have different sizes {sizes}; '
+                                 'sim_robot renders one size: select cameras of one size')
+        self.env = make_env(self.task, cameras=tuple(c.name for c in self.cameras),
+                            image_size=sizes[0] if sizes else (84, 84), seed=self.seed,
+                            render=bool(self.cameras), robot=robot)
+        if list(self.env.action_names) != robot.action_names:
+            raise ParameterError(f'parameter robot={robot.name!r}: the sim scene acts on '
+                                 f'{self.env.action_names}, {robot_file(robot)} lists '
+                                 f'actions {robot.action_names}')
         self.frame_prefix = 'sim'
+        self.published_joints = list((robot.sim.published_joints if robot.sim else None)
+                                     or robot.joint_names)
+        self._js_index = _joint_index(self.env.model, self.published_joints)
+        self._arm_index = _joint_index(self.env.model, robot.arm_actions)
+        self._gripper_i = (robot.action_names.index(robot.gripper.action)
+                           if robot.gripper else None)
         self.streams = {
-            'camera': _Stream(camera_rate, 'camera_rate_hz'),
-            'joint_states': _Stream(js_rate, 'joint_state_rate_hz'),
+            'joint_states': _Stream(robot.joint_states.rate_hz, 'joint_states.rate_hz'),
             'state': _Stream(state_rate, 'state_rate_hz'),
         }
-        self.pub_images = {c: self.create_publisher(Image, keys.camera_topic(c), SENSOR_QOS)
-                           for c in self.env.cameras}
-        self.pub_js = self.create_publisher(JointState, keys.TOPIC_JOINT_STATES, SENSOR_QOS)
+        self.camera_streams = {c.name: _Stream(c.rate_hz, f'{c.name} rate_hz')
+                               for c in self.cameras}
+        self.pub_images = {
+            c.name: self.create_publisher(CompressedImage if c.compressed else Image,
+                                          c.topic, SENSOR_QOS) for c in self.cameras}
+        self.pub_js = self.create_publisher(JointState, robot.joint_states.topic, SENSOR_QOS)
         self.pub_state = self.create_publisher(Float64MultiArray, keys.TOPIC_SIM_STATE,
                                                STATE_QOS)
         self.pub_success = self.create_publisher(Bool, keys.TOPIC_SIM_SUCCESS, STATE_QOS)
         self.pub_clock = self.create_publisher(Clock, keys.TOPIC_CLOCK, STATE_QOS)
-        self.create_subscription(Float64MultiArray, command_topic, self._on_command,
-                                 COMMAND_QOS)
+        self.parse_command = make_parser(robot.command.type, robot.action_names)
+        self.create_subscription(command_msg_type(robot.command.type), robot.command.topic,
+                                 self._on_command, COMMAND_QOS)
         self.create_service(Trigger, keys.SERVICE_SIM_RESET, self._on_reset)
 
         self.sim_time = 0.0          # monotonic across episodes (the /clock time)
@@ -123,24 +172,33 @@ class SimRobot(Node):
         self._reset_episode()        # also sets waiting_since (lockstep pause start) to None
         self._anchor()
         self.create_timer(1.0 / tick_hz, self._advance)
+        cams = ', '.join(f'{c.name} {c.width}x{c.height} {c.encoding} {c.rate_hz:g} Hz'
+                         for c in self.cameras) or 'none'
         self.get_logger().info(
-            f'task={self.task} cameras={list(self.env.cameras)} {width}x{height} '
-            f'rtf={self.rtf} joints={self.env.joint_names} actions={self.env.action_names}')
+            f'robot={robot.name} task={self.task} rtf={self.rtf} cameras: {cams}; '
+            f'{robot.joint_states.topic} at {robot.joint_states.rate_hz:g} Hz; commands '
+            f'{robot.command.type} on {robot.command.topic} ({robot.action_names})')
+
+    def _camera(self, name: str, selected):
+        try:
+            return self.robot.camera(name)
+        except KeyError as e:
+            raise ParameterError(f'parameter cameras={list(selected)!r}: {e.args[0]}') from None
 
     # -- callbacks -----------------------------------------------------------------------
-    def _on_command(self, msg: Float64MultiArray) -> None:
-        tag = msg.layout.dim[0].label if msg.layout.dim else ''
+    def _on_command(self, msg) -> None:
+        tag = command_tag(msg)
         if tag.startswith(keys.EPISODE_TAG) and tag != self.episode_tag:
             # An answer to a state of the previous episode, in flight across a reset.
             self.stale_commands += 1
             return
-        a = np.asarray(msg.data, np.float64)
-        n = len(self.env.action_names)
-        if a.shape != (n,) or not np.all(np.isfinite(a)):
+        try:
+            a = self.parse_command(msg)
+        except CommandError as e:
             self.bad_commands += 1
             self.get_logger().warning(
-                f'ignoring command on {keys.TOPIC_COMMAND}: expected {n} finite values '
-                f'({self.env.action_names}), got {a.tolist()}', throttle_duration_sec=2.0)
+                f'ignoring command on {self.robot.command.topic} (no motion): {e}',
+                throttle_duration_sec=2.0)
             return
         self.env.set_command(a)
         self.last_command = a
@@ -220,19 +278,23 @@ class SimRobot(Node):
 
     def _hold_action(self) -> np.ndarray:
         """Keep the arm where it is (current joint positions) and the gripper as commanded."""
-        pos, _, _ = self.env.joint_state()
-        idx = [self.env.joint_names.index(j) for j in self.env.action_names[:-1]]
-        return np.concatenate([pos[idx], self.last_command[-1:]])
+        a = self.last_command.copy()
+        arm = [i for i in range(a.size) if i != self._gripper_i]
+        a[arm] = self.env.data.qpos[self._arm_index[0]]
+        return a
 
     def _publish_due(self) -> bool:
         """Publish every stream due now; True when /sim/state was published."""
         t = self.sim_time
         if self.streams['joint_states'].due(t):
-            pos, vel, eff = self.env.joint_state()
-            self.pub_js.publish(joint_state_msg(self.env.joint_names, pos, vel, eff, t))
-        if self.streams['camera'].due(t):
-            for cam, pub in self.pub_images.items():
-                pub.publish(image_msg(self.env.render(cam), t, f'{self.frame_prefix}/{cam}'))
+            d, (qi, vi) = self.env.data, self._js_index
+            self.pub_js.publish(joint_state_msg(self.published_joints, d.qpos[qi], d.qvel[vi],
+                                                d.qfrc_actuator[vi], t))
+        for cam in self.cameras:
+            # Render a camera only when it is due: rendering is the costly part.
+            if self.camera_streams[cam.name].due(t):
+                self.pub_images[cam.name].publish(camera_msg(
+                    self.env.render(cam.name), cam, t, f'{self.frame_prefix}/{cam.name}'))
         if self.streams['state'].due(t):
             # /clock first: a recorder on sim time then logs the answering command at t.
             self.pub_clock.publish(Clock(clock=to_time(t)))
@@ -248,6 +310,42 @@ class SimRobot(Node):
         if getattr(self, 'env', None) is not None:
             self.env.close()
         return super().destroy_node()
+
+
+def _joint_index(model, names) -> tuple[np.ndarray, np.ndarray]:
+    """(qpos addresses, dof addresses) of the named joints of a MuJoCo model."""
+    try:
+        ids = [model.joint(n).id for n in names]
+    except KeyError as e:
+        raise ParameterError(f'parameter robot: the sim scene has no joint {e}') from None
+    return (np.array([model.jnt_qposadr[j] for j in ids], int),
+            np.array([model.jnt_dofadr[j] for j in ids], int))
+
+
+def camera_msg(rgb: np.ndarray, camera, stamp: float, frame_id: str):
+    """The message ``camera`` publishes for an (H, W, 3) uint8 RGB frame.
+
+    An ``Image`` in the camera's encoding (rgb8, bgr8, mono8, rgba8, bgra8) or a
+    ``CompressedImage`` (jpeg at :data:`JPEG_QUALITY`, or png).
+    """
+    import cv2
+    if camera.compressed:
+        ext, opts = (('.jpg', [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+                     if camera.encoding == 'jpeg' else ('.png', []))
+        ok, buf = cv2.imencode(ext, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), opts)
+        if not ok:
+            raise ValueError(f'cv2 cannot encode camera {camera.name} as {camera.encoding}')
+        msg = CompressedImage(format=camera.encoding, data=buf.tobytes())
+    else:
+        conv = {'rgb8': None, 'bgr8': cv2.COLOR_RGB2BGR, 'mono8': cv2.COLOR_RGB2GRAY,
+                'rgba8': cv2.COLOR_RGB2RGBA, 'bgra8': cv2.COLOR_RGB2BGRA}[camera.encoding]
+        px = np.ascontiguousarray(rgb if conv is None else cv2.cvtColor(rgb, conv))
+        msg = Image(height=px.shape[0], width=px.shape[1], encoding=camera.encoding,
+                    is_bigendian=0, step=px.shape[1] * (px.shape[2] if px.ndim == 3 else 1),
+                    data=px.tobytes())
+    msg.header.stamp = to_time(stamp)
+    msg.header.frame_id = frame_id
+    return msg
 
 
 def main(args=None):

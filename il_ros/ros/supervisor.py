@@ -6,8 +6,9 @@ human-takeover channel.
 
 Per ``/sim/state`` (the sim's privileged state, one per control tick):
 
-1. the newest command seen on ``command_topic`` since the previous state (what the robot
-   executed in answer to it; the controller's output) and the state go to the gate;
+1. the newest command seen on the robot's command topic since the previous state (what the
+   robot executed in answer to it; the controller's output), read back from the robot's
+   command message type into action order, and the state go to the gate;
 2. while the gate holds control: ``Bool(True)`` on ``intervention_topic`` (the deadman
    heartbeat) and the expert's command on ``human_command_topic``, which the controller
    forwards to the robot through its safety filter. On hand-back: one ``Bool(False)``,
@@ -30,12 +31,18 @@ from std_msgs.msg import Bool, Float64MultiArray, String
 from std_srvs.srv import SetBool
 
 from il_ros import keys
-from il_ros.ros.conversions import array_from_msg, array_msg
+from il_ros.ros.command_adapters import command_msg_type, CommandError, make_parser
+from il_ros.ros.conversions import array_msg
 from il_ros.ros.node_utils import COMMAND_QOS, declare, ParameterError, run, STATE_QOS
+from il_ros.robot import DEFAULT_ROBOT
+from il_ros.ros.robot_param import (check_sim_task, load_robot_param, refuse_removed,
+                                    ROBOT_DESCRIPTION)
 from il_ros.sim.registry import TASKS
 from il_ros.sim.supervisor import GateConfig, Supervisor
 
 TOPIC_EXPERT_LABEL = '/il/expert/label'
+REMOVED = {'command_topic': 'command.topic'}
+"""Parameters that duplicated robot facts -> the robot YAML field that gives them now."""
 
 
 class SupervisorNode(Node):
@@ -44,6 +51,8 @@ class SupervisorNode(Node):
     def __init__(self):
         super().__init__('supervisor')
         p = lambda *a, **k: declare(self, *a, **k)  # noqa: E731
+        self.robot = robot = load_robot_param(p('robot', DEFAULT_ROBOT, ROBOT_DESCRIPTION))
+        refuse_removed(self, REMOVED, robot)
         task = p('task', 'lift', 'Sim task whose expert supervises.', choices=TASKS)
         seed = p('seed', 0, 'Seed of the expert; sim episode k uses seed + k.', min=0)
         self.active = p('active', True, 'Start armed (may take over); ~/enable toggles.')
@@ -72,8 +81,6 @@ class SupervisorNode(Node):
                                  'control before handing back can start.', min=0),
             release_steps=p('release_steps', d.release_steps, 'Consecutive recovered ticks '
                             'before handing back.', min=1))
-        command_topic = p('command_topic', keys.TOPIC_COMMAND,
-                          'The robot command to judge (Float64MultiArray, action order).')
         human_topic = p('human_command_topic', keys.TOPIC_TELEOP_COMMAND,
                         'Where the expert\'s command goes while in control (the '
                         'controller\'s human channel).')
@@ -89,7 +96,8 @@ class SupervisorNode(Node):
             off = self.get_parameter('danger_off_m').value
             raise ParameterError(f'parameter danger_off_m={off!r}: {e}') from None
 
-        self.sup = Supervisor(task, gate, seed=seed)
+        check_sim_task(robot, task)
+        self.sup = Supervisor(task, gate, seed=seed, robot=robot)
         self.sup.arm(self.active)
         self.executed: np.ndarray | None = None
         self.last: dict = {}
@@ -98,8 +106,9 @@ class SupervisorNode(Node):
         self.pub_label = (self.create_publisher(Float64MultiArray, label_topic, STATE_QOS)
                           if label_topic else None)
         self.pub_status = self.create_publisher(String, '~/status', STATE_QOS)
-        self.create_subscription(Float64MultiArray, command_topic, self._on_command,
-                                 COMMAND_QOS)
+        self.parse_command = make_parser(robot.command.type, robot.action_names)
+        self.create_subscription(command_msg_type(robot.command.type), robot.command.topic,
+                                 self._on_command, COMMAND_QOS)
         self.create_subscription(Float64MultiArray, keys.TOPIC_SIM_STATE, self._on_state,
                                  STATE_QOS)
         self.create_service(SetBool, '~/enable', self._on_enable)
@@ -107,13 +116,18 @@ class SupervisorNode(Node):
         self.seq = 0
         g = self.sup.gate
         self.get_logger().info(
-            f'{task}: {"armed" if self.active else "disarmed"}; take over at deviation '
+            f'{robot.name} {task}: {"armed" if self.active else "disarmed"}, judging '
+            f'{robot.command.type} on {robot.command.topic}; take over at deviation '
             f'{g.deviation_m} m x{g.trigger_steps}, stall {g.stall_m} m/{g.stall_steps} '
             f'ticks, danger {g.danger_on_m} m; release after {g.min_takeover_steps}+'
             f'{g.release_steps} ticks (danger < {g.danger_off_m} m)')
 
-    def _on_command(self, msg: Float64MultiArray) -> None:
-        self.executed = array_from_msg(msg)
+    def _on_command(self, msg) -> None:
+        try:
+            self.executed = self.parse_command(msg)
+        except CommandError as e:
+            self.get_logger().warning(f'cannot read the command on {self.robot.command.topic}'
+                                      f' (not judged): {e}', throttle_duration_sec=5.0)
 
     def _on_state(self, msg: Float64MultiArray) -> None:
         state = np.asarray(msg.data, np.float64)
@@ -162,7 +176,8 @@ class SupervisorNode(Node):
         """Release a takeover in progress, close the gate, then destroy the node."""
         sup = getattr(self, 'sup', None)
         if sup is not None:
-            if sup.in_control:
+            if sup.in_control and self.context.ok():
+                # (after Ctrl-C the context is already shut down: nothing can be sent)
                 self.pub_beat.publish(Bool(data=False))
             sup.close()
         return super().destroy_node()

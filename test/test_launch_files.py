@@ -22,9 +22,6 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 LAUNCH_FILES = sorted((REPO / 'launch').glob('*.launch.py'))
 DDS_VARS = ('FASTDDS_DEFAULT_PROFILES_FILE', 'FASTRTPS_DEFAULT_PROFILES_FILE')
-PENDING = {'robot'}
-"""Parameters the graph sets that a node may not declare yet: ``robot`` reaches every node,
-and test_every_node_declares_robot (xfail until each node takes it) says which lag."""
 
 
 class _Recorded:
@@ -172,7 +169,7 @@ def test_launch_file_structure(path, monkeypatch):
                 keys = set(data[kw['name']]['ros__parameters'])
             else:
                 keys = set(param)
-            unknown = keys - declared - PENDING
+            unknown = keys - declared
             assert not unknown, f'{path.name}: {exe} does not declare parameters {unknown}'
 
 
@@ -208,9 +205,6 @@ def test_launch_file_keeps_the_users_dds_profile(name, monkeypatch):
     assert not [e for e in entities if type(e).__name__ == 'SetEnvironmentVariable']
 
 
-@pytest.mark.xfail(strict=True, reason='robot parameter: sim_robot, teleop and supervisor take it '
-                   'in the nodes branch, the controller in the lead\'s; remove this mark when '
-                   'all are merged')
 def test_every_node_declares_robot():
     from il_ros.config import load_graph
     g = load_graph()

@@ -11,7 +11,9 @@ robot's driver would:
   names and order of ``sim.published_joints`` (may hold joints the policy does not read),
   else ``joint_states.joints``;
 - every selected camera (parameter ``cameras``; default all) at its native width x height
-  and rate: ``Image`` in its encoding or ``CompressedImage`` (jpeg at ``JPEG_QUALITY``, png).
+  and rate: ``Image`` in its encoding or ``CompressedImage`` (jpeg at
+  ``il_ros.images.JPEG_QUALITY``, png), made by ``il_ros.ros.conversions.camera_msg``, the
+  encoding in-process evaluation mirrors.
   A camera is rendered only when its period is due.
 
 Besides, for the sim's own tools: ``/clock``, ``/sim/state`` (privileged state for scripted
@@ -50,7 +52,8 @@ from std_srvs.srv import Trigger  # noqa: E402
 from il_ros import keys  # noqa: E402
 from il_ros.ros.command_adapters import (command_msg_type, command_tag,  # noqa: E402
                                          CommandError, make_parser)
-from il_ros.ros.conversions import array_msg, joint_state_msg, to_time  # noqa: E402
+from il_ros.ros.conversions import (array_msg, camera_msg, joint_state_msg,  # noqa: E402
+                                    to_time)
 from il_ros.ros.node_utils import (COMMAND_QOS, declare, ParameterError, run,  # noqa: E402
                                    SENSOR_QOS, STATE_QOS)
 from il_ros.robot import DEFAULT_ROBOT  # noqa: E402
@@ -66,8 +69,6 @@ REMOVED = {
     'command_topic': 'command.topic',
 }
 """Parameters that duplicated robot facts -> the robot YAML field that gives them now."""
-JPEG_QUALITY = 90
-"""Quality of the JPEG ``CompressedImage`` cameras (cv2.IMWRITE_JPEG_QUALITY, 0..100)."""
 
 
 class _Stream:
@@ -294,7 +295,7 @@ class SimRobot(Node):
             # Render a camera only when it is due: rendering is the costly part.
             if self.camera_streams[cam.name].due(t):
                 self.pub_images[cam.name].publish(camera_msg(
-                    self.env.render(cam.name), cam, t, f'{self.frame_prefix}/{cam.name}'))
+                    self.env.render(cam.name), t, f'{self.frame_prefix}/{cam.name}', cam))
         if self.streams['state'].due(t):
             # /clock first: a recorder on sim time then logs the answering command at t.
             self.pub_clock.publish(Clock(clock=to_time(t)))
@@ -320,32 +321,6 @@ def _joint_index(model, names) -> tuple[np.ndarray, np.ndarray]:
         raise ParameterError(f'parameter robot: the sim scene has no joint {e}') from None
     return (np.array([model.jnt_qposadr[j] for j in ids], int),
             np.array([model.jnt_dofadr[j] for j in ids], int))
-
-
-def camera_msg(rgb: np.ndarray, camera, stamp: float, frame_id: str):
-    """The message ``camera`` publishes for an (H, W, 3) uint8 RGB frame.
-
-    An ``Image`` in the camera's encoding (rgb8, bgr8, mono8, rgba8, bgra8) or a
-    ``CompressedImage`` (jpeg at :data:`JPEG_QUALITY`, or png).
-    """
-    import cv2
-    if camera.compressed:
-        ext, opts = (('.jpg', [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
-                     if camera.encoding == 'jpeg' else ('.png', []))
-        ok, buf = cv2.imencode(ext, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), opts)
-        if not ok:
-            raise ValueError(f'cv2 cannot encode camera {camera.name} as {camera.encoding}')
-        msg = CompressedImage(format=camera.encoding, data=buf.tobytes())
-    else:
-        conv = {'rgb8': None, 'bgr8': cv2.COLOR_RGB2BGR, 'mono8': cv2.COLOR_RGB2GRAY,
-                'rgba8': cv2.COLOR_RGB2RGBA, 'bgra8': cv2.COLOR_RGB2BGRA}[camera.encoding]
-        px = np.ascontiguousarray(rgb if conv is None else cv2.cvtColor(rgb, conv))
-        msg = Image(height=px.shape[0], width=px.shape[1], encoding=camera.encoding,
-                    is_bigendian=0, step=px.shape[1] * (px.shape[2] if px.ndim == 3 else 1),
-                    data=px.tobytes())
-    msg.header.stamp = to_time(stamp)
-    msg.header.frame_id = frame_id
-    return msg
 
 
 def main(args=None):

@@ -49,6 +49,7 @@ import logging
 import numpy as np
 
 from il_ros.control.loop import ControlLoop
+from il_ros.control.slot import robot_limits
 from il_ros.control.loop_types import HumanInput, LoopConfig, Observation, TickResult
 from il_ros.control.worker import InlineWorker
 from il_ros.sim.camera_feed import CameraFeed
@@ -129,20 +130,14 @@ class SimLoop:
                              f'Hz, got enabled={cfg.enabled}, rate_hz={cfg.rate_hz:g}')
         self.env = env
         self.feed = feed if feed is not None else CameraFeed.of(env, policy)
+        # the robot description's limits and step limits, as the controller node uses
         self.loop = ControlLoop(cfg, worker=worker if worker is not None else NextTickWorker(),
-                                limits=self._limits,
-                                log=log or _LOG)
+                                limits=robot_limits(env.robot), log=log or _LOG)
         self.loop.configure(list(env.action_names), list(env.joint_names))
         self.loop.set_policy(policy, name)
         self._substeps = max(1, int(round(env.control_dt / env.physics_dt)))
         self.fault_reasons: Counter = Counter()
         self.handovers = 0
-
-    def _limits(self, action_names):
-        env = self.env
-        if list(action_names) != list(env.action_names):
-            return None
-        return env.action_low.tolist(), env.action_high.tolist()
 
     def measured(self) -> np.ndarray:
         """The env's joint positions in command order (NaN where no joint measures one)."""

@@ -230,16 +230,19 @@ def evaluate_checkpoint(path, task: str, episodes: int = 50, seed: int = EVAL_SE
                         **kwargs) -> dict:
     """Load a checkpoint for the sim robot of ``task`` and :func:`evaluate` it.
 
-    The checkpoint is loaded with ``expect`` = the sim's RobotSpec (training.spec.sim_spec),
-    so a checkpoint of another robot raises ``CheckpointMismatch`` naming the fields that
-    differ (e.g. ``action_dim 7 != 6``). The result also holds 'checkpoint' and 'step'.
+    The sim robot is the one the checkpoint carries (the default robot for a checkpoint
+    without one). The checkpoint is loaded with ``expect`` = that robot's RobotSpec
+    (training.spec.sim_spec), so a checkpoint that does not fit raises ``CheckpointMismatch``
+    naming the fields that differ (e.g. ``action_dim 7 != 6``). The result also holds
+    'checkpoint' and 'step'.
     """
     from il_ros.models import load_checkpoint
-    from il_ros.training.spec import sim_spec
-    expect = sim_spec(task, like=checkpoint_spec(path))
+    from il_ros.training.spec import robot_of_checkpoint, sim_spec
+    robot = kwargs.pop('robot', None) or robot_of_checkpoint(path)
+    expect = sim_spec(task, like=checkpoint_spec(path), robot=robot)
     policy, extra = load_checkpoint(path, expect=expect, use_ema=use_ema)
     res = evaluate(policy, task, episodes, seed=seed, render=render, progress=progress,
-                   **kwargs)
+                   robot=robot, **kwargs)
     res['checkpoint'] = str(path)
     res['step'] = extra.get('step')
     res['weights'] = 'ema' if use_ema else 'raw'

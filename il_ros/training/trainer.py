@@ -339,7 +339,8 @@ class Trainer:
         with st.rng_fork(cfg.seed + 7919 * self.step):
             val = self._val_loss()
             res = (evaluate(self.eval_policy, cfg.eval_task, cfg.eval_episodes,
-                            seed=cfg.eval_seed, progress=False, max_steps=cfg.eval_max_steps)
+                            seed=cfg.eval_seed, progress=False, max_steps=cfg.eval_max_steps,
+                            robot=self.robot)
                    if cfg.eval_task else None)
         success = res['success_rate'] if res else None
         score = _score(cfg.selection, success, val)
@@ -369,8 +370,7 @@ class Trainer:
     def _extra(self, entry: dict | None) -> dict:
         return {'step': self.step, 'train_config': self.cfg.to_dict(),
                 'dataset': str(Path(self.cfg.dataset).resolve()),
-                'evaluation': entry,
-                'robot': self.robot.to_dict() if self.robot is not None else None}
+                'evaluation': entry, 'robot': self.robot and self.robot.to_dict()}
 
     def _write_checkpoint(self, name: str, entry: dict | None, trainer_state: bool) -> Path:
         from il_ros.models import save_checkpoint

@@ -7,7 +7,8 @@ robot (left to right or right to left) while alternating between radii of about 
 that turn green once reached (so the images carry the progress).
 Success: all five waypoints reached in order (hand within ``REACH_TOL`` horizontally of the
 next one). Failure: 'off_path' as soon as the end effector is more than ``CORRIDOR`` from
-the drawn curve horizontally, or its height leaves ``HEIGHT_BAND``.
+the drawn curve horizontally, or its height leaves ``HEIGHT_BAND``. Per robot
+(``RADIUS_SHIFT``) the curve runs farther from the base (the Panda: 0.15 m).
 
 Errors compound: the expert needs about 170 control steps at 20 Hz and every step must stay
 inside the corridor.

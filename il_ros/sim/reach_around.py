@@ -3,6 +3,8 @@
 Initial conditions: the closed hand pointing down 5 cm above the table near x = 0.22 m; the
 pillar (5 cm deep, 14 cm wide, 16 cm tall) at x in [0.36, 0.40] m; the target (green
 sphere, 5 cm up) behind it at x in [0.51, 0.55] m. Small random y offsets for all three.
+Per robot (``X_SHIFT``, ``CLEARANCE``): all three lie farther out in x, and the detour
+keeps more clearance (the Panda: 0.15 m farther, 0.16 m beside the pillar).
 Success: the end effector within ``REACH_TOL`` of the target without having touched the
 pillar. Failure: 'collision' as soon as any robot part touches the pillar.
 

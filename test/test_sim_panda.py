@@ -185,9 +185,25 @@ def test_panda_renders_both_cameras_at_its_native_size():
         e.close()
 
 
-def test_panda_has_no_scene_for_other_tasks():
-    with pytest.raises(ValueError, match=r'panda\.yaml.*lift'):
-        make_env('path', 'panda')
+def test_panda_runs_every_task_through_the_same_experts():
+    from il_ros.sim import TASKS
+    from il_ros.sim.registry import robot_tasks
+    assert robot_tasks('panda') == TASKS
+    for task, seeds in (('reach_around', (0, 1)), ('path', (0,))):
+        e = make_env(task, 'panda', render=False)
+        expert = make_expert(task, 'panda', seed=0)
+        modes = []
+        for seed in seeds:
+            e.reset(seed=seed)
+            expert.reset(e)
+            done = ok = False
+            while not done:
+                _, ok, done = e.step(expert.act(e).executed)
+            assert ok, (task, seed, e.failure(), e.info)
+            modes.append(e.info['mode'])
+        if task == 'reach_around':
+            assert sorted(modes) == ['left', 'right']
+        e.close()
 
 
 def test_supervisor_and_expert_eval_take_the_robot(capsys):

@@ -1,14 +1,17 @@
 """il_ros.sim: ROS-free MuJoCo tasks and scripted experts.
 
-Three tasks on one table-top arm (5 revolute joints, parallel gripper, joint position
-control), see docs/sim.md:
+Three tasks, each on every robot whose description (config/robots/<name>.yaml) names a
+scene for it: the package's 5-joint arm ``sim_arm`` (the default) and the Panda-like
+7-joint arm ``panda``, both with a parallel gripper under joint position control. See
+docs/sim.md:
 
 - ``lift``: grasp a randomly placed cube and lift it.
 - ``reach_around``: reach a target behind a pillar, passing left or right (bimodal).
 - ``path``: follow a curved path through five waypoints in order (long horizon).
 
-``make_env(task)`` gives a :class:`SimEnv`, ``make_expert(task, noise=...)`` its scripted
-:class:`Expert` (with DART noise on the executed command). Nothing here imports ROS.
+``make_env(task, robot)`` gives a :class:`SimEnv`, ``make_expert(task, robot, noise=...)``
+its scripted :class:`Expert` (with DART noise on the executed command). Nothing here
+imports ROS.
 """
 from il_ros.render import setup_headless_gl
 

@@ -7,7 +7,8 @@ robot (left to right or right to left) while alternating between radii of about 
 that turn green once reached (so the images carry the progress).
 Success: all five waypoints reached in order (hand within ``REACH_TOL`` horizontally of the
 next one). Failure: 'off_path' as soon as the end effector is more than ``CORRIDOR`` from
-the drawn curve horizontally, or its height leaves ``HEIGHT_BAND``.
+the drawn curve horizontally, or its height leaves ``HEIGHT_BAND``. Per robot
+(``RADIUS_SHIFT``) the curve runs farther from the base (the Panda: 0.15 m).
 
 Errors compound: the expert needs about 170 control steps at 20 Hz and every step must stay
 inside the corridor.
@@ -28,6 +29,9 @@ REACH_TOL = 0.02              # horizontal distance that counts as reaching a wa
 _SAMPLES = 16                 # curve samples between consecutive waypoints
 _RED = np.array([0.85, 0.12, 0.1, 1.0])
 _GREEN = np.array([0.1, 0.8, 0.2, 1.0])
+RADIUS_SHIFT = {'sim_arm': 0.0, 'panda': 0.15}
+"""Robot name -> how much farther from the base (m) its curve runs than the sim arm's
+(radii about 0.29-0.47 m); a robot not listed gets 0."""
 
 
 class PathEnv(SimEnv):
@@ -63,13 +67,14 @@ class PathEnv(SimEnv):
             self._setup()
         d = 1.0 if rng.random() < 0.5 else -1.0            # sweep direction
         theta = -d * rng.uniform(0.75, 0.85)
-        r0 = rng.uniform(0.32, 0.40)
+        shift = RADIUS_SHIFT.get(self.robot.name, 0.0)
+        r0 = rng.uniform(0.32, 0.40) + shift
         start = np.array([r0 * np.cos(theta), r0 * np.sin(theta), WORK_Z])
         sign = 1.0 if rng.random() < 0.5 else -1.0
         wps = []
         for _ in range(N_WAYPOINTS):
             theta += d * rng.uniform(0.28, 0.34)
-            r = 0.38 + sign * rng.uniform(0.06, 0.10)
+            r = 0.38 + sign * rng.uniform(0.06, 0.10) + shift
             sign = -sign
             wps.append([r * np.cos(theta), r * np.sin(theta), WORK_Z])
         self.p['start_ee'][:] = start

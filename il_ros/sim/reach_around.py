@@ -3,6 +3,8 @@
 Initial conditions: the closed hand pointing down 5 cm above the table near x = 0.22 m; the
 pillar (5 cm deep, 14 cm wide, 16 cm tall) at x in [0.36, 0.40] m; the target (green
 sphere, 5 cm up) behind it at x in [0.51, 0.55] m. Small random y offsets for all three.
+Per robot (``X_SHIFT``, ``CLEARANCE``): all three lie farther out in x, and the detour
+keeps more clearance (the Panda: 0.15 m farther, 0.16 m beside the pillar).
 Success: the end effector within ``REACH_TOL`` of the target without having touched the
 pillar. Failure: 'collision' as soon as any robot part touches the pillar.
 
@@ -22,6 +24,12 @@ from il_ros.sim.paths import Polyline
 REACH_TOL = 0.025             # m
 WORK_Z = 0.05                 # height of the start and the target, m
 MODES = ('left', 'right')
+X_SHIFT = {'sim_arm': 0.0, 'panda': 0.15}
+"""Robot name -> how much farther out (m, along x) its start, pillar and target lie than
+the sim arm's; a robot not listed gets 0."""
+CLEARANCE = {'sim_arm': (0.07, 0.10), 'panda': (0.07, 0.16)}
+"""Robot name -> the detour's clearance (m) in front of/behind the pillar and beside it;
+the Panda's hand is 19 cm long across the fingers. A robot not listed gets the sim arm's."""
 
 
 class ReachAroundEnv(SimEnv):
@@ -49,9 +57,11 @@ class ReachAroundEnv(SimEnv):
         if not self._ready:
             self._setup()
         hz = self.pillar_half[2]
-        self.p['pillar'][:] = (rng.uniform(0.36, 0.40), rng.uniform(-0.02, 0.02), hz)
-        self.p['target'][:] = (rng.uniform(0.51, 0.55), rng.uniform(-0.04, 0.04), WORK_Z)
-        start = np.array([rng.uniform(0.20, 0.24), rng.uniform(-0.03, 0.03), WORK_Z])
+        dx = X_SHIFT.get(self.robot.name, 0.0)
+        self.p['pillar'][:] = (rng.uniform(0.36, 0.40) + dx, rng.uniform(-0.02, 0.02), hz)
+        self.p['target'][:] = (rng.uniform(0.51, 0.55) + dx, rng.uniform(-0.04, 0.04),
+                               WORK_Z)
+        start = np.array([rng.uniform(0.20, 0.24) + dx, rng.uniform(-0.03, 0.03), WORK_Z])
         self.p['start_ee'][:] = start
         return self.arm_pose_for(start), 1.0
 
@@ -86,8 +96,14 @@ class ReachAroundEnv(SimEnv):
         mode = 'left' if side > 0 else 'right' if side < 0 else None
         return {'mode': mode, 'collision': bool(self.p['collided'][0])}
 
-    def detour(self, mode: str, clearance: tuple[float, float] = (0.07, 0.10)) -> Polyline:
-        """Return the path start -> beside the pillar on ``mode``'s side -> target."""
+    def detour(self, mode: str, clearance: tuple[float, float] | None = None) -> Polyline:
+        """Return the path start -> beside the pillar on ``mode``'s side -> target.
+
+        ``clearance``: (in front of/behind, beside) the pillar, m; None: the robot's
+        (``CLEARANCE``).
+        """
+        if clearance is None:
+            clearance = CLEARANCE.get(self.robot.name, CLEARANCE['sim_arm'])
         if mode not in MODES:
             raise ValueError(f'mode must be one of {MODES}, got {mode!r}')
         sign = 1.0 if mode == 'left' else -1.0

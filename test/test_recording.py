@@ -146,8 +146,9 @@ def test_the_recorder_records_the_robots_topics_at_its_rates(tmp_path):
 def test_unknown_robot_task_and_camera_are_refused(tmp_path):
     with pytest.raises(RecordError, match="unknown robot 'ur99'"):
         record_graph(tmp_path, 'lift', 1, robot='ur99')
-    with pytest.raises(RecordError, match="unknown task 'path'; valid tasks for robot panda"):
-        record_graph(tmp_path, 'path', 1, robot='panda')
+    with pytest.raises(RecordError, match="unknown task 'nope'; valid tasks for robot panda: "
+                                          "lift, path, reach_around"):
+        record_graph(tmp_path, 'nope', 1, robot='panda')
     with pytest.raises(RecordError, match=r"panda.yaml: cameras: .* \['side'\], the robot "
                                           r"has \['front', 'wrist'\]"):
         record_graph(tmp_path, 'lift', 1, robot='panda', cameras=['side'])

@@ -56,9 +56,11 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize('node,params,text', CASES,
-                         ids=[f'{n}-{" ".join(p)}' for n, p, _ in CASES])
-def test_bad_parameter_exits_2_with_one_line(node, params, text):
+def exit_2_line(node: str, params: list[str]) -> str:
+    """Return the one stderr line of ``il_ros.ros.<node>`` started with ``params``.
+
+    Asserts exit code 2, no traceback, and one line starting ``<node>: parameter ``.
+    """
     args = [sys.executable, '-m', f'il_ros.ros.{node}', '--ros-args']
     for prm in params:
         args += ['-p', prm]
@@ -68,9 +70,15 @@ def test_bad_parameter_exits_2_with_one_line(node, params, text):
     assert res.returncode == 2, (res.returncode, res.stderr[-3000:])
     assert 'Traceback' not in res.stderr + res.stdout, res.stderr
     assert len(lines) == 1, res.stderr
-    line = lines[0]
-    name = params[-1].split(':=')[0]
-    assert line.startswith(f'{node}: parameter ') and text in line and name in line, line
+    assert lines[0].startswith(f'{node}: parameter '), lines[0]
+    return lines[0]
+
+
+@pytest.mark.parametrize('node,params,text', CASES,
+                         ids=[f'{n}-{" ".join(p)}' for n, p, _ in CASES])
+def test_bad_parameter_exits_2_with_one_line(node, params, text):
+    line = exit_2_line(node, params)
+    assert text in line and params[-1].split(':=')[0] in line, line
 
 
 def _yaml_text(value) -> str:
@@ -121,9 +129,5 @@ def test_a_bad_robot_yaml_stops_the_controller_naming_file_and_field(tmp_path, c
     change(d)
     path = tmp_path / 'my_arm.yaml'
     path.write_text(yaml.safe_dump(d))
-    res = subprocess.run([sys.executable, '-m', 'il_ros.ros.controller', '--ros-args', '-p',
-                          f'robot:={path}'], capture_output=True, text=True, timeout=120,
-                         cwd=str(REPO), stdin=subprocess.DEVNULL, env={**os.environ})
-    lines = res.stderr.strip().splitlines()
-    assert res.returncode == 2 and len(lines) == 1, res.stderr[-3000:]
-    assert str(path) in lines[0] and text in lines[0], lines[0]
+    line = exit_2_line('controller', [f'robot:={path}'])
+    assert str(path) in line and text in line, line

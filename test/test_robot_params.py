@@ -8,14 +8,10 @@ line on stderr naming the parameter, and no traceback.
 """
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
 
 pytest.importorskip('rclpy')
-from conftest import REPO  # noqa: E402
+from test_node_parameters import exit_2_line  # noqa: E402
 
 SIM_ARM = 'config/robots/sim_arm.yaml'
 
@@ -51,16 +47,6 @@ def test_robot_facts_are_not_node_parameters(node, params, texts, tmp_path):
     robot = tmp_path / 'no_sim.yaml'
     robot.write_text('name: no_sim\njoint_states: {joints: [a]}\n'
                      'actions: [{name: a, low: -1.0, high: 1.0, max_step: 0.1}]\n')
-    args = [sys.executable, '-m', f'il_ros.ros.{node}', '--ros-args']
-    for prm in params:
-        args += ['-p', prm.replace('ROBOT_WITHOUT_SIM', str(robot))]
-    res = subprocess.run(args, capture_output=True, text=True, timeout=120, cwd=str(REPO),
-                         stdin=subprocess.DEVNULL, env={**os.environ})
-    lines = res.stderr.strip().splitlines()
-    assert res.returncode == 2, (res.returncode, res.stderr[-3000:])
-    assert 'Traceback' not in res.stderr + res.stdout, res.stderr
-    assert len(lines) == 1, res.stderr
-    line = lines[0]
-    assert line.startswith(f'{node}: parameter '), line
+    line = exit_2_line(node, [p.replace('ROBOT_WITHOUT_SIM', str(robot)) for p in params])
     for text in texts:
         assert text in line, (text, line)

@@ -270,8 +270,9 @@ def _cmd_bag_recover(args) -> int:
 
 def _cmd_expert_eval(args) -> int:
     from il_ros.sim.expert_eval import main as expert_main
-    argv = ['--task', args.task, '--episodes', str(args.episodes), '--noise', str(args.noise),
-            '--seed', str(args.seed)] + (['--json'] if args.json else [])
+    argv = ['--task', args.task, '--robot', args.robot, '--episodes', str(args.episodes),
+            '--noise', str(args.noise), '--seed', str(args.seed)] + (
+        ['--json'] if args.json else [])
     return expert_main(argv) or 0
 
 
@@ -411,6 +412,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser('expert-eval', help='success rate of a task\'s scripted expert')
     p.add_argument('--task', default='lift')
+    p.add_argument('--robot', default='sim_arm', metavar='NAME|YAML',
+                   help='robot description (config/robots/NAME.yaml or a path)')
     p.add_argument('--episodes', type=int, default=100)
     p.add_argument('--noise', type=float, default=0.0)
     p.add_argument('--seed', type=int, default=0)

@@ -86,3 +86,18 @@ def test_the_loop_defaults_to_the_robots_step_limits():
     assert loop.safety.cfg.max_step == panda.max_step
     assert loop.set_step([0.05]) == [0.05] * 8
     assert loop.set_step([]) == panda.max_step
+
+
+def test_nothing_outside_the_sim_imports_the_sim_arms_names():
+    """The sim arm's module constants stay in il_ros/sim (the sim's own tests aside).
+
+    Every other part takes its robot facts from the robot descriptions.
+    """
+    import re
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent
+    names = re.compile(r'\b(ARM_JOINTS|FINGER_JOINTS|GRIPPER|HOME_ARM|FINGER_OPEN)\b')
+    files = [p for d in ('il_ros', 'bench', 'launch') for p in (root / d).rglob('*.py')
+             if 'il_ros/sim/' not in p.as_posix()]
+    users = [str(p.relative_to(root)) for p in files if names.search(p.read_text())]
+    assert not users, users

@@ -418,3 +418,18 @@ def test_drives_a_robot_with_native_size_bgr8_and_jpeg_cameras(procs, ros_node, 
     assert not robot.cmds                      # nothing on the default command topic
     st = robot.status[-1]
     assert st['tick_errors'] == 0 and st['checkpoint'] == ckpt, st
+
+
+def test_a_checkpoint_needing_a_camera_the_robot_lacks_is_refused(tmp_path):
+    """The slot refuses it before loading weights, naming the robot's file and the cameras."""
+    from il_ros.control.slot import PolicySlot, Refused, RobotOverrides
+    from il_ros.robot import load_robot
+    robot = load_robot(write_robot(tmp_path))                  # a front camera only
+    ckpt = make_checkpoint(tmp_path / 'two', 7, cameras=('front', 'wrist'))
+    slot = PolicySlot(RobotOverrides(rate_hz=1 / PERIOD, joint_names=robot.joint_names,
+                                     action_names=robot.action_names, robot=robot),
+                      lambda a, j: None)
+    with pytest.raises(Refused, match=r"robot_0.yaml: cameras: checkpoint .*two needs "
+                                      r"camera\(s\) \['wrist'\], the robot has \['front'\]"):
+        slot.check(ckpt)
+    assert slot.check(make_checkpoint(tmp_path / 'one', 8)).cameras == ['front']

@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO / 'bench'))
 import success_table  # noqa: E402 - bench/ is not a package
 
 ROWS = success_table.load_rows()
-RECIPES = ('mse_chunk', 'lstm_gmm', 'diffusion', 'lstm_gmm_resnet', 'demo')
+RECIPES = ('mse_chunk', 'lstm_gmm', 'diffusion', 'lstm_gmm_resnet', 'demo', 'demo_panda')
 TASKS = ('lift', 'reach_around', 'path')
 
 
@@ -131,7 +131,7 @@ def test_without_a_task_only_a_shipped_recipe_gets_its_eval_task_overlay(tmp_pat
 
 
 def test_unknown_recipes_tasks_and_retired_names_say_what_to_use(tmp_path):
-    with pytest.raises(ConfigError, match='recipe of .*demo, diffusion, lstm_gmm, '
+    with pytest.raises(ConfigError, match='recipe of .*demo, demo_panda, diffusion, lstm_gmm, '
                                           'lstm_gmm_resnet, mse_chunk'):
         load_train_config('no_such_recipe')
     with pytest.raises(ConfigError, match='task of .*lift, path, reach_around'):

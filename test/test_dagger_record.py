@@ -66,7 +66,7 @@ def test_takeover_is_recorded_and_labelled(tmp_path):
     ckpt = tiny_checkpoint(tmp_path / 'ckpt')
     bags = tmp_path / 'bags'
     runner, driver = start_sim_graph('path', tmp_path / 'logs', bags, first_seed=1000,
-                                     image_size=(48, 48), checkpoint=ckpt, with_trainer=False,
+                                     checkpoint=ckpt, with_trainer=False,
                                      supervisor_params={'deviation_m': 0.01})
     try:
         # The sim process gets no CPU for a second (as under a training job): afterwards it

@@ -32,10 +32,11 @@ CASES = [
      ['command_topic=', 'joint_trajectory', 'config/robots/panda.yaml', 'leave']),
     ('teleop', ['mode:=joy', 'robot:=ROBOT_WITHOUT_SIM', 'space:=cartesian'],
      ["space='cartesian'", 'no sim section', 'space:=joint']),
-    ('sim_robot', ['robot:=panda', 'task:=path'], ["task='path'", 'config/robots/panda.yaml',
-                                                   'has tasks: lift']),
-    ('teleop', ['robot:=panda', 'task:=reach_around'], ["task='reach_around'", 'panda.yaml']),
-    ('supervisor', ['robot:=panda', 'task:=path'], ["task='path'", 'panda.yaml']),
+    ('sim_robot', ['robot:=LIFT_ONLY', 'task:=path'], ["task='path'", 'lift_only.yaml',
+                                                       'has tasks: lift']),
+    ('teleop', ['robot:=LIFT_ONLY', 'task:=reach_around'], ["task='reach_around'",
+                                                            'lift_only.yaml']),
+    ('supervisor', ['robot:=LIFT_ONLY', 'task:=path'], ["task='path'", 'lift_only.yaml']),
     ('supervisor', ['command_topic:=/il/command'], ['command_topic=', 'command.topic']),
     ('supervisor', ['robot:=/no/such/robot.yaml'], ["robot='/no/such/robot.yaml'"]),
 ]
@@ -47,6 +48,13 @@ def test_robot_facts_are_not_node_parameters(node, params, texts, tmp_path):
     robot = tmp_path / 'no_sim.yaml'
     robot.write_text('name: no_sim\njoint_states: {joints: [a]}\n'
                      'actions: [{name: a, low: -1.0, high: 1.0, max_step: 0.1}]\n')
-    line = exit_2_line(node, [p.replace('ROBOT_WITHOUT_SIM', str(robot)) for p in params])
+    import yaml
+
+    from il_ros.robot import robot_path
+    lift_only = yaml.safe_load(robot_path('panda').read_text())     # a robot with one scene
+    lift_only['sim']['scenes'] = {'lift': lift_only['sim']['scenes']['lift']}
+    (tmp_path / 'lift_only.yaml').write_text(yaml.safe_dump({**lift_only, 'name': 'lift_only'}))
+    line = exit_2_line(node, [p.replace('ROBOT_WITHOUT_SIM', str(robot)).replace(
+        'LIFT_ONLY', str(tmp_path / 'lift_only.yaml')) for p in params])
     for text in texts:
         assert text in line, (text, line)

@@ -151,7 +151,7 @@ def test_best_checkpoint_is_chosen_by_success_then_val_loss(dataset, tmp_path, m
         current['s'], current['v'] = next(outcomes)
         return current['v']
 
-    def rollouts(policy, task, episodes, seed, progress, max_steps):
+    def rollouts(policy, task, episodes, seed, progress, max_steps, robot=None):
         return {'success_rate': current['s'], 'episodes': episodes}
     monkeypatch.setattr(trainer_mod.Trainer, '_val_loss', val_loss)
     monkeypatch.setattr(trainer_mod, 'evaluate', rollouts)

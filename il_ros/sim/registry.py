@@ -42,3 +42,13 @@ def make_expert(task: str, robot: str | RobotDescription | None = DEFAULT_ROBOT,
     r = as_robot(robot)
     scene_of(r, task)            # the same clear error as make_env for a task it lacks
     return _EXPERTS[task](noise=noise, seed=seed, robot=r)
+
+
+def physics_dt(task: str, robot: str | RobotDescription | None = DEFAULT_ROBOT) -> float:
+    """The physics step (s) of ``robot``'s scene for ``task``: control rates must divide it."""
+    import mujoco
+
+    from il_ros.resources import sim_asset
+    _check(task)
+    return float(mujoco.MjModel.from_xml_path(
+        str(sim_asset(scene_of(as_robot(robot), task)))).opt.timestep)

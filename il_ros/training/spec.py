@@ -82,12 +82,13 @@ def sim_spec(task: str, like=None, robot=None):
     """Return the RobotSpec the sim ``robot`` (default: the default robot) offers to ``like``.
 
     The robot description fixes the joint and action names. The sim renders any of the
-    robot's cameras, fitted to any image size, and steps at the control rate asked for, so
-    cameras, image size and control rate are taken from ``like`` when the robot has those
-    cameras (else the robot's first camera, which then shows up as the mismatch).
+    robot's cameras, fitted to any image size, and steps at any whole number of physics
+    steps, so cameras, image size and control rate are taken from ``like`` when the sim can
+    provide them (else the robot's first camera or control rate, which then shows up as the
+    mismatch).
     """
     from il_ros.models.policy_config import RobotSpec
-    from il_ros.sim.registry import TASKS
+    from il_ros.sim.registry import physics_dt, TASKS
     if task not in TASKS:
         raise ValueError(f'unknown task {task!r}; valid tasks: {", ".join(TASKS)}')
     robot = robot if isinstance(robot, RobotDescription) else load_robot(robot)
@@ -99,10 +100,18 @@ def sim_spec(task: str, like=None, robot=None):
             cameras = list(like.cameras)
         if all(int(s) > 0 for s in like.image_size):
             size = tuple(like.image_size)
-        if like.control_rate_hz > 0:
-            rate = like.control_rate_hz
+        if _steps_evenly(like.control_rate_hz, physics_dt(task, robot)):
+            rate = like.control_rate_hz     # else the robot's rate shows up as the mismatch
         if like.proprio_dim % len(joints) == 0 and 0 < like.proprio_dim <= 2 * len(joints):
             proprio = like.proprio_dim      # joint_pos, or joint_pos + joint_vel
     return RobotSpec(joint_names=joints, action_names=actions, action_dim=len(actions),
                      proprio_dim=proprio, cameras=cameras, image_size=size,
                      control_rate_hz=rate)
+
+
+def _steps_evenly(hz: float, physics_dt: float) -> bool:
+    """Tell whether a control period of ``1 / hz`` is a whole number of physics steps."""
+    if not hz > 0:
+        return False
+    ratio = 1.0 / (hz * physics_dt)
+    return round(ratio) >= 1 and abs(ratio - round(ratio)) < 1e-6

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import math
 from pathlib import Path
 
-from il_ros.config import ConfigError, load_yaml
+from il_ros.config import ConfigError, from_dict, load_yaml
 
 DEFAULT_ROBOT = 'sim_arm'
 """The package's own 5-joint sim arm."""
@@ -303,22 +303,16 @@ class RobotDescription:
 
 
 def _sub(cls, data, where: str):
+    """``config.from_dict`` with a mapping check and required fields named when missing."""
     if not isinstance(data, dict):
         raise ConfigError(f'{where}: expected a mapping, got {type(data).__name__}')
-    names = {f.name for f in dataclasses.fields(cls)}
-    required = [f.name for f in dataclasses.fields(cls)
-                if f.default is dataclasses.MISSING
-                and f.default_factory is dataclasses.MISSING]
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ConfigError(f'{where}: unknown key(s) {unknown}; valid keys are {sorted(names)}')
-    missing = [n for n in required if n not in data]
-    if missing:
+    fields = dataclasses.fields(cls)
+    missing = [f.name for f in fields if f.name not in data
+               and f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING]
+    if missing and set(data) <= {f.name for f in fields}:   # unknown keys: from_dict says so
         raise ConfigError(f'{where}: missing {", ".join(missing)}')
-    try:
-        return cls(**data)
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f'{where}: {e}') from None
+    return from_dict(cls, data, where)
 
 
 def _build(data, where: str) -> RobotDescription:

@@ -28,7 +28,7 @@ import torch
 from il_ros.data.store import Dataset, DatasetWriter, file_checksum
 from il_ros.data.validate import check_dataset
 from il_ros.models.policy import Policy
-from il_ros.training.inputs import open_checked_dataset
+from il_ros.training.inputs import open_checked_dataset, TrainInputError
 from il_ros.training.trainer import DatasetError, train, TrainError
 from test_store import make_episode, write
 from test_training import make_sim_dataset, tiny_cfg
@@ -220,3 +220,30 @@ def test_the_cli_exits_2_with_one_line_or_skips(bad_sim, tmp_path):
     assert ok.returncode == 0, ok.stderr[-3000:]
     assert f'il-ros train: {bad_sim}: skipping {EP1}: action' in ok.stderr
     assert 'done: 4 steps' in ok.stdout
+
+
+def test_relative_action_stats_cover_the_good_episodes_only(tmp_path):
+    from il_ros.models.policy_config import RobotSpec
+    path = tmp_path / 'ds'
+    eps = write(path, [(0, 6), (1, 5), (2, 7)])
+    set_value(path, 2, 'action', (1, 0), 1e30)
+    data = open_checked_dataset(path, skip_bad=True, say=lambda line: None)
+    spec = RobotSpec(joint_names=[f'q{k}' for k in range(9)],
+                     action_names=['q2', 'q0', 'a2', 'a3', 'a4', 'g'], action_dim=6,
+                     proprio_dim=9, cameras=[], image_size=(0, 0), control_rate_hz=20.0)
+    st = data.relative_action_stats(spec, horizon=2)
+    rel = []
+    for ep in eps[:2]:
+        a, q = ep['action'].astype(np.float64), ep['joint_pos'].astype(np.float64)
+        for k in range(2):
+            r = a[k:].copy()
+            r[:, [0, 1]] -= q[:len(a) - k][:, [2, 0]]
+            rel.append(r)
+    rel = np.concatenate(rel)
+    np.testing.assert_allclose(st['min'], rel.min(0))
+    np.testing.assert_allclose(st['max'], rel.max(0))
+    np.testing.assert_allclose(st['mean'], rel.mean(0))
+    spec.action_names = [f'a{k}' for k in range(6)]
+    with pytest.raises(TrainInputError, match=r'relative_actions needs actions named like '
+                                           r'observed joints.*a0'):
+        data.relative_action_stats(spec, horizon=2)

@@ -387,3 +387,88 @@ def test_pickle_payloads_are_never_loaded(ds, spec, tmp_path):
     with pytest.raises(ValueError, match='never loaded'):
         load_checkpoint(path / 'model.pt')                          # a pickle file itself
     assert not marker.exists()
+
+
+# ------------------------------------------------------------------ relative actions
+REL_NAMES = ['j3', 'x', 'j0', 'j5', 'j1', 'gripper']      # 4 joint actions, out of order
+
+
+def _relative(ds, cfg):
+    from il_ros.data.stats import chunk_offsets, merge_moments, moments, stats_from_moments
+    spec = RobotSpec.from_dataset(ds, ['front'], ['joint_pos'], action_names=REL_NAMES)
+    a_idx, q_idx = spec.joint_actions()
+    assert (a_idx, q_idx) == ([0, 2, 3, 4], [3, 0, 5, 1])
+    acc = None
+    for ep in range(ds.num_episodes):
+        d = ds.episode(ep, ['action', 'joint_pos'])
+        m = moments(chunk_offsets(d['action'], d['joint_pos'], a_idx, q_idx,
+                                  cfg.action_horizon))
+        acc = m if acc is None else merge_moments(acc, m)
+    torch.manual_seed(0)
+    policy = build_policy(cfg, spec, {**ds.stats, 'action': stats_from_moments(acc)})
+    return policy, WindowDataset(ds, **policy.sampler_spec()), spec
+
+
+def test_chunk_offsets_subtract_the_joints_measured_when_planning():
+    from il_ros.data.stats import chunk_offsets
+    a = np.arange(12, dtype=np.float64).reshape(4, 3)            # (T=4, A=3)
+    q = 100 + np.arange(8, dtype=np.float64).reshape(4, 2)       # (T=4, J=2)
+    out = chunk_offsets(a, q, [2, 0], [0, 1], horizon=2)
+    want = [a[t + k] - [q[t, 1], 0, q[t, 0]] for k in range(2) for t in range(4 - k)]
+    np.testing.assert_array_equal(out, want)
+    assert chunk_offsets(a, q, [2], [0], horizon=9).shape == (10, 3)   # only real frames
+
+
+@pytest.mark.parametrize('name', ['none_mse_chunk', 'lstm_mse'])
+def test_relative_actions_train_on_offsets_and_act_absolute(ds, name):
+    cfg = tiny_cfg(name, relative_actions=True, **({'action_horizon': 3, 'action_exec': 3}
+                                                   if name == 'lstm_mse' else {}))
+    policy, wd, spec = _relative(ds, cfg)
+    a_idx, q_idx = spec.joint_actions()
+    norm = policy.normalizers['action']
+    batch = wd.batch(np.arange(0, len(wd), 5))
+    seen = {}
+    policy.head.loss = lambda f, target, mask, w: seen.update(target=target) or target.sum()
+    policy.loss(batch)
+    q, tp = batch['obs']['joint_pos'].double(), cfg.action_horizon
+    if name == 'none_mse_chunk':                # the chunk is relative to the last obs frame
+        want = batch['action'].double().clone()
+        want[..., a_idx] -= q[:, -1, None][..., q_idx]
+    else:                                       # each frame's chunk relative to that frame
+        stream = torch.cat([batch['action_seq'], batch['action'][:, 1:]], 1).double()
+        want = stream.unfold(1, tp, 1).permute(0, 1, 3, 2).clone()
+        want[..., a_idx] -= q[:, :, None][..., q_idx]
+        want = want.reshape(-1, tp, want.shape[-1])
+    torch.testing.assert_close(seen['target'].double(), norm.normalize(want), rtol=1e-5,
+                               atol=1e-5)
+    # acting: the head's normalized output is an offset from the joints observed now
+    out = torch.linspace(-0.5, 0.5, tp * 6).reshape(1, tp, 6)
+    policy.head.sample = lambda f, generator=None, **kw: out.clone()
+    offset = norm.unnormalize(out[0].double()).numpy()
+    for t in (2, 7):
+        policy.reset()
+        o = obs_at(ds, 0, t)
+        got = policy.act_chunk(o)
+        want = offset[:cfg.action_exec].copy()
+        want[:, a_idx] += o['joint_pos'][q_idx]
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+
+
+def test_relative_actions_checkpoint_round_trip_and_errors(ds, tmp_path):
+    cfg = tiny_cfg('none_gmm', relative_actions=True)
+    policy, wd, spec = _relative(ds, cfg)
+    train(policy, wd.batch(np.arange(0, len(wd), 5)), 3)
+    obs = [obs_at(ds, 1, t) for t in range(4)]
+    policy.reset(seed=1)
+    acts = [policy.act(o) for o in obs]
+    loaded, _ = load_checkpoint(save_checkpoint(policy, tmp_path / 'ckpt'), expect=spec)
+    assert loaded.cfg.relative_actions
+    loaded.reset(seed=1)
+    for a, o in zip(acts, obs):
+        np.testing.assert_array_equal(a, loaded.act(o))
+    with pytest.raises(ValueError, match="relative_actions needs 'joint_pos'"):
+        tiny_cfg('none_mse', relative_actions=True, proprio_keys=[])
+    other = RobotSpec.from_dataset(ds, ['front'], ['joint_pos'],
+                                   action_names=[f'a{k}' for k in range(6)])
+    with pytest.raises(ValueError, match=r'actions named like observed joints.*a0'):
+        build_policy(cfg, other, ds.stats)

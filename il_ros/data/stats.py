@@ -54,6 +54,25 @@ def moments(arr: np.ndarray, image: bool = False) -> dict[str, np.ndarray]:
     return acc
 
 
+def chunk_offsets(action: np.ndarray, joint_pos: np.ndarray, action_idx, joint_idx,
+                  horizon: int) -> np.ndarray:
+    """Every action target a relative-action policy trains on, from one episode.
+
+    ``action`` (T, A), ``joint_pos`` (T, J): for each frame t and each k < ``horizon``
+    with t + k < T, ``action[t + k]`` with the ``action_idx`` entries minus
+    ``joint_pos[t, joint_idx]`` (the joints measured when the chunk is planned). Returns
+    (N, A) float64.
+    """
+    a = np.asarray(action, np.float64)
+    q = np.asarray(joint_pos, np.float64)
+    out = []
+    for k in range(min(int(horizon), len(a))):
+        rel = a[k:].copy()
+        rel[:, action_idx] -= q[:len(a) - k][:, joint_idx]
+        out.append(rel)
+    return np.concatenate(out) if out else np.zeros((0, a.shape[-1]))
+
+
 def merge_moments(a: dict, b: dict) -> dict:
     """Merge two moment sets (Chan et al.); the result depends on order only in rounding."""
     n = a['count'] + b['count']

@@ -56,8 +56,15 @@ class Policy(nn.Module):
         self._history: deque = deque(maxlen=cfg.obs_horizon)
         self._queue: deque = deque()
         self._seq_features: torch.Tensor | None = None
-        self._last_chunk: torch.Tensor | None = None   # normalized (1, Tp, A) of the last plan
+        self._last_chunk: torch.Tensor | None = None   # raw (1, Tp, A) of the last plan
         self._since_plan = 0                             # observations since that plan
+        a_idx, q_idx = spec.joint_actions() if cfg.relative_actions else ([], [])
+        if cfg.relative_actions and not a_idx:
+            raise ValueError(f'Policy: relative_actions needs actions named like observed '
+                             f'joints; actions {spec.action_names or "unknown"}, joints '
+                             f'{spec.joint_names or "unknown"}')
+        self._rel_a, self._rel_q = torch.tensor(a_idx, dtype=torch.long), \
+            torch.tensor(q_idx, dtype=torch.long)
 
     # ----------------------------------------------------------------- training
     def sampler_spec(self) -> dict:
@@ -86,7 +93,7 @@ class Policy(nn.Module):
         b, dev = feats.shape[0], feats.device
         weight = batch.get('weight')
         weight = torch.ones(b, device=dev) if weight is None else weight.to(torch.float32)
-        act = self.normalizers[keys.ACTION].normalize(batch['action'].to(torch.float32))
+        act = self._target(batch['action'], obs, frame=-1)             # (B, Tp, A)
         if not self.core.sequence:
             features = self.core(feats)[:, 0]                           # (B, F)
             mask = (~batch['action_pad'] if self.cfg.mask_padding
@@ -98,9 +105,8 @@ class Policy(nn.Module):
                              'Policy.sampler_spec())')
         features = self.core(feats)                                     # (B, T, F)
         t, tp = features.shape[1], self.cfg.action_horizon
-        seq = self.normalizers[keys.ACTION].normalize(batch['action_seq'].to(torch.float32))
-        stream = torch.cat([seq, act[:, 1:]], dim=1)                    # (B, T+Tp-1, A)
-        target = stream.unfold(1, tp, 1).permute(0, 1, 3, 2)           # (B, T, Tp, A)
+        stream = torch.cat([batch['action_seq'], batch['action'][:, 1:]], dim=1)  # (B,T+Tp-1,A)
+        target = self._target(stream.unfold(1, tp, 1).permute(0, 1, 3, 2), obs)  # (B,T,Tp,A)
         pad = torch.cat([torch.zeros(b, t, dtype=torch.bool, device=dev),
                          batch['action_pad'][:, 1:]], 1)                # (B, T+Tp-1)
         valid = (~pad).unfold(1, tp, 1) if self.cfg.mask_padding else \
@@ -108,6 +114,35 @@ class Policy(nn.Module):
         valid = valid & ~batch['obs_pad'][:, :, None]                   # (B, T, Tp)
         return self.head.loss(features.reshape(b * t, -1), target.reshape(b * t, tp, -1),
                               valid.reshape(b * t, tp), weight.repeat_interleave(t))
+
+    def _target(self, action: torch.Tensor, obs: dict, frame: int | None = None):
+        """Normalized training targets from raw ``action`` (B, [T,] Tp, A).
+
+        With relative actions the joint actions become offsets from ``joint_pos`` at the
+        obs frame that plans them: ``frame`` (one frame for all) or each of the T frames.
+        """
+        action = action.to(torch.float32)
+        if len(self._rel_a):
+            q = obs[keys.OBS_JOINT_POS].to(torch.float32)               # (B, T, J)
+            q = q[:, frame, None] if frame is not None else q[:, :, None]
+            action = action.clone()
+            action[..., self._rel_a] -= q[..., self._rel_q]
+        return self.normalizers[keys.ACTION].normalize(action)
+
+    def _absolute(self, chunk: torch.Tensor) -> torch.Tensor:
+        """Raw absolute (1, Tp, A) float64 actions from a normalized chunk of the head."""
+        raw = self.normalizers[keys.ACTION].unnormalize(chunk.double())
+        if len(self._rel_a):
+            q = self._history[-1]['joint_pos']                          # (J,) float64
+            raw[..., self._rel_a] += q[self._rel_q]
+        return raw
+
+    def _relative(self, raw: torch.Tensor) -> torch.Tensor:
+        """Inverse of :meth:`_absolute` (for the latest observation's joints)."""
+        raw = raw.clone()
+        if len(self._rel_a):
+            raw[..., self._rel_a] -= self._history[-1]['joint_pos'][self._rel_q]
+        return self.normalizers[keys.ACTION].normalize(raw).to(torch.float32)
 
     # ------------------------------------------------------------------ acting
     def reset(self, seed: int | None = None) -> None:
@@ -153,7 +188,11 @@ class Policy(nn.Module):
             if a.shape != want or not np.isfinite(a).all():
                 raise ValueError(f'{k}: expected finite {want}, got {a.shape}')
             lowdim[k] = torch.from_numpy(a)[None, None]
-        return {'images': self._images(images, train=False), 'proprio': self._proprio(lowdim)}
+        frame = {'images': self._images(images, train=False), 'proprio': self._proprio(lowdim)}
+        if len(self._rel_a):
+            frame['joint_pos'] = torch.from_numpy(
+                np.asarray(obs[keys.OBS_JOINT_POS], dtype=np.float64))
+        return frame
 
     def _encode(self, frames: list[dict]) -> torch.Tensor:
         images = {c: torch.cat([f['images'][c] for f in frames], 1) for c in self.cfg.cameras}
@@ -194,13 +233,14 @@ class Policy(nn.Module):
         gen = generator or self._gen
         if getattr(self.head, 'accepts_prior', False):
             # the previous plan's actions for this tick on: chunk index = ticks since it
-            prior = (self._last_chunk[:, self._since_plan - 1:]
+            prior = (self._relative(self._last_chunk[:, self._since_plan - 1:])
                      if self._last_chunk is not None else None)
             chunk = self.head.sample(features, generator=gen, prior=prior)  # (1, Tp, A)
         else:
             chunk = self.head.sample(features, generator=gen)
-        self._last_chunk, self._since_plan = chunk, 1
-        return self.normalizers[keys.ACTION].unnormalize(chunk[0].double()).numpy()
+        raw = self._absolute(chunk)                                     # (1, Tp, A)
+        self._last_chunk, self._since_plan = raw, 1
+        return raw[0].numpy()
 
     def act(self, obs: dict, generator: torch.Generator | None = None) -> np.ndarray:
         """One raw action (A,) float64 for this control tick (replans when the queue is empty).

@@ -74,6 +74,11 @@ class PolicyConfig:
     there)."""
     normalize_images: str = 'meanstd'
     """Per-channel normalizer of [0, 1] images: 'meanstd' (dataset stats) or 'identity'."""
+    relative_actions: bool = False
+    """Predict each action that commands an observed joint (same name in the RobotSpec) as an
+    offset from that joint's measured position when the chunk is planned; the others (a
+    gripper) stay absolute. The action normalizer then covers the offsets. Raw actions in
+    and out of the policy stay absolute. Needs ``joint_pos`` among the proprio keys."""
     mask_padding: bool = True
     """Leave actions padded past an episode's end out of the loss (lerobot's
     ``action_is_pad``); False trains on the repeated last action (diffusion_policy)."""
@@ -121,6 +126,9 @@ class PolicyConfig:
             if getattr(self, name) not in NORM_MODES:
                 raise ValueError(f'PolicyConfig: {name} {getattr(self, name)!r} unknown; use '
                                  f'one of {NORM_MODES}')
+        if self.relative_actions and keys.OBS_JOINT_POS not in self.proprio_keys:
+            raise ValueError(f'PolicyConfig: relative_actions needs {keys.OBS_JOINT_POS!r} '
+                             f'among proprio_keys (got {self.proprio_keys})')
         if self.normalize_images == 'minmax':
             raise ValueError('PolicyConfig: normalize_images must be meanstd or identity')
         for kind, comp in (('core', self.core), ('head', self.head)):
@@ -204,6 +212,12 @@ class RobotSpec:
                 math.isfinite(self.control_rate_hz) and self.control_rate_hz > 0):
             raise ValueError(f'RobotSpec: need action_dim >= 1, proprio_dim >= 0 and a '
                              f'positive control rate; got {self}')
+
+    def joint_actions(self) -> tuple[list[int], list[int]]:
+        """(action indices, joint_pos indices) of the actions named like an observed joint."""
+        pairs = [(i, self.joint_names.index(n)) for i, n in enumerate(self.action_names)
+                 if n in self.joint_names]
+        return [a for a, _ in pairs], [j for _, j in pairs]
 
     def mismatches(self, other: RobotSpec) -> list[str]:
         """``'field self != other'`` for every field that differs (empty: compatible)."""

@@ -18,6 +18,8 @@ import os
 from pathlib import Path
 from typing import Callable
 
+from il_ros import keys
+from il_ros.data.stats import chunk_offsets, merge_moments, moments, stats_from_moments
 from il_ros.data.store import Dataset, is_image_key, StoreError
 from il_ros.data.validate import check_dataset, DatasetCheck
 from il_ros.images import common_preprocess, Preprocess
@@ -56,6 +58,25 @@ class CheckedDataset:
     def stats(self) -> dict:
         """Normalization stats of the episodes trained on (all, or the good ones)."""
         return self.ds.stats_over(self.good) if self.skipped else self.ds.stats
+
+    def relative_action_stats(self, spec, horizon: int) -> dict:
+        """Stats of the action targets of a ``relative_actions`` policy (RobotSpec ``spec``,
+        ``horizon`` actions per chunk) over the episodes trained on.
+
+        TrainInputError when no action is named like an observed joint.
+        """
+        a_idx, q_idx = spec.joint_actions()
+        if not a_idx:
+            raise TrainInputError(f'{self.ds.path}: relative_actions needs actions named like '
+                                  f'observed joints; actions {spec.action_names or "unknown"},'
+                                  f' joints {spec.joint_names or "unknown"}')
+        acc = None
+        for ep in self.good:
+            d = self.ds.episode(ep, [keys.ACTION, keys.OBS_JOINT_POS])
+            m = moments(chunk_offsets(d[keys.ACTION], d[keys.OBS_JOINT_POS], a_idx, q_idx,
+                                      horizon))
+            acc = m if acc is None else merge_moments(acc, m)
+        return stats_from_moments(acc)
 
     def summary(self) -> dict:
         """What the check found and skipped, for the run's summary.json."""

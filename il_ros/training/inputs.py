@@ -60,10 +60,10 @@ class CheckedDataset:
         return self.ds.stats_over(self.good) if self.skipped else self.ds.stats
 
     def relative_action_stats(self, spec, horizon: int) -> dict:
-        """Stats of the action targets of a ``relative_actions`` policy (RobotSpec ``spec``,
-        ``horizon`` actions per chunk) over the episodes trained on.
+        """Stats of a ``relative_actions`` policy's action targets over the trained episodes.
 
-        TrainInputError when no action is named like an observed joint.
+        ``spec`` is its RobotSpec, ``horizon`` its actions per chunk. TrainInputError when
+        no action is named like an observed joint.
         """
         a_idx, q_idx = spec.joint_actions()
         if not a_idx:

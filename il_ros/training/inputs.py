@@ -59,6 +59,12 @@ class CheckedDataset:
         """Normalization stats of the episodes trained on (all, or the good ones)."""
         return self.ds.stats_over(self.good) if self.skipped else self.ds.stats
 
+    def policy_stats(self, pcfg, spec) -> dict:
+        """The stats a policy with config ``pcfg`` for RobotSpec ``spec`` normalizes with."""
+        if not pcfg.relative_actions:
+            return self.stats
+        return {**self.stats, keys.ACTION: self.relative_action_stats(spec, pcfg.action_horizon)}
+
     def relative_action_stats(self, spec, horizon: int) -> dict:
         """Stats of a ``relative_actions`` policy's action targets over the trained episodes.
 

@@ -29,7 +29,6 @@ from typing import Callable
 import numpy as np
 import torch
 
-from il_ros import keys
 from il_ros.data.sampler import split_episodes, WindowDataset
 from il_ros.data.store import StoreError
 from il_ros.training import state as st
@@ -101,10 +100,7 @@ class Trainer:
             st.recover_dir(d)
         self.resumed = st.has_trainer_state(last)
         st.seed_everything(cfg.seed)
-        stats = self.data.stats
-        if self.pcfg.relative_actions:
-            stats = {**stats, keys.ACTION: self.data.relative_action_stats(
-                self.spec, self.pcfg.action_horizon)}
+        stats = self.data.policy_stats(self.pcfg, self.spec)
         if self.resumed:
             self._check_same_run()
             self.policy, _ = load_checkpoint(last, expect=self.spec, use_ema=False)

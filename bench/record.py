@@ -142,13 +142,15 @@ def raw_write_baseline(tmp: Path, counts: dict, sizes: dict) -> dict:
     """Write the same number of same-size messages straight to MCAP with rosbags."""
     from rosbags.rosbag2 import StoragePlugin, Writer
     from rosbags.typesys import get_typestore, Stores
+
+    from il_ros.data.episode_writer import DEFAULT_BAG_VERSION
     ts = get_typestore(Stores.ROS2_KILTED)
     counts = {t: n for t, n in counts.items() if n}
     payload = {t: bytes(sizes[t]) for t in counts}
     order = sorted([(i / counts[t], t) for t in counts for i in range(counts[t])])
     nbytes = sum(counts[t] * sizes[t] for t in counts)
     c0, t0 = time.process_time(), time.perf_counter()
-    with Writer(tmp / 'raw', version=9, storage_plugin=StoragePlugin.MCAP) as w:
+    with Writer(tmp / 'raw', version=DEFAULT_BAG_VERSION, storage_plugin=StoragePlugin.MCAP) as w:
         conns = {IMAGE_TOPIC: w.add_connection(IMAGE_TOPIC, 'sensor_msgs/msg/Image',
                                                typestore=ts),
                  JOINT_TOPIC: w.add_connection(JOINT_TOPIC, 'sensor_msgs/msg/JointState',

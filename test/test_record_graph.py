@@ -4,7 +4,8 @@
 DDS; the bags they write are read back with rosbags, not with our own code.
 
 Per task, 3 episodes. In every bag: each configured topic is present, images have the right
-shape and encoding, rates are within 10% of the configured ones, and there are no gaps.
+shape and encoding, rates are within 10% of the configured ones, there are no gaps, and the
+metadata passes Humble's, Jazzy's and Kilted's readers (test_bag_metadata.py).
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from il_ros.config import load_yaml
 from il_ros.resources import config_file
 from il_ros.robot import DEFAULT_ROBOT, load_robot
 from il_ros.sim import TASKS
+from test_bag_metadata import assert_every_distro_reads  # noqa: I100
 
 EPISODES = 3
 TYPESTORE = get_typestore(Stores.ROS2_KILTED)
@@ -64,6 +66,7 @@ def test_record_scripted_episodes(task, tmp_path):
         assert meta['status'] == 'complete', meta
         assert meta['success'] is True, f'{meta_path.name}: scripted expert failed'
         bag = meta_path.with_suffix('')
+        assert_every_distro_reads(bag)           # version 8: Humble, Jazzy and Kilted read it
         with Reader(bag) as reader:
             topics = {c.topic: c for c in reader.connections}
             for topic in ('/camera/front/image_raw', '/joint_states', '/il/command',

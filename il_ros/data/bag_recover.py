@@ -13,8 +13,10 @@ and writes the messages as a new, finalized MCAP bag beside the original, named
 ``<bag>_recovered``; the original is never modified. The messages of the chunk that was
 still in memory at the kill (up to about 1 MB per episode) are lost. The episode JSON
 beside the bag is copied for the new bag with status ``incomplete`` and the recovery noted,
-so conversion skips it unless ``--keep-incomplete`` is given. sqlite3 bags are not
-recoverable this way (rosbags commits them only when the episode stops).
+so conversion skips it unless ``--keep-incomplete`` is given. The new bag keeps the rosbag2
+metadata version of the original (``bag_version`` in its episode JSON), else the recorder's
+default, 8. sqlite3 bags are not recoverable this way (rosbags commits them only when the
+episode stops).
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ from rosbags.rosbag2.storage_mcap import decompress, get_qos
 from rosbags.typesys import get_types_from_msg, get_typestore, Stores
 
 from il_ros.data.bag_info import topic_stats
+from il_ros.data.episode_writer import BAG_VERSIONS, DEFAULT_BAG_VERSION
 from il_ros.data.episodes import read_episode_meta, STATUS_INCOMPLETE
 from il_ros.fsio import atomic_write_json
 
@@ -100,13 +103,15 @@ def recovered_path(bag: Path) -> Path:
     return bag.parent / f'{bag.name}{SUFFIX}'
 
 
-def recover_bag(bag, out=None) -> dict:
+def recover_bag(bag, out=None, bag_version=None) -> dict:
     """Copy the complete chunks of a killed MCAP bag into a new bag; return a report.
 
     ``bag``: the bag folder (or its ``.mcap`` file); ``out``: the new bag folder (default
     ``<bag>_recovered``; it must not exist). The report has ``out``, ``messages``,
     ``chunks``, ``topics`` (``{topic: count}``), ``unreadable_bytes`` (the tail after the
-    last complete record) and ``meta`` (the new episode JSON, or None).
+    last complete record), ``bag_version`` and ``meta`` (the new episode JSON, or None).
+    ``bag_version`` (8 or 9): the new bag's metadata version; None keeps the original's
+    (from its episode JSON), else :data:`il_ros.data.episode_writer.DEFAULT_BAG_VERSION`.
 
     Raises:
         FileNotFoundError: ``bag`` does not exist.
@@ -142,21 +147,26 @@ def recover_bag(bag, out=None) -> dict:
     if not scan.messages:
         raise RecoverError(f'{files[0]}: no complete chunk (the recording was killed before '
                            'its first ~1 MB chunk was written)')
-    topics = _write(out, scan)
+    meta = read_episode_meta(bag)
+    if bag_version is None:
+        bag_version = (meta or {}).get('bag_version', DEFAULT_BAG_VERSION)
+    if bag_version not in BAG_VERSIONS:
+        raise RecoverError(f'{bag}: bag_version must be one of {list(BAG_VERSIONS)}, '
+                           f'got {bag_version!r}')
+    topics = _write(out, scan, bag_version)
     report = {'bag': str(bag), 'out': str(out), 'messages': len(scan.messages),
               'chunks': scan.chunks, 'topics': {t: len(v[1]) for t, v in topics.items()},
-              'unreadable_bytes': len(data) - end, 'meta': None}
-    meta = read_episode_meta(bag)
+              'unreadable_bytes': len(data) - end, 'bag_version': bag_version, 'meta': None}
     if meta is not None:
-        report['meta'] = _recovered_meta(meta, bag, out, topics, scan.chunks)
+        report['meta'] = _recovered_meta(meta, bag, out, topics, scan.chunks, bag_version)
         atomic_write_json(out.parent / f'{out.name}.json', report['meta'])
     return report
 
 
-def _write(out: Path, scan: _Scan) -> dict[str, tuple[str, list[int]]]:
+def _write(out: Path, scan: _Scan, version: int) -> dict[str, tuple[str, list[int]]]:
     """Write the scanned messages as a finalized bag; ``{topic: (type, [log times])}``."""
     typestore = get_typestore(Stores.ROS2_KILTED)
-    writer = Writer(out, version=Writer.VERSION_LATEST, storage_plugin=StoragePlugin.MCAP)
+    writer = Writer(out, version=version, storage_plugin=StoragePlugin.MCAP)
     writer.open()
     conns, times = {}, {}
     try:
@@ -176,11 +186,13 @@ def _write(out: Path, scan: _Scan) -> dict[str, tuple[str, list[int]]]:
     return times
 
 
-def _recovered_meta(meta: dict, bag: Path, out: Path, topics: dict, chunks: int) -> dict:
+def _recovered_meta(meta: dict, bag: Path, out: Path, topics: dict, chunks: int,
+                    version: int) -> dict:
     n = sum(len(v[1]) for v in topics.values())
     note = (f'recovered from {bag.name} (recorder killed mid-episode): {n} messages in '
             f'{chunks} complete chunk(s); the messages after the last complete chunk are lost')
     new = dict(meta, bag=out.name, status=STATUS_INCOMPLETE, recovered_from=str(bag),
+               bag_version=version,
                warnings=[*meta.get('warnings', []), note],
                error=meta.get('error') or 'recorder killed mid-episode; partly recovered')
     new['topics'] = {t: {'type': msgtype, 'time_source': 'receive', **topic_stats(v)}

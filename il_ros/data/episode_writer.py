@@ -12,6 +12,9 @@ Design decisions:
   per topic and reported loudly (an error log, then a summary every 2 s, and a warning plus
   per-topic ``drops`` in the metadata).
 - One writer thread per episode owns the ``rosbags`` writer; every disk write happens there.
+- Bags are written with rosbag2 metadata version 8 by default (``bag_version``; 8 or 9):
+  Humble's reader refuses version 9, whose ``offered_qos_profiles`` is a YAML list instead
+  of a string; Jazzy and Kilted read both. The version is kept in the episode JSON.
 - Episode numbers continue after the highest existing ``episode_NNNN`` (folder or JSON) in
   the folder, and a bag folder is created exclusively, so nothing is ever overwritten.
 - Status in the JSON: ``recording`` while open (rewritten about once a second with running
@@ -51,6 +54,8 @@ from il_ros.data.episodes import (STATUS_COMPLETE, STATUS_COMPLETE_WITH_LOSS,
 from il_ros.fsio import atomic_write_json
 
 STORAGES = {'mcap': StoragePlugin.MCAP, 'sqlite3': StoragePlugin.SQLITE3}
+BAG_VERSIONS = (8, 9)      # rosbag2 metadata versions rosbags writes
+DEFAULT_BAG_VERSION = 8    # read by Humble, Jazzy and Kilted (Humble refuses 9)
 META_FORMAT = 'il_ros.episode/1'
 _STOP = object()
 
@@ -104,12 +109,15 @@ class EpisodeWriter:
     def __init__(self, output_dir, index, *, storage='mcap', queue_size=1000, task='',
                  operator='', expected_topics=(), typestore=None, extra=None,
                  logger=None, bag_factory=None, expected_rates=None,
-                 max_loss_fraction=0.01):
+                 max_loss_fraction=0.01, bag_version=DEFAULT_BAG_VERSION):
         """Prepare episode ``index``; nothing touches the disk before :meth:`open`."""
         if storage not in STORAGES:
             raise ValueError(f'storage must be one of {sorted(STORAGES)}, got {storage!r}')
         if queue_size < 1:
             raise ValueError(f'queue_size must be >= 1, got {queue_size}')
+        if bag_version not in BAG_VERSIONS:
+            raise ValueError(f'bag_version must be one of {list(BAG_VERSIONS)}, '
+                             f'got {bag_version!r}')
         if not 0 <= max_loss_fraction <= 1:
             raise ValueError(f'max_loss_fraction must be in [0, 1], got {max_loss_fraction}')
         self.expected_rates = {t: float(hz) for t, hz in (expected_rates or {}).items()}
@@ -124,8 +132,7 @@ class EpisodeWriter:
         self.typestore = typestore or get_typestore(Stores.ROS2_KILTED)
         self.log = logger or logging.getLogger('il_ros.episode_writer')
         self._bag_factory = bag_factory or (
-            lambda path, plugin: Writer(path, version=Writer.VERSION_LATEST,
-                                        storage_plugin=plugin))
+            lambda path, plugin: Writer(path, version=bag_version, storage_plugin=plugin))
         self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
         self._topics: dict[str, dict] = {}        # topic -> {type, header, qos}
         self._conns: dict = {}                    # writer thread only
@@ -144,6 +151,7 @@ class EpisodeWriter:
         self._closed = False
         self.meta = {
             'format': META_FORMAT, 'episode': index, 'bag': self.name, 'storage': storage,
+            'bag_version': bag_version,
             'task': task, 'operator': operator, 'success': None,
             'status': STATUS_RECORDING, 'start_time_ns': None, 'stop_time_ns': None,
             'start_wall': None, 'stop_wall': None, 'duration_s': None,

@@ -18,6 +18,8 @@ import numpy as np
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
+from il_ros.data.episode_writer import DEFAULT_BAG_VERSION
+
 TYPESTORE = get_typestore(Stores.ROS2_KILTED)
 _T = TYPESTORE.types
 
@@ -52,6 +54,7 @@ class SyntheticBagSpec:
     stamp_offset: float = 0.0                   # header clock minus receive clock
     start: float = 1000.0                       # receive time of the first message
     storage: str = 'mcap'
+    bag_version: int = DEFAULT_BAG_VERSION      # rosbag2 metadata version: 8 or 9
     seed: int = 0
     control_source: tuple = ()                  # ((from_s, 'policy'), (1.0, 'intervention'),
                                                 # ...): std_msgs/String at action_hz
@@ -158,7 +161,7 @@ def write_synthetic_bag(path: str | Path, spec: SyntheticBagSpec | None = None) 
             events.append((t, 3, (spec.control_source_topic, 'std_msgs/msg/String'),
                            _T['std_msgs/msg/String'](data=src[-1] if src else 'hold')))
     events.sort(key=lambda e: (e[0], e[1]))
-    with Writer(path, version=9, storage_plugin=plugin) as writer:
+    with Writer(path, version=spec.bag_version, storage_plugin=plugin) as writer:
         conns = {}
         for _, _, key, _ in events:
             if key not in conns:

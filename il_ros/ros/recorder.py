@@ -24,6 +24,8 @@ every change; they are read when an episode starts, so ``output_dir``, ``task``,
 ``operator``, ``storage``, ``queue_size``, ``expected_rates`` and ``max_loss_fraction`` may
 be changed between episodes. ``output_dir`` may only move inside ``output_root`` (read-only;
 default: the start-up ``output_dir``) unless ``allow_any_output_dir`` (read-only) is true.
+``bag_version`` (read-only, 8 or 9, default 8) is the rosbag2 metadata version of the bags:
+8 is read by Humble, Jazzy and Kilted; Humble refuses 9.
 """
 from __future__ import annotations
 
@@ -43,7 +45,8 @@ from rclpy.qos import DurabilityPolicy
 from rclpy.task import Future
 from std_srvs.srv import SetBool, Trigger
 
-from il_ros.data.episode_writer import EpisodeError, EpisodeWriter, STORAGES
+from il_ros.data.episode_writer import (BAG_VERSIONS, DEFAULT_BAG_VERSION, EpisodeError,
+                                        EpisodeWriter, STORAGES)
 from il_ros.keys import SERVICE_SIM_RESET, TOPIC_SIM_SUCCESS
 from il_ros.ros._rec_auto import AutoEpisodes
 from il_ros.ros._rec_topics import (bag_qos, ensure_type, msg_class, needs_resubscribe,
@@ -119,6 +122,9 @@ class Recorder(Node):
             declare(self, name, default, text, array_type='string', **limits)
         for name, (default, text) in READ_ONLY.items():
             declare(self, name, default, text, read_only=True)
+        declare(self, 'bag_version', DEFAULT_BAG_VERSION, 'rosbag2 metadata version of the '
+                'bags: 8 is read by Humble, Jazzy and Kilted; Humble refuses 9.',
+                read_only=True, choices=list(BAG_VERSIONS))
         self.configured_topics = [t for t in self.param('topics') if t]
         parse_rates('expected_rates', self.param('expected_rates'))
         start_dir = self._resolve(self.param('output_dir'))
@@ -275,6 +281,7 @@ class Recorder(Node):
             typestore=self._typestore, logger=self.get_logger(),
             expected_rates=parse_rates('expected_rates', self.param('expected_rates')),
             max_loss_fraction=self.param('max_loss_fraction'),
+            bag_version=self.param('bag_version'),
             extra={'node': self.get_fully_qualified_name(),
                    'use_sim_time': bool(self.param('use_sim_time')),
                    'log_time': 'node clock (sim time)' if self.param('use_sim_time')

@@ -131,10 +131,14 @@ def param_range(default, limits: dict) -> dict:
     ``{'floating_point_range': [...]}`` for a float, ``{'integer_range': [...]}`` for an
     int, with step 0 (continuous); an open side is +-inf (float) or the int64 limit. Empty
     for other types (strings, booleans, lists: ROS ranges hold scalars only) and for limits
-    without ``min``/``max``. An exclusive minimum is the range's ``from_value``: a range is
-    always inclusive, so :func:`check_value` refuses the bound itself.
+    without ``min``/``max`` (numeric ``choices`` give their span). An exclusive minimum is
+    the range's ``from_value``: a range is always inclusive, so :func:`check_value` refuses
+    the bound itself.
     """
     lo, hi = limits.get('min'), limits.get('max')
+    choices = limits.get('choices')
+    if lo is None and hi is None and choices and all(isinstance(c, (int, float)) for c in choices):
+        lo, hi = min(choices), max(choices)       # numeric choices: their span
     if (lo is None and hi is None) or isinstance(default, bool):
         return {}
     if isinstance(default, float):

@@ -365,3 +365,37 @@ def test_a_running_controller_refuses_start_up_parameters(procs, client_node):
     assert _get(client_node, 'controller', 'enabled') is True
     assert _get(client_node, 'controller', 'rate_hz') == 0.0
     assert p.poll() is None, procs.log(p)
+
+
+def _ros2(*args: str) -> str:
+    """Run the real ``ros2`` CLI (ros2cli in this interpreter) without a daemon; its output.
+
+    Without a daemon each call discovers the graph anew and may not see the node yet
+    ("Node not found"): such a call is repeated, for up to a minute.
+    """
+    code = 'import sys; from ros2cli.cli import main; sys.argv[0] = "ros2"; sys.exit(main())'
+
+    def once():
+        res = subprocess.run([sys.executable, '-c', code, *args[:2], '--no-daemon', *args[2:]],
+                             capture_output=True, text=True, timeout=60,
+                             stdin=subprocess.DEVNULL)
+        out = res.stdout + res.stderr
+        return None if 'Node not found' in out else out
+    return wait_for(once, 60, interval=0.5, what=f'ros2 {" ".join(args)} to find the node')
+
+
+def test_ros2_param_describe_and_set_on_a_running_trainer(procs, tmp_path):
+    """What a ROS user sees: ``ros2 param describe`` ranges, ``ros2 param set`` refusals."""
+    pytest.importorskip('ros2cli', reason='the ros2 CLI (ros2cli, ros2param) is not '
+                        'installed: see ../shared/ros2-tools')
+    p = procs.python('il_ros.ros.trainer', '--ros-args', '-p', f'out_dir:={tmp_path / "run"}',
+                     name='trainer')
+    out = _ros2('param', 'describe', '/trainer', 'max_minutes', 'status_rate_hz')
+    assert 'Min value: 0.0' in out and 'Max value: inf' in out and 'Read only: true' in out
+    out = _ros2('param', 'set', '/trainer', 'max_minutes', '--', '-1.0')
+    assert 'Setting parameter failed: Parameter max_minutes out of range Min: 0.0' in out, out
+    out = _ros2('param', 'set', '/trainer', 'status_rate_hz', '5.0')
+    assert ('Setting parameter failed: Trying to set a read-only parameter: status_rate_hz.'
+            in out), out
+    assert 'Set parameter successful' in _ros2('param', 'set', '/trainer', 'max_minutes', '2.5')
+    assert p.poll() is None, procs.log(p)

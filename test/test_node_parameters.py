@@ -1,12 +1,20 @@
-"""Bad start-up parameters: each node exits with one clear line and code 2 (issue #14).
+"""Node parameters: bad start-up values, descriptors, and changes while a node runs.
 
-Every value below once gave a traceback (often a second AttributeError from destroy_node
-after the real error), a ZeroDivisionError, or started a node whose safety limit was off
-(max_step 0, negative or NaN). Each runs as a real process; the check is exit code 2, one
-line on stderr naming the parameter and its value, and no traceback.
+Start-up (issue #14): every value in CASES once gave a traceback (often a second
+AttributeError from destroy_node after the real error), a ZeroDivisionError, or started a
+node whose safety limit was off (max_step 0, negative or NaN). Each runs as a real process;
+the check is exit code 2, one line on stderr naming the parameter and its value, and no
+traceback.
+
+Descriptors and run time (issue #17): every numeric parameter of every node carries its
+range (or a documented reason why it has none), every parameter the node reads only at
+start-up is read-only, and a set of a bad value on a running node is refused with a reason
+naming the parameter and what is allowed, while the node keeps running.
 """
 from __future__ import annotations
 
+import importlib
+import math
 import os
 import re
 import subprocess
@@ -14,8 +22,12 @@ import sys
 
 import pytest
 
-pytest.importorskip('rclpy')
-from conftest import REPO  # noqa: E402
+rclpy = pytest.importorskip('rclpy')
+from rcl_interfaces.srv import DescribeParameters, GetParameters, SetParameters  # noqa: E402
+from rclpy.parameter import Parameter, parameter_value_to_python  # noqa: E402
+
+from conftest import REPO, wait_for  # noqa: E402
+from il_ros.ros.node_utils import declare, ParameterError  # noqa: E402
 
 CASES = [
     # (node, ros args, text the line must contain)
@@ -131,3 +143,259 @@ def test_a_bad_robot_yaml_stops_the_controller_naming_file_and_field(tmp_path, c
     path.write_text(yaml.safe_dump(d))
     line = exit_2_line('controller', [f'robot:={path}'])
     assert str(path) in line and text in line, line
+
+
+# -- descriptors: ranges and read-only flags -----------------------------------------------
+
+NODE_CLASSES = {'controller': 'Controller', 'sim_robot': 'SimRobot', 'teleop': 'Teleop',
+                'supervisor': 'SupervisorNode', 'recorder': 'Recorder', 'trainer': 'Trainer'}
+WRITABLE = {
+    'controller': {'checkpoint', 'enabled', 'max_step'},
+    'recorder': {'output_dir', 'storage', 'task', 'operator', 'queue_size', 'expected_rates',
+                 'expected_topics_timeout_s', 'max_loss_fraction', 'reset_timeout_s',
+                 'success_hold_s', 'episode_timeout_s'},
+    'trainer': {'config', 'task', 'dataset', 'out_dir', 'max_minutes', 'max_steps',
+                'eval_task', 'overrides', 'threads'},
+    'sim_robot': set(), 'teleop': set(), 'supervisor': set(),
+}
+"""Parameters whose change at run time the node applies (it reads them where it uses them:
+the controller's hot-load, enable and step limits; each episode of the recorder; each
+~/train call of the trainer). Every other parameter is read at start-up: read-only."""
+_STEP = ('a list (one value, or one per command value): its length and each value are '
+         'checked against the robot by the controller; .inf only with allow_unlimited_step')
+_OFF = 'any finite value; <= 0 switches the rule off'
+NO_RANGE = {
+    ('sim_robot', 'real_time_factor'): 'any finite value: <= 0 (as fast as the nodes go) '
+                                       'only with lockstep, checked at start-up',
+    ('teleop', 'joy_scale'): 'any finite value: a negative scale inverts the axes',
+    ('supervisor', 'deviation_m'): _OFF, ('supervisor', 'gripper_deviation'): _OFF,
+    ('supervisor', 'stall_m'): _OFF,
+    ('supervisor', 'danger_on_m'): 'any finite value: < 0 the task\'s default, 0 off',
+    ('supervisor', 'danger_off_m'): 'any finite value: < 0 the task\'s default',
+    ('controller', 'max_step'): _STEP, ('controller', 'chunk_max_jump'): _STEP,
+    ('controller', 'chunk_max_velocity'): _STEP,
+}
+"""Numeric parameters without a range (or, for lists, listed constraints), and why."""
+_INT, _DOUBLE, _INT_ARRAY, _DOUBLE_ARRAY = 2, 3, 7, 8     # rcl_interfaces ParameterType
+
+
+@pytest.fixture(scope='module')
+def described(client_node, tmp_path_factory):
+    """Every node built in this process with its defaults: ``{node: {name: descriptor}}``."""
+    cwd = os.getcwd()
+    os.chdir(tmp_path_factory.mktemp('nodes'))      # the recorder's and trainer's folders
+    out = {}
+    try:
+        for node, cls in NODE_CLASSES.items():
+            built = getattr(importlib.import_module(f'il_ros.ros.{node}'), cls)()
+            try:
+                names = [n for n in built.get_parameters_by_prefix('') if n != 'use_sim_time']
+                out[node] = dict(zip(names, built.describe_parameters(names)))
+            finally:
+                built.destroy_node()
+    finally:
+        os.chdir(cwd)
+    return out
+
+
+@pytest.mark.parametrize('node', NODE_CLASSES)
+def test_every_numeric_parameter_has_a_range_or_a_reason(described, node):
+    """Scalars: a range in the descriptor; lists: constraints; else a reason in NO_RANGE."""
+    missing = []
+    for name, d in described[node].items():
+        has = bool(d.floating_point_range or d.integer_range)
+        if d.type in (_INT_ARRAY, _DOUBLE_ARRAY):
+            has = bool(d.additional_constraints)
+        elif d.type not in (_INT, _DOUBLE):
+            assert not has, (name, d)
+            continue
+        if (node, name) in NO_RANGE:
+            assert not has, f'{name} has a range now: drop it from NO_RANGE'
+        elif not has:
+            missing.append(name)
+        for r in d.floating_point_range:
+            assert r.step == 0.0 and r.from_value <= r.to_value, (name, r)
+            assert (f'[>= {r.from_value}' in d.description or 'one of' in d.description
+                    or '[> ' in d.description), (name, d)
+        if '[> ' in d.description and d.floating_point_range:     # an exclusive minimum
+            assert 'itself is refused' in d.additional_constraints, (name, d)
+    assert not missing, f'{node}: numeric parameters without a range or reason: {missing}'
+    assert {n for (o, n) in NO_RANGE if o == node} <= set(described[node])
+
+
+@pytest.mark.parametrize('node', NODE_CLASSES)
+def test_parameters_read_at_start_up_are_read_only(described, node):
+    writable = {name for name, d in described[node].items() if not d.read_only}
+    assert writable == WRITABLE[node], writable ^ WRITABLE[node]
+
+
+def test_declare_puts_the_limits_into_the_descriptor(client_node):
+    n = rclpy.create_node('declare_ranges')
+    try:
+        declare(n, 'rate', 2.0, 'A rate.', min=0.0, min_exclusive=True)
+        declare(n, 'nice', 0, 'Nice.', read_only=True, min=-20, max=19)
+        declare(n, 'version', 8, 'One of two.', choices=[8, 9])
+        declare(n, 'steps', [], 'Steps.', array_type='double', min=0.0)
+        declare(n, 'mode', 'a', 'Mode.', choices=['a', 'b'])
+        rate, nice, version, steps, mode = n.describe_parameters(
+            ['rate', 'nice', 'version', 'steps', 'mode'])
+    finally:
+        n.destroy_node()
+    r = rate.floating_point_range[0]
+    assert (r.from_value, r.to_value, r.step) == (0.0, math.inf, 0.0) and not rate.read_only
+    assert '0.0 itself is refused' in rate.additional_constraints, rate
+    i = nice.integer_range[0]
+    assert (i.from_value, i.to_value, i.step) == (-20, 19, 0) and nice.read_only
+    assert nice.description == 'Nice. [>= -20, <= 19]'
+    assert (version.integer_range[0].from_value, version.integer_range[0].to_value) == (8, 9)
+    assert 'one of [8, 9]' in version.additional_constraints
+    assert not steps.floating_point_range and steps.additional_constraints == 'each value >= 0.0'
+    assert not (mode.integer_range or mode.floating_point_range)
+    assert mode.additional_constraints == "one of ['a', 'b']"
+
+
+def test_a_start_up_value_outside_the_range_is_our_one_line(client_node):
+    """Refused by rclpy while declaring, it still raises our ParameterError naming it."""
+    n = rclpy.create_node('declare_override', parameter_overrides=[
+        Parameter('rate', value=-1.0), Parameter('nice', value=40)])
+    try:
+        with pytest.raises(ParameterError, match=r'^parameter rate=-1\.0: must be >= 0\.0$'):
+            declare(n, 'rate', 2.0, 'A rate.', min=0.0)
+        with pytest.raises(ParameterError, match=r'^parameter nice=40: must be <= 19$'):
+            declare(n, 'nice', 0, 'Nice.', read_only=True, min=-20, max=19)
+    finally:
+        n.destroy_node()
+
+
+def test_run_time_sets_outside_the_limits_are_refused(client_node):
+    n = rclpy.create_node('declare_sets')
+    registered = []
+    add = n.add_on_set_parameters_callback
+    n.add_on_set_parameters_callback = lambda cb: (registered.append(cb), add(cb))[1]
+    try:
+        declare(n, 'rate', 2.0, 'A rate.', min=0.0, min_exclusive=True)
+        declare(n, 'fraction', 0.5, 'A fraction.', min=0.0, max=1.0)
+        declare(n, 'steps', [0.1], 'Steps.', min=0.0, min_exclusive=True)
+        declare(n, 'mode', 'a', 'Mode.', choices=['a', 'b'])
+        declare(n, 'nice', 0, 'Nice.', read_only=True, min=-20, max=19)
+        assert len(registered) == 1                       # one callback per node
+
+        def refused(name, value):
+            res = n.set_parameters([Parameter(name, value=value)])[0]
+            assert not res.successful, (name, value)
+            return res.reason
+        # rclpy's range check: the name and the range
+        assert refused('fraction', 1.5) == ('Parameter fraction out of range Min: 0.0, '
+                                            'Max: 1.0, value: 1.5')
+        assert 'Parameter rate out of range Min: 0.0, Max: inf' in refused('rate', -1.0)
+        assert 'Parameter rate out of range' in refused('rate', math.nan)
+        # what a range cannot say: our check
+        assert refused('rate', 0.0) == 'parameter rate=0.0: must be > 0.0'
+        assert refused('steps', [0.1, 0.0]) == 'parameter steps=[0.1, 0.0]: must be > 0.0'
+        assert refused('mode', 'c') == "parameter mode='c': must be one of ['a', 'b']"
+        assert refused('nice', 5) == 'Trying to set a read-only parameter: nice.'
+        assert 'Wrong parameter type' in refused('fraction', 1)
+        for name, value in [('rate', 0.5), ('fraction', 1.0), ('steps', [0.2, 0.3]),
+                            ('mode', 'b')]:
+            assert n.set_parameters([Parameter(name, value=value)])[0].successful, name
+            assert n.get_parameter(name).value == value
+        assert n.get_parameter('nice').value == 0
+    finally:
+        n.destroy_node()
+
+
+# -- changes on running nodes, over the parameter services ---------------------------------
+
+def _call(node, srv, name: str, request, timeout: float = 30.0):
+    client = node.create_client(srv, name)
+    try:
+        wait_for(client.service_is_ready, 60, what=name)
+        fut = client.call_async(request)
+        rclpy.spin_until_future_complete(node, fut, timeout_sec=timeout)
+        assert fut.done(), f'no answer from {name}'
+        return fut.result()
+    finally:
+        node.destroy_client(client)
+
+
+def _set(node, target: str, name: str, value):
+    req = SetParameters.Request(parameters=[Parameter(name, value=value).to_parameter_msg()])
+    return _call(node, SetParameters, f'/{target}/set_parameters', req).results[0]
+
+
+def _get(node, target: str, name: str):
+    res = _call(node, GetParameters, f'/{target}/get_parameters',
+                GetParameters.Request(names=[name]))
+    return parameter_value_to_python(res.values[0])
+
+
+def test_a_running_trainer_refuses_bad_values_and_takes_good_ones(procs, client_node,
+                                                                  tmp_path):
+    """``ros2 param set /trainer max_minutes -1.0`` and friends, over the parameter service."""
+    p = procs.python('il_ros.ros.trainer', '--ros-args', '-p', f'out_dir:={tmp_path / "run"}',
+                     name='trainer')
+    desc = _call(client_node, DescribeParameters, '/trainer/describe_parameters',
+                 DescribeParameters.Request(names=['max_minutes', 'status_rate_hz']))
+    minutes, status_rate = desc.descriptors
+    assert minutes.floating_point_range[0].from_value == 0.0 and not minutes.read_only
+    assert status_rate.read_only
+    for value in (-1.0, math.nan):
+        res = _set(client_node, 'trainer', 'max_minutes', value)
+        assert not res.successful and 'max_minutes out of range Min: 0.0' in res.reason, res
+    res = _set(client_node, 'trainer', 'threads', -2)
+    assert not res.successful and 'threads out of range. Min: 0,' in res.reason, res
+    res = _set(client_node, 'trainer', 'status_rate_hz', 5.0)
+    assert res.reason == 'Trying to set a read-only parameter: status_rate_hz.', res
+    assert _set(client_node, 'trainer', 'max_minutes', 2.5).successful
+    assert _get(client_node, 'trainer', 'max_minutes') == 2.5
+    assert p.poll() is None, procs.log(p)
+
+
+def test_a_running_controller_refuses_start_up_parameters(procs, client_node):
+    """Read-only parameters are refused by rclpy; ``enabled`` and step limits still change."""
+    p = procs.python('il_ros.ros.controller', name='controller')
+    desc = _call(client_node, DescribeParameters, '/controller/describe_parameters',
+                 DescribeParameters.Request(names=['rate_hz']))
+    assert desc.descriptors[0].read_only and desc.descriptors[0].floating_point_range
+    res = _set(client_node, 'controller', 'rate_hz', 5.0)
+    assert res.reason == 'Trying to set a read-only parameter: rate_hz.', res
+    res = _set(client_node, 'controller', 'max_step', [0.0])
+    assert not res.successful and 'max_step' in res.reason, res
+    assert _set(client_node, 'controller', 'enabled', True).successful
+    assert _get(client_node, 'controller', 'enabled') is True
+    assert _get(client_node, 'controller', 'rate_hz') == 0.0
+    assert p.poll() is None, procs.log(p)
+
+
+def _ros2(*args: str) -> str:
+    """Run the real ``ros2`` CLI (ros2cli in this interpreter) without a daemon; its output.
+
+    Without a daemon each call discovers the graph anew and may not see the node yet
+    ("Node not found"): such a call is repeated, for up to a minute.
+    """
+    code = 'import sys; from ros2cli.cli import main; sys.argv[0] = "ros2"; sys.exit(main())'
+
+    def once():
+        res = subprocess.run([sys.executable, '-c', code, *args[:2], '--no-daemon', *args[2:]],
+                             capture_output=True, text=True, timeout=60,
+                             stdin=subprocess.DEVNULL)
+        out = res.stdout + res.stderr
+        return None if 'Node not found' in out else out
+    return wait_for(once, 60, interval=0.5, what=f'ros2 {" ".join(args)} to find the node')
+
+
+def test_ros2_param_describe_and_set_on_a_running_trainer(procs, tmp_path):
+    """What a ROS user sees: ``ros2 param describe`` ranges, ``ros2 param set`` refusals."""
+    pytest.importorskip('ros2cli', reason='the ros2 CLI (ros2cli, ros2param) is not '
+                        'installed: see ../shared/ros2-tools')
+    p = procs.python('il_ros.ros.trainer', '--ros-args', '-p', f'out_dir:={tmp_path / "run"}',
+                     name='trainer')
+    out = _ros2('param', 'describe', '/trainer', 'max_minutes', 'status_rate_hz')
+    assert 'Min value: 0.0' in out and 'Max value: inf' in out and 'Read only: true' in out
+    out = _ros2('param', 'set', '/trainer', 'max_minutes', '--', '-1.0')
+    assert 'Setting parameter failed: Parameter max_minutes out of range Min: 0.0' in out, out
+    out = _ros2('param', 'set', '/trainer', 'status_rate_hz', '5.0')
+    assert ('Setting parameter failed: Trying to set a read-only parameter: status_rate_hz.'
+            in out), out
+    assert 'Set parameter successful' in _ros2('param', 'set', '/trainer', 'max_minutes', '2.5')
+    assert p.poll() is None, procs.log(p)

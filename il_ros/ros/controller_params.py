@@ -127,10 +127,10 @@ def declare_all(node: Node) -> dict:
     """
     for name, why in REMOVED.items():
         v = node.declare_parameter(name, None, ParameterDescriptor(
-            description=f'({why})', dynamic_typing=True)).value
+            description=f'({why})', dynamic_typing=True, read_only=True)).value
         if v is not None:
             raise ParameterError(f'parameter {name}={v!r}: {why}')
-    values = {p.name: declare(node, p.name, p.default, p.description,
+    values = {p.name: declare(node, p.name, p.default, p.description, read_only=not p.runtime,
                               array_type=p.array_type, **p.limits) for p in PARAMS}
     try:
         values['robot_description'] = robot = load_robot(values['robot'])

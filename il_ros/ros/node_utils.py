@@ -1,6 +1,7 @@
 """Small pieces every il_ros node shares: the main() shutdown form and parameter declaration."""
 from __future__ import annotations
 
+import array
 import math
 import os
 import re
@@ -9,8 +10,10 @@ import sys
 os.environ.setdefault('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp')
 
 import rclpy  # noqa: E402
-from rcl_interfaces.msg import ParameterDescriptor  # noqa: E402
-from rclpy.exceptions import InvalidParameterTypeException  # noqa: E402
+from rcl_interfaces.msg import (FloatingPointRange, IntegerRange,  # noqa: E402
+                                ParameterDescriptor, SetParametersResult)
+from rclpy.exceptions import (InvalidParameterTypeException,  # noqa: E402
+                              InvalidParameterValueException)
 from rclpy.executors import ExternalShutdownException  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
@@ -78,24 +81,125 @@ def declare(node: Node, name: str, default, description: str, read_only: bool = 
     An empty-list default has no type of its own in rclpy (it would become a byte array),
     so such a parameter names its element type: ``array_type='string'|'double'|...``;
     left unset it reads as ``[]``. ``limits`` (``min``, ``max``, ``min_exclusive``,
-    ``choices``, ``finite``) are checked by :func:`check_value` and written into the
-    description, so ``ros2 param describe`` shows them.
+    ``choices``, ``finite``) are checked by :func:`check_value` at start-up and written into
+    the description; a number's ``min``/``max`` also become the descriptor's
+    ``floating_point_range``/``integer_range`` (step 0: continuous), so ``ros2 param
+    describe`` shows them and rclpy refuses a run-time set outside them. ``read_only``: the
+    node reads the value at start-up only, and rclpy refuses every later set. A writable
+    parameter with limits is checked again on each set (:func:`_refuse_bad_sets`, one
+    callback per node): an exclusive minimum, a choice, a list's elements and NaN are beyond
+    what a range expresses.
     """
-    if limits:
-        description = f'{description} [{_limits_text(limits)}]'
-    desc = ParameterDescriptor(description=description, read_only=read_only)
+    text = f'{description} [{_limits_text(limits)}]' if limits else description
+
+    def desc(with_range: bool) -> ParameterDescriptor:
+        return ParameterDescriptor(description=text, read_only=read_only,
+                                   additional_constraints=_constraints_text(default, limits),
+                                   **(param_range(default, limits) if with_range else {}))
     try:
-        if isinstance(default, list) and not default:
-            if array_type not in _EMPTY_ARRAY_TYPES:
-                raise ValueError(f'parameter {name}: an empty-list default needs array_type, '
-                                 f'one of {sorted(_EMPTY_ARRAY_TYPES)}')
-            value = node.declare_parameter(name, _EMPTY_ARRAY_TYPES[array_type], desc).value
-            value = [] if value is None else list(value)
-        else:
-            value = node.declare_parameter(name, default, desc).value
+        try:
+            value = _declare(node, name, default, desc(True), array_type)
+        except InvalidParameterValueException:
+            # rclpy refused a start-up value outside the range: declare it without one to
+            # read the value, so that check_value names it in the usual line.
+            value = _declare(node, name, default, desc(False), array_type)
+            check_value(name, value, **limits)
+            raise ParameterError(f'parameter {name}={value!r}: must be within '
+                                 f'[{_limits_text(limits)}]') from None
     except InvalidParameterTypeException as e:
         raise ParameterError(_type_error(name, str(e))) from None
-    return check_value(name, value, **limits) if limits else value
+    if limits:
+        check_value(name, value, **limits)
+        if not read_only:
+            _writable_limits(node)[name] = limits
+    return value
+
+
+def _declare(node: Node, name: str, default, desc: ParameterDescriptor, array_type):
+    if isinstance(default, list) and not default:
+        if array_type not in _EMPTY_ARRAY_TYPES:
+            raise ValueError(f'parameter {name}: an empty-list default needs array_type, '
+                             f'one of {sorted(_EMPTY_ARRAY_TYPES)}')
+        value = node.declare_parameter(name, _EMPTY_ARRAY_TYPES[array_type], desc).value
+        return [] if value is None else list(value)
+    return node.declare_parameter(name, default, desc).value
+
+
+def param_range(default, limits: dict) -> dict:
+    """The descriptor fields for ``limits`` of a parameter whose default is ``default``.
+
+    ``{'floating_point_range': [...]}`` for a float, ``{'integer_range': [...]}`` for an
+    int, with step 0 (continuous); an open side is +-inf (float) or the int64 limit. Empty
+    for other types (strings, booleans, lists: ROS ranges hold scalars only) and for limits
+    without ``min``/``max`` (numeric ``choices`` give their span). An exclusive minimum is
+    the range's ``from_value``: a range is always inclusive, so :func:`check_value` refuses
+    the bound itself.
+    """
+    lo, hi = limits.get('min'), limits.get('max')
+    choices = limits.get('choices')
+    if lo is None and hi is None and choices and all(isinstance(c, (int, float)) for c in choices):
+        lo, hi = min(choices), max(choices)       # numeric choices: their span
+    if (lo is None and hi is None) or isinstance(default, bool):
+        return {}
+    if isinstance(default, float):
+        return {'floating_point_range': [FloatingPointRange(
+            from_value=-math.inf if lo is None else float(lo),
+            to_value=math.inf if hi is None else float(hi), step=0.0)]}
+    if isinstance(default, int):
+        return {'integer_range': [IntegerRange(
+            from_value=-2 ** 63 if lo is None else math.ceil(lo),
+            to_value=2 ** 63 - 1 if hi is None else math.floor(hi), step=0)]}
+    return {}
+
+
+def _constraints_text(default, limits: dict) -> str:
+    """What the descriptor's range cannot say (its ``additional_constraints``), or ''."""
+    if not limits:
+        return ''
+    if isinstance(default, (list, tuple)):
+        return f'each value {_limits_text(limits)}'
+    parts = []
+    if limits.get('choices') is not None:
+        parts.append(f"one of {list(limits['choices'])}")
+    if limits.get('min_exclusive') and limits.get('min') is not None:
+        parts.append(f"> {limits['min']} ({limits['min']} itself is refused)")
+    if isinstance(default, float) and limits.get('finite', True):
+        parts.append('finite (no NaN or infinity)')
+    return ', '.join(parts)
+
+
+def _writable_limits(node: Node) -> dict:
+    """The limits of ``node``'s writable parameters; the first call registers the check."""
+    table = getattr(node, '_il_ros_writable_limits', None)
+    if table is None:
+        table = {}
+        node._il_ros_writable_limits = table
+        node.add_on_set_parameters_callback(
+            lambda params: _refuse_bad_sets(node, table, params))
+    return table
+
+
+def _refuse_bad_sets(node: Node, table: dict, params) -> SetParametersResult:
+    """Refuse a set that puts a writable parameter outside its limits, naming them.
+
+    rclpy has already refused read-only parameters, wrong types and numbers outside a
+    descriptor's range; this adds what a range cannot say. The node keeps running.
+    """
+    for prm in params:
+        limits = table.get(prm.name)
+        if limits is None:
+            continue
+        value = prm.value
+        if isinstance(value, array.array):
+            value = value.tolist()
+        try:
+            check_value(prm.name, value, **limits)
+        except ParameterError as e:
+            allowed = _limits_text(limits)
+            reason = str(e) if allowed in str(e) else f'{e} (allowed: {allowed})'
+            node.get_logger().warning(f'refused: {reason}')
+            return SetParametersResult(successful=False, reason=reason)
+    return SetParametersResult(successful=True)
 
 
 _TYPE_NAMES = {'DOUBLE': 'a floating-point number',

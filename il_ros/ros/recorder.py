@@ -91,6 +91,8 @@ READ_ONLY = {  # name: (default, description); fixed at start-up
                     'below it; empty: the start-up output_dir.'),
     'allow_any_output_dir': (False, 'Let output_dir be set to any folder (no output_root).'),
 }
+START_UP = ('topics', 'discovery_period_s', 'auto_episodes', 'reset_service', 'success_topic')
+"""PARAMS the node reads at start-up only (subscriptions, timers): read-only."""
 
 
 def parse_rates(name: str, items) -> dict[str, float]:
@@ -119,7 +121,8 @@ class Recorder(Node):
         """
         super().__init__('recorder', **kwargs)
         for name, (default, text, limits) in PARAMS.items():
-            declare(self, name, default, text, array_type='string', **limits)
+            declare(self, name, default, text, read_only=name in START_UP,
+                    array_type='string', **limits)
         for name, (default, text) in READ_ONLY.items():
             declare(self, name, default, text, read_only=True)
         declare(self, 'bag_version', DEFAULT_BAG_VERSION, 'rosbag2 metadata version of the '

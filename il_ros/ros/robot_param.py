@@ -56,7 +56,7 @@ def refuse_removed(node: Node, removed: dict[str, str], robot: RobotDescription)
     for name, field in removed.items():
         value = node.declare_parameter(name, None, ParameterDescriptor(
             description=f'(removed: {field} of the robot description)',
-            dynamic_typing=True)).value
+            dynamic_typing=True, read_only=True)).value
         if value is not None:
             raise ParameterError(
                 f'parameter {name}={value!r}: removed; the robot description gives it '

@@ -93,7 +93,8 @@ class SimRobot(Node):
 
     def __init__(self):
         super().__init__('sim_robot')
-        p = lambda *a, **k: declare(self, *a, **k)  # noqa: E731
+        # Read at start-up only: every parameter is read-only (rclpy refuses a later set).
+        p = lambda *a, **k: declare(self, *a, read_only=True, **k)  # noqa: E731
         pos = {'min': 0.0, 'min_exclusive': True}
         self.robot = robot = load_robot_param(p('robot', DEFAULT_ROBOT, ROBOT_DESCRIPTION))
         refuse_removed(self, REMOVED, robot)

@@ -50,7 +50,8 @@ class SupervisorNode(Node):
 
     def __init__(self):
         super().__init__('supervisor')
-        p = lambda *a, **k: declare(self, *a, **k)  # noqa: E731
+        # Read at start-up only: every parameter is read-only (rclpy refuses a later set).
+        p = lambda *a, **k: declare(self, *a, read_only=True, **k)  # noqa: E731
         self.robot = robot = load_robot_param(p('robot', DEFAULT_ROBOT, ROBOT_DESCRIPTION))
         refuse_removed(self, REMOVED, robot)
         task = p('task', 'lift', 'Sim task whose expert supervises.', choices=TASKS)

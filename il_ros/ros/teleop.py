@@ -65,7 +65,8 @@ class Teleop(Node):
     def __init__(self):
         super().__init__('teleop')
         from il_ros.sim.registry import TASKS
-        p = lambda *a, **k: declare(self, *a, **k)  # noqa: E731
+        # Read at start-up only: every parameter is read-only (rclpy refuses a later set).
+        p = lambda *a, **k: declare(self, *a, read_only=True, **k)  # noqa: E731
         pos = {'min': 0.0, 'min_exclusive': True}
         self.robot = robot = load_robot_param(p('robot', DEFAULT_ROBOT, ROBOT_DESCRIPTION))
         refuse_removed(self, REMOVED, robot)
@@ -105,15 +106,18 @@ class Teleop(Node):
         self.joy_scale = p('joy_scale', 0.8, 'Joy, joint space: joint speed at full axis '
                            '(rad/s).', finite=True)
         self.axis_map = p('joy_axis_map', [0, 1, 3, 4, 6, 7],
-                          'Joy, joint space: axis index driving each arm joint (-1: none).')
+                          'Joy, joint space: axis index driving each arm joint (-1: none).',
+                          min=-1)
         self.joy_speed = p('joy_speed', 0.1, 'Joy, cartesian: hand speed at full axis (m/s).',
                            **pos)
         self.joy_yaw_speed = p('joy_yaw_speed', 0.8, 'Joy, cartesian: hand turn rate at full '
                                'axis (rad/s).', **pos)
         self.cartesian_axes = p('joy_cartesian_axes', [1, 0, 4, 3], 'Joy, cartesian: axes '
-                                'driving the hand along x, y, z and its yaw (-1: none).')
+                                'driving the hand along x, y, z and its yaw (-1: none).',
+                                min=-1)
         self.deadman_button = p('joy_deadman_button', 4, 'Joy: deadman button index.', min=0)
-        self.gripper_button = p('joy_gripper_button', 0, 'Joy: gripper toggle button index.')
+        self.gripper_button = p('joy_gripper_button', 0, 'Joy: gripper toggle button index '
+                                '(-1: none).', min=-1)
 
         if command_topic == robot.command.topic and \
                 robot.command.type != 'float64_multi_array':

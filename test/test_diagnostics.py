@@ -329,3 +329,7 @@ def test_every_node_publishes_its_diagnostics(procs, ros_node, tmp_path):
 
     wait_for(recording, 30, interval=0.0, what='the recording status')
     assert 'queue_depth' in values(latest['recorder: episode'])
+    # The diagnostics timer never outlives the node: each stops cleanly on SIGINT.
+    procs.stop_all()
+    for p, _ in procs.procs:
+        assert p.returncode == 0 and 'Traceback' not in procs.log(p), procs.log(p)[-3000:]

@@ -228,11 +228,11 @@ class SimRobotDiagnostics:
     """``sim_robot: simulation``: real-time factor, lag, commands.
 
     The measured real-time factor is sim seconds per wall second over the last period; the
-    lag is how far the sim is behind its wall-clock target now, and ``lag_dropped_s`` the sim
-    time never simulated after stalls (the sim catches up at most 0.25 s at once). WARN when
-    lag was dropped in the last period, when it ran slower than :data:`RTF_WARN_FRACTION` of
-    ``real_time_factor`` (not in lockstep, where that is a cap), or when commands were
-    malformed.
+    lag is how far the sim is behind its wall-clock target now (not in lockstep), and
+    ``lag_dropped_s`` the sim time never simulated after stalls (the sim catches up at most
+    0.25 s at once). WARN when lag was dropped in the last period, when it ran slower than
+    :data:`RTF_WARN_FRACTION` of ``real_time_factor`` (not in lockstep, where that is a
+    cap), or when commands were malformed.
     """
 
     def __init__(self, node, clock=time.monotonic, start: bool = True):
@@ -252,7 +252,7 @@ class SimRobotDiagnostics:
         self.last_sim_time = n.sim_time
         rtf = self.sim.rate()
         d = self.deltas({'lag': n.lag_forgiven, 'bad': n.bad_commands})
-        paced = n.rtf > 0 and n.waiting_since is None
+        paced = n.rtf > 0 and not n.lockstep    # in lockstep the factor is only a cap
         lag = (max(0.0, n.sim_start + (self.clock() - n.wall_start) * n.rtf - n.sim_time)
                if paced else None)
         status.add('real_time_factor', _round(rtf, 3))

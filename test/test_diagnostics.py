@@ -261,6 +261,38 @@ def test_trainer_levels_follow_the_run_state(ros_node):
     assert level_of(by_name(td.diag.collect())[name].level) == WARN
 
 
+def test_teleop_and_supervisor_warn_when_their_input_stops(ros_node):
+    from il_ros.ros.diagnostics import level_of, OK, WARN
+    from il_ros.ros.node_diagnostics import SupervisorDiagnostics, TeleopDiagnostics
+    clock = FakeClock(0.0)
+    robot = SimpleNamespace(name='sim_arm', joint_states=SimpleNamespace(topic='/js'))
+    name = ros_node.get_name()
+    td = TeleopDiagnostics(shim(ros_node, mode='scripted', episode=2, robot=robot),
+                           clock=clock, start=False)
+    clock.t = 1.0
+    for _ in range(20):
+        td.on_command()
+    st = by_name(td.diag.collect())[f'{name}: input']
+    assert level_of(st.level) == OK and values(st)['commands'] == '20'
+    clock.t = 7.0                                # 6 s without a /sim/state to answer
+    st = by_name(td.diag.collect())[f'{name}: input']
+    assert level_of(st.level) == WARN and 'no /sim/state answered for 6 s' in st.message
+    human = shim(ros_node, mode='joy', space='cartesian', was_active=False, latest_arm=None,
+                 robot=robot)
+    st = by_name(TeleopDiagnostics(human, clock=clock, start=False).diag.collect())
+    assert 'no joint state on /js' in st[f'{name}: input'].message
+    counts = {'in_control': False, 'steps': 0}
+    sup = shim(ros_node, active=True, last={}, robot=robot,
+               sup=SimpleNamespace(counts=lambda: dict(counts)))
+    sd = SupervisorDiagnostics(sup, clock=clock, start=False)
+    clock.t, counts['steps'] = 8.0, 20
+    st = by_name(sd.diag.collect())[f'{name}: gate']
+    assert (level_of(st.level), st.message) == (OK, 'armed')
+    clock.t = 20.0
+    st = by_name(sd.diag.collect())[f'{name}: gate']
+    assert level_of(st.level) == WARN and 'no /sim/state for 12 s' in st.message
+
+
 # ---------------------------------------------------------------------------- real processes
 
 def test_every_node_publishes_its_diagnostics(procs, ros_node, tmp_path):

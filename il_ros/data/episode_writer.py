@@ -256,6 +256,15 @@ class EpisodeWriter:
         """Messages written so far per registered topic (a snapshot)."""
         return dict(self._counts)
 
+    def queue_depth(self) -> int:
+        """Messages waiting for the writer thread now (approximate, for diagnostics)."""
+        return self._queue.qsize()
+
+    def drop_counts(self) -> dict[str, int]:
+        """Messages dropped so far per topic because the writer queue was full."""
+        with self._drop_lock:
+            return dict(self._drops)
+
     def warn(self, text: str) -> None:
         """Add a warning to the episode metadata and log it."""
         if text not in self._warnings:

@@ -15,7 +15,8 @@ chunk guard, the safety filter, latched faults and telemetry. This node only:
   command through the command adapter and the control source on ``/il/control_source``;
 - feeds the deadman heartbeats and human commands to the loop's arbiter;
 - serves ``~/enable``, ``~/reset`` (clears a latched fault) and ``~/load_checkpoint``,
-  publishes ``~/status`` (the loop's status and a sequence number), and hot-loads from the
+  publishes ``~/status`` (the loop's status and a sequence number) and ``/diagnostics``
+  (il_ros/ros/node_diagnostics.py), and hot-loads from the
   ``checkpoint`` parameter and the trainer's latched checkpoint topic; the ``checkpoint``
   parameter always names the running checkpoint;
 - on shutdown, logs a one-line telemetry summary and writes ``stats_file`` when set.
@@ -48,6 +49,7 @@ from il_ros.render import setup_headless_gl
 from il_ros.ros.command_adapters import make_adapter
 from il_ros.ros.controller_params import declare_all, loop_config, RUNTIME
 from il_ros.ros.conversions import array_from_msg
+from il_ros.ros.node_diagnostics import ControllerDiagnostics
 from il_ros.ros.node_utils import COMMAND_QOS, ParameterError, run, SENSOR_QOS, STATE_QOS
 from il_ros.ros.observation import Streams
 
@@ -124,6 +126,7 @@ class Controller(Node):
         self._setup_command()
         self.create_timer(self.period, self._tick)
         self.create_timer(1.0 / p['status_rate_hz'], self._publish_status)
+        self.diagnostics = ControllerDiagnostics(self)      # /diagnostics, once a second
         path = p['checkpoint']
         if path:
             try:

@@ -1,8 +1,9 @@
 """The recorder node: raw CDR from configured (or all discovered) topics into episode bags.
 
 Services: ``~/start_episode`` (Trigger), ``~/stop_episode`` (SetBool: data = success),
-``~/discard_episode`` (Trigger). With ``auto_episodes`` > 0 the node drives scripted
-collection itself (see :mod:`il_ros.ros._rec_auto`) and exits 0 when done.
+``~/discard_episode`` (Trigger); health on ``/diagnostics`` (il_ros/ros/node_diagnostics.py).
+With ``auto_episodes`` > 0 the node drives scripted collection itself (see
+:mod:`il_ros.ros._rec_auto`) and exits 0 when done.
 
 Each topic is subscribed with ``raw=True``, reliability and durability matched to its
 publishers and KEEP_ALL history (see :mod:`il_ros.ros._rec_topics`); the callback hands the
@@ -49,6 +50,7 @@ from il_ros.data.episode_writer import (BAG_VERSIONS, DEFAULT_BAG_VERSION, Episo
                                         EpisodeWriter, STORAGES)
 from il_ros.keys import SERVICE_SIM_RESET, TOPIC_SIM_SUCCESS
 from il_ros.ros._rec_auto import AutoEpisodes
+from il_ros.ros.node_diagnostics import RecorderDiagnostics
 from il_ros.ros._rec_topics import (bag_qos, ensure_type, msg_class, needs_resubscribe,
                                     subscription_qos, typestore_for_distro)
 from il_ros.ros.node_utils import check_value, declare, ParameterError
@@ -156,6 +158,8 @@ class Recorder(Node):
         self._auto = None
         if self.param('auto_episodes') > 0:
             self._auto = AutoEpisodes(self, self._steady)
+        self._diag = RecorderDiagnostics(self)      # /diagnostics, once a second
+        self._diag.auto = self._auto
         self.discover()
         mode = f'auto ({self.param("auto_episodes")} episodes)' if self._auto else 'manual'
         self.get_logger().info(
@@ -257,6 +261,7 @@ class Recorder(Node):
         ep.add_topic(topic, info['type'], info['offered'])
 
     def _on_msg(self, topic: str, data: bytes) -> None:
+        self._diag.on_msg(topic)
         if self.subscribed[topic]['latched']:
             self._latched[topic] = data
         ep = self._episode

@@ -54,6 +54,7 @@ from il_ros.ros.command_adapters import (command_msg_type, command_tag,  # noqa:
                                          CommandError, make_parser)
 from il_ros.ros.conversions import (array_msg, camera_msg, joint_state_msg,  # noqa: E402
                                     to_time)
+from il_ros.ros.node_diagnostics import SimRobotDiagnostics  # noqa: E402
 from il_ros.ros.node_utils import (COMMAND_QOS, declare, ParameterError, run,  # noqa: E402
                                    SENSOR_QOS, STATE_QOS)
 from il_ros.robot import DEFAULT_ROBOT  # noqa: E402
@@ -174,6 +175,7 @@ class SimRobot(Node):
         self._reset_episode()        # also sets waiting_since (lockstep pause start) to None
         self._anchor()
         self.create_timer(1.0 / tick_hz, self._advance)
+        self.diagnostics = SimRobotDiagnostics(self)       # /diagnostics, once a second
         cams = ', '.join(f'{c.name} {c.width}x{c.height} {c.encoding} {c.rate_hz:g} Hz'
                          for c in self.cameras) or 'none'
         self.get_logger().info(

@@ -33,6 +33,7 @@ from std_srvs.srv import SetBool
 from il_ros import keys
 from il_ros.ros.command_adapters import command_msg_type, CommandError, make_parser
 from il_ros.ros.conversions import array_msg
+from il_ros.ros.node_diagnostics import SupervisorDiagnostics
 from il_ros.ros.node_utils import COMMAND_QOS, declare, ParameterError, run, STATE_QOS
 from il_ros.robot import DEFAULT_ROBOT
 from il_ros.ros.robot_param import (check_sim_task, load_robot_param, refuse_removed,
@@ -115,6 +116,7 @@ class SupervisorNode(Node):
         self.create_service(SetBool, '~/enable', self._on_enable)
         self.create_timer(1.0 / status_rate, self._publish_status)
         self.seq = 0
+        self.diagnostics = SupervisorDiagnostics(self)     # /diagnostics, once a second
         g = self.sup.gate
         self.get_logger().info(
             f'{robot.name} {task}: {"armed" if self.active else "disarmed"}, judging '

@@ -46,6 +46,7 @@ from il_ros.control.teleop_input import (CARTESIAN_HELP, CartesianJogger, cartes
                                          joy_twist, KEYBOARD_HELP, key_delta)
 from il_ros.ros.command_adapters import Float64MultiArrayAdapter, make_adapter
 from il_ros.ros.conversions import array_msg
+from il_ros.ros.node_diagnostics import TeleopDiagnostics
 from il_ros.ros.node_utils import (COMMAND_QOS, declare, ParameterError, run, SENSOR_QOS,
                                    STATE_QOS)
 from il_ros.robot import DEFAULT_ROBOT
@@ -141,6 +142,7 @@ class Teleop(Node):
             self._init_scripted()
         else:
             self._init_human()
+        self.diagnostics = TeleopDiagnostics(self)         # /diagnostics, once a second
 
     # -- scripted --------------------------------------------------------------------------
     def _init_scripted(self) -> None:
@@ -313,6 +315,7 @@ class Teleop(Node):
     # -- output ----------------------------------------------------------------------------
     def _publish(self, executed: np.ndarray, label: np.ndarray, tag: str = '') -> None:
         self.pub_cmd.publish(self.adapter(executed, self._now(), tag=tag))
+        self.diagnostics.on_command()
         if self.pub_label is not None:
             self.pub_label.publish(array_msg(label, tag or 'teleop'))
         if self.publish_intervention:

@@ -36,6 +36,7 @@ from rclpy.qos import QoSDurabilityPolicy, QoSProfile, QoSReliabilityPolicy
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
+from il_ros.ros.node_diagnostics import TrainerDiagnostics
 from il_ros.ros.node_utils import check_value, declare, ParameterError, run, STATE_QOS
 
 _AT_LEAST_ZERO = ('max_minutes', 'max_steps', 'threads')
@@ -86,6 +87,7 @@ class Trainer(Node):
                        'best_success': None, 'eta_s': None, 'run_dir': None,
                        'best_checkpoint': None, 'message': '', 'warnings': []}
         self.create_timer(1.0 / rate, self._tick)
+        self.diagnostics = TrainerDiagnostics(self)        # /diagnostics, once a second
         self.get_logger().info(
             'ready: call ~/train to start a run; run folders: '
             + ('anywhere (allow_any_output_dir)' if self.allow_any

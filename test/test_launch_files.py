@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import logging
 import sys
 import types
 from pathlib import Path
@@ -51,6 +52,7 @@ def _stub_launch_api(monkeypatch):
         OpaqueFunction=cls('OpaqueFunction'))
     mod('launch.event_handlers', OnProcessExit=cls('OnProcessExit'))
     mod('launch.events', Shutdown=cls('Shutdown'))
+    mod('launch.logging', get_logger=logging.getLogger)
     mod('launch.conditions', IfCondition=cls('IfCondition'))
     mod('launch.substitutions', LaunchConfiguration=cls('LaunchConfiguration'))
     mod('launch_ros')

@@ -10,14 +10,14 @@ bytes and the node-clock time to :class:`il_ros.data.episode_writer.EpisodeWrite
 queues them for its writer thread. Messages on transient-local (latched) topics are cached
 and written at the start of every episode, so each bag is self-contained.
 
-Episode end states: ``complete``; ``incomplete`` when a configured topic sent nothing, a
-write failed (the node ends the episode itself and logs the error) or the node was shut down
-(SIGINT/SIGTERM) mid-episode; ``complete_with_loss`` when a topic lost more than
-``max_loss_fraction`` of its messages (per-topic expected and measured rates, gaps and lost
-counts are in the metadata); ``discarded`` (bag folder deleted, JSON kept). A SIGKILL leaves
-the JSON at ``recording``, which bag-info reports as partial (``il-ros bag-recover`` copies
-out what its completed chunks hold). A failed episode never ends the node: the services keep
-answering and the next episode starts afresh.
+Episode end states: ``complete``; ``incomplete`` when a configured topic (one not in
+``optional_topics``) sent nothing, a write failed (the node ends the episode itself and logs
+the error) or the node was shut down (SIGINT/SIGTERM) mid-episode; ``complete_with_loss``
+when a topic lost more than ``max_loss_fraction`` of its messages (per-topic expected and
+measured rates, gaps and lost counts are in the metadata); ``discarded`` (bag folder
+deleted, JSON kept). A SIGKILL leaves the JSON at ``recording``, which bag-info reports as
+partial (``il-ros bag-recover`` copies out what its completed chunks hold). A failed
+episode never ends the node: the services keep answering and the next episode starts afresh.
 
 Parameters are checked at start-up (a bad value: one line on stderr, exit code 2) and on
 every change; they are read when an episode starts, so ``output_dir``, ``task``,
@@ -55,6 +55,9 @@ _POS = {'min': 0.0, 'min_exclusive': True}
 PARAMS = {  # name: (default, description, limits)
     'topics': ([], 'Topics to record; empty: every topic discovered (re-discovered '
                'periodically) except /rosout and /parameter_events.', {}),
+    'optional_topics': ([], 'Topics of `topics` that may send nothing in an episode (the '
+                        'takeover topics of the dagger graph): recorded when they publish; '
+                        'their silence does not make the episode incomplete.', {}),
     'output_dir': ('episodes', 'Folder of episode bags (episode_NNNN/) and their JSON.', {}),
     'storage': ('mcap', 'Bag storage: mcap (default; a crash leaves the 1 MB chunks written '
                 'so far on disk) or sqlite3 (commits only when the episode stops).',
@@ -120,6 +123,11 @@ class Recorder(Node):
         for name, (default, text) in READ_ONLY.items():
             declare(self, name, default, text, read_only=True)
         self.configured_topics = [t for t in self.param('topics') if t]
+        optional = [t for t in self.param('optional_topics') if t]
+        if set(optional) - set(self.configured_topics):
+            raise ParameterError(f'parameter optional_topics={optional!r}: must be among '
+                                 f'topics {self.configured_topics!r}')
+        self.expected_topics = [t for t in self.configured_topics if t not in optional]
         parse_rates('expected_rates', self.param('expected_rates'))
         start_dir = self._resolve(self.param('output_dir'))
         self._root = (self._resolve(self.param('output_root'))
@@ -159,7 +167,8 @@ class Recorder(Node):
             value = self.get_parameter(name).value
         except ParameterUninitializedException:  # `[]` in YAML leaves an array unset
             value = None
-        return [] if value is None and name in ('topics', 'expected_rates') else value
+        return [] if value is None and name in ('topics', 'optional_topics',
+                                                'expected_rates') else value
 
     @staticmethod
     def _resolve(path: str) -> Path:
@@ -271,7 +280,7 @@ class Recorder(Node):
         ep = EpisodeWriter.open(
             self.param('output_dir'), start_time_ns=now, storage=self.param('storage'),
             queue_size=self.param('queue_size'), task=self.param('task'),
-            operator=self.param('operator'), expected_topics=self.configured_topics,
+            operator=self.param('operator'), expected_topics=self.expected_topics,
             typestore=self._typestore, logger=self.get_logger(),
             expected_rates=parse_rates('expected_rates', self.param('expected_rates')),
             max_loss_fraction=self.param('max_loss_fraction'),
@@ -327,7 +336,7 @@ class Recorder(Node):
                 > self.param('expected_topics_timeout_s')):
             self._late_checked = True
             counts = ep.counts()
-            for topic in self.configured_topics:
+            for topic in self.expected_topics:
                 if counts.get(topic, 0) == 0:
                     ep.warn(f'configured topic {topic} sent no message in the first '
                             f'{self.param("expected_topics_timeout_s"):g} s')

@@ -59,6 +59,8 @@ def _stub_launch_api(monkeypatch):
     mod('launch_ros.actions', Node=cls('Node'))
     mod('launch_ros.parameter_descriptions', ParameterValue=cls('ParameterValue'))
     monkeypatch.delitem(sys.modules, 'il_ros.ros.launch_graph', raising=False)
+    # No ament index: the launch files start no joy_node even where a ROS install has one.
+    monkeypatch.setenv('AMENT_PREFIX_PATH', '')
     return made
 
 

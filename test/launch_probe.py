@@ -88,6 +88,7 @@ def in_session(launch: subprocess.Popen) -> list:
 
 def interrupt_and_check(procs, launch: subprocess.Popen, kids: dict[int, str]) -> str:
     """SIGINT the launch: it ends with 0, every node cleanly, and no process is left."""
+    assert set(kids) <= {pid for pid, _ in in_session(launch)}  # what check_ended watches
     os.kill(launch.pid, signal.SIGINT)
     wait_for(lambda: launch.poll() is not None, 60, interval=0.2,
              what='ros2 launch to end after SIGINT')

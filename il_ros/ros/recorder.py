@@ -10,14 +10,14 @@ bytes and the node-clock time to :class:`il_ros.data.episode_writer.EpisodeWrite
 queues them for its writer thread. Messages on transient-local (latched) topics are cached
 and written at the start of every episode, so each bag is self-contained.
 
-Episode end states: ``complete``; ``incomplete`` when a configured topic (one not in
-``optional_topics``) sent nothing, a write failed (the node ends the episode itself and logs
-the error) or the node was shut down (SIGINT/SIGTERM) mid-episode; ``complete_with_loss``
-when a topic lost more than ``max_loss_fraction`` of its messages (per-topic expected and
-measured rates, gaps and lost counts are in the metadata); ``discarded`` (bag folder
-deleted, JSON kept). A SIGKILL leaves the JSON at ``recording``, which bag-info reports as
-partial (``il-ros bag-recover`` copies out what its completed chunks hold). A failed
-episode never ends the node: the services keep answering and the next episode starts afresh.
+Episode end states: ``complete``; ``incomplete`` when an expected topic sent nothing, a
+write failed (the node ends the episode itself and logs the error) or the node was shut down
+(SIGINT/SIGTERM) mid-episode; ``complete_with_loss`` when a topic lost more than
+``max_loss_fraction`` of its messages (per-topic expected and measured rates, gaps and lost
+counts are in the metadata); ``discarded`` (bag folder deleted, JSON kept). A SIGKILL leaves
+the JSON at ``recording``, which bag-info reports as partial (``il-ros bag-recover`` copies
+out what its completed chunks hold). A failed episode never ends the node: the services keep
+answering and the next episode starts afresh.
 
 Parameters are checked at start-up (a bad value: one line on stderr, exit code 2) and on
 every change; they are read when an episode starts, so ``output_dir``, ``task``,
@@ -57,7 +57,7 @@ PARAMS = {  # name: (default, description, limits)
                'periodically) except /rosout and /parameter_events.', {}),
     'optional_topics': ([], 'Topics of `topics` that may send nothing in an episode (the '
                         'takeover topics of the dagger graph): recorded when they publish; '
-                        'their silence does not make the episode incomplete.', {}),
+                        'the others are expected: silent, they make it incomplete.', {}),
     'output_dir': ('episodes', 'Folder of episode bags (episode_NNNN/) and their JSON.', {}),
     'storage': ('mcap', 'Bag storage: mcap (default; a crash leaves the 1 MB chunks written '
                 'so far on disk) or sqlite3 (commits only when the episode stops).',

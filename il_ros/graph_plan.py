@@ -13,8 +13,11 @@ robot description (il_ros/robot.py) and the checkpoint say:
   recording default). Every camera must be one of the robot's;
 - with a checkpoint, the controller's ``rate_hz`` and the sim's ``state_rate_hz`` are the
   checkpoint's control rate;
-- the recorder (graphs ``record`` and ``dagger``) records :func:`recorder_topics` and is
-  told :func:`expected_rates`.
+- the recorder (graphs ``record`` and ``dagger``) records :func:`recorder_topics`, of
+  which :data:`OPTIONAL_TOPICS` may stay silent, and is told :func:`expected_rates`.
+
+:func:`find_executable` looks a ROS package's executable up in the ament index (the launch
+files start the joystick driver with it when one is installed).
 
 ROS-free: it needs neither rclpy nor launch.
 """
@@ -39,6 +42,17 @@ PACKAGE_TOPICS = {
                EXPERT_LABEL_TOPIC, keys.TOPIC_SIM_STATE, keys.TOPIC_SIM_SUCCESS),
 }
 """The package's own topics the recorder stores in each graph, after the robot's."""
+
+OPTIONAL_TOPICS = {
+    'dagger': (keys.TOPIC_TELEOP_COMMAND, keys.TOPIC_INTERVENTION, EXPERT_LABEL_TOPIC,
+               keys.TOPIC_SIM_STATE, keys.TOPIC_SIM_SUCCESS),
+}
+"""Recorded topics that may stay silent in a whole episode of the graph (the recorder's
+``optional_topics``): in ``dagger`` the takeover topics send nothing in an episode without a
+takeover, and the sim's topics nothing on a real robot. Such an episode is complete."""
+
+JOY_PACKAGE, JOY_EXECUTABLE, JOY_TOPIC = 'joy', 'joy_node', '/joy'
+"""The joystick driver the launch files start for ``teleop_mode:=joy``, and its topic."""
 
 
 def parse_arg(name: str, value, type_: str):
@@ -193,6 +207,33 @@ def plan_graph(graph_name: str, values: dict, graph: GraphConfig | None = None,
             params.setdefault('topics', recorder_topics(robot, typed['cameras'], graph_name))
             params.setdefault('expected_rates', expected_rates(robot, typed['cameras']))
         params.update((extra or {}).get(name) or {})
+        if name == 'recorder' and graph_name in OPTIONAL_TOPICS:
+            params.setdefault('optional_topics', [t for t in OPTIONAL_TOPICS[graph_name]
+                                                  if t in params.get('topics', ())])
         plans[name] = NodePlan(name, spec.executable, g.params_path(name), params,
                                dict(spec.remappings))
     return plans
+
+
+def find_executable(package: str, executable: str, prefix_path: str | None = None) -> Path | None:
+    """``<prefix>/lib/<package>/<executable>`` as ``ros2 run`` finds it, or None.
+
+    The package is looked up as the ament index does: the first prefix of ``prefix_path``
+    (default ``$AMENT_PREFIX_PATH``) holding ``share/ament_index/resource_index/packages/
+    <package>``; None when no prefix has the package or it has no such executable file.
+    """
+    import os
+    path = os.environ.get('AMENT_PREFIX_PATH', '') if prefix_path is None else prefix_path
+    for prefix in filter(None, path.split(os.pathsep)):
+        if (Path(prefix) / 'share/ament_index/resource_index/packages' / package).is_file():
+            exe = Path(prefix) / 'lib' / package / executable
+            return exe if exe.is_file() and os.access(exe, os.X_OK) else None
+    return None
+
+
+def joystick_missing_message() -> str:
+    """What the launch says when ``teleop_mode:=joy`` finds no joystick driver installed."""
+    return (f'teleop_mode:=joy reads sensor_msgs/Joy on {JOY_TOPIC}, and no joystick driver '
+            f'is installed (no {JOY_EXECUTABLE} of package {JOY_PACKAGE!r} in the ament '
+            f'index): install it (apt install ros-$ROS_DISTRO-{JOY_PACKAGE}) or run another '
+            f'driver that publishes {JOY_TOPIC}; until then no takeover is possible')

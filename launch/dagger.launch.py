@@ -19,14 +19,20 @@ teleop command on the robot through its safety filter and labels those ticks
 every node's robot; the recorder stores that robot's camera, joint-state and command topics
 plus the arbitration topics (il_ros/graph_plan.py), and the sim renders the checkpoint's
 cameras unless ``cameras:=`` names others. The recorder uses the system clock
-(``use_sim_time`` only under ``il-ros dagger`` in the sim).
+(``use_sim_time`` only under ``il-ros dagger`` in the sim). An episode without a takeover is
+a complete episode: the takeover topics (and the sim's, on a real robot) may stay silent.
+
+With ``teleop_mode:=joy`` (the default) the launch starts the joystick driver, ``joy_node``
+of package ``joy``, when the ament index has it (``ros2 pkg prefix joy``); when not, it warns
+once, naming the package and the ``/joy`` topic teleop reads, and no takeover is possible
+until some driver publishes ``/joy``.
 """
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
 
-from il_ros.ros.launch_graph import graph_launch_description
+from il_ros.ros.launch_graph import graph_launch_description, joystick_driver
 
 
 def generate_launch_description():
@@ -54,4 +60,5 @@ def generate_launch_description():
                               description='Run the trainer node (the controller hot-loads its '
                                           'new checkpoints).'),
         graph,
+        joystick_driver(condition=IfCondition(LaunchConfiguration('teleop'))),
     ])

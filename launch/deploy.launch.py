@@ -9,14 +9,16 @@ rate (read from the checkpoint at launch time; ``cameras:=[front]`` overrides th
 under ``il-ros deploy``. The controller starts disabled unless ``enabled:=true``:
 ``ros2 service call /controller/enable std_srvs/srv/SetBool "{data: true}"``. The teleop's
 command goes to ``/il/teleop/command``, which only the controller reads (through its safety
-filter), never straight to the robot. The graph is defined in config/graph.yaml (``deploy``).
+filter), never straight to the robot; with ``teleop_mode:=joy`` the joystick driver
+(``joy_node`` of package ``joy``) starts too when installed, else a warning says so. The
+graph is defined in config/graph.yaml (``deploy``).
 """
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
 
-from il_ros.ros.launch_graph import graph_launch_description
+from il_ros.ros.launch_graph import graph_launch_description, joystick_driver
 
 
 def generate_launch_description():
@@ -30,4 +32,5 @@ def generate_launch_description():
                               description='Run teleop for human takeover (with '
                                           'teleop_mode:=joy).'),
         graph,
+        joystick_driver(condition=IfCondition(LaunchConfiguration('teleop'))),
     ])

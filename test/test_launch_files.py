@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import logging
 import sys
 import types
 from pathlib import Path
@@ -51,12 +52,15 @@ def _stub_launch_api(monkeypatch):
         OpaqueFunction=cls('OpaqueFunction'))
     mod('launch.event_handlers', OnProcessExit=cls('OnProcessExit'))
     mod('launch.events', Shutdown=cls('Shutdown'))
+    mod('launch.logging', get_logger=logging.getLogger)
     mod('launch.conditions', IfCondition=cls('IfCondition'))
     mod('launch.substitutions', LaunchConfiguration=cls('LaunchConfiguration'))
     mod('launch_ros')
     mod('launch_ros.actions', Node=cls('Node'))
     mod('launch_ros.parameter_descriptions', ParameterValue=cls('ParameterValue'))
     monkeypatch.delitem(sys.modules, 'il_ros.ros.launch_graph', raising=False)
+    # No ament index: the launch files start no joy_node even where a ROS install has one.
+    monkeypatch.setenv('AMENT_PREFIX_PATH', '')
     return made
 
 

@@ -147,6 +147,30 @@ def test_silent_configured_topic_marks_episode_incomplete(procs, client_node, tm
     assert len(read_bag(out / 'episode_0000')['/js']) == m['topics']['/js']['count']
 
 
+def test_silent_optional_topic_leaves_episode_complete(procs, client_node, tmp_path):
+    """A silent topic of ``optional_topics`` (dagger: no takeover) is no fault."""
+    out = tmp_path / 'eps'
+    procs.start([sys.executable, PUB, '--joint-states', '/js@50', '--silent', '/silent'],
+                'pub')
+    rec = start_recorder(procs, out, 'topics:=[/js, /silent, /ghost]',
+                         'optional_topics:=[/silent, /ghost]', 'expected_topics_timeout_s:=0.3')
+    wait_subscribed(procs, rec, '/js', '/silent')
+    assert call(client_node, 'start_episode').success
+    wait_count(out, 0, '/js', 5)
+    res = call(client_node, 'stop_episode', True)
+    m = meta(out, 0)
+    assert res.success and m['status'] == 'complete', (res.message, m['warnings'])
+    assert m['expected_topics'] == ['/js'] and m['topics']['/silent']['count'] == 0
+    assert not m['warnings']
+
+
+def test_optional_topics_must_be_recorded_topics(procs, tmp_path):
+    rec = start_recorder(procs, tmp_path / 'eps', 'topics:=[/js]', 'optional_topics:=[/joy]')
+    wait_for(lambda: rec.poll() is not None, 60, what='the recorder to refuse')
+    assert rec.returncode == 2
+    assert "parameter optional_topics=['/joy']: must be among topics" in procs.log(rec)
+
+
 def test_bad_output_dir_keeps_node_alive(procs, client_node, tmp_path):
     out = tmp_path / 'eps'
     procs.start([sys.executable, PUB, '--joint-states', '/js@50'], 'pub')

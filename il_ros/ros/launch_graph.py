@@ -15,11 +15,13 @@ from launch.actions import (DeclareLaunchArgument, EmitEvent, OpaqueFunction,
                             RegisterEventHandler, SetEnvironmentVariable)
 from launch.event_handlers import OnProcessExit
 from launch.events import Shutdown
+from launch.logging import get_logger
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 
 from il_ros.config import load_graph
-from il_ros.graph_plan import plan_graph
+from il_ros.graph_plan import (find_executable, JOY_EXECUTABLE, JOY_PACKAGE,
+                               joystick_missing_message, plan_graph)
 from il_ros.launcher import dds_profile_env
 
 
@@ -66,6 +68,25 @@ def graph_nodes(context, graph: str, extra_args: dict) -> list:
                 target_action=node,
                 on_exit=[EmitEvent(event=Shutdown(reason=f'{name} exited'))])))
     return actions
+
+
+def joystick_driver(**kwargs) -> OpaqueFunction:
+    """With ``teleop_mode:=joy``: the joystick driver (``joy``'s joy_node) if installed.
+
+    When the ament index has no such executable, a warning names the package to install and
+    the /joy topic teleop reads, and nothing starts. ``kwargs``: e.g. a ``condition``.
+    """
+    return OpaqueFunction(function=_joystick_actions, **kwargs)
+
+
+def _joystick_actions(context) -> list:
+    if context.launch_configurations.get('teleop_mode') != 'joy':
+        return []
+    if find_executable(JOY_PACKAGE, JOY_EXECUTABLE) is None:
+        get_logger('il_ros').warning(joystick_missing_message())
+        return []
+    return [Node(package=JOY_PACKAGE, executable=JOY_EXECUTABLE, name=JOY_EXECUTABLE,
+                 output='screen')]
 
 
 def _launch_value(value):

@@ -11,7 +11,7 @@ bytes and the node-clock time to :class:`il_ros.data.episode_writer.EpisodeWrite
 queues them for its writer thread. Messages on transient-local (latched) topics are cached
 and written at the start of every episode, so each bag is self-contained.
 
-Episode end states: ``complete``; ``incomplete`` when a configured topic sent nothing, a
+Episode end states: ``complete``; ``incomplete`` when an expected topic sent nothing, a
 write failed (the node ends the episode itself and logs the error) or the node was shut down
 (SIGINT/SIGTERM) mid-episode; ``complete_with_loss`` when a topic lost more than
 ``max_loss_fraction`` of its messages (per-topic expected and measured rates, gaps and lost
@@ -60,6 +60,9 @@ _POS = {'min': 0.0, 'min_exclusive': True}
 PARAMS = {  # name: (default, description, limits)
     'topics': ([], 'Topics to record; empty: every topic discovered (re-discovered '
                'periodically) except /rosout and /parameter_events.', {}),
+    'optional_topics': ([], 'Topics of `topics` that may send nothing in an episode (the '
+                        'takeover topics of the dagger graph): recorded when they publish; '
+                        'the others are expected: silent, they make it incomplete.', {}),
     'output_dir': ('episodes', 'Folder of episode bags (episode_NNNN/) and their JSON.', {}),
     'storage': ('mcap', 'Bag storage: mcap (default; a crash leaves the 1 MB chunks written '
                 'so far on disk) or sqlite3 (commits only when the episode stops).',
@@ -131,6 +134,11 @@ class Recorder(Node):
                 'bags: 8 is read by Humble, Jazzy and Kilted; Humble refuses 9.',
                 read_only=True, choices=list(BAG_VERSIONS))
         self.configured_topics = [t for t in self.param('topics') if t]
+        optional = [t for t in self.param('optional_topics') if t]
+        if set(optional) - set(self.configured_topics):
+            raise ParameterError(f'parameter optional_topics={optional!r}: must be among '
+                                 f'topics {self.configured_topics!r}')
+        self.expected_topics = [t for t in self.configured_topics if t not in optional]
         parse_rates('expected_rates', self.param('expected_rates'))
         start_dir = self._resolve(self.param('output_dir'))
         self._root = (self._resolve(self.param('output_root'))
@@ -172,7 +180,8 @@ class Recorder(Node):
             value = self.get_parameter(name).value
         except ParameterUninitializedException:  # `[]` in YAML leaves an array unset
             value = None
-        return [] if value is None and name in ('topics', 'expected_rates') else value
+        return [] if value is None and name in ('topics', 'optional_topics',
+                                                'expected_rates') else value
 
     @staticmethod
     def _resolve(path: str) -> Path:
@@ -285,7 +294,7 @@ class Recorder(Node):
         ep = EpisodeWriter.open(
             self.param('output_dir'), start_time_ns=now, storage=self.param('storage'),
             queue_size=self.param('queue_size'), task=self.param('task'),
-            operator=self.param('operator'), expected_topics=self.configured_topics,
+            operator=self.param('operator'), expected_topics=self.expected_topics,
             typestore=self._typestore, logger=self.get_logger(),
             expected_rates=parse_rates('expected_rates', self.param('expected_rates')),
             max_loss_fraction=self.param('max_loss_fraction'),
@@ -342,7 +351,7 @@ class Recorder(Node):
                 > self.param('expected_topics_timeout_s')):
             self._late_checked = True
             counts = ep.counts()
-            for topic in self.configured_topics:
+            for topic in self.expected_topics:
                 if counts.get(topic, 0) == 0:
                     ep.warn(f'configured topic {topic} sent no message in the first '
                             f'{self.param("expected_topics_timeout_s"):g} s')

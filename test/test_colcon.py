@@ -9,6 +9,7 @@ COLCON_SUBSET (the whole suite a second time costs minutes), and the check is th
 under colcon *collected* every test of the suite and ran the subset without a failure.
 
 Needs colcon (``pip install -r requirements-ci.txt``; .ci/run installs it); skipped without.
+With ros2cli installed, ``ros2 pkg executables il_ros`` must list every node of the build.
 """
 from __future__ import annotations
 
@@ -102,3 +103,17 @@ def test_colcon_test_collects_the_suite_and_runs_the_subset(workspace):
     assert m, summary
     tests, errors, failures, _ = map(int, m.groups())
     assert tests == selected > 10 and errors == failures == 0, summary
+
+
+@pytest.mark.skipif(importlib.util.find_spec('ros2cli') is None,
+                    reason='no ros2cli here (a ROS install, or ../shared/ros2-tools)')
+def test_ros2_finds_the_built_package(workspace):
+    ws, env = workspace
+    ros2 = f'{sys.executable} -c "import sys; from ros2cli.cli import main; sys.exit(main())"'
+    res = _run(['bash', '-c', f'. install/setup.sh && {ros2} pkg executables il_ros && '
+                f'{ros2} pkg prefix il_ros'], ws, env, timeout=120)
+    from il_ros.config import load_graph
+    listed = {tuple(line.split()) for line in res.stdout.splitlines()}
+    for exe in {s.executable for s in load_graph().nodes.values()} | {'il-ros'}:
+        assert ('il_ros', exe) in listed, res.stdout
+    assert res.stdout.strip().splitlines()[-1] == str(ws / 'install' / 'il_ros')

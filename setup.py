@@ -38,7 +38,9 @@ setup(
     maintainer_email='il_ros@example.com',
     description='Imitation learning for ROS 2 robots, from teleoperation to HG-DAgger.',
     license='Apache-2.0',
-    tests_require=['pytest'],
+    # colcon runs `colcon test` with pytest only when pytest is a declared test dependency;
+    # setuptools ignores tests_require, so it is the 'test' extra.
+    extras_require={'test': ['pytest']},
     entry_points={
         'console_scripts': [
             'il-ros = il_ros.cli:main',

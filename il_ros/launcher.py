@@ -1,10 +1,13 @@
 """Run a node graph from config/graph.yaml as separate processes, without ``ros2 launch``.
 
 Each node runs as ``python -m il_ros.ros.<executable> --ros-args --params-file ... -p ...``,
-exactly the parameters ``ros2 launch`` would give it. Processes are stopped by pid.
+exactly the parameters ``ros2 launch`` would give it. Processes are stopped by pid; on Linux
+each also gets SIGINT when the process that started it dies (:func:`spawn`), so a killed
+``il-ros`` leaves no node running on its own.
 """
 from __future__ import annotations
 
+import ctypes
 import os
 import random
 import signal
@@ -29,6 +32,41 @@ DDS_PROFILE = Path('config') / 'dds' / 'fastdds.xml'
 # deprecated, so it is only set where ROS_DISTRO names a Fast DDS 2 distribution.
 DDS_PROFILE_VARS = ('FASTDDS_DEFAULT_PROFILES_FILE', 'FASTRTPS_DEFAULT_PROFILES_FILE')
 _FAST_DDS_2_DISTROS = ('humble', 'iron', 'jazzy')
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _prctl():
+    """The C library's prctl, resolved in the parent (the child only calls it)."""
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):      # not Linux / no libc symbol: no parent-death signal
+        return None
+
+
+_PRCTL = _prctl() if sys.platform.startswith('linux') else None
+
+
+def spawn(cmd: list[str], log: Path, env: dict | None = None, **kw) -> subprocess.Popen:
+    """Start ``cmd`` in its own session, output to ``log``, SIGINT to it when we die.
+
+    Its own session: a Ctrl-C in the terminal reaches it only through the caller, which
+    stops it by pid. The parent-death signal (Linux ``PR_SET_PDEATHSIG``) is SIGINT, the
+    signal a node shuts down on cleanly; it fires when the *thread* that started the child
+    ends, so start graphs from a thread that outlives them (the main thread does).
+    """
+    parent = os.getpid()
+
+    def die_with_parent():
+        if _PRCTL is not None:
+            _PRCTL(_PR_SET_PDEATHSIG, int(signal.SIGINT))
+            if os.getppid() != parent:        # the parent died before prctl took effect
+                os._exit(130)
+
+    with open(log, 'wb') as fh:
+        return subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True, preexec_fn=die_with_parent, **kw)
 
 
 def dds_profile_path() -> Path:
@@ -156,10 +194,7 @@ class GraphRunner:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         for node, cmd in self.commands(only).items():
             log = self.log_dir / f'{node}.log'
-            with open(log, 'wb') as fh:
-                p = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=self.env,
-                                     start_new_session=True)
-            self.procs[node] = Proc(node, p, log)
+            self.procs[node] = Proc(node, spawn(cmd, log, self.env), log)
 
     def dead(self) -> list[Proc]:
         """Processes that have exited."""

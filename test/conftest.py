@@ -45,11 +45,9 @@ class ProcessGroup:
 
     def start(self, args: list[str], name: str, env: dict | None = None) -> subprocess.Popen:
         """Start ``args`` (a list; no shell) in its own session, logging to ``<name>.log``."""
+        from il_ros.launcher import spawn       # SIGINT to it if this test process dies
         log = self.log_dir / f'{name}.log'
-        fh = open(log, 'wb')  # noqa: SIM115 - closed with the process
-        p = subprocess.Popen(args, stdout=fh, stderr=subprocess.STDOUT, cwd=str(REPO),
-                             env={**os.environ, **(env or {})}, start_new_session=True)
-        fh.close()
+        p = spawn(args, log, {**os.environ, **(env or {})}, cwd=str(REPO))
         self.procs.append((p, log))
         return p
 

@@ -127,3 +127,47 @@ def test_a_profile_the_user_set_wins(name):
     assert env[name] == '/home/me/my_profile.xml'
     other = FASTRTPS if name == FASTDDS else FASTDDS
     assert other not in env  # ours is not added beside it under the other name
+
+
+def test_a_spawned_node_gets_sigint_when_its_launcher_is_killed(tmp_path):
+    """il-ros killed with SIGKILL (no chance to stop its graph) leaves no node running."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    child = ('import signal, sys, time\n'
+             'signal.signal(signal.SIGINT, lambda *a: (open(sys.argv[1], "w").write("int"),'
+             ' sys.exit(0)))\n'
+             'open(sys.argv[2], "w").write("up")\n'
+             'time.sleep(120)\n')
+    parent = ('import sys, time\n'
+              'from il_ros.launcher import spawn\n'
+              f'p = spawn([sys.executable, "-c", {child!r}, sys.argv[1], sys.argv[2]], '
+              'sys.argv[3])\n'
+              'print(p.pid, flush=True)\n'
+              'time.sleep(120)\n')
+    got, up = tmp_path / 'got_sigint', tmp_path / 'up'
+    launcher = subprocess.Popen([sys.executable, '-c', parent, str(got), str(up),
+                                 str(tmp_path / 'child.log')], stdout=subprocess.PIPE,
+                                text=True, start_new_session=True)
+    try:
+        pid = int(launcher.stdout.readline())
+        deadline = time.monotonic() + 60
+        while not up.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert up.exists(), 'the child did not start'
+        assert os.getsid(pid) == pid                      # its own session, as before
+        launcher.kill()
+        launcher.wait(10)
+        while time.monotonic() < deadline and not got.exists():
+            time.sleep(0.05)
+        assert got.read_text() == 'int'                   # SIGINT: a node shuts down cleanly
+        while time.monotonic() < deadline and os.path.exists(f'/proc/{pid}'):
+            time.sleep(0.05)
+        assert not os.path.exists(f'/proc/{pid}'), 'the child outlived its launcher'
+    finally:
+        launcher.kill()
+        launcher.wait(10)
+        if 'pid' in locals() and os.path.exists(f'/proc/{pid}'):
+            os.kill(pid, signal.SIGKILL)

@@ -96,7 +96,8 @@ READ_ONLY = {  # name: (default, description); fixed at start-up
                     'below it; empty: the start-up output_dir.'),
     'allow_any_output_dir': (False, 'Let output_dir be set to any folder (no output_root).'),
 }
-START_UP = ('topics', 'discovery_period_s', 'auto_episodes', 'reset_service', 'success_topic')
+START_UP = ('topics', 'optional_topics', 'discovery_period_s', 'auto_episodes', 'reset_service',
+            'success_topic')
 """PARAMS the node reads at start-up only (subscriptions, timers): read-only."""
 
 

@@ -395,6 +395,9 @@ class Controller(LifecycleNode):
         Also called on a node whose construction failed (rclpy's shutdown destroys every
         node of the context): only what was built is cleaned up.
         """
+        if getattr(self, '_destroyed', False):     # after the shutdown transition: twice
+            return None
+        self._destroyed = True
         loop = getattr(self, 'loop', None)
         if loop is None or not getattr(self, '_built', False):
             if loop is not None:

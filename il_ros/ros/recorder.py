@@ -304,7 +304,8 @@ class Recorder(LifecycleNode):
             raise EpisodeError(f'{self._episode.name} is already recording; stop or discard '
                                'it first')
         if self.state != 'active':
-            raise EpisodeError(f'the recorder is {self.state}: activate it first')
+            raise EpisodeError(f'the recorder is {self.state}: it records only while active '
+                               '(lifecycle: configure, then activate)')
         self.discover()
         now = self.get_clock().now().nanoseconds
         ep = EpisodeWriter.open(

@@ -149,3 +149,16 @@ def test_recorder_records_only_while_active_and_deactivate_closes_the_episode(
     wait_for(lambda: rec.poll() is not None, 30, what='the recorder to exit after shutdown')
     log = procs.log(rec)
     assert rec.returncode == 0 and 'Traceback' not in log, log
+
+
+def test_autostart_recorder_whose_configure_fails_exits_1_naming_the_folder(procs, tmp_path):
+    """il-ros record's path (autostart): a failed configure ends the process, not a hang."""
+    blocker = tmp_path / 'eps'
+    blocker.write_text('a file where the output folder should be')
+    rec = procs.python('il_ros.ros.recorder', '--ros-args', '-p', f'output_dir:={blocker}',
+                       name='recorder')
+    wait_for(lambda: rec.poll() is not None, 30, what='the recorder to exit')
+    log = procs.log(rec)
+    assert rec.returncode == 1, log
+    assert f"configure failed: parameter output_dir='{blocker}'" in log, log
+    assert 'Traceback' not in log, log

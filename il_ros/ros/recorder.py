@@ -55,7 +55,7 @@ from std_srvs.srv import SetBool, Trigger
 from il_ros.data.episode_writer import (BAG_VERSIONS, DEFAULT_BAG_VERSION, EpisodeError,
                                         EpisodeWriter)
 from il_ros.ros._rec_auto import AutoEpisodes
-from il_ros.ros._rec_params import (EXCLUDED_TOPICS, PARAMS, parse_rates, READ_ONLY,
+from il_ros.ros.recorder_params import (EXCLUDED_TOPICS, PARAMS, parse_rates, READ_ONLY,
                                     START_UP)
 from il_ros.ros._rec_topics import (bag_qos, ensure_type, msg_class, needs_resubscribe,
                                     subscription_qos, typestore_for_distro)

@@ -27,6 +27,9 @@ from std_srvs.srv import SetBool, Trigger  # noqa: E402
 from conftest import wait_for  # noqa: E402
 from test_controller_node import make_checkpoint, Robot, start  # noqa: E402
 from test_recorder import meta as read_meta  # noqa: E402
+import test_launch_real as launch_real  # noqa: E402
+
+ament_prefix = launch_real.ament_prefix             # the module's fixture: il_ros's prefix
 
 T = Transition
 
@@ -162,3 +165,24 @@ def test_autostart_recorder_whose_configure_fails_exits_1_naming_the_folder(proc
     assert rec.returncode == 1, log
     assert f"configure failed: parameter output_dir='{blocker}'" in log, log
     assert 'Traceback' not in log, log
+
+
+@launch_real.needs_launch
+def test_record_launch_ends_when_the_recorder_cannot_configure(procs, tmp_path, ament_prefix):
+    """A record launch whose recorder fails configure ends, the reason in its log.
+
+    Under ``ros2 launch`` the recorder is a LifecycleNode that the launch configures; here
+    its output folder is a file.
+
+    The launch files' successful path (configure, activate, record, end) is
+    test_launch_real.py's record, deploy and dagger launches.
+    """
+    blocker = tmp_path / 'bags'
+    blocker.write_text('a file where the output folder should be')
+    p = launch_real._start_ros2_launch(procs, ament_prefix, 'record.launch.py', 'task:=lift',
+                                       'episodes:=1', f'out:={blocker}')
+    wait_for(lambda: p.poll() is not None, 120, interval=0.5, what='the launch to end')
+    log = procs.log(p)
+    assert f"configure failed: parameter output_dir='{blocker}'" in log, log[-3000:]
+    assert 'exit code 1' in log, log[-3000:]       # the recorder, shut down unconfigured
+    assert 'Traceback' not in log, log[-3000:]

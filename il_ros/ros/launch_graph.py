@@ -92,8 +92,9 @@ def lifecycle_startup(node, end_on_failure: bool = False) -> list:
 
     Only the configure the launch asked for leads to activate (start state ``configuring``),
     so a ``deactivate`` or ``cleanup`` by the user is not undone. ``end_on_failure``: a
-    configure that fails ends the launch (the recorder of a record graph, which would
-    otherwise wait for ever), with the node's error line in its log.
+    configure that fails shuts the node down (its process exits), which ends the launch
+    through the graph's exit handler (the recorder of a record graph, which would otherwise
+    wait for ever); the node's error line is in the log.
     """
     def change(transition: int) -> EmitEvent:
         return EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node),
@@ -107,7 +108,7 @@ def lifecycle_startup(node, end_on_failure: bool = False) -> list:
     if end_on_failure:
         actions.append(RegisterEventHandler(OnStateTransition(
             target_lifecycle_node=node, start_state='configuring', goal_state='unconfigured',
-            entities=[EmitEvent(event=Shutdown(reason='configure failed'))])))
+            entities=[change(Transition.TRANSITION_UNCONFIGURED_SHUTDOWN)])))
     return actions
 
 

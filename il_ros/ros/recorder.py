@@ -54,17 +54,17 @@ from std_srvs.srv import SetBool, Trigger
 
 from il_ros.data.episode_writer import (BAG_VERSIONS, DEFAULT_BAG_VERSION, EpisodeError,
                                         EpisodeWriter)
-from il_ros.ros._rec_auto import AutoEpisodes
+from il_ros.ros._rec_lifecycle import RecorderLifecycle
 from il_ros.ros.recorder_params import (EXCLUDED_TOPICS, PARAMS, parse_rates, READ_ONLY,
                                     START_UP)
 from il_ros.ros._rec_topics import (bag_qos, ensure_type, msg_class, needs_resubscribe,
                                     subscription_qos, typestore_for_distro)
-from il_ros.ros.lifecycle import autostart, end_after_shutdown, failed, SUCCESS
+from il_ros.ros.lifecycle import autostart
 from il_ros.ros.node_diagnostics import RecorderDiagnostics
 from il_ros.ros.node_utils import check_value, declare, ParameterError
 
 
-class Recorder(LifecycleNode):
+class Recorder(RecorderLifecycle, LifecycleNode):
     """Records topics into one rosbag2 bag per episode; see the module docstring."""
 
     def __init__(self, **kwargs):
@@ -106,6 +106,7 @@ class Recorder(LifecycleNode):
         self.last_result = ''
         self.done = Future()
         self.state = 'unconfigured'           # lifecycle state (the node's callbacks set it)
+        self._configure_failed = False
         self._steady = Clock(clock_type=ClockType.STEADY_TIME)
         self.create_service(Trigger, '~/start_episode', self._srv_start)
         self.create_service(SetBool, '~/stop_episode', self._srv_stop)
@@ -122,66 +123,6 @@ class Recorder(LifecycleNode):
             + ('' if self.param('autostart') else ', unconfigured (autostart false)'))
         if self.param('autostart') and not autostart(self) and not self.done.done():
             self.done.set_result(1)               # il-ros record: exit 1, the reason logged
-
-    # ---- lifecycle (il_ros/ros/lifecycle.py) ----
-
-    def on_configure(self, state):
-        """Create (if needed) and check the output folder, then subscribe to the topics."""
-        out = self.param('output_dir')
-        try:
-            path = self._resolve(out)
-            path.mkdir(parents=True, exist_ok=True)
-            if not os.access(path, os.W_OK | os.X_OK):
-                raise PermissionError(f'{path} is not writable')
-        except OSError as err:
-            return failed(self, 'configure', f'parameter output_dir={out!r}: {err}')
-        self.state = 'inactive'
-        self.discover()
-        self.get_logger().info(f'configured: output folder {path}')
-        return SUCCESS
-
-    def on_activate(self, state):
-        """Accept ~/start_episode; in auto mode start (or resume) the episodes."""
-        self.state = 'active'
-        if self.param('auto_episodes') > 0:
-            if self._auto is None:
-                self._auto = self._diag.auto = AutoEpisodes(self, self._steady)
-            else:
-                self._auto.resume()
-        self.get_logger().info('active: recording episodes')
-        return SUCCESS
-
-    def on_deactivate(self, state):
-        """Close the open episode (finished normally: nothing is lost); pause auto mode."""
-        self.state = 'inactive'
-        if self._auto is not None:
-            self._auto.pause()
-        if self._episode is not None:
-            try:
-                self.stop_episode(None)
-            except Exception as err:  # noqa: BLE001 - the transition still succeeds
-                self.get_logger().error(f'closing the episode on deactivate failed: {err}')
-        self.get_logger().info('inactive: not recording')
-        return SUCCESS
-
-    def on_cleanup(self, state):
-        """Unsubscribe every topic and forget the latched messages."""
-        for info in self.subscribed.values():
-            self.destroy_subscription(info['sub'])
-        self.subscribed.clear()
-        self._latched.clear()
-        self._skipped.clear()
-        self.state = 'unconfigured'
-        self.get_logger().info('cleaned up: no subscriptions')
-        return SUCCESS
-
-    def on_shutdown(self, state):
-        """Close the open episode as deactivate does, then end the process (exit 0)."""
-        if self.state == 'active':
-            self.on_deactivate(state)
-        self.state = 'finalized'
-        end_after_shutdown(self, lambda: self.done.done() or self.done.set_result(0))
-        return SUCCESS
 
     def param(self, name: str):
         """Current value of parameter ``name`` (``[]`` for an unset string array)."""

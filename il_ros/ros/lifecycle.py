@@ -3,12 +3,13 @@
 Both are lifecycle nodes (``rclpy.lifecycle.LifecycleNode``) with the standard states
 (unconfigured, inactive, active, finalized) and services (``~/change_state``,
 ``~/get_state``, ...). With the ``autostart`` parameter (read-only, default true) a node
-configures and activates itself at start-up, so ``il-ros`` commands and launch files that
-start it as a plain node get an active node as before; ``autostart:=false`` leaves it
-unconfigured for a lifecycle manager (``ros2 lifecycle set /controller configure``).
+configures and activates itself at start-up, so ``il-ros`` commands, which start it as a
+plain node, get an active node as before; ``autostart:=false`` leaves it unconfigured for a
+lifecycle manager (``ros2 lifecycle set /controller configure``; the launch files drive it
+with ChangeState events, il_ros/ros/launch_graph.py).
 A transition that cannot be done returns FAILURE with one logged line naming the parameter
 or file, and the node stays where it was.
-After the shutdown transition the node's process exits 0 (:func:`end_after_shutdown`).
+After the shutdown transition the node's process exits (:func:`end_after_shutdown`).
 """
 from __future__ import annotations
 
@@ -16,9 +17,9 @@ from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 
 SUCCESS = TransitionCallbackReturn.SUCCESS
 FAILURE = TransitionCallbackReturn.FAILURE
-AUTOSTART = ('Configure and activate at start-up (true: what il-ros and the launch files '
-             'use). false: start unconfigured and wait for lifecycle transitions '
-             '(~/change_state; ros2 lifecycle set NODE configure).')
+AUTOSTART = ('Configure and activate at start-up (true: what il-ros uses). false: start '
+             'unconfigured and wait for lifecycle transitions (~/change_state; ros2 '
+             'lifecycle set NODE configure; the launch files send them).')
 """The ``autostart`` parameter's description (both nodes)."""
 
 

@@ -20,12 +20,12 @@ the JSON at ``recording``, which bag-info reports as partial (``il-ros bag-recov
 out what its completed chunks hold). A failed episode never ends the node: the services keep
 answering and the next episode starts afresh.
 
-A lifecycle node (il_ros/ros/lifecycle.py; docs/recording.md, "Lifecycle"): ``configure``
-creates and checks the output folder and subscribes, ``activate`` starts recording (auto
-episodes, or accepting ~/start_episode), ``deactivate`` closes the open episode as a stop
-does (nothing lost) and pauses auto mode, ``cleanup`` unsubscribes, ``shutdown`` ends the
-process (exit 0). ``autostart`` (default true) configures and activates at start-up; a
-failed configure then ends the process with exit code 1.
+A lifecycle node (il_ros/ros/_rec_lifecycle.py; docs/ros-network.md, "Managed nodes"):
+``configure`` creates and checks the output folder and subscribes, ``activate`` starts
+recording (auto episodes, or accepting ~/start_episode), ``deactivate`` closes the open
+episode as a stop does (nothing lost) and pauses auto mode, ``cleanup`` unsubscribes,
+``shutdown`` ends the process. ``autostart`` (default true) configures and activates at
+start-up; a failed configure then ends the process with exit code 1.
 
 Parameters are checked at start-up (a bad value: one line on stderr, exit code 2) and on
 every change; they are read when an episode starts, so ``output_dir``, ``task``,

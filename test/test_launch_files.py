@@ -22,6 +22,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 LAUNCH_FILES = sorted((REPO / 'launch').glob('*.launch.py'))
+NODE_TYPES = ('Node', 'LifecycleNode')
 DDS_VARS = ('FASTDDS_DEFAULT_PROFILES_FILE', 'FASTRTPS_DEFAULT_PROFILES_FILE')
 
 
@@ -50,13 +51,17 @@ def _stub_launch_api(monkeypatch):
         EmitEvent=cls('EmitEvent'), RegisterEventHandler=cls('RegisterEventHandler'),
         SetEnvironmentVariable=cls('SetEnvironmentVariable'),
         OpaqueFunction=cls('OpaqueFunction'))
-    mod('launch.event_handlers', OnProcessExit=cls('OnProcessExit'))
-    mod('launch.events', Shutdown=cls('Shutdown'))
+    mod('launch.event_handlers', OnProcessExit=cls('OnProcessExit'),
+        OnProcessStart=cls('OnProcessStart'))
+    mod('launch.events', Shutdown=cls('Shutdown'), matches_action=cls('matches_action'))
     mod('launch.logging', get_logger=logging.getLogger)
     mod('launch.conditions', IfCondition=cls('IfCondition'))
     mod('launch.substitutions', LaunchConfiguration=cls('LaunchConfiguration'))
     mod('launch_ros')
-    mod('launch_ros.actions', Node=cls('Node'))
+    mod('launch_ros.actions', Node=cls('Node'), LifecycleNode=cls('LifecycleNode'))
+    mod('launch_ros.event_handlers', OnStateTransition=cls('OnStateTransition'))
+    mod('launch_ros.events')
+    mod('launch_ros.events.lifecycle', ChangeState=cls('ChangeState'))
     mod('launch_ros.parameter_descriptions', ParameterValue=cls('ParameterValue'))
     monkeypatch.delitem(sys.modules, 'il_ros.ros.launch_graph', raising=False)
     # No ament index: the launch files start no joy_node even where a ROS install has one.
@@ -146,12 +151,13 @@ def test_launch_file_structure(path, monkeypatch):
     ast.parse(path.read_text(), filename=str(path))  # parses
     _stub_launch_api(monkeypatch)
     entities = _load(path)
-    nodes = [e for e in entities if type(e).__name__ == 'Node']
+    nodes = [e for e in entities if type(e).__name__ in NODE_TYPES]
     declared_args = {e.args[0] for e in entities if type(e).__name__ == 'DeclareLaunchArgument'}
     assert nodes, f'{path.name} launches no node'
     for h in (e for e in entities if type(e).__name__ == 'RegisterEventHandler'):
-        target = h.args[0].kwargs['target_action']
-        assert target in nodes, f'{path.name}: exit handler targets a node not launched'
+        kw = h.args[0].kwargs
+        target = kw.get('target_action', kw.get('target_lifecycle_node'))
+        assert target in nodes, f'{path.name}: event handler targets a node not launched'
     scripts = _console_scripts()
     for node in nodes:
         kw = node.kwargs
@@ -161,6 +167,8 @@ def test_launch_file_structure(path, monkeypatch):
             assert arg in declared_args, f'{path.name}: condition on undeclared argument {arg}'
         exe = kw['executable']
         assert exe in scripts, f'{path.name}: executable {exe!r} is not a console script'
+        if exe in ('controller', 'recorder'):       # managed: the launch configures it
+            assert type(node).__name__ == 'LifecycleNode', f'{path.name}: {exe}'
         src = (REPO / (scripts[exe].replace('.', '/') + '.py'))
         assert src.is_file() and 'def main(args=None)' in src.read_text(), src
         declared = _declared_params(scripts[exe])
@@ -235,13 +243,15 @@ def _from_launch(path: Path, monkeypatch, **launch_args) -> dict:
         if type(e).__name__ == 'DeclareLaunchArgument':
             config.setdefault(e.args[0], e.kwargs['default_value'])
     out = {}
-    for n in (e for e in entities if type(e).__name__ == 'Node'):
+    for n in (e for e in entities if type(e).__name__ in NODE_TYPES):
         kw = n.kwargs
         if 'condition' in kw and config[kw['condition'].args[0].args[0]] != 'true':
             continue
         file, overrides = kw['parameters']
         overrides = {k: v.args[0] if type(v).__name__ == 'ParameterValue' else v
                      for k, v in overrides.items()}
+        if type(n).__name__ == 'LifecycleNode':     # the launch drives it; il-ros: autostart
+            assert overrides.pop('autostart') is False, kw['name']
         out[kw['name']] = (kw['executable'], _effective(file, overrides, kw['name']))
     return out
 

@@ -249,15 +249,18 @@ def test_hostile_type_names_are_refused_and_discovery_goes_on(client_node, tmp_p
 def test_auto_mode_records_a_failed_episode_again_and_gives_up_after_three(procs, tmp_path):
     """A failed auto episode is retried after a reset; three failures in a row end the run.
 
-    The output folder is a file, so every episode fails to start: the log shows two
-    retries, then the run ends with exit code 1 naming the cause.
+    The output folder becomes a file once the recorder is configured (its configure checks
+    the folder), so every episode fails to start: the log shows two retries, then the run
+    ends with exit code 1 naming the cause.
     """
     from test_recorder import SIM
     blocker = tmp_path / 'eps'
-    blocker.write_text('a file where the folder should be')
-    procs.start([sys.executable, SIM, '--succeed-after', '0.2,0.2,0.2,0.2'], 'sim')
     rec = start_recorder(procs, blocker, 'use_sim_time:=true', 'auto_episodes:=2',
                          'topics:=[/joint_states, /sim/success]', 'episode_timeout_s:=1.0')
+    wait_for(lambda: 'active: recording episodes' in procs.log(rec), 30, what='activation')
+    blocker.rmdir()                          # no sim yet: the first episode waits for its reset
+    blocker.write_text('a file where the folder should be')
+    procs.start([sys.executable, SIM, '--succeed-after', '0.2,0.2,0.2,0.2'], 'sim')
     wait_for(lambda: rec.poll() is not None, 90, what='the recorder to give up')
     log = procs.log(rec)
     assert rec.returncode == 1, log

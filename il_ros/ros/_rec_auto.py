@@ -78,6 +78,17 @@ class AutoEpisodes:
         if not self.node.done.done():
             self.node.done.set_result(code)
 
+    def pause(self) -> None:
+        """Stop driving (the node was deactivated); the closed episode is not counted."""
+        if self.state != 'done':
+            self._timer.cancel()
+
+    def resume(self) -> None:
+        """Drive again (the node was activated): wait for the topics, reset, record."""
+        if self.state != 'done':
+            self.state, self._since, self._future = 'wait_topics', time.monotonic(), None
+            self._timer.reset()
+
     def _tick(self) -> None:
         try:
             {'wait_topics': self._tick_wait_topics, 'resetting': self._tick_resetting,

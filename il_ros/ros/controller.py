@@ -19,6 +19,11 @@ chunk guard, the safety filter, latched faults and telemetry. This node only:
   (il_ros/ros/node_diagnostics.py), and hot-loads from the
   ``checkpoint`` parameter and the trainer's latched checkpoint topic; the ``checkpoint``
   parameter always names the running checkpoint;
+- is a lifecycle node (il_ros/ros/lifecycle.py; docs/controller.md, "Lifecycle"):
+  ``configure`` checks the ``checkpoint`` and starts loading it, ``activate`` starts
+  commanding, ``deactivate`` HOLDs (nothing on the command topic, which is a lifecycle
+  publisher), ``cleanup`` drops the policy; ``autostart`` (default true) does configure and
+  activate at start-up;
 - on shutdown, logs a one-line telemetry summary and writes ``stats_file`` when set.
 """
 from __future__ import annotations
@@ -31,7 +36,8 @@ import time
 import traceback
 
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.node import Node
+import rclpy
+from rclpy.lifecycle import LifecycleNode
 from rclpy.parameter import Parameter as RclParameter
 from rclpy.qos import QoSDurabilityPolicy, QoSProfile, QoSReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image, JointState
@@ -50,6 +56,7 @@ from il_ros.render import setup_headless_gl
 from il_ros.ros.command_adapters import make_adapter
 from il_ros.ros.controller_params import declare_all, loop_config, RUNTIME
 from il_ros.ros.conversions import array_from_msg
+from il_ros.ros.lifecycle import autostart, end_after_shutdown, failed, SUCCESS
 from il_ros.ros.node_diagnostics import ControllerDiagnostics
 from il_ros.ros.node_utils import COMMAND_QOS, ParameterError, run, SENSOR_QOS, STATE_QOS
 from il_ros.ros.observation import Streams
@@ -65,7 +72,7 @@ def _jsonable(o):
     return o.item() if hasattr(o, 'item') else str(o)
 
 
-class Controller(Node):
+class Controller(LifecycleNode):
     """The controller node (see the module docstring)."""
 
     def __init__(self):
@@ -100,6 +107,7 @@ class Controller(Node):
         self.adapter = self.pub_cmd = None
         self.status_seq = 0
         self._echo = False                     # the node itself sets `checkpoint` (no load)
+        self.state = 'unconfigured'            # lifecycle state (the node's callbacks set it)
 
         self.pub_source = self.create_publisher(String, p['control_source_topic'], STATE_QOS)
         self.pub_status = self.create_publisher(String, '~/status', STATE_QOS)
@@ -128,27 +136,74 @@ class Controller(Node):
         self.create_timer(self.period, self._tick)
         self.create_timer(1.0 / p['status_rate_hz'], self._publish_status)
         self.diagnostics = ControllerDiagnostics(self)      # /diagnostics, once a second
-        path = p['checkpoint']
-        if path:
-            try:
-                self.slot.request(path, 'parameter')
-            except Refused as e:
-                self.loop.refuse(str(e))
-                self._sync_checkpoint_param(str(Path(path).expanduser().resolve()))
         self.log.info(f'robot {robot.name} ({robot.source}), {p["rate_hz"]:g} Hz, '
                       f'{"enabled" if cfg.enabled else "disabled"}, {robot.command.type} on '
-                      f'{robot.command.topic}, chunk policy '
-                      f'{cfg.chunk_policy}, checkpoint '
-                      f'{path or "(none: HOLD until one is loaded)"}')
+                      f'{robot.command.topic}, chunk policy {cfg.chunk_policy}'
+                      + ('' if p['autostart'] else ', unconfigured (autostart false)'))
         self._built = True                     # destroy_node reports telemetry
+        if p['autostart']:
+            autostart(self)
+
+    # ------------------------------------------------------------------ lifecycle
+    def on_configure(self, state):
+        """Check the ``checkpoint`` now (FAILURE naming it) and load it in the background."""
+        path = self.get_parameter('checkpoint').value
+        if path:
+            try:
+                self.slot.request(path, 'configure')
+            except Exception as e:  # noqa: BLE001 - Refused, or a bug: FAILURE, unconfigured
+                why = str(e) if isinstance(e, Refused) else f'{type(e).__name__}: {e}'
+                self.loop.last_error = why
+                return failed(self, 'configure', f'parameter checkpoint={path!r}: {why}')
+        self.state = 'inactive'
+        self.log.info(f'configured: checkpoint {path or "(none: HOLD until one is loaded)"}')
+        return super().on_configure(state)
+
+    def on_activate(self, state):
+        """Start commanding; an enabled loop re-primes from the measured pose."""
+        ret = super().on_activate(state)                 # the command publisher
+        if self.loop.enabled:
+            self.loop.enable(False)
+            self.loop.enable(True)
+        self.state = 'active'
+        self.log.info(f'active: {"enabled" if self.loop.enabled else "disabled"}, commands '
+                      f'on {self.robot.command.topic}')
+        return ret
+
+    def on_deactivate(self, state):
+        """HOLD: nothing more on the command topic (its publisher is deactivated too)."""
+        self.state = 'inactive'
+        ret = super().on_deactivate(state)
+        self.pub_source.publish(String(data=keys.SOURCE_HOLD))
+        self.log.info(f'inactive: HOLD, nothing is published on {self.robot.command.topic}')
+        return ret
+
+    def on_cleanup(self, state):
+        """Drop the policy (and one loaded but not swapped in); configure loads it again."""
+        self.slot.take()
+        self.loop.policy = self.loop.policy_name = self.loop.policy_mtime = None
+        self.state = 'unconfigured'
+        self.log.info('cleaned up: no policy')
+        return super().on_cleanup(state)
+
+    def on_shutdown(self, state):
+        """HOLD, then end the process (exit 0), as after Ctrl-C."""
+        if self.state == 'active':
+            self.on_deactivate(state)
+        self.state = 'finalized'
+        end_after_shutdown(self, rclpy.try_shutdown)
+        return SUCCESS
 
     # ------------------------------------------------------------------ robot set-up
     def _setup_command(self) -> None:
         """The command adapter and publisher, once the loop knows the command values."""
         self.adapter = make_adapter(self.robot.command.type, self.loop.action_names,
                                     self.period)
-        self.pub_cmd = self.create_publisher(self.adapter.msg_type, self.robot.command.topic,
-                                             COMMAND_QOS)
+        # A lifecycle publisher: an inactive controller cannot command the robot.
+        self.pub_cmd = self.create_lifecycle_publisher(
+            self.adapter.msg_type, self.robot.command.topic, COMMAND_QOS)
+        if self.state == 'active':
+            self.pub_cmd.on_activate(None)
         self._warn_unlimited()
 
     def _warn_unlimited(self) -> None:
@@ -198,7 +253,8 @@ class Controller(Node):
     def _on_checkpoint_topic(self, msg: String) -> None:
         # The trainer re-uses one folder (checkpoints/best) for each new best: the same path
         # with a newer policy.json is a new checkpoint.
-        if not msg.data or (str(Path(msg.data).resolve()) == self.loop.policy_name
+        if not msg.data or self.state not in ('inactive', 'active') or (
+                str(Path(msg.data).resolve()) == self.loop.policy_name
                             and config_mtime(msg.data) == self.loop.policy_mtime):
             return
         try:
@@ -208,6 +264,10 @@ class Controller(Node):
 
     def _on_load_service(self, request, response):
         path = self.get_parameter('checkpoint').value
+        if self.state not in ('inactive', 'active'):
+            response.success = False
+            response.message = f'the node is {self.state}: configure it (configure loads it)'
+            return response
         if not path:
             response.success = False
             response.message = 'the checkpoint parameter is empty: set it to a checkpoint folder'
@@ -240,7 +300,7 @@ class Controller(Node):
                 self.log.error(f'refused: parameter {e}')
                 return SetParametersResult(successful=False, reason=f'parameter {e}')
         for prm in params:
-            if prm.name == 'checkpoint' and prm.value:
+            if prm.name == 'checkpoint' and prm.value and self.state in ('inactive', 'active'):
                 try:
                     self.slot.request(prm.value, 'parameter')
                 except Refused as e:
@@ -302,6 +362,9 @@ class Controller(Node):
 
     # ------------------------------------------------------------------ the tick
     def _tick(self) -> None:
+        if self.state != 'active':          # unconfigured or inactive: HOLD, nothing sent
+            self.pub_source.publish(String(data=keys.SOURCE_HOLD))
+            return
         started = time.perf_counter()       # the tick latency includes building the frame
         try:
             self.loop.swap_in()                 # before the frame: it follows the new policy
@@ -323,7 +386,7 @@ class Controller(Node):
 
     def _publish_status(self) -> None:
         self.status_seq += 1
-        status = {'seq': self.status_seq, **self.loop.status()}
+        status = {'seq': self.status_seq, 'lifecycle': self.state, **self.loop.status()}
         self.pub_status.publish(String(data=json.dumps(status, default=_jsonable)))
 
     def destroy_node(self):
@@ -332,6 +395,9 @@ class Controller(Node):
         Also called on a node whose construction failed (rclpy's shutdown destroys every
         node of the context): only what was built is cleaned up.
         """
+        if getattr(self, '_destroyed', False):     # after the shutdown transition: twice
+            return None
+        self._destroyed = True
         loop = getattr(self, 'loop', None)
         if loop is None or not getattr(self, '_built', False):
             if loop is not None:

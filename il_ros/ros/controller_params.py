@@ -20,6 +20,7 @@ from il_ros.control.loop_types import LoopConfig
 from il_ros.control.safety import check_step_settings, SettingError
 from il_ros.config import ConfigError
 from il_ros.robot import load_robot
+from il_ros.ros.lifecycle import AUTOSTART
 from il_ros.ros.node_utils import declare, ParameterError
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ PARAMS: tuple[Param, ...] = (
     P('checkpoint', '', 'Policy checkpoint folder. Empty: no policy (HOLD). Set at run time '
       'to hot-load (refused, with the reason, when it does not fit the robot); always names '
       'the running checkpoint.', runtime=True),
+    P('autostart', True, AUTOSTART),
     P('use_ema', True, 'Load the EMA weights when the checkpoint has them.'),
     P('robot', 'sim_arm', 'Robot description: a name in config/robots or a path to a robot '
       'YAML (docs/robots.md). Joint and action names, limits, step limits, the command '

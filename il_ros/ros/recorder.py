@@ -20,6 +20,13 @@ the JSON at ``recording``, which bag-info reports as partial (``il-ros bag-recov
 out what its completed chunks hold). A failed episode never ends the node: the services keep
 answering and the next episode starts afresh.
 
+A lifecycle node (il_ros/ros/_rec_lifecycle.py; docs/ros-network.md, "Managed nodes"):
+``configure`` creates and checks the output folder and subscribes, ``activate`` starts
+recording (auto episodes, or accepting ~/start_episode), ``deactivate`` closes the open
+episode as a stop does (nothing lost) and pauses auto mode, ``cleanup`` unsubscribes,
+``shutdown`` ends the process. ``autostart`` (default true) configures and activates at
+start-up; a failed configure then ends the process with exit code 1.
+
 Parameters are checked at start-up (a bad value: one line on stderr, exit code 2) and on
 every change; they are read when an episode starts, so ``output_dir``, ``task``,
 ``operator``, ``storage``, ``queue_size``, ``expected_rates`` and ``max_loss_fraction`` may
@@ -30,7 +37,6 @@ default: the start-up ``output_dir``) unless ``allow_any_output_dir`` (read-only
 """
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 import sys
@@ -41,83 +47,24 @@ import rclpy
 from rclpy.clock import Clock, ClockType
 from rclpy.exceptions import InvalidParameterTypeException, ParameterUninitializedException
 from rclpy.executors import ExternalShutdownException
-from rclpy.node import Node
+from rclpy.lifecycle import LifecycleNode
 from rclpy.qos import DurabilityPolicy
 from rclpy.task import Future
 from std_srvs.srv import SetBool, Trigger
 
 from il_ros.data.episode_writer import (BAG_VERSIONS, DEFAULT_BAG_VERSION, EpisodeError,
-                                        EpisodeWriter, STORAGES)
-from il_ros.keys import SERVICE_SIM_RESET, TOPIC_SIM_SUCCESS
-from il_ros.ros._rec_auto import AutoEpisodes
-from il_ros.ros.node_diagnostics import RecorderDiagnostics
+                                        EpisodeWriter)
+from il_ros.ros._rec_lifecycle import RecorderLifecycle
+from il_ros.ros.recorder_params import (EXCLUDED_TOPICS, PARAMS, parse_rates, READ_ONLY,
+                                    START_UP)
 from il_ros.ros._rec_topics import (bag_qos, ensure_type, msg_class, needs_resubscribe,
                                     subscription_qos, typestore_for_distro)
+from il_ros.ros.lifecycle import autostart
+from il_ros.ros.node_diagnostics import RecorderDiagnostics
 from il_ros.ros.node_utils import check_value, declare, ParameterError
 
-EXCLUDED_TOPICS = ('/rosout', '/parameter_events')
-_POS = {'min': 0.0, 'min_exclusive': True}
-PARAMS = {  # name: (default, description, limits)
-    'topics': ([], 'Topics to record; empty: every topic discovered (re-discovered '
-               'periodically) except /rosout and /parameter_events.', {}),
-    'optional_topics': ([], 'Topics of `topics` that may send nothing in an episode (the '
-                        'takeover topics of the dagger graph): recorded when they publish; '
-                        'the others are expected: silent, they make it incomplete.', {}),
-    'output_dir': ('episodes', 'Folder of episode bags (episode_NNNN/) and their JSON.', {}),
-    'storage': ('mcap', 'Bag storage: mcap (default; a crash leaves the 1 MB chunks written '
-                'so far on disk) or sqlite3 (commits only when the episode stops).',
-                {'choices': sorted(STORAGES)}),
-    'task': ('', 'Task name stored in each episode\'s metadata.', {}),
-    'operator': ('', 'Operator name stored in each episode\'s metadata.', {}),
-    'queue_size': (1000, 'Messages the writer queue holds; when full, messages are dropped '
-                   'and counted (never blocks the callbacks).', {'min': 1}),
-    'expected_topics_timeout_s': (5.0, 'A configured topic without a message this long after '
-                                  'the start is warned about; with none by the stop the '
-                                  'episode is incomplete.', _POS),
-    'expected_rates': ([], 'Expected publication rates as TOPIC=HZ strings; the loss of the '
-                       'other header-stamped topics is estimated from their stamps.', {}),
-    'max_loss_fraction': (0.01, 'An episode whose topic lost more than this fraction of its '
-                          'messages is complete_with_loss.', {'min': 0.0, 'max': 1.0}),
-    'discovery_period_s': (1.0, 'Seconds between topic discovery passes.', _POS),
-    'auto_episodes': (0, 'Episodes to record automatically (reset, record, stop on success '
-                      'or timeout), then exit 0; 0 = manual (services).', {'min': 0}),
-    'reset_service': (SERVICE_SIM_RESET, 'Trigger service called before each auto episode.',
-                      {}),
-    'reset_timeout_s': (30.0, 'Wall seconds to wait for the reset service (auto mode).', _POS),
-    'success_topic': (TOPIC_SIM_SUCCESS, 'std_msgs/Bool topic that signals success (auto).',
-                      {}),
-    'success_hold_s': (0.5, 'Node-clock seconds recorded after success turns true (auto).',
-                       {'min': 0.0}),
-    'episode_timeout_s': (30.0, 'Node-clock seconds before an auto episode stops as a '
-                          'failure.', _POS),
-}
-READ_ONLY = {  # name: (default, description); fixed at start-up
-    'output_root': ('', 'output_dir may only be set (at start-up or later) to this folder or '
-                    'below it; empty: the start-up output_dir.'),
-    'allow_any_output_dir': (False, 'Let output_dir be set to any folder (no output_root).'),
-}
-START_UP = ('topics', 'optional_topics', 'discovery_period_s', 'auto_episodes', 'reset_service',
-            'success_topic')
-"""PARAMS the node reads at start-up only (subscriptions, timers): read-only."""
 
-
-def parse_rates(name: str, items) -> dict[str, float]:
-    """``{topic: Hz}`` from ``TOPIC=HZ`` strings; raises ParameterError naming the bad one."""
-    out = {}
-    for item in items or []:
-        topic, sep, hz = str(item).rpartition('=')
-        try:
-            rate = float(hz)
-        except ValueError:
-            rate = math.nan
-        if not sep or not topic.startswith('/') or not math.isfinite(rate) or rate <= 0:
-            raise ParameterError(f'parameter {name}={list(items)!r}: {item!r} must be '
-                                 'TOPIC=HZ with an absolute topic and HZ > 0')
-        out[topic] = rate
-    return out
-
-
-class Recorder(Node):
+class Recorder(RecorderLifecycle, LifecycleNode):
     """Records topics into one rosbag2 bag per episode; see the module docstring."""
 
     def __init__(self, **kwargs):
@@ -158,6 +105,8 @@ class Recorder(Node):
         self._late_checked = False
         self.last_result = ''
         self.done = Future()
+        self.state = 'unconfigured'           # lifecycle state (the node's callbacks set it)
+        self._configure_failed = False
         self._steady = Clock(clock_type=ClockType.STEADY_TIME)
         self.create_service(Trigger, '~/start_episode', self._srv_start)
         self.create_service(SetBool, '~/stop_episode', self._srv_stop)
@@ -165,15 +114,15 @@ class Recorder(Node):
         self.create_timer(self.param('discovery_period_s'), self.discover, clock=self._steady)
         self.create_timer(0.2, self._watch, clock=self._steady)
         self._auto = None
-        if self.param('auto_episodes') > 0:
-            self._auto = AutoEpisodes(self, self._steady)
         self._diag = RecorderDiagnostics(self)      # /diagnostics, once a second
-        self._diag.auto = self._auto
-        self.discover()
-        mode = f'auto ({self.param("auto_episodes")} episodes)' if self._auto else 'manual'
+        auto = self.param('auto_episodes')
+        mode = f'auto ({auto} episodes)' if auto > 0 else 'manual'
         self.get_logger().info(
             f'recording {self.configured_topics or "all discovered topics"} to '
-            f'{self.param("output_dir")} ({self.param("storage")}), {mode}')
+            f'{self.param("output_dir")} ({self.param("storage")}), {mode}'
+            + ('' if self.param('autostart') else ', unconfigured (autostart false)'))
+        if self.param('autostart') and not autostart(self) and not self.done.done():
+            self.done.set_result(1)               # il-ros record: exit 1, the reason logged
 
     def param(self, name: str):
         """Current value of parameter ``name`` (``[]`` for an unset string array)."""
@@ -217,7 +166,12 @@ class Recorder(Node):
     # ---- topics ----
 
     def discover(self) -> None:
-        """Subscribe to wanted topics that have publishers; re-match QoS when needed."""
+        """Subscribe to wanted topics that have publishers; re-match QoS when needed.
+
+        Only while configured (inactive or active).
+        """
+        if self.state not in ('inactive', 'active'):
+            return
         for topic, types in self.get_topic_names_and_types():
             wanted = (topic in self.configured_topics if self.configured_topics
                       else topic not in EXCLUDED_TOPICS)
@@ -290,6 +244,9 @@ class Recorder(Node):
         if self._episode is not None:
             raise EpisodeError(f'{self._episode.name} is already recording; stop or discard '
                                'it first')
+        if self.state != 'active':
+            raise EpisodeError(f'the recorder is {self.state}: it records only while active '
+                               '(lifecycle: configure, then activate)')
         self.discover()
         now = self.get_clock().now().nanoseconds
         ep = EpisodeWriter.open(

@@ -101,8 +101,8 @@ START_UP = ('topics', 'optional_topics', 'discovery_period_s', 'auto_episodes', 
 """PARAMS the node reads at start-up only (subscriptions, timers): read-only."""
 
 
-def parse_rates(name: str, items) -> dict[str, float]:
-    """``{topic: Hz}`` from ``TOPIC=HZ`` strings; raises ParameterError naming the bad one."""
+def parse_rates(name: str, items, resolve=str) -> dict[str, float]:
+    """``{resolve(topic): Hz}`` from ``TOPIC=HZ``; raises ParameterError naming the bad one."""
     out = {}
     for item in items or []:
         topic, sep, hz = str(item).rpartition('=')
@@ -110,10 +110,10 @@ def parse_rates(name: str, items) -> dict[str, float]:
             rate = float(hz)
         except ValueError:
             rate = math.nan
-        if not sep or not topic.startswith('/') or not math.isfinite(rate) or rate <= 0:
+        if not sep or not topic or not math.isfinite(rate) or rate <= 0:
             raise ParameterError(f'parameter {name}={list(items)!r}: {item!r} must be '
-                                 'TOPIC=HZ with an absolute topic and HZ > 0')
-        out[topic] = rate
+                                 'TOPIC=HZ with a topic name and HZ > 0')
+        out[resolve(topic)] = rate
     return out
 
 
@@ -134,8 +134,9 @@ class Recorder(Node):
         declare(self, 'bag_version', DEFAULT_BAG_VERSION, 'rosbag2 metadata version of the '
                 'bags: 8 is read by Humble, Jazzy and Kilted; Humble refuses 9.',
                 read_only=True, choices=list(BAG_VERSIONS))
-        self.configured_topics = [t for t in self.param('topics') if t]
-        optional = [t for t in self.param('optional_topics') if t]
+        # relative names resolve in the node's namespace: bags store the resolved names
+        self.configured_topics = [self.resolve_topic_name(t) for t in self.param('topics') if t]
+        optional = [self.resolve_topic_name(t) for t in self.param('optional_topics') if t]
         if set(optional) - set(self.configured_topics):
             raise ParameterError(f'parameter optional_topics={optional!r}: must be among '
                                  f'topics {self.configured_topics!r}')
@@ -297,7 +298,8 @@ class Recorder(Node):
             queue_size=self.param('queue_size'), task=self.param('task'),
             operator=self.param('operator'), expected_topics=self.expected_topics,
             typestore=self._typestore, logger=self.get_logger(),
-            expected_rates=parse_rates('expected_rates', self.param('expected_rates')),
+            expected_rates=parse_rates('expected_rates', self.param('expected_rates'),
+                                       self.resolve_topic_name),
             max_loss_fraction=self.param('max_loss_fraction'),
             bag_version=self.param('bag_version'),
             extra={'node': self.get_fully_qualified_name(),

@@ -41,7 +41,7 @@ from il_ros.ros.robot_param import (check_sim_task, load_robot_param, refuse_rem
 from il_ros.sim.registry import TASKS
 from il_ros.sim.supervisor import GateConfig, Supervisor
 
-TOPIC_EXPERT_LABEL = '/il/expert/label'
+TOPIC_EXPERT_LABEL = 'il/expert/label'
 REMOVED = {'command_topic': 'command.topic'}
 """Parameters that duplicated robot facts -> the robot YAML field that gives them now."""
 

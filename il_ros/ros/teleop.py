@@ -190,7 +190,7 @@ class Teleop(Node):
         self.joy_axes = None       # the latest stick deflection while the deadman is held
         self.was_active = False
         if self.mode == 'joy':
-            self.create_subscription(Joy, '/joy', self._on_joy, SENSOR_QOS)
+            self.create_subscription(Joy, 'joy', self._on_joy, SENSOR_QOS)
         else:
             if not sys.stdin.isatty():
                 raise ParameterError('parameter mode=keyboard: needs a terminal on stdin; run '

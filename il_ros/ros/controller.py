@@ -137,7 +137,7 @@ class Controller(Node):
                 self._sync_checkpoint_param(str(Path(path).expanduser().resolve()))
         self.log.info(f'robot {robot.name} ({robot.source}), {p["rate_hz"]:g} Hz, '
                       f'{"enabled" if cfg.enabled else "disabled"}, {robot.command.type} on '
-                      f'{robot.command.topic}, chunk policy '
+                      f'{self.resolve_topic_name(robot.command.topic)}, chunk policy '
                       f'{cfg.chunk_policy}, checkpoint '
                       f'{path or "(none: HOLD until one is loaded)"}')
         self._built = True                     # destroy_node reports telemetry
@@ -279,7 +279,7 @@ class Controller(Node):
     def _set_enabled(self, on: bool) -> None:
         self.loop.enable(on)
         self.log.info('enabled' if on else 'disabled: nothing is published on '
-                      f'{self.robot.command.topic}')
+                      f'{self.resolve_topic_name(self.robot.command.topic)}')
 
     def _on_enable(self, request, response):
         self._set_enabled(bool(request.data))

@@ -221,7 +221,8 @@ class Teleop(Node):
         index = {n: i for i, n in enumerate(msg.name)}
         missing = [j for j in self.arm_joints if j not in index]
         if missing:
-            self.get_logger().error(f'{keys.TOPIC_JOINT_STATES} lacks joints {missing}',
+            self.get_logger().error(f'{self.resolve_topic_name(self.robot.joint_states.topic)} '
+                                    f'lacks joints {missing}',
                                     throttle_duration_sec=5.0)
             return
         self.latest_arm = np.array([msg.position[index[j]] for j in self.arm_joints])

@@ -203,7 +203,7 @@ def _cmd_convert(args) -> int:
                             pre_intervention_frames=args.pre_intervention,
                             stale_reject=args.stale_reject,
                             stale_warn=min(2.0, args.stale_reject),
-                            keep_incomplete=args.keep_incomplete)
+                            keep_incomplete=args.keep_incomplete, namespace=args.namespace)
         out = Path(args.out)
         if out.exists() and not out.is_dir():
             raise ValueError(f'--out {out} is a file, not a dataset folder')
@@ -390,6 +390,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help='reject an episode whose stream is older than this many periods')
     p.add_argument('--workers', type=int, default=1,
                    help='convert bags in this many processes (appended in order)')
+    p.add_argument('--namespace', default='', metavar='NS', help='namespace the relative topic '
+                   'names resolve in (default: that of the recorder that wrote the bag, or /)')
     p.add_argument('--keep-incomplete', action='store_true',
                    help='convert episodes the recorder marked incomplete (labelled so in the '
                         'report) instead of skipping them')

@@ -67,18 +67,12 @@ JOY_PACKAGE, JOY_EXECUTABLE, JOY_TOPIC = 'joy', 'joy_node', 'joy'
 def check_namespace(text) -> str:
     """The namespace argument as an absolute namespace (``robot1`` -> ``/robot1``; '' none).
 
-    Raises ConfigError unless every token is a ROS name token (letters, digits, ``_``; not
-    starting with a digit).
+    Raises ConfigError naming the argument (:func:`il_ros.keys.normalize_namespace`).
     """
-    text = '' if text is None else str(text).strip()
-    if text in ('', '/', "''", '""'):
-        return ''
-    tokens = text.strip('/').split('/')
-    if not all(t and (t[0].isalpha() or t[0] == '_') and t.replace('_', 'a').isalnum()
-               and t.isascii() for t in tokens):
-        raise ConfigError(f'graph argument {NAMESPACE_ARG}={text!r}: must be a ROS namespace '
-                          '(name tokens of letters, digits and _ separated by /, e.g. robot1)')
-    return '/' + '/'.join(tokens)
+    try:
+        return keys.normalize_namespace(text)
+    except ValueError as e:
+        raise ConfigError(f'graph argument {NAMESPACE_ARG}: {e}') from None
 
 
 def parse_arg(name: str, value, type_: str):
@@ -261,9 +255,13 @@ def find_executable(package: str, executable: str, prefix_path: str | None = Non
     return None
 
 
-def joystick_missing_message() -> str:
-    """What the launch says when ``teleop_mode:=joy`` finds no joystick driver installed."""
-    return (f'teleop_mode:=joy reads sensor_msgs/Joy on {JOY_TOPIC}, and no joystick driver '
+def joystick_missing_message(namespace: str = '') -> str:
+    """What the launch says when ``teleop_mode:=joy`` finds no joystick driver installed.
+
+    ``namespace``: the graph's (the joystick topic is named as teleop resolves it there).
+    """
+    topic = keys.resolve_name(JOY_TOPIC, namespace or '/')
+    return (f'teleop_mode:=joy reads sensor_msgs/Joy on {topic}, and no joystick driver '
             f'is installed (no {JOY_EXECUTABLE} of package {JOY_PACKAGE!r} in the ament '
             f'index): install it (apt install ros-$ROS_DISTRO-{JOY_PACKAGE}) or run another '
-            f'driver that publishes {JOY_TOPIC}; until then no takeover is possible')
+            f'driver that publishes {topic}; until then no takeover is possible')

@@ -29,6 +29,23 @@ TOPIC_CLOCK = '/clock'
 SERVICE_SIM_RESET = 'sim/reset'
 
 
+def normalize_namespace(text) -> str:
+    """A ROS namespace as an absolute one (``robot1`` -> ``/robot1``; '' or '/' -> '').
+
+    Raises ValueError unless every token is a ROS name token (letters, digits, ``_``; not
+    starting with a digit).
+    """
+    text = '' if text is None else str(text).strip()
+    if text in ('', '/', "''", '""'):
+        return ''
+    tokens = text.strip('/').split('/')
+    if not all(t and t.isascii() and (t[0].isalpha() or t[0] == '_')
+               and t.replace('_', 'a').isalnum() for t in tokens):
+        raise ValueError(f'{text!r} is not a ROS namespace (name tokens of letters, digits '
+                         'and _ separated by /, e.g. robot1)')
+    return '/' + '/'.join(tokens)
+
+
 def resolve_name(name: str, namespace: str = '/') -> str:
     """A topic or service name resolved as ROS resolves it for a node in ``namespace``.
 

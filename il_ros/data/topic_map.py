@@ -183,10 +183,7 @@ class ConvertConfig:
         if self.robot:
             from il_ros.robot import load_robot
             load_robot(self.robot)                 # a bad robot fails now, naming its file
-        if self.namespace:
-            keys.resolve_name('x', self.namespace)
-            if not self.namespace.startswith('/'):
-                self.namespace = '/' + self.namespace
+        self.namespace = keys.normalize_namespace(self.namespace)
         if not 0.0 <= self.action_lookahead < 1.0:
             raise ValueError(f'action_lookahead must be in [0, 1), got {self.action_lookahead}')
 

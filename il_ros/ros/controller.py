@@ -95,7 +95,8 @@ class Controller(Node):
                                 limits=robot_limits(robot), log=self.log)
         self.loop.on_robot, self.loop.on_swap = self._on_robot, self._on_swap
         self.loop.on_refused = self._sync_checkpoint_param
-        self.streams = Streams(robot.joint_states.topic, self.loop.warn, self.log)
+        self.streams = Streams(self.resolve_topic_name(robot.joint_states.topic),
+                               self.loop.warn, self.log)     # names in messages: resolved
         self.proprio: list[str] = []
         self.adapter = self.pub_cmd = None
         self.status_seq = 0
@@ -162,7 +163,7 @@ class Controller(Node):
             if cam in self.streams.camera_topics:
                 continue
             info = self.robot.camera(cam)      # the slot refused cameras the robot lacks
-            self.streams.camera_topics[cam] = info.topic
+            self.streams.camera_topics[cam] = self.resolve_topic_name(info.topic)
             self.streams.declared[cam] = info.encoding
             cls = CompressedImage if info.compressed else Image
             self.create_subscription(cls, info.topic, lambda m, c=cam: self._on_image(c, m),

@@ -87,10 +87,10 @@ def joystick_driver(**kwargs) -> OpaqueFunction:
 def _joystick_actions(context) -> list:
     if context.launch_configurations.get('teleop_mode') != 'joy':
         return []
-    if find_executable(JOY_PACKAGE, JOY_EXECUTABLE) is None:
-        get_logger('il_ros').warning(joystick_missing_message())
-        return []
     namespace = check_namespace(context.launch_configurations.get(NAMESPACE_ARG))
+    if find_executable(JOY_PACKAGE, JOY_EXECUTABLE) is None:
+        get_logger('il_ros').warning(joystick_missing_message(namespace))
+        return []
     return [Node(package=JOY_PACKAGE, executable=JOY_EXECUTABLE, name=JOY_EXECUTABLE,
                  output='screen', **_namespace(namespace))]
 

@@ -120,8 +120,8 @@ class Teleop(Node):
         self.gripper_button = p('joy_gripper_button', 0, 'Joy: gripper toggle button index '
                                 '(-1: none).', min=-1)
 
-        if command_topic == robot.command.topic and \
-                robot.command.type != 'float64_multi_array':
+        if command_topic and self.resolve_topic_name(command_topic) == self.resolve_topic_name(
+                robot.command.topic) and robot.command.type != 'float64_multi_array':
             raise ParameterError(
                 f'parameter command_topic={command_topic!r}: that is the robot\'s command '
                 f'topic, which takes {robot.command.type} ({robot_file(robot)}); leave '

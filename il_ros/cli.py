@@ -60,7 +60,8 @@ def _cmd_record(args) -> int:
         result = record_episodes(args.out, args.task, args.episodes, robot=args.robot,
                                  rtf=args.rtf, seed=args.seed, noise=args.noise,
                                  cameras=args.cameras or None,
-                                 episode_timeout=args.episode_timeout, timeout=args.timeout)
+                                 episode_timeout=args.episode_timeout, timeout=args.timeout,
+                                 namespace=args.namespace)
     except RecordError as e:
         print(f'il-ros record: {e}', file=sys.stderr)
         return 2
@@ -94,7 +95,8 @@ def deploy_graph(args):
     Raises ConfigError (a bad checkpoint, robot or camera) or ValueError (a bad --set).
     """
     from il_ros.launcher import GraphRunner, ros_env
-    values = {'robot': args.robot, 'enabled': args.enable, 'cameras': args.cameras}
+    values = {'robot': args.robot, 'enabled': args.enable, 'cameras': args.cameras,
+              'namespace': args.namespace}
     extra = {'controller': {}}
     nodes = ['controller']
     if args.checkpoint:
@@ -201,7 +203,7 @@ def _cmd_convert(args) -> int:
                             pre_intervention_frames=args.pre_intervention,
                             stale_reject=args.stale_reject,
                             stale_warn=min(2.0, args.stale_reject),
-                            keep_incomplete=args.keep_incomplete)
+                            keep_incomplete=args.keep_incomplete, namespace=args.namespace)
         out = Path(args.out)
         if out.exists() and not out.is_dir():
             raise ValueError(f'--out {out} is a file, not a dataset folder')
@@ -290,6 +292,11 @@ def _add_robot(p: argparse.ArgumentParser) -> None:
                         f'a path to a robot YAML (default {DEFAULT_ROBOT})')
 
 
+def _add_namespace(p: argparse.ArgumentParser) -> None:
+    from il_ros.graph_plan import NAMESPACE_HELP
+    p.add_argument('--namespace', default='', metavar='NS', help=NAMESPACE_HELP)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``il-ros`` argument parser (every subcommand)."""
     from il_ros import keys
@@ -320,6 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help='sim seconds before an episode is stopped as failed')
     p.add_argument('--timeout', type=float, default=rec['timeout'],
                    help='wall-clock limit (s)')
+    _add_namespace(p)
     p.set_defaults(func=_cmd_record)
 
     p = sub.add_parser('demo', help='the main job: record demos through ROS 2, convert, '
@@ -341,7 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser('deploy', help='run a policy through the controller node (on the sim '
                        'with --sim TASK)')
     p.add_argument('--checkpoint', help='checkpoint folder (none: the controller waits for one '
-                   'on /trainer/checkpoint or its checkpoint parameter)')
+                   'on trainer/checkpoint or its checkpoint parameter)')
     _add_robot(p)
     p.add_argument('--sim', metavar='TASK', help='also run the simulated robot on this task')
     p.add_argument('--cameras', nargs='+', metavar='CAM',
@@ -355,6 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help='controller parameter (see config/controller.yaml); repeatable')
     p.add_argument('--log-dir', default='runs/deploy/logs', help='node logs')
     p.add_argument('--status-every', type=float, default=2.0, help='seconds between status lines')
+    _add_namespace(p)
     p.set_defaults(func=_cmd_deploy)
 
     p = sub.add_parser('convert', help='turn episode bags into a training dataset')
@@ -381,6 +390,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help='reject an episode whose stream is older than this many periods')
     p.add_argument('--workers', type=int, default=1,
                    help='convert bags in this many processes (appended in order)')
+    p.add_argument('--namespace', default='', metavar='NS', help='namespace the relative topic '
+                   'names resolve in (default: that of the recorder that wrote the bag, or /)')
     p.add_argument('--keep-incomplete', action='store_true',
                    help='convert episodes the recorder marked incomplete (labelled so in the '
                         'report) instead of skipping them')

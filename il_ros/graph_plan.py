@@ -14,7 +14,10 @@ robot description (il_ros/robot.py) and the checkpoint say:
 - with a checkpoint, the controller's ``rate_hz`` and the sim's ``state_rate_hz`` are the
   checkpoint's control rate;
 - the recorder (graphs ``record`` and ``dagger``) records :func:`recorder_topics`, of
-  which :data:`OPTIONAL_TOPICS` may stay silent, and is told :func:`expected_rates`.
+  which :data:`OPTIONAL_TOPICS` may stay silent, and is told :func:`expected_rates`;
+- ``namespace`` (:data:`NAMESPACE_ARG`, ``namespace:=robot1`` / ``--namespace robot1``) puts
+  every node in that ROS namespace: the relative topic and service names (the robot's, the
+  package's) resolve under it, the global ones (/clock, /diagnostics) do not.
 
 :func:`find_executable` looks a ROS package's executable up in the ament index (the launch
 files start the joystick driver with it when one is installed).
@@ -33,7 +36,7 @@ from il_ros.config import ConfigError, GraphConfig, load_graph
 from il_ros.config import GRAPH_ARG_TYPES as ARG_TYPES
 from il_ros.robot import load_robot, robot_path, robots_dir, RobotDescription
 
-EXPERT_LABEL_TOPIC = '/il/expert/label'
+EXPERT_LABEL_TOPIC = 'il/expert/label'
 """The scripted supervisor's label of every state (il_ros/ros/supervisor.py)."""
 
 PACKAGE_TOPICS = {
@@ -51,8 +54,25 @@ OPTIONAL_TOPICS = {
 ``optional_topics``): in ``dagger`` the takeover topics send nothing in an episode without a
 takeover, and the sim's topics nothing on a real robot. Such an episode is complete."""
 
-JOY_PACKAGE, JOY_EXECUTABLE, JOY_TOPIC = 'joy', 'joy_node', '/joy'
+NAMESPACE_ARG = 'namespace'
+"""The argument (launch ``namespace:=``, il-ros ``--namespace``) that puts a graph's nodes in a
+ROS namespace; not a node parameter, so not in config/graph.yaml's args."""
+NAMESPACE_HELP = ('ROS namespace of every node (e.g. robot1): relative topic and service names '
+                  'resolve under it; empty: none')
+
+JOY_PACKAGE, JOY_EXECUTABLE, JOY_TOPIC = 'joy', 'joy_node', 'joy'
 """The joystick driver the launch files start for ``teleop_mode:=joy``, and its topic."""
+
+
+def check_namespace(text) -> str:
+    """The namespace argument as an absolute namespace (``robot1`` -> ``/robot1``; '' none).
+
+    Raises ConfigError naming the argument (:func:`il_ros.keys.normalize_namespace`).
+    """
+    try:
+        return keys.normalize_namespace(text)
+    except ValueError as e:
+        raise ConfigError(f'graph argument {NAMESPACE_ARG}: {e}') from None
 
 
 def parse_arg(name: str, value, type_: str):
@@ -120,6 +140,8 @@ class NodePlan:
     """Parameter overrides (typed values), applied after the file."""
     remappings: dict[str, str] = field(default_factory=dict)
     """Topic remappings."""
+    namespace: str = ''
+    """ROS namespace (``/robot1``; '' none): :func:`check_namespace` of the argument."""
 
 
 def recorder_topics(robot: RobotDescription, cameras, graph: str = 'record') -> list[str]:
@@ -175,7 +197,8 @@ def plan_graph(graph_name: str, values: dict, graph: GraphConfig | None = None,
                extra: dict | None = None) -> dict[str, NodePlan]:
     """Return ``{node: NodePlan}`` for every member of ``graph_name`` (see the module doc).
 
-    ``values``: graph argument -> text or Python value (missing or None: the default);
+    ``values``: graph argument -> text or Python value (missing or None: the default), and
+    :data:`NAMESPACE_ARG` -> the nodes' namespace;
     ``extra``: ``{node: {param: value}}`` applied last (il-ros's own overrides). Raises
     ConfigError naming the argument, robot file or checkpoint that is wrong.
     """
@@ -184,6 +207,7 @@ def plan_graph(graph_name: str, values: dict, graph: GraphConfig | None = None,
         raise ConfigError(f'no graph {graph_name!r} in config/graph.yaml; have '
                           f'{sorted(g.graphs)}')
     typed = graph_values(g, graph_name, values)
+    namespace = check_namespace(values.get(NAMESPACE_ARG))
     members = g.graphs[graph_name]
     ckpt = typed.get('checkpoint') if 'controller' in members else None
     facts = checkpoint_facts(ckpt) if ckpt else None
@@ -211,7 +235,7 @@ def plan_graph(graph_name: str, values: dict, graph: GraphConfig | None = None,
             params.setdefault('optional_topics', [t for t in OPTIONAL_TOPICS[graph_name]
                                                   if t in params.get('topics', ())])
         plans[name] = NodePlan(name, spec.executable, g.params_path(name), params,
-                               dict(spec.remappings))
+                               dict(spec.remappings), namespace)
     return plans
 
 
@@ -231,9 +255,13 @@ def find_executable(package: str, executable: str, prefix_path: str | None = Non
     return None
 
 
-def joystick_missing_message() -> str:
-    """What the launch says when ``teleop_mode:=joy`` finds no joystick driver installed."""
-    return (f'teleop_mode:=joy reads sensor_msgs/Joy on {JOY_TOPIC}, and no joystick driver '
+def joystick_missing_message(namespace: str = '') -> str:
+    """What the launch says when ``teleop_mode:=joy`` finds no joystick driver installed.
+
+    ``namespace``: the graph's (the joystick topic is named as teleop resolves it there).
+    """
+    topic = keys.resolve_name(JOY_TOPIC, namespace or '/')
+    return (f'teleop_mode:=joy reads sensor_msgs/Joy on {topic}, and no joystick driver '
             f'is installed (no {JOY_EXECUTABLE} of package {JOY_PACKAGE!r} in the ament '
             f'index): install it (apt install ros-$ROS_DISTRO-{JOY_PACKAGE}) or run another '
-            f'driver that publishes {JOY_TOPIC}; until then no takeover is possible')
+            f'driver that publishes {topic}; until then no takeover is possible')

@@ -136,6 +136,8 @@ def node_command(plan: NodePlan) -> list[str]:
     """The argv that runs one planned graph node (il_ros.graph_plan) with its parameters."""
     cmd = [sys.executable, '-m', f'il_ros.ros.{plan.executable}', '--ros-args',
            '-r', f'__node:={plan.name}']
+    if plan.namespace:
+        cmd += ['-r', f'__ns:={plan.namespace}']
     if plan.params_file:
         cmd += ['--params-file', str(plan.params_file)]
     for k, v in plan.params.items():

@@ -80,7 +80,7 @@ class RecordResult:
 
 def record_graph(out, task: str, episodes: int, *, robot: str = DEFAULT_ROBOT,
                  rtf: float = 4.0, seed: int = 0, noise: float = 0.0, cameras=None,
-                 episode_timeout: float = 30.0, env: dict | None = None):
+                 episode_timeout: float = 30.0, env: dict | None = None, namespace: str = ''):
     """The ``record`` graph of one recording, planned but not started (a GraphRunner).
 
     What ``ros2 launch il_ros record.launch.py`` starts for the same arguments: the recorder's
@@ -106,7 +106,7 @@ def record_graph(out, task: str, episodes: int, *, robot: str = DEFAULT_ROBOT,
     values = {'robot': robot, 'task': task, 'episodes': episodes,
               'out': str(out.resolve()), 'rtf': rtf, 'seed': seed, 'noise': noise,
               'cameras': None if cameras is None else list(cameras),
-              'teleop_mode': 'scripted'}
+              'teleop_mode': 'scripted', 'namespace': namespace}
     extra = {'recorder': {'episode_timeout_s': episode_timeout}}
     try:
         return GraphRunner('record', values, out / LOG_FOLDER, extra_params=extra, env=env)
@@ -117,7 +117,8 @@ def record_graph(out, task: str, episodes: int, *, robot: str = DEFAULT_ROBOT,
 def record_episodes(out, task: str, episodes: int, *, robot: str = DEFAULT_ROBOT,
                     rtf: float = 4.0, seed: int = 0, noise: float = 0.0, cameras=None,
                     episode_timeout: float = 30.0, timeout: float = 3600.0,
-                    env: dict | None = None, progress: bool = True) -> RecordResult:
+                    env: dict | None = None, progress: bool = True,
+                    namespace: str = '') -> RecordResult:
     """Record ``episodes`` scripted ``task`` episodes into the folder ``out``.
 
     ``robot``: robot description (name under config/robots or a YAML path); ``rtf``: sim
@@ -128,13 +129,15 @@ def record_episodes(out, task: str, episodes: int, *, robot: str = DEFAULT_ROBOT
     ``episode_timeout``: sim seconds before an episode is stopped as failed; ``timeout``:
     wall-clock limit (s) of the whole recording; ``env``: environment of the node processes
     (default ``il_ros.launcher.ros_env()``: a random ROS domain); ``progress``: print the
-    start line and a progress bar.
+    start line and a progress bar; ``namespace``: the nodes' ROS namespace ('' none; the bags
+    then store /NS/joint_states etc., see il_ros.data.topic_map).
 
     Raises RecordError when recording cannot start; otherwise returns the result, whose
     ``ok`` says whether every episode was recorded (see the module doc).
     """
     runner = record_graph(out, task, episodes, robot=robot, rtf=rtf, seed=seed, noise=noise,
-                          cameras=cameras, episode_timeout=episode_timeout, env=env)
+                          cameras=cameras, episode_timeout=episode_timeout, env=env,
+                          namespace=namespace)
     out = Path(out)
     try:
         out.mkdir(parents=True, exist_ok=True)

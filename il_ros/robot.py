@@ -131,7 +131,7 @@ class JointStates:
     joints: list[str]
     """Observed joints the policy reads, in the policy's order. The robot may publish them in
     any order and with other joints besides."""
-    topic: str = '/joint_states'
+    topic: str = 'joint_states'
     """``sensor_msgs/JointState`` topic."""
     rate_hz: float = 50.0
     """Publishing rate, Hz."""
@@ -152,7 +152,7 @@ class Command:
     type: str = 'float64_multi_array'
     """``float64_multi_array`` (ros2_control forward command controller layout),
     ``joint_trajectory`` (joint_trajectory_controller) or ``joint_state``."""
-    topic: str = '/il/command'
+    topic: str = 'il/command'
     """Command topic."""
 
     def __post_init__(self):

@@ -21,6 +21,7 @@ from il_ros.data.store import Dataset
 
 def _read(bag, topic):
     """(log times, header stamps or None, messages) of one topic, read with rosbags."""
+    topic = keys.resolve_name(topic)        # the bag stores resolved names
     with AnyReader([Path(bag)]) as r:
         conns = [c for c in r.connections if c.topic == topic]
         log, stamps, msgs = [], [], []

@@ -108,6 +108,8 @@ def test_updater_names_statuses_after_the_node_and_a_failing_task_reports_error(
 def shim(ros_node, **attrs):
     """A stand-in node: the real node's publisher/clock/name, the attributes a task reads."""
     return SimpleNamespace(get_name=ros_node.get_name, get_clock=ros_node.get_clock,
+                           get_fully_qualified_name=ros_node.get_fully_qualified_name,
+                           resolve_topic_name=ros_node.resolve_topic_name,
                            create_publisher=ros_node.create_publisher, **attrs)
 
 

@@ -289,8 +289,21 @@ def test_record_launch_and_il_ros_record_start_the_same_nodes(tmp_path, monkeypa
     sim, rec = launched['sim_robot'][1], launched['recorder'][1]
     assert sim['cameras'] == ['front', 'wrist'] and sim['real_time_factor'] == 4.0
     assert launched['teleop'][1]['noise'] == 0.0 and launched['teleop'][1]['robot'] == 'panda'
-    assert {'/front_camera/color/image_raw', '/wrist_camera/color/image_raw/compressed',
-            '/joint_states', '/panda_arm_controller/joint_trajectory'} <= set(rec['topics'])
+    assert {'front_camera/color/image_raw', 'wrist_camera/color/image_raw/compressed',
+            'joint_states', 'panda_arm_controller/joint_trajectory'} <= set(rec['topics'])
+
+
+def test_namespace_reaches_every_node_of_the_launch_and_of_il_ros(tmp_path, monkeypatch):
+    from il_ros.recording import record_graph
+    _stub_launch_api(monkeypatch)
+    entities = _load(REPO / 'launch' / 'record.launch.py', namespace='robot1')
+    nodes = {e.kwargs['name']: e.kwargs for e in entities if type(e).__name__ == 'Node'}
+    assert nodes and all(kw.get('namespace') == 'robot1' for kw in nodes.values()), nodes
+    runner = record_graph(tmp_path, 'lift', 1, env={}, namespace='robot1')
+    for node, argv in runner.commands().items():
+        assert argv[argv.index('__ns:=/robot1') - 1] == '-r', (node, argv)
+    assert not any('__ns:=' in a for argv in record_graph(tmp_path, 'lift', 1, env={})
+                   .commands().values() for a in argv)
 
 
 def _fake_checkpoint(path: Path, cameras, rate) -> Path:

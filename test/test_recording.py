@@ -130,8 +130,8 @@ def test_the_recorder_records_the_robots_topics_at_its_rates(tmp_path):
         rec = runner.plans['recorder'].params
         cams = [robot.camera(c) for c in ('front', 'wrist')]
         assert rec['topics'] == [c.topic for c in cams] + [
-            robot.joint_states.topic, robot.command.topic, '/il/teleop/command',
-            '/sim/state', '/sim/success']
+            robot.joint_states.topic, robot.command.topic, 'il/teleop/command',
+            'sim/state', 'sim/success']        # relative: the recorder resolves them
         assert rec['expected_rates'] == [f'{c.topic}={c.rate_hz:g}' for c in cams] + [
             f'{robot.joint_states.topic}={robot.joint_states.rate_hz:g}']
         sim = runner.plans['sim_robot'].params
@@ -139,7 +139,7 @@ def test_the_recorder_records_the_robots_topics_at_its_rates(tmp_path):
         assert runner.plans['teleop'].params['robot'] == name
     # The default: the robot's first camera (front), as recording did before robots.
     rec = record_graph(tmp_path / 'bags', 'lift', 1, env={}).plans['recorder'].params
-    assert rec['topics'][0] == '/camera/front/image_raw' and len(rec['expected_rates']) == 2
+    assert rec['topics'][0] == 'camera/front/image_raw' and len(rec['expected_rates']) == 2
     assert not (tmp_path / 'bags').exists()
 
 

@@ -66,7 +66,10 @@ def test_unknown_robot_lists_the_known_ones():
 def test_topic_map_and_limits_come_from_the_robot():
     panda = load_robot('panda')
     tm = TopicMap.from_robot(panda, ['front'], action_topic='/il/teleop/command')
-    assert tm.cameras == {'front': '/front_camera/color/image_raw'}
+    assert tm.cameras == {'front': 'front_camera/color/image_raw'}      # relative: resolved
+    assert tm.resolved().cameras == {'front': '/front_camera/color/image_raw'}  # in the bag's
+    assert tm.resolved('/robot1').joint_states.topic == '/robot1/joint_states'  # namespace
+    assert tm.resolved('/robot1').action.topic == '/il/teleop/command'  # absolute stays
     assert tm.joint_states.joints == panda.joint_names
     assert tm.action.topic == '/il/teleop/command' and tm.action.joints == panda.action_names
     with pytest.raises(ConfigError, match=r'panda.yaml: cameras: the conversion needs'):

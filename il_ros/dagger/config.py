@@ -27,7 +27,7 @@ COLLECT_SEED = 3000
 rollouts of the shipped configs: 2000..). Episode i of round k: COLLECT_SEED + (k-1) N + i."""
 DEMO_LABEL_TOPIC = keys.TOPIC_TELEOP_COMMAND
 """Action label of scripted demos: the expert's clean command (DART noise is executed only)."""
-EXPERT_LABEL_TOPIC = '/il/expert/label'
+EXPERT_LABEL_TOPIC = 'il/expert/label'
 """Action label under ``--method dagger``: the supervisor node's expert action for every
 state (il_ros.ros.supervisor.TOPIC_EXPERT_LABEL; the core may not import il_ros.ros)."""
 STALE_ACTION_HOLD = 4.0

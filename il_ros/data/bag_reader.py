@@ -23,6 +23,7 @@ import numpy as np
 from rosbags.rosbag2 import Reader
 from rosbags.typesys import Stores, get_typestore
 
+from il_ros.data.episodes import recorded_namespace
 from il_ros.data.topic_map import ConvertConfig
 from il_ros.images import decode_message, fit, ImageError, Preprocess
 
@@ -162,7 +163,8 @@ class BagFile:
     def __init__(self, path: Path, cfg: ConvertConfig, keep_images_bytes: int = 512 << 20):
         self.path = Path(path)
         self.cfg = cfg
-        tm = cfg.topics
+        self.namespace = cfg.namespace or recorded_namespace(self.path) or '/'
+        tm = cfg.topics.resolved(self.namespace)     # the bag stores resolved names
         self.roles = {f'camera/{n}': t for n, t in tm.cameras.items()}
         self.roles['joints'] = tm.joint_states.topic
         self.roles['action'] = tm.action.topic

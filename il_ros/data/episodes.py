@@ -38,6 +38,20 @@ def read_episode_meta(path: Path) -> dict | None:
     return meta if isinstance(meta, dict) else None
 
 
+def recorded_namespace(meta: dict | Path | None) -> str | None:
+    """The ROS namespace of the recorder that wrote an episode (``/robot1``; ``/`` none).
+
+    From its metadata dict or its JSON/bag path (the recorder's fully qualified node name,
+    ``node``); None when the episode has no such metadata (a bag from another recorder).
+    """
+    if meta is not None and not isinstance(meta, dict):
+        meta = read_episode_meta(meta)
+    node = (meta or {}).get('node')
+    if not isinstance(node, str) or not node.startswith('/'):
+        return None
+    return node.rsplit('/', 1)[0] or '/'
+
+
 def episode_status(meta: dict | Path | None) -> str:
     """The status of an episode, from its metadata dict or its JSON/bag path."""
     if meta is not None and not isinstance(meta, dict):

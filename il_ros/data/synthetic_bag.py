@@ -18,6 +18,7 @@ import numpy as np
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
+from il_ros import keys
 from il_ros.data.episode_writer import DEFAULT_BAG_VERSION
 
 TYPESTORE = get_typestore(Stores.ROS2_KILTED)
@@ -165,7 +166,9 @@ def write_synthetic_bag(path: str | Path, spec: SyntheticBagSpec | None = None) 
         conns = {}
         for _, _, key, _ in events:
             if key not in conns:
-                conns[key] = writer.add_connection(key[0], key[1], typestore=TYPESTORE)
+                # a bag stores resolved names: a relative one as a node in no namespace has it
+                conns[key] = writer.add_connection(keys.resolve_name(key[0]), key[1],
+                                                   typestore=TYPESTORE)
         for t, _, key, msg in events:
             writer.write(conns[key], int(round(t * 1e9)),
                          TYPESTORE.serialize_cdr(msg, key[1]))

@@ -7,6 +7,12 @@ no topic map. For anyone else's robot, write a YAML like::
     joint_states: {topic: /my_robot/joint_states, joints: [shoulder, elbow, wrist]}
     action: {topic: /my_robot/arm_controller/commands, type: float64_multi_array}
     control_source: /il/control_source
+
+A relative name (no leading '/', as the robot descriptions and the package defaults write
+them) matches the bag's topic of that name in the namespace the bag was recorded in
+(:meth:`TopicMap.resolved`): ``joint_states`` is ``/joint_states`` in a bag recorded without
+a namespace and ``/robot1/joint_states`` in one the recorder wrote in ``/robot1``. An
+absolute name matches only itself.
 """
 from __future__ import annotations
 
@@ -34,7 +40,7 @@ class ActionRole:
     """The action label stream."""
 
     topic: str = keys.TOPIC_COMMAND
-    """Command topic. Under DART point it at the clean label, ``/il/teleop/command``."""
+    """Command topic. Under DART point it at the clean label, ``il/teleop/command``."""
     type: str = 'float64_multi_array'
     """Message layout: float64_multi_array, joint_state (positions), joint_trajectory (first
     point's positions) or twist_stamped (linear xyz, angular xyz). A bag names its topics'
@@ -80,7 +86,7 @@ class TopicMap:
 
         ``cameras``: the cameras to convert (default: all of the robot's); ``action_topic``:
         the action label topic instead of the robot's command topic (under DART, the clean
-        label ``/il/teleop/command``; its message type is read from the bag).
+        label ``il/teleop/command``; its message type is read from the bag).
         """
         cams = list(cameras) if cameras else robot.camera_names
         robot.check_cameras(cams, 'the conversion')
@@ -88,6 +94,17 @@ class TopicMap:
                    joint_states=JointStatesRole(robot.joint_states.topic, robot.joint_names),
                    action=ActionRole(action_topic or robot.command.topic, robot.command.type,
                                      robot.action_names))
+
+    def resolved(self, namespace: str = '/') -> TopicMap:
+        """This map with relative names resolved in ``namespace`` (absolute ones unchanged)."""
+        def r(name):
+            return keys.resolve_name(name, namespace)
+        return TopicMap(
+            cameras={c: r(t) for c, t in self.cameras.items()},
+            joint_states=JointStatesRole(r(self.joint_states.topic),
+                                         list(self.joint_states.joints)),
+            action=ActionRole(r(self.action.topic), self.action.type, list(self.action.joints)),
+            control_source=r(self.control_source) if self.control_source else None)
 
     def required_topics(self) -> list[str]:
         """Topics every episode must contain."""
@@ -136,6 +153,11 @@ class ConvertConfig:
     action_lookahead: float = 0.5
     """The action of tick t is the newest command received by t + lookahead * period: the
     command answering the observation of tick t, sent within half a period of it."""
+    namespace: str = ''
+    """Namespace the relative topic names of ``topics`` resolve in (``/robot1``). Empty (the
+    default): each bag's own, the namespace of the recorder that wrote it (its episode
+    metadata, :func:`il_ros.data.episodes.recorded_namespace`), or ``/`` for a bag without
+    such metadata (e.g. one from ``ros2 bag record``)."""
     keep_incomplete: bool = False
     """False (the default): episodes the recorder marked ``incomplete`` (shut down
     mid-episode, a topic missing, a write error) are skipped with a warning. True: they are
@@ -161,6 +183,7 @@ class ConvertConfig:
         if self.robot:
             from il_ros.robot import load_robot
             load_robot(self.robot)                 # a bad robot fails now, naming its file
+        self.namespace = keys.normalize_namespace(self.namespace)
         if not 0.0 <= self.action_lookahead < 1.0:
             raise ValueError(f'action_lookahead must be in [0, 1), got {self.action_lookahead}')
 

@@ -102,7 +102,8 @@ class Controller(LifecycleNode):
                                 limits=robot_limits(robot), log=self.log)
         self.loop.on_robot, self.loop.on_swap = self._on_robot, self._on_swap
         self.loop.on_refused = self._sync_checkpoint_param
-        self.streams = Streams(robot.joint_states.topic, self.loop.warn, self.log)
+        self.streams = Streams(self.resolve_topic_name(robot.joint_states.topic),
+                               self.loop.warn, self.log)     # names in messages: resolved
         self.proprio: list[str] = []
         self.adapter = self.pub_cmd = None
         self.status_seq = 0
@@ -138,7 +139,8 @@ class Controller(LifecycleNode):
         self.diagnostics = ControllerDiagnostics(self)      # /diagnostics, once a second
         self.log.info(f'robot {robot.name} ({robot.source}), {p["rate_hz"]:g} Hz, '
                       f'{"enabled" if cfg.enabled else "disabled"}, {robot.command.type} on '
-                      f'{robot.command.topic}, chunk policy {cfg.chunk_policy}'
+                      f'{self.resolve_topic_name(robot.command.topic)}, chunk policy '
+                      f'{cfg.chunk_policy}'
                       + ('' if p['autostart'] else ', unconfigured (autostart false)'))
         self._built = True                     # destroy_node reports telemetry
         if p['autostart']:
@@ -217,7 +219,7 @@ class Controller(LifecycleNode):
             if cam in self.streams.camera_topics:
                 continue
             info = self.robot.camera(cam)      # the slot refused cameras the robot lacks
-            self.streams.camera_topics[cam] = info.topic
+            self.streams.camera_topics[cam] = self.resolve_topic_name(info.topic)
             self.streams.declared[cam] = info.encoding
             cls = CompressedImage if info.compressed else Image
             self.create_subscription(cls, info.topic, lambda m, c=cam: self._on_image(c, m),
@@ -339,7 +341,7 @@ class Controller(LifecycleNode):
     def _set_enabled(self, on: bool) -> None:
         self.loop.enable(on)
         self.log.info('enabled' if on else 'disabled: nothing is published on '
-                      f'{self.robot.command.topic}')
+                      f'{self.resolve_topic_name(self.robot.command.topic)}')
 
     def _on_enable(self, request, response):
         self._set_enabled(bool(request.data))

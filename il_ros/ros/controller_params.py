@@ -94,7 +94,7 @@ PARAMS: tuple[Param, ...] = (
       'action order), used while human control holds.'),
     P('control_source_topic', keys.TOPIC_CONTROL_SOURCE, 'Control source (policy, '
       'intervention or hold), every tick.'),
-    P('checkpoint_topic', '/trainer/checkpoint', 'Latched String topic of checkpoint paths '
+    P('checkpoint_topic', 'trainer/checkpoint', 'Latched String topic of checkpoint paths '
       'to hot-load (the trainer\'s ~/checkpoint); empty: none.'),
     P('status_rate_hz', 1.0, 'Rate of ~/status (String, JSON).',
       {'min': 0.0, 'min_exclusive': True}),

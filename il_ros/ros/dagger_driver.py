@@ -52,8 +52,8 @@ class DaggerDriver(GraphClient):
                                       STATE_QOS)
         self.node.create_subscription(String, keys.TOPIC_CONTROL_SOURCE,
                                       lambda m: self.sources.append(m.data), STATE_QOS)
-        self.node.create_subscription(String, '/trainer/status', self._on_trainer, STATE_QOS)
-        self.node.create_subscription(String, '/supervisor/status', self._on_supervisor,
+        self.node.create_subscription(String, 'trainer/status', self._on_trainer, STATE_QOS)
+        self.node.create_subscription(String, 'supervisor/status', self._on_supervisor,
                                       STATE_QOS)
 
     # ------------------------------------------------------------------ callbacks
@@ -130,12 +130,12 @@ class DaggerDriver(GraphClient):
     def run_episode(self, seed: int, max_steps: int, supervise: bool = True,
                     record: bool = True, timeout_factor: float = 2.0) -> dict:
         """One episode (see the module doc); ``seed`` is what the sim must report."""
-        self._set_bool('/supervisor/enable', False)
-        self._set_bool('/controller/enable', False)
+        self._set_bool('supervisor/enable', False)
+        self._set_bool('controller/enable', False)
         prev = self.episode_index
         msg = self._trigger(keys.SERVICE_SIM_RESET)
         if not msg.endswith(f'seed {seed}'):
-            raise RuntimeError(f'/sim/reset answered {msg!r}; expected seed {seed}')
+            raise RuntimeError(f'sim/reset answered {msg!r}; expected seed {seed}')
 
         def new_episode():
             while self.states and int(self.states[0][0]) == prev:
@@ -143,31 +143,31 @@ class DaggerDriver(GraphClient):
             return bool(self.states)
         self.spin_until(new_episode, 30, "the new episode's /sim/state")
         if record:
-            self._trigger('/recorder/start_episode')
-        self._trigger('/controller/reset')
+            self._trigger('recorder/start_episode')
+        self._trigger('controller/reset')
         if supervise:
-            self._set_bool('/supervisor/enable', True)
+            self._set_bool('supervisor/enable', True)
         self.sources.clear()
-        self._set_bool('/controller/enable', True)
+        self._set_bool('controller/enable', True)
         t0 = time.monotonic()
         deadline = t0 + max_steps / self.rate * timeout_factor + 30
         verdict = None
         while verdict is None:
             self.spin_until(lambda: self.states, max(1.0, deadline - time.monotonic()),
-                            f'/sim/state of the episode with seed {seed}')
+                            f'sim/state of the episode with seed {seed}')
             self.mirror.set_state(self.states.popleft())
             steps = self.mirror.steps
             verdict = judge(self.mirror, steps, max_steps)
         ok, failure = verdict
-        self._set_bool('/supervisor/enable', False)
-        self._set_bool('/controller/enable', False)
+        self._set_bool('supervisor/enable', False)
+        self._set_bool('controller/enable', False)
         stopped = ''
         if record:
             from std_srvs.srv import SetBool
-            ans = self.call(SetBool, '/recorder/stop_episode', SetBool.Request(data=ok))
+            ans = self.call(SetBool, 'recorder/stop_episode', SetBool.Request(data=ok))
             stopped = ans.message
             if not ans.success:
-                raise RuntimeError(f'/recorder/stop_episode: {ans.message}')
+                raise RuntimeError(f'recorder/stop_episode: {ans.message}')
         src = list(self.sources)
         human = sum(s == keys.SOURCE_INTERVENTION for s in src)
         takeovers = sum(1 for a, b in zip([''] + src, src)
@@ -187,7 +187,7 @@ class DaggerDriver(GraphClient):
         seq, started = [None], [False]
         self.spin_until(lambda: self.trainer_status is not None, 60, 'a /trainer/status')
         before = self.trainer_status.get('run_dir')
-        self._trigger('/trainer/train')
+        self._trigger('trainer/train')
         self.trainer_status = None
 
         def done():
@@ -215,7 +215,7 @@ class DaggerDriver(GraphClient):
 
 
 RECORD_TOPICS = [keys.TOPIC_CONTROL_SOURCE, keys.TOPIC_TELEOP_COMMAND, keys.TOPIC_INTERVENTION,
-                 '/il/expert/label',
+                 'il/expert/label',
                  keys.TOPIC_SIM_STATE, keys.TOPIC_SIM_SUCCESS]
 """What a supervised sim episode records, besides the robot's cameras, joint states and
 command topic."""

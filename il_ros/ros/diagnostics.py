@@ -9,9 +9,9 @@ package ``diagnostic_updater`` is not published on PyPI (only its messages are, 
   ``period_s`` of wall time (a steady-clock timer: a paused ``/clock`` does not stop it) each
   ``task(status)`` fills in one :class:`Status`, and one DiagnosticArray with a
   DiagnosticStatus per task goes out on ``/diagnostics``. A status is named
-  ``<node name>: <what>`` and carries the node's ``hardware_id``, as diagnostic_updater
-  names them. A task that raises reports ERROR naming the exception; the others still
-  report.
+  ``<node name>: <what>`` (``robot1/sim_robot: <what>`` in a namespace) and carries the
+  node's ``hardware_id``, as diagnostic_updater names them. A task that raises reports
+  ERROR naming the exception; the others still report.
 - :class:`Status`: a level (OK, WARN, ERROR; STALE is the aggregator's word for a status that
   stopped arriving) with a message, and key/value pairs.
 - :class:`RateMeter` (events per second, age of the newest event) and :class:`Deltas`
@@ -133,16 +133,18 @@ class Deltas:
 class Diagnostics:
     """A node's diagnostic updater (see the module docstring).
 
-    ``node``'s name prefixes each status; ``hardware_id`` names the device it is about (the
-    robot, or the host for nodes that serve no robot). ``start=False`` creates no timer: the
-    owner calls :meth:`publish` (tests call :meth:`collect`).
+    ``node``'s name prefixes each status (with its namespace: ``robot1/sim_robot``, so that
+    two namespaced robots' statuses on the global /diagnostics differ); ``hardware_id``
+    names the device it is about (the robot, or the host for nodes that serve no robot).
+    ``start=False`` creates no timer: the owner calls :meth:`publish` (tests call
+    :meth:`collect`).
     """
 
     def __init__(self, node, hardware_id: str, period_s: float = PERIOD_S,
                  start: bool = True):
         """Create the ``/diagnostics`` publisher and, with ``start``, its steady timer."""
         self.node = node
-        self.prefix = node.get_name()
+        self.prefix = node.get_fully_qualified_name().lstrip('/')
         self.hardware_id = hardware_id
         self.tasks: list[tuple[str, object]] = []
         self.pub = node.create_publisher(DiagnosticArray, TOPIC, STATE_QOS)

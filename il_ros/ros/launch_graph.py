@@ -26,8 +26,9 @@ from launch_ros.parameter_descriptions import ParameterValue
 from lifecycle_msgs.msg import Transition
 
 from il_ros.config import load_graph
-from il_ros.graph_plan import (find_executable, JOY_EXECUTABLE, JOY_PACKAGE,
-                               joystick_missing_message, plan_graph)
+from il_ros.graph_plan import (check_namespace, find_executable, JOY_EXECUTABLE, JOY_PACKAGE,
+                               joystick_missing_message, NAMESPACE_ARG, NAMESPACE_HELP,
+                               plan_graph)
 from il_ros.launcher import dds_profile_env
 
 MANAGED = ('controller', 'recorder')
@@ -51,6 +52,8 @@ def graph_launch_description(graph: str, extra_args: dict | None = None) -> Laun
     actions += [DeclareLaunchArgument(a, default_value=g.args[a].default,
                                       description=g.args[a].description)
                 for a in g.graph_args(graph)]
+    actions.append(DeclareLaunchArgument(NAMESPACE_ARG, default_value='',
+                                         description=NAMESPACE_HELP))
     actions.append(OpaqueFunction(function=graph_nodes, args=[graph, extra_args or {}]))
     return LaunchDescription(actions)
 
@@ -62,11 +65,12 @@ def graph_nodes(context, graph: str, extra_args: dict) -> list:
     checkpoint) ends the launch before any node starts, with a message naming it.
     """
     g = load_graph()
-    values = {a: context.launch_configurations.get(a) for a in g.graph_args(graph)}
+    values = {a: context.launch_configurations.get(a)
+              for a in [*g.graph_args(graph), NAMESPACE_ARG]}
     actions = []
     for name, plan in plan_graph(graph, values, g).items():
         params = {k: _launch_value(v) for k, v in plan.params.items()}
-        kwargs = dict(extra_args.get(name, {}))
+        kwargs = {**_namespace(plan.namespace), **extra_args.get(name, {})}
         managed = plan.executable in MANAGED
         if managed:
             params['autostart'] = False                 # the launch drives the transitions
@@ -116,7 +120,7 @@ def joystick_driver(**kwargs) -> OpaqueFunction:
     """With ``teleop_mode:=joy``: the joystick driver (``joy``'s joy_node) if installed.
 
     When the ament index has no such executable, a warning names the package to install and
-    the /joy topic teleop reads, and nothing starts. ``kwargs``: e.g. a ``condition``.
+    the joy topic teleop reads, and nothing starts. ``kwargs``: e.g. a ``condition``.
     """
     return OpaqueFunction(function=_joystick_actions, **kwargs)
 
@@ -124,11 +128,18 @@ def joystick_driver(**kwargs) -> OpaqueFunction:
 def _joystick_actions(context) -> list:
     if context.launch_configurations.get('teleop_mode') != 'joy':
         return []
+    namespace = check_namespace(context.launch_configurations.get(NAMESPACE_ARG))
     if find_executable(JOY_PACKAGE, JOY_EXECUTABLE) is None:
-        get_logger('il_ros').warning(joystick_missing_message())
+        get_logger('il_ros').warning(joystick_missing_message(namespace))
         return []
     return [Node(package=JOY_PACKAGE, executable=JOY_EXECUTABLE, name=JOY_EXECUTABLE,
-                 output='screen')]
+                 output='screen', **_namespace(namespace))]
+
+
+def _namespace(namespace: str) -> dict:
+    """Node keyword for a planned namespace ('' none: the node stays where launch puts it)."""
+    # relative, so that an enclosing PushRosNamespace still applies
+    return {'namespace': namespace.lstrip('/')} if namespace else {}
 
 
 def _launch_value(value):

@@ -349,7 +349,7 @@ class SupervisorDiagnostics:
             status.summary(OK, 'armed' if self.node.active else 'disarmed')
         quiet = _quiet(self.states, self.clock() - self.started)
         if quiet:
-            status.merge(WARN, f'no {keys.TOPIC_SIM_STATE} {quiet}')
+            status.merge(WARN, f'no {self.node.resolve_topic_name(keys.TOPIC_SIM_STATE)} {quiet}')
 
 
 class TeleopDiagnostics:
@@ -382,7 +382,8 @@ class TeleopDiagnostics:
             status.summary(OK, f'scripted expert, episode {n.episode}')
             quiet = _quiet(self.commands, self.clock() - self.started)
             if quiet:
-                status.merge(WARN, f'no {keys.TOPIC_SIM_STATE} answered {quiet}')
+                status.merge(WARN, f'no {n.resolve_topic_name(keys.TOPIC_SIM_STATE)} answered '
+                                   f'{quiet}')
             return
         held = bool(n.was_active)
         status.add('space', n.space)
@@ -390,8 +391,9 @@ class TeleopDiagnostics:
         status.add('joint_state_received', n.latest_arm is not None)
         status.summary(OK, 'in control (deadman held)' if held else 'idle (deadman released)')
         if n.latest_arm is None:
-            status.merge(WARN, f'no joint state on {n.robot.joint_states.topic} yet: input '
-                         'is ignored')
+            status.merge(WARN, f'no joint state on '
+                         f'{n.resolve_topic_name(n.robot.joint_states.topic)} yet: input is '
+                         'ignored')
 
 
 def _quiet(meter: RateMeter, up_s: float) -> str:

@@ -81,8 +81,9 @@ class Recorder(RecorderLifecycle, LifecycleNode):
         declare(self, 'bag_version', DEFAULT_BAG_VERSION, 'rosbag2 metadata version of the '
                 'bags: 8 is read by Humble, Jazzy and Kilted; Humble refuses 9.',
                 read_only=True, choices=list(BAG_VERSIONS))
-        self.configured_topics = [t for t in self.param('topics') if t]
-        optional = [t for t in self.param('optional_topics') if t]
+        # relative names resolve in the node's namespace: bags store the resolved names
+        self.configured_topics = [self.resolve_topic_name(t) for t in self.param('topics') if t]
+        optional = [self.resolve_topic_name(t) for t in self.param('optional_topics') if t]
         if set(optional) - set(self.configured_topics):
             raise ParameterError(f'parameter optional_topics={optional!r}: must be among '
                                  f'topics {self.configured_topics!r}')
@@ -254,7 +255,8 @@ class Recorder(RecorderLifecycle, LifecycleNode):
             queue_size=self.param('queue_size'), task=self.param('task'),
             operator=self.param('operator'), expected_topics=self.expected_topics,
             typestore=self._typestore, logger=self.get_logger(),
-            expected_rates=parse_rates('expected_rates', self.param('expected_rates')),
+            expected_rates=parse_rates('expected_rates', self.param('expected_rates'),
+                                       self.resolve_topic_name),
             max_loss_fraction=self.param('max_loss_fraction'),
             bag_version=self.param('bag_version'),
             extra={'node': self.get_fully_qualified_name(),

@@ -55,8 +55,8 @@ START_UP = ('topics', 'optional_topics', 'discovery_period_s', 'auto_episodes', 
 """PARAMS the node reads at start-up only (subscriptions, timers): read-only."""
 
 
-def parse_rates(name: str, items) -> dict[str, float]:
-    """``{topic: Hz}`` from ``TOPIC=HZ`` strings; raises ParameterError naming the bad one."""
+def parse_rates(name: str, items, resolve=str) -> dict[str, float]:
+    """``{resolve(topic): Hz}`` from ``TOPIC=HZ``; raises ParameterError naming the bad one."""
     out = {}
     for item in items or []:
         topic, sep, hz = str(item).rpartition('=')
@@ -64,8 +64,8 @@ def parse_rates(name: str, items) -> dict[str, float]:
             rate = float(hz)
         except ValueError:
             rate = math.nan
-        if not sep or not topic.startswith('/') or not math.isfinite(rate) or rate <= 0:
+        if not sep or not topic or not math.isfinite(rate) or rate <= 0:
             raise ParameterError(f'parameter {name}={list(items)!r}: {item!r} must be '
-                                 'TOPIC=HZ with an absolute topic and HZ > 0')
-        out[topic] = rate
+                                 'TOPIC=HZ with a topic name and HZ > 0')
+        out[resolve(topic)] = rate
     return out

@@ -59,7 +59,9 @@ class GraphClient:
         self.ctx = rclpy.Context()
         domain = env.get('ROS_DOMAIN_ID')
         rclpy.init(context=self.ctx, domain_id=int(domain) if domain else None)
-        self.node = rclpy.create_node(name, context=self.ctx)
+        # in the graph's namespace, so that the graph's relative names resolve as theirs
+        ns = next((p.namespace for p in getattr(runner, 'plans', {}).values()), '')
+        self.node = rclpy.create_node(name, context=self.ctx, namespace=ns or None)
         self.executor = Executor(context=self.ctx)
         self.executor.add_node(self.node)
         self.runner = runner
@@ -68,7 +70,7 @@ class GraphClient:
         from std_msgs.msg import String
 
         from il_ros.ros.node_utils import STATE_QOS
-        self.node.create_subscription(String, '/controller/status', self._on_status, STATE_QOS)
+        self.node.create_subscription(String, 'controller/status', self._on_status, STATE_QOS)
 
     def _on_status(self, msg) -> None:
         self.status = json.loads(msg.data)
@@ -210,9 +212,9 @@ def _drive(client: GraphClient, mirror, checkpoint: str, task: str, episodes: in
     client.spin_until(lambda: states, startup_timeout, f'{keys.TOPIC_SIM_STATE} from sim_robot')
 
     def enable(on: bool) -> None:
-        ans = client.call(SetBool, '/controller/enable', SetBool.Request(data=on))
+        ans = client.call(SetBool, 'controller/enable', SetBool.Request(data=on))
         if not ans.success:
-            raise RuntimeError(f'/controller/enable {on}: {ans.message}')
+            raise RuntimeError(f'controller/enable {on}: {ans.message}')
 
     per_episode = []
     reset_s = []
@@ -230,7 +232,7 @@ def _drive(client: GraphClient, mirror, checkpoint: str, task: str, episodes: in
         ans = client.call(Trigger, keys.SERVICE_SIM_RESET, Trigger.Request())
         want_seed = seed + k
         if not ans.success or not ans.message.endswith(f'seed {want_seed}'):
-            raise RuntimeError(f'/sim/reset answered {ans.message!r}; expected seed '
+            raise RuntimeError(f'sim/reset answered {ans.message!r}; expected seed '
                                f'{want_seed}')
 
         def new_episode():
@@ -238,14 +240,14 @@ def _drive(client: GraphClient, mirror, checkpoint: str, task: str, episodes: in
                 states.popleft()
             return bool(states)
         client.spin_until(new_episode, 30, 'the new episode\'s /sim/state')
-        ans = client.call(Trigger, '/controller/reset', Trigger.Request())
+        ans = client.call(Trigger, 'controller/reset', Trigger.Request())
         enable(True)
         reset_s.append(time.monotonic() - t_reset)
         verdict, steps = None, 0
         deadline = time.monotonic() + limit * period * 2 + 30
         while verdict is None:
             client.spin_until(lambda: states, max(1.0, deadline - time.monotonic()),
-                              f'/sim/state of episode {k}')
+                              f'sim/state of episode {k}')
             mirror.set_state(states.popleft())
             steps = mirror.steps
             verdict = judge(mirror, steps, limit)

@@ -180,8 +180,9 @@ class SimRobot(Node):
                          for c in self.cameras) or 'none'
         self.get_logger().info(
             f'robot={robot.name} task={self.task} rtf={self.rtf} cameras: {cams}; '
-            f'{robot.joint_states.topic} at {robot.joint_states.rate_hz:g} Hz; commands '
-            f'{robot.command.type} on {robot.command.topic} ({robot.action_names})')
+            f'{self.pub_js.topic_name} at {robot.joint_states.rate_hz:g} Hz; commands '
+            f'{robot.command.type} on {self.resolve_topic_name(robot.command.topic)} '
+            f'({robot.action_names})')
 
     def _camera(self, name: str, selected):
         try:
@@ -201,7 +202,8 @@ class SimRobot(Node):
         except CommandError as e:
             self.bad_commands += 1
             self.get_logger().warning(
-                f'ignoring command on {self.robot.command.topic} (no motion): {e}',
+                f'ignoring command on {self.resolve_topic_name(self.robot.command.topic)} '
+                f'(no motion): {e}',
                 throttle_duration_sec=2.0)
             return
         self.env.set_command(a)

@@ -41,7 +41,7 @@ from il_ros.ros.robot_param import (check_sim_task, load_robot_param, refuse_rem
 from il_ros.sim.registry import TASKS
 from il_ros.sim.supervisor import GateConfig, Supervisor
 
-TOPIC_EXPERT_LABEL = '/il/expert/label'
+TOPIC_EXPERT_LABEL = 'il/expert/label'
 REMOVED = {'command_topic': 'command.topic'}
 """Parameters that duplicated robot facts -> the robot YAML field that gives them now."""
 
@@ -120,7 +120,8 @@ class SupervisorNode(Node):
         g = self.sup.gate
         self.get_logger().info(
             f'{robot.name} {task}: {"armed" if self.active else "disarmed"}, judging '
-            f'{robot.command.type} on {robot.command.topic}; take over at deviation '
+            f'{robot.command.type} on {self.resolve_topic_name(robot.command.topic)}; take '
+            f'over at deviation '
             f'{g.deviation_m} m x{g.trigger_steps}, stall {g.stall_m} m/{g.stall_steps} '
             f'ticks, danger {g.danger_on_m} m; release after {g.min_takeover_steps}+'
             f'{g.release_steps} ticks (danger < {g.danger_off_m} m)')
@@ -129,8 +130,9 @@ class SupervisorNode(Node):
         try:
             self.executed = self.parse_command(msg)
         except CommandError as e:
-            self.get_logger().warning(f'cannot read the command on {self.robot.command.topic}'
-                                      f' (not judged): {e}', throttle_duration_sec=5.0)
+            topic = self.resolve_topic_name(self.robot.command.topic)
+            self.get_logger().warning(f'cannot read the command on {topic} (not judged): {e}',
+                                      throttle_duration_sec=5.0)
 
     def _on_state(self, msg: Float64MultiArray) -> None:
         state = np.asarray(msg.data, np.float64)

@@ -120,8 +120,8 @@ class Teleop(Node):
         self.gripper_button = p('joy_gripper_button', 0, 'Joy: gripper toggle button index '
                                 '(-1: none).', min=-1)
 
-        if command_topic == robot.command.topic and \
-                robot.command.type != 'float64_multi_array':
+        if command_topic and self.resolve_topic_name(command_topic) == self.resolve_topic_name(
+                robot.command.topic) and robot.command.type != 'float64_multi_array':
             raise ParameterError(
                 f'parameter command_topic={command_topic!r}: that is the robot\'s command '
                 f'topic, which takes {robot.command.type} ({robot_file(robot)}); leave '
@@ -190,7 +190,7 @@ class Teleop(Node):
         self.joy_axes = None       # the latest stick deflection while the deadman is held
         self.was_active = False
         if self.mode == 'joy':
-            self.create_subscription(Joy, '/joy', self._on_joy, SENSOR_QOS)
+            self.create_subscription(Joy, 'joy', self._on_joy, SENSOR_QOS)
         else:
             if not sys.stdin.isatty():
                 raise ParameterError('parameter mode=keyboard: needs a terminal on stdin; run '
@@ -221,7 +221,8 @@ class Teleop(Node):
         index = {n: i for i, n in enumerate(msg.name)}
         missing = [j for j in self.arm_joints if j not in index]
         if missing:
-            self.get_logger().error(f'{keys.TOPIC_JOINT_STATES} lacks joints {missing}',
+            self.get_logger().error(f'{self.resolve_topic_name(self.robot.joint_states.topic)} '
+                                    f'lacks joints {missing}',
                                     throttle_duration_sec=5.0)
             return
         self.latest_arm = np.array([msg.position[index[j]] for j in self.arm_joints])

@@ -63,7 +63,14 @@ def _stub_launch_api(monkeypatch):
     mod('launch_ros.events')
     mod('launch_ros.events.lifecycle', ChangeState=cls('ChangeState'))
     mod('launch_ros.parameter_descriptions', ParameterValue=cls('ParameterValue'))
-    monkeypatch.delitem(sys.modules, 'il_ros.ros.launch_graph', raising=False)
+    # launch_graph is imported afresh against the stand-ins, and forgotten afterwards (set,
+    # then delete: monkeypatch's undo removes what it set where nothing was), so a later
+    # test importing it gets the real launch API.
+    import il_ros.ros
+    monkeypatch.setitem(sys.modules, 'il_ros.ros.launch_graph', None)
+    monkeypatch.delitem(sys.modules, 'il_ros.ros.launch_graph')
+    monkeypatch.setattr(il_ros.ros, 'launch_graph', None, raising=False)
+    monkeypatch.delattr(il_ros.ros, 'launch_graph')
     # No ament index: the launch files start no joy_node even where a ROS install has one.
     monkeypatch.setenv('AMENT_PREFIX_PATH', '')
     return made

@@ -282,6 +282,22 @@ def test_dagger_launch_on_a_robot(procs, ament_prefix, joy_prefix, ros_node, tmp
         ros_node.destroy_client(client)
         assert future.done() and future.result().success, (name, future.result())
         return future.result()
+    from lifecycle_msgs.msg import State
+    from lifecycle_msgs.srv import GetState
+
+    def recorder_state() -> int:
+        client = ros_node.create_client(GetState, '/recorder/get_state')
+        try:
+            if not client.wait_for_service(5):
+                return -1
+            future = client.call_async(GetState.Request())
+            rclpy.spin_until_future_complete(ros_node, future, timeout_sec=5)
+            return future.result().current_state.id if future.done() else -1
+        finally:
+            ros_node.destroy_client(client)
+    # the launch configures, then activates the recorder; it takes requests once active
+    wait_for(lambda: recorder_state() == State.PRIMARY_STATE_ACTIVE, 60,
+             what='the launch to activate the recorder')
     call(Trigger, '/recorder/start_episode', Trigger.Request())
     meta_path = out / 'episode_0000.json'
     wait_for(lambda: json.loads(meta_path.read_text())['topics'].get(

@@ -110,6 +110,23 @@ def ros_node(request):
     rclpy.try_shutdown()
 
 
+def call_service(node, srv, name: str, request, timeout: float = 30.0):
+    """Call service ``name`` of type ``srv`` from ``node`` and return the answer.
+
+    Fails the test naming the service when it does not appear or answer within ``timeout``.
+    """
+    import rclpy
+    client = node.create_client(srv, name)
+    try:
+        assert client.wait_for_service(timeout), f'{name} not available'
+        future = client.call_async(request)
+        rclpy.spin_until_future_complete(node, future, timeout_sec=timeout)
+        assert future.done(), f'{name} did not answer'
+        return future.result()
+    finally:
+        node.destroy_client(client)
+
+
 def wait_for(pred, timeout: float, interval: float = 0.05, what: str = 'condition'):
     """Poll ``pred`` until it returns truthy; fail the test naming ``what`` on timeout."""
     deadline = time.monotonic() + timeout

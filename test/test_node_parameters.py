@@ -26,7 +26,7 @@ rclpy = pytest.importorskip('rclpy')
 from rcl_interfaces.srv import DescribeParameters, GetParameters, SetParameters  # noqa: E402
 from rclpy.parameter import Parameter, parameter_value_to_python  # noqa: E402
 
-from conftest import REPO, wait_for  # noqa: E402
+from conftest import call_service, REPO, wait_for  # noqa: E402
 from il_ros.ros.node_utils import declare, ParameterError  # noqa: E402
 
 CASES = [
@@ -306,25 +306,13 @@ def test_run_time_sets_outside_the_limits_are_refused(client_node):
 
 # -- changes on running nodes, over the parameter services ---------------------------------
 
-def _call(node, srv, name: str, request, timeout: float = 30.0):
-    client = node.create_client(srv, name)
-    try:
-        wait_for(client.service_is_ready, 60, what=name)
-        fut = client.call_async(request)
-        rclpy.spin_until_future_complete(node, fut, timeout_sec=timeout)
-        assert fut.done(), f'no answer from {name}'
-        return fut.result()
-    finally:
-        node.destroy_client(client)
-
-
 def _set(node, target: str, name: str, value):
     req = SetParameters.Request(parameters=[Parameter(name, value=value).to_parameter_msg()])
-    return _call(node, SetParameters, f'/{target}/set_parameters', req).results[0]
+    return call_service(node, SetParameters, f'/{target}/set_parameters', req).results[0]
 
 
 def _get(node, target: str, name: str):
-    res = _call(node, GetParameters, f'/{target}/get_parameters',
+    res = call_service(node, GetParameters, f'/{target}/get_parameters',
                 GetParameters.Request(names=[name]))
     return parameter_value_to_python(res.values[0])
 
@@ -334,7 +322,7 @@ def test_a_running_trainer_refuses_bad_values_and_takes_good_ones(procs, client_
     """``ros2 param set /trainer max_minutes -1.0`` and friends, over the parameter service."""
     p = procs.python('il_ros.ros.trainer', '--ros-args', '-p', f'out_dir:={tmp_path / "run"}',
                      name='trainer')
-    desc = _call(client_node, DescribeParameters, '/trainer/describe_parameters',
+    desc = call_service(client_node, DescribeParameters, '/trainer/describe_parameters',
                  DescribeParameters.Request(names=['max_minutes', 'status_rate_hz']))
     minutes, status_rate = desc.descriptors
     assert minutes.floating_point_range[0].from_value == 0.0 and not minutes.read_only
@@ -354,7 +342,7 @@ def test_a_running_trainer_refuses_bad_values_and_takes_good_ones(procs, client_
 def test_a_running_controller_refuses_start_up_parameters(procs, client_node):
     """Read-only parameters are refused by rclpy; ``enabled`` and step limits still change."""
     p = procs.python('il_ros.ros.controller', name='controller')
-    desc = _call(client_node, DescribeParameters, '/controller/describe_parameters',
+    desc = call_service(client_node, DescribeParameters, '/controller/describe_parameters',
                  DescribeParameters.Request(names=['rate_hz']))
     assert desc.descriptors[0].read_only and desc.descriptors[0].floating_point_range
     res = _set(client_node, 'controller', 'rate_hz', 5.0)

@@ -13,11 +13,10 @@ import subprocess
 import sys
 
 import pytest
-import rclpy
 from rosbags.rosbag2 import Reader
 from std_srvs.srv import SetBool, Trigger
 
-from conftest import REPO, wait_for
+from conftest import call_service, REPO, wait_for
 from il_ros.data.bag_info import PARTIAL, summarize
 from test_episode_writer import TS
 
@@ -28,19 +27,10 @@ SIM = str(REPO / 'test' / 'fake_sim_helper.py')
 def call(node, name, data=None, timeout=20.0, recorder='recorder'):
     """Call ``/<recorder>/<name>`` (SetBool when ``data`` is given, else Trigger)."""
     srv = SetBool if data is not None else Trigger
-    name = f'/{recorder}/{name}'
-    client = node.create_client(srv, name)
-    try:
-        assert client.wait_for_service(timeout), f'{name} not available'
-        request = srv.Request()
-        if data is not None:
-            request.data = data
-        future = client.call_async(request)
-        rclpy.spin_until_future_complete(node, future, timeout_sec=timeout)
-        assert future.done(), f'{name} did not answer'
-        return future.result()
-    finally:
-        node.destroy_client(client)
+    request = srv.Request()
+    if data is not None:
+        request.data = data
+    return call_service(node, srv, f'/{recorder}/{name}', request, timeout)
 
 
 def start_recorder(procs, out, *params, name='recorder'):

@@ -387,3 +387,29 @@ def test_ros2_param_describe_and_set_on_a_running_trainer(procs, tmp_path):
             in out), out
     assert 'Set parameter successful' in _ros2('param', 'set', '/trainer', 'max_minutes', '2.5')
     assert p.poll() is None, procs.log(p)
+
+
+def test_ctrl_c_inside_a_foreign_call_is_a_clean_exit(monkeypatch):
+    """SIGINT during a ctypes call (MuJoCo's EGL) surfaces as ArgumentError: exit 0."""
+    import ctypes
+
+    from il_ros.ros import node_utils
+
+    class Node:
+        def destroy_node(self):
+            pass
+
+    def spin_raising(error):
+        def spin(node):
+            raise error
+        return spin
+    for name, value in (('init', lambda args=None: None), ('try_shutdown', lambda: None),
+                        ('ok', lambda: True)):
+        monkeypatch.setattr(node_utils.rclpy, name, value)
+    monkeypatch.setattr(node_utils.rclpy, 'spin',
+                        spin_raising(ctypes.ArgumentError('argument 3: KeyboardInterrupt: ')))
+    assert node_utils.run(Node) == 0
+    monkeypatch.setattr(node_utils.rclpy, 'spin',
+                        spin_raising(ctypes.ArgumentError('argument 3: TypeError: bad')))
+    with pytest.raises(ctypes.ArgumentError):
+        node_utils.run(Node)

@@ -249,10 +249,12 @@ def run(node_factory, args=None) -> int:
         code = 2
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
-    except Exception:
+    except Exception as e:
         # Ctrl-C shuts the context down between callbacks or inside one; a publish that then
-        # fails is part of shutting down, not an error. Anything else is re-raised.
-        if rclpy.ok():
+        # fails is part of shutting down, not an error. So is a Ctrl-C that lands inside a
+        # foreign call (ctypes turns it into an ArgumentError: seen in MuJoCo's EGL
+        # make_current). Anything else is re-raised.
+        if rclpy.ok() and not _is_interrupt(e):
             raise
     finally:
         if node is not None:
@@ -261,6 +263,16 @@ def run(node_factory, args=None) -> int:
     if code:
         sys.exit(code)
     return code
+
+
+def _is_interrupt(e: BaseException) -> bool:
+    """Whether ``e`` is a Ctrl-C (KeyboardInterrupt) wrapped by the code it interrupted."""
+    cause = e
+    while cause is not None:
+        if isinstance(cause, KeyboardInterrupt):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return type(e).__name__ == 'ArgumentError' and ': KeyboardInterrupt' in str(e)
 
 
 def _executable() -> str:

@@ -58,11 +58,10 @@ class Policy(nn.Module):
         self._seq_features: torch.Tensor | None = None
         self._last_chunk: torch.Tensor | None = None   # raw (1, Tp, A) of the last plan
         self._since_plan = 0                             # observations since that plan
-        a_idx, q_idx = spec.joint_actions() if cfg.relative_actions else ([], [])
-        if cfg.relative_actions and not a_idx:
-            raise ValueError(f'Policy: relative_actions needs actions named like observed '
-                             f'joints; actions {spec.action_names or "unknown"}, joints '
-                             f'{spec.joint_names or "unknown"}')
+        try:
+            a_idx, q_idx = spec.joint_actions() if cfg.relative_actions else ([], [])
+        except ValueError as e:
+            raise ValueError(f'Policy: {e}') from None
         self._rel_a, self._rel_q = torch.tensor(a_idx, dtype=torch.long), \
             torch.tensor(q_idx, dtype=torch.long)
 
@@ -93,8 +92,8 @@ class Policy(nn.Module):
         b, dev = feats.shape[0], feats.device
         weight = batch.get('weight')
         weight = torch.ones(b, device=dev) if weight is None else weight.to(torch.float32)
-        act = self._target(batch['action'], obs, frame=-1)             # (B, Tp, A)
         if not self.core.sequence:
+            act = self._target(batch['action'], obs, frame=-1)         # (B, Tp, A)
             features = self.core(feats)[:, 0]                           # (B, F)
             mask = (~batch['action_pad'] if self.cfg.mask_padding
                     else torch.ones(act.shape[:2], dtype=torch.bool, device=dev))  # (B, Tp)

@@ -214,9 +214,16 @@ class RobotSpec:
                              f'positive control rate; got {self}')
 
     def joint_actions(self) -> tuple[list[int], list[int]]:
-        """(action indices, joint_pos indices) of the actions named like an observed joint."""
+        """(action indices, joint_pos indices) of the actions named like an observed joint.
+
+        What ``relative_actions`` predicts as offsets; ValueError when there are none.
+        """
         pairs = [(i, self.joint_names.index(n)) for i, n in enumerate(self.action_names)
                  if n in self.joint_names]
+        if not pairs:
+            raise ValueError(f'relative_actions needs actions named like observed joints; '
+                             f'actions {self.action_names or "unknown"}, joints '
+                             f'{self.joint_names or "unknown"}')
         return [a for a, _ in pairs], [j for _, j in pairs]
 
     def mismatches(self, other: RobotSpec) -> list[str]:

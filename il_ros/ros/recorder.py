@@ -61,7 +61,7 @@ from il_ros.ros._rec_topics import (bag_qos, ensure_type, msg_class, needs_resub
                                     subscription_qos, typestore_for_distro)
 from il_ros.ros.lifecycle import autostart
 from il_ros.ros.node_diagnostics import RecorderDiagnostics
-from il_ros.ros.node_utils import check_value, declare, ParameterError
+from il_ros.ros.node_utils import declare, ParameterError
 
 
 class Recorder(RecorderLifecycle, LifecycleNode):
@@ -151,8 +151,6 @@ class Recorder(RecorderLifecycle, LifecycleNode):
     def _check_params(self, params) -> SetParametersResult:
         for p in params:
             try:
-                if p.name in PARAMS and PARAMS[p.name][2]:
-                    check_value(p.name, p.value, **PARAMS[p.name][2])
                 if p.name == 'expected_rates':
                     parse_rates(p.name, p.value)
                 if p.name == 'output_dir':

@@ -37,9 +37,7 @@ from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 from il_ros.ros.node_diagnostics import TrainerDiagnostics
-from il_ros.ros.node_utils import check_value, declare, ParameterError, run, STATE_QOS
-
-_AT_LEAST_ZERO = ('max_minutes', 'max_steps', 'threads')
+from il_ros.ros.node_utils import declare, run, STATE_QOS
 
 CHECKPOINT_QOS = QoSProfile(depth=1, reliability=QoSReliabilityPolicy.RELIABLE,
                             durability=QoSDurabilityPolicy.TRANSIENT_LOCAL)
@@ -107,11 +105,6 @@ class Trainer(Node):
             why = None
             if param.name == 'out_dir':
                 why = self.outside_root(str(param.value))
-            elif param.name in _AT_LEAST_ZERO:
-                try:
-                    check_value(param.name, param.value, min=0)
-                except ParameterError as e:
-                    why = str(e)
             if why is not None:
                 self.get_logger().warning(f'refused: {why}')
                 return SetParametersResult(successful=False, reason=why)

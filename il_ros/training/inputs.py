@@ -71,11 +71,10 @@ class CheckedDataset:
         ``spec`` is its RobotSpec, ``horizon`` its actions per chunk. TrainInputError when
         no action is named like an observed joint.
         """
-        a_idx, q_idx = spec.joint_actions()
-        if not a_idx:
-            raise TrainInputError(f'{self.ds.path}: relative_actions needs actions named like '
-                                  f'observed joints; actions {spec.action_names or "unknown"},'
-                                  f' joints {spec.joint_names or "unknown"}')
+        try:
+            a_idx, q_idx = spec.joint_actions()
+        except ValueError as e:
+            raise TrainInputError(f'{self.ds.path}: {e}') from None
         acc = None
         for ep in self.good:
             d = self.ds.episode(ep, [keys.ACTION, keys.OBS_JOINT_POS])

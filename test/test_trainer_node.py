@@ -7,7 +7,8 @@ the run with one line naming it in the status (no traceback in the log), and ski
 trains on the rest, listing it in the status warnings. ``out_dir`` cannot leave the output
 root: setting it outside is refused, and a ``~/train`` call whose folder resolves outside
 (through a symbolic link) is refused naming the path and the root, unless the node was
-started with ``allow_any_output_dir``.
+started with ``allow_any_output_dir``. ``~/cancel`` stops a run, which the same ``~/train``
+call resumes.
 """
 from __future__ import annotations
 
@@ -201,3 +202,37 @@ def test_allow_any_output_dir_lets_out_dir_anywhere(procs, node, tmp_path):
                    f'output_root:={tmp_path / "runs"}', 'allow_any_output_dir:=true')
     assert _set(node, 'out_dir', str(tmp_path / 'elsewhere')).successful
     assert not _set(node, 'threads', -1).successful
+
+
+def test_cancel_stops_the_run_resumably_and_the_same_call_resumes_it(procs, node, tmp_path):
+    dataset = make_sim_dataset(tmp_path / 'ds', episodes=3)
+    config = tmp_path / 'tiny.yaml'
+    config.write_text(yaml.safe_dump({
+        'policy': TINY, 'batch_size': 16, 'max_steps': 100000, 'max_minutes': None,
+        'warmup_steps': 1, 'eval_task': None, 'val_fraction': 0.0, 'log_every': 2}))
+    out = tmp_path / 'runs' / 'run'
+    trainer = TrainerProcess(procs, node, f'config:={config}', f'dataset:={dataset}',
+                             f'out_dir:={out}')
+    cancel = node.create_client(Trigger, '/trainer/cancel')
+    wait_for(cancel.service_is_ready, 10, what='the /trainer/cancel service')
+    idle = _call(node, cancel)
+    assert not idle.success and idle.message == 'no training run in progress (state idle)'
+
+    assert _call(node, trainer.client).success
+    trainer.spin_until(lambda: trainer.status[-1]['state'] == 'training'
+                       and trainer.status[-1]['step'] > 0, 60, 'training steps')
+    answer = _call(node, cancel)
+    assert answer.success and answer.message.startswith(f'stopping the run in {out} at step ')
+    trainer.spin_until(lambda: trainer.status[-1]['state'] in ('stopped', 'done', 'failed'), 60,
+                       'the run to stop')
+    stopped = trainer.status[-1]
+    assert stopped['state'] == 'stopped' and 0 < stopped['step'] < 100000, stopped
+    assert (out / 'checkpoints' / 'last').is_dir()
+    assert not _call(node, cancel).success
+
+    # The same call (same out_dir) resumes from the saved step; a budget a few steps on ends it.
+    assert _set(node, 'max_steps', stopped['step'] + 3).successful
+    done = trainer.train_until_end()
+    assert done['state'] == 'done' and done['step'] == stopped['step'] + 3, done
+    summary = json.loads((out / 'summary.json').read_text())
+    assert summary['resumed'] and summary['session_steps'] == 3, summary

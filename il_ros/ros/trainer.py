@@ -5,6 +5,11 @@
   a separate process (multiprocessing spawn context: no forked DDS state, no threads shared
   with the executor), so the executor never blocks. A call while a run is in progress is
   refused, naming the run.
+- ``~/cancel`` (std_srvs/Trigger) stops the run in progress: the worker saves its resumable
+  state at the next step and the status turns ``stopped``; the same ``~/train`` call (same
+  ``out_dir``) resumes it. With no run in progress it answers success false. Together with
+  ``~/status`` (feedback) this is what an action's feedback and cancel would give; why
+  ``~/train`` is not an action is in docs/ros-workspace.md.
 - Output root: ``out_dir`` must lie inside ``output_root`` (read-only; '' = the parent
   folder of the start-up ``out_dir``) unless ``allow_any_output_dir`` (read-only) is true.
   Setting ``out_dir`` outside it is refused, and so is a ``~/train`` call whose ``out_dir``
@@ -77,6 +82,7 @@ class Trainer(Node):
         self.pub_status = self.create_publisher(String, '~/status', STATE_QOS)
         self.pub_ckpt = self.create_publisher(String, '~/checkpoint', CHECKPOINT_QOS)
         self.create_service(Trigger, '~/train', self._on_train)
+        self.create_service(Trigger, '~/cancel', self._on_cancel)
         self._ctx = mp.get_context('spawn')
         self.proc = None
         self.events = None
@@ -155,6 +161,20 @@ class Trainer(Node):
                            warnings=[])
         response.success = True
         response.message = f'training started (pid {self.proc.pid}) in {req["out_dir"]}'
+        self.get_logger().info(response.message)
+        return response
+
+    def _on_cancel(self, request, response):
+        if not self.busy:
+            response.success = False
+            response.message = f'no training run in progress (state {self.status["state"]})'
+            return response
+        self.stop.set()
+        response.success = True
+        response.message = (f'stopping the run in {self.status["run_dir"]} at step '
+                            f'{self.status["step"]}; it saves a resumable state, and the same '
+                            f'~/train call resumes it')
+        self.status['message'] = 'cancel requested'
         self.get_logger().info(response.message)
         return response
 

@@ -33,8 +33,12 @@ $(STAMP): requirements.txt setup.py
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $@
 
+# Test workers (pytest-xdist): one per core, at most 4; TEST_WORKERS=0 runs in this process.
+# --dist loadgroup keeps the real-time graph tests (test/conftest.py REALTIME) on one worker.
+TEST_WORKERS ?= auto
+
 test: $(STAMP)
-	$(PY) -m pytest test
+	$(PY) -m pytest -n $(TEST_WORKERS) --maxprocesses 4 --dist loadgroup test
 
 demo: $(STAMP)
 	$(VENV)/bin/il-ros demo --out runs/demo

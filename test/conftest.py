@@ -1,7 +1,12 @@
 """Test isolation shared by every test.
 
 - A random ROS_DOMAIN_ID (1-100) and localhost-only discovery for the whole run, so tests
-  never talk to other DDS programs on the machine.
+  never talk to other DDS programs on the machine. Under pytest-xdist (``-n N``) each worker
+  takes the next domain after the run's, so workers never share one either.
+- ``make test`` runs on several workers (pytest-xdist, ``--dist loadgroup``). The modules of
+  ``REALTIME`` run a ROS graph in real time and judge its timing (rates, stale streams,
+  deadman lapses); they are marked ``realtime`` and kept on one worker, one at a time, so
+  two of them never compete for the CPU.
 - ROS_HOME, torch and Mesa caches point into a temp dir.
 - ``procs``: start node processes; each is stopped by its pid when the test ends.
 - ``ros_node``: an rclpy node in the test process (a probe: publishes, subscribes, calls).
@@ -22,7 +27,11 @@ import pytest
 from il_ros.render import setup_headless_gl
 
 _RUN_TMP = Path(tempfile.mkdtemp(prefix='il_ros_test_'))
-os.environ['ROS_DOMAIN_ID'] = str(random.SystemRandom().randint(1, 100))
+# The controller picks the run's domain; xdist workers inherit it and add their index.
+os.environ.setdefault('IL_ROS_TEST_DOMAIN', str(random.SystemRandom().randint(1, 100)))
+_WORKER = os.environ.get('PYTEST_XDIST_WORKER', 'gw0')
+os.environ['ROS_DOMAIN_ID'] = str(
+    (int(os.environ['IL_ROS_TEST_DOMAIN']) + int(_WORKER.removeprefix('gw')) - 1) % 100 + 1)
 os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
 os.environ.setdefault('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp')
 os.environ['ROS_HOME'] = str(_RUN_TMP / 'ros_home')
@@ -34,6 +43,25 @@ setup_headless_gl()
 os.environ['PYTHONUNBUFFERED'] = '1'
 
 REPO = Path(__file__).resolve().parent.parent
+
+REALTIME = {
+    'test_record_graph.py',        # scripted episodes at 1x: exact rates, no gaps
+    'test_recorder.py',            # topic rates, auto episodes, SIGKILL mid-episode
+    'test_recorder_faults.py',     # episodes recorded through full disks and restarts
+    'test_dagger_record.py',       # a takeover episode that must convert (stale streams)
+    'test_dagger_graph.py',        # a DAgger round through the whole graph
+    'test_controller_safety.py',   # takeover lapses and watchdogs in wall time
+    'test_convert_roundtrip.py',   # record -> convert, ticks on the exact grid
+    'test_launch_real.py',         # ros2 launch record episodes:=2 and the dagger graph
+    'test_demo.py',                # il-ros demo, made small
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.path.name in REALTIME:
+            item.add_marker(pytest.mark.realtime)
+            item.add_marker(pytest.mark.xdist_group('realtime'))
 
 
 class ProcessGroup:

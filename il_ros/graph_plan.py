@@ -17,7 +17,10 @@ robot description (il_ros/robot.py) and the checkpoint say:
   which :data:`OPTIONAL_TOPICS` may stay silent, and is told :func:`expected_rates`;
 - ``namespace`` (:data:`NAMESPACE_ARG`, ``namespace:=robot1`` / ``--namespace robot1``) puts
   every node in that ROS namespace: the relative topic and service names (the robot's, the
-  package's) resolve under it, the global ones (/clock, /diagnostics) do not.
+  package's) resolve under it, the global ones (/diagnostics, /rosout) do not. The sim's
+  clock is the exception: in a namespace, ``sim_robot`` and the nodes on sim time
+  (``use_sim_time``) remap /clock to ``<namespace>/clock``, so two simulated graphs on one
+  domain each keep their own time. Nodes on the system clock (a real robot) are untouched.
 
 :func:`find_executable` looks a ROS package's executable up in the ament index (the launch
 files start the joystick driver with it when one is installed).
@@ -234,8 +237,11 @@ def plan_graph(graph_name: str, values: dict, graph: GraphConfig | None = None,
         if name == 'recorder' and graph_name in OPTIONAL_TOPICS:
             params.setdefault('optional_topics', [t for t in OPTIONAL_TOPICS[graph_name]
                                                   if t in params.get('topics', ())])
+        remappings = dict(spec.remappings)
+        if namespace and (name == 'sim_robot' or params.get('use_sim_time')):
+            remappings.setdefault(keys.TOPIC_CLOCK, namespace + keys.TOPIC_CLOCK)
         plans[name] = NodePlan(name, spec.executable, g.params_path(name), params,
-                               dict(spec.remappings), namespace)
+                               remappings, namespace)
     return plans
 
 

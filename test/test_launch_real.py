@@ -128,7 +128,7 @@ def test_sim_launch(procs, ament_prefix, ros_node):
 
 @needs_launch
 def test_sim_launch_in_a_namespace(procs, ament_prefix, ros_node):
-    """``namespace:=robot1``: /robot1/sim_robot publishes /robot1/...; /clock stays global."""
+    """``namespace:=robot1``: /robot1/sim_robot publishes /robot1/..., its clock included."""
     from rosgraph_msgs.msg import Clock
     from sensor_msgs.msg import Image, JointState
     T = param_types()
@@ -137,7 +137,7 @@ def test_sim_launch_in_a_namespace(procs, ament_prefix, ros_node):
     probe = GraphProbe(ros_node)
     probe.topic('/robot1/camera/front/image_raw', Image)
     probe.topic('/robot1/joint_states', JointState)
-    probe.topic('/clock', Clock)
+    probe.topic('/robot1/clock', Clock)
     probe.ask('robot1/sim_robot', ['seed'])
     probe.wait(p, lambda: procs.log(p), 120, what='the namespaced sim launch')
     assert probe.params['robot1/sim_robot'] == {'seed': (T.PARAMETER_INTEGER, 3)}

@@ -3,7 +3,8 @@
 - Two sim robots started as ``il-ros`` plans them (graph ``sim``, ``namespace`` robot1 and
   robot2, different seeds) on ONE ROS domain: each publishes its own joint states and
   camera, a command on /robot1/il/command moves robot1 only (and one on /robot2's moves
-  robot2 only), /clock stays global and /diagnostics names each robot's node.
+  robot2 only), each keeps its sim clock on <namespace>/clock (nodes on sim time in a
+  namespaced graph follow their own sim's) and /diagnostics names each robot's node.
 - The recorder resolves its relative topics in its namespace (bags store resolved names);
   conversion matches a namespaced bag's topics to the robot's relative names in the namespace
   of the recorder that wrote it (episode metadata), or in ``ConvertConfig.namespace``.
@@ -50,6 +51,20 @@ def test_the_shipped_names_are_relative_except_the_global_ones():
     topics = plans['recorder'].params['topics']
     assert topics and not any(t.startswith('/') for t in topics), topics
     assert keys.TOPIC_CLOCK == '/clock'
+
+
+def test_a_namespaced_sim_graph_keeps_its_own_clock():
+    clock = {'/clock': '/robot1/clock'}
+    plans = plan_graph('record', {'namespace': 'robot1'})
+    assert {n: p.remappings for n, p in plans.items()} == {
+        'sim_robot': clock, 'teleop': clock, 'recorder': clock}
+    assert all(p.remappings == {} for p in plan_graph('record', {}).values())
+    # deploy: only the sim publishes the clock; the controller runs on the system clock
+    deploy = plan_graph('deploy', {'namespace': 'robot1', 'checkpoint': ''})
+    assert deploy['sim_robot'].remappings == clock and deploy['controller'].remappings == {}
+    dagger = plan_graph('dagger', {'namespace': 'robot1', 'checkpoint': ''},
+                        extra={'recorder': {'use_sim_time': True}})
+    assert dagger['recorder'].remappings == clock and dagger['supervisor'].remappings == {}
 
 
 def _start_sims(procs):
@@ -105,7 +120,9 @@ def test_two_namespaced_sim_robots_run_side_by_side_without_cross_talk(procs, ro
     spin_until(lambda: {'robot1/sim_robot', 'robot2/sim_robot'} <= diag_names, 15,
                'both robots on the global /diagnostics')
     names = dict(ros_node.get_topic_names_and_types())
-    assert '/clock' in names and '/robot1/clock' not in names          # global
+    for ns in NAMESPACES:                  # each sim's own clock, not the global /clock
+        published = dict(ros_node.get_publisher_names_and_types_by_node('sim_robot', ns))
+        assert f'{ns}/clock' in published and '/clock' not in published, sorted(published)
     for ns in NAMESPACES:
         assert f'{ns}/sim/state' in names and f'{ns}/sim/success' in names
     assert not {'/joint_states', '/il/command', '/camera/front/image_raw', '/sim/state'} & set(

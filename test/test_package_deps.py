@@ -45,6 +45,9 @@ IMPORTS: dict[str, tuple[str | None, str | None]] = {
     'matplotlib': ('python3-matplotlib', 'matplotlib'),
     'tqdm': ('python3-tqdm', 'tqdm'),
     'safetensors': (None, 'safetensors'),
+    'pyarrow': (None, 'pyarrow'),
+    'av': (None, 'av'),
+    'rerun': (None, 'rerun-sdk'),
     'rclpy': ('rclpy', 'ros-rclpy'),
     'ament_index_python': ('ament_index_python', None),   # comes with ros-rclpy
     'launch': ('launch', None),             # a ROS install, or ../shared/ros2-tools
@@ -55,6 +58,7 @@ NOT_IMPORTED = {
     'joy': 'the joystick driver node that publishes /joy for teleop mode:=joy',
     'lifecycle_msgs': 'the managed (lifecycle) node interfaces',
     'python3-pytest': 'test_depend', 'python3-pytest-timeout': 'test_depend (pytest.ini)',
+    'python3-pytest-xdist': 'test_depend (make test runs the suite on workers)',
 }
 INTERFACE_PKG = re.compile(r'^\w+_(?:msgs|srvs|interfaces)$')
 MSG_TYPE = re.compile(r'\b([a-z][a-z0-9_]*_(?:msgs|srvs|interfaces))/(?:msg|srv|action)/[A-Z]')

@@ -27,7 +27,8 @@ codebase_version ``v3.0``::
 
 A file rolls over to the next ``file-NNN`` (and ``chunk-NNN`` after ``chunks_size`` files)
 at an episode boundary once it holds ``data_files_size_in_mb`` / ``video_files_size_in_mb``,
-as LeRobot does.
+as LeRobot does. A video's size is counted in the bytes muxed so far; an encoder that holds
+frames back (AV1, h264) is a few frames behind, so a file can end slightly over the limit.
 
 Export (:func:`export_lerobot`) maps il_ros keys to LeRobot's conventions:
 ``joint_pos`` -> ``observation.state``, ``joint_vel`` -> ``observation.velocity``,
@@ -45,8 +46,9 @@ Decisions:
 - **Video.** One MP4 stream per camera, encoded with PyAV: LeRobot's default codec
   ``libsvtav1`` (AV1) when this PyAV has it, else h264, hevc or mpeg4; ``yuv420p``, GOP 2
   and CRF 30, LeRobot's recording defaults (a keyframe every 2 frames keeps random access
-  cheap). Frame k of a file has pts k at time base 1/fps, so frame times are exact.
-  yuv420p needs even image sizes; an odd one is refused.
+  cheap); mpeg4 has no CRF and gets 2 bits per pixel. Frame k of a file has pts k at time
+  base 1/fps, so frame times are exact. yuv420p needs even image sizes; an odd one is
+  refused.
 - **Stats** are computed as LeRobot computes them: per episode over the frames (images per
   channel in [0, 1], from at most 100 evenly spaced frames, downsampled by striding to about
   150 px), quantiles q01/q10/q50/q90/q99; the dataset stats aggregate the episodes the way
@@ -260,6 +262,8 @@ class _VideoSink:
                                                 options=opts)
         self.stream.height, self.stream.width = self.size
         self.stream.pix_fmt = PIX_FMT
+        if 'crf' not in opts:       # mpeg4: no CRF; 2 bits per pixel, far above its default
+            self.stream.bit_rate = max(200_000, 2 * self.size[0] * self.size[1] * self.fps)
         self.stream.time_base = Fraction(1, self.fps)
         self.frames = self.bytes = 0
 
@@ -756,10 +760,13 @@ class _VideoReader:
             raise LeRobotFormatError(f'{path}: missing (video of {self.key})')
         try:
             self.container = av.open(str(path))
-            stream = self.container.streams.video[0]
-        except (av.FFmpegError, IndexError) as e:
+        except av.FFmpegError as e:
             raise LeRobotFormatError(f'{path}: not a readable video ({self.key}): '
                                      f'{e}') from None
+        if not self.container.streams.video:
+            raise LeRobotFormatError(f'{path}: not a readable video ({self.key}): no video '
+                                     'stream (a truncated or damaged file)')
+        stream = self.container.streams.video[0]
         rate = stream.average_rate or stream.base_rate
         if rate and abs(float(rate) - self.fps) > 0.01 * self.fps:
             raise LeRobotFormatError(f'{path}: {self.key}: video runs at {float(rate):g} fps, '

@@ -39,7 +39,7 @@ travels as extra features: ``il_ros.label`` (int64 codes of il_ros.keys.LABEL_NA
 names are in the feature's ``info.label_names``), ``il_ros.success`` (int64, the episode's
 success on every frame: 1, 0, or -1 where it was not recorded) and ``il_ros.time`` (the
 original tick times, float64). Each episode's full il_ros metadata is kept as JSON in the
-episodes table's ``il_ros/meta`` column, so an export imports back to the same episodes.
+episodes table's ``il_ros.meta`` column, so an export imports back to the same episodes.
 
 Decisions:
 
@@ -102,7 +102,7 @@ IMAGES_PREFIX = 'observation.images.'
 LABEL = 'il_ros.label'
 SUCCESS = 'il_ros.success'
 TIME = 'il_ros.time'
-META_COLUMN = 'il_ros/meta'
+META_COLUMN = 'il_ros.meta'
 DEFAULT_FEATURES = ('timestamp', 'frame_index', 'episode_index', 'index', 'task_index')
 
 VCODECS = ('libsvtav1', 'h264', 'hevc', 'mpeg4')
@@ -346,7 +346,7 @@ def _export_fps(ds, eps: list[int], fps) -> int:
             raise LeRobotFormatError(f'{where}: fps {fps} does not match the episodes\' '
                                      f'rate_hz {rate:g}')
         rate = float(fps)
-    if rate is None and keys_time(ds):
+    if rate is None and _has_time(ds):
         t = ds.read('time', eps[0], 0, int(ds.episode_lengths[eps[0]]))
         if len(t) > 1:
             rate = 1.0 / float(np.median(np.diff(t)))
@@ -361,7 +361,7 @@ def _export_fps(ds, eps: list[int], fps) -> int:
     return int(round(rate))
 
 
-def keys_time(ds) -> bool:
+def _has_time(ds) -> bool:
     """Whether the dataset stores per-frame times."""
     return 'time' in ds.shapes
 
@@ -1000,7 +1000,7 @@ def import_lerobot(src_dir, out_dataset, *, mapping=None, progress: bool = True)
 
 def _import_meta(ep: dict, info: dict, hws: dict, fps: float, roles: dict,
                  m: LeRobotMap, src: Path, success) -> dict:
-    """An imported episode's meta: our own (il_ros/meta) when it was exported by il_ros."""
+    """An imported episode's meta: our own (il_ros.meta) when it was exported by il_ros."""
     text = ep.get(META_COLUMN)
     if isinstance(text, str):
         try:

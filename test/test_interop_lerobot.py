@@ -403,3 +403,26 @@ def test_cli_export_import_and_one_line_errors(exported, tmp_path, capsys):
                  '--out', str(tmp_path / 'y')]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith('il-ros export: ') and 'nothing' in err[0]
+
+
+def test_image_features_in_the_parquet_rows_import(exported, tmp_path):
+    """A camera stored as LeRobot ``image`` (PNG bytes per row) imports losslessly."""
+    import cv2
+    ds_path, lr0, _ = exported
+    lr = _broken_copy(lr0, tmp_path)
+    p = lr / 'data/chunk-000/file-000.parquet'
+    t = pq.read_table(p)
+    src = Dataset(ds_path)
+    pngs = [{'bytes': cv2.imencode('.png', cv2.cvtColor(img, cv2.COLOR_RGB2BGR))[1].tobytes(),
+             'path': None}
+            for e in range(3) for img in src.episode(e)['image/front']]
+    pq.write_table(t.append_column('observation.images.front', pa.array(pngs)), p)
+    shutil.rmtree(lr / 'videos/observation.images.front')
+    _edit_info(lr, lambda i: i['features']['observation.images.front'].update(
+        dtype='image', info=None))
+    import_lerobot(lr, tmp_path / 'back', progress=False)
+    back = Dataset(tmp_path / 'back')
+    for e in range(3):
+        assert np.array_equal(back.episode(e)['image/front'], src.episode(e)['image/front'])
+        assert _psnr(src.episode(e)['image/wrist'], back.episode(e)['image/wrist']) \
+            >= PSNR_BOUND_DB

@@ -403,6 +403,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--json', action='store_true', help='machine-readable summary')
     p.set_defaults(func=_cmd_inspect)
 
+    from il_ros.interop.cli import add_interop_parsers    # export, import
+    add_interop_parsers(sub)
+
     p = sub.add_parser('bag-info', help='summarize a bag or a folder of episode bags')
     p.add_argument('path')
     p.add_argument('--json', action='store_true', help='machine-readable output')

@@ -120,3 +120,16 @@ def test_cli_writes_rrd(dataset, tmp_path, capsys):
     assert cli.main(['view', str(dataset), '--episode', '2', '--out', str(out)]) == 0
     assert f'wrote {out}' in capsys.readouterr().out
     assert rrd_rows(out)[0]['/camera/front'] == LENGTHS[2]
+
+
+def test_where_it_goes(dataset, tmp_path, monkeypatch):
+    import il_ros.viewer as viewer
+    monkeypatch.delenv('DISPLAY', raising=False)
+    monkeypatch.delenv('WAYLAND_DISPLAY', raising=False)
+    assert not viewer.viewer_available()          # headless: auto saves beside the input
+    monkeypatch.setattr(viewer, 'viewer_executable', lambda: None)
+    with pytest.raises(ViewError, match='no rerun viewer executable'):
+        view(dataset, mode='spawn', progress=False)
+    r = view(dataset, episode=3, progress=False)
+    assert r['out'] == str(dataset.parent / 'ds_episode_3.rrd') and not r['spawned']
+    assert rrd_rows(r['out'])[0]['/camera/front'] == LENGTHS[3]

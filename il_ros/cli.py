@@ -411,6 +411,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--json', action='store_true', help='machine-readable output')
     p.set_defaults(func=_cmd_bag_info)
 
+    from il_ros.viewer import add_view_parser
+    add_view_parser(sub)
+
     p = sub.add_parser('bag-recover', help='copy the complete chunks of a killed recording '
                        '(an MCAP without summary) into a new, readable bag beside it')
     p.add_argument('bag', help='the bag folder (e.g. an episode_NNNN the recorder left at '

@@ -9,6 +9,9 @@ error to an exit code; nothing else imports it.
     il-ros bag-recover data/bags/lift/episode_0007     # a killed episode's complete chunks
     il-ros convert data/bags/lift --out data/datasets/lift
     il-ros inspect data/datasets/lift
+    il-ros view data/datasets/lift --episode 3          # Rerun; headless: an .rrd file
+    il-ros export data/datasets/lift --format lerobot --out data/lerobot/lift
+    il-ros import data/lerobot/so101 --format lerobot --out data/datasets/so101
     il-ros train --config lstm_gmm --task lift --dataset data/datasets/lift --out runs/x
     il-ros eval --checkpoint runs/x/checkpoints/best --task lift --episodes 50
     il-ros deploy --checkpoint runs/x/checkpoints/best --sim lift --enable
@@ -25,6 +28,9 @@ import os
 import sys
 import time
 from pathlib import Path
+
+from il_ros.interop.cli import add_interop_parsers
+from il_ros.viewer import add_view_parser
 
 
 def _cmd_node(args) -> int:
@@ -403,17 +409,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--json', action='store_true', help='machine-readable summary')
     p.set_defaults(func=_cmd_inspect)
 
-    from il_ros.interop.cli import add_interop_parsers    # export, import
-    add_interop_parsers(sub)
-
+    add_interop_parsers(sub)                 # export, import (il_ros/interop/cli.py)
     p = sub.add_parser('bag-info', help='summarize a bag or a folder of episode bags')
     p.add_argument('path')
     p.add_argument('--json', action='store_true', help='machine-readable output')
     p.set_defaults(func=_cmd_bag_info)
 
-    from il_ros.viewer import add_view_parser
-    add_view_parser(sub)
-
+    add_view_parser(sub)                     # view (il_ros/viewer.py)
     p = sub.add_parser('bag-recover', help='copy the complete chunks of a killed recording '
                        '(an MCAP without summary) into a new, readable bag beside it')
     p.add_argument('bag', help='the bag folder (e.g. an episode_NNNN the recorder left at '

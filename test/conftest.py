@@ -5,8 +5,9 @@
   takes the next domain after the run's, so workers never share one either.
 - ``make test`` runs on several workers (pytest-xdist, ``--dist loadgroup``). The modules of
   ``REALTIME`` run a ROS graph in real time and judge its timing (rates, stale streams,
-  deadman lapses); they are marked ``realtime`` and kept on one worker, one at a time, so
-  two of them never compete for the CPU.
+  deadman lapses), those of ``CPU_BOUND`` keep the cores busy (training, colcon builds).
+  Both are marked ``realtime`` and kept on one worker, one at a time, so a timing test only
+  ever shares the machine with light tests.
 - ROS_HOME, torch and Mesa caches point into a temp dir.
 - ``procs``: start node processes; each is stopped by its pid when the test ends.
 - ``ros_node``: an rclpy node in the test process (a probe: publishes, subscribes, calls).
@@ -55,11 +56,15 @@ REALTIME = {
     'test_launch_real.py',         # ros2 launch record episodes:=2 and the dagger graph
     'test_demo.py',                # il-ros demo, made small
 }
+CPU_BOUND = {
+    'test_trainer_node.py', 'test_training.py', 'test_policy.py', 'test_models.py',
+    'test_dataset_check.py', 'test_colcon.py', 'test_resnet.py',
+}
 
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if item.path.name in REALTIME:
+        if item.path.name in REALTIME | CPU_BOUND:
             item.add_marker(pytest.mark.realtime)
             item.add_marker(pytest.mark.xdist_group('realtime'))
 

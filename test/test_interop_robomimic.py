@@ -136,3 +136,16 @@ def test_bad_input(dataset, tmp_path):
     with pytest.raises(RobomimicExportError, match='is a folder'):
         export_robomimic(dataset, tmp_path, progress=False)
     assert not (tmp_path / 'o.hdf5').exists()
+
+
+def test_the_cli_exports_and_refuses_in_one_line(dataset, tmp_path):
+    from il_ros.cli import main
+    out = tmp_path / 'lift.hdf5'
+    assert main(['export', str(dataset), '--format', 'robomimic', '--out', str(out),
+                 '--episodes', '0', '2', '--valid-fraction', '0.5']) == 0
+    with h5py.File(out) as f:
+        assert sorted(f['data']) == ['demo_0', 'demo_1'] and f['data'].attrs['total'] == 7 + 9
+        assert [bytes(x) for x in f['mask/valid'][()]] == [b'demo_1']
+    assert main(['export', str(tmp_path / 'nope'), '--format', 'robomimic',
+                 '--out', str(tmp_path / 'o.hdf5')]) == 2
+    assert not (tmp_path / 'o.hdf5').exists()

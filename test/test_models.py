@@ -412,3 +412,25 @@ def test_diffusion_prediction_types_convert_back_to_the_noise(kind):
         assert torch.allclose(sched.to_epsilon(kind, pred, step, x_t), noise, atol=1e-4)
     with pytest.raises(ValueError, match='prediction_type'):
         registry.make_config('head', {'name': 'diffusion', 'prediction_type': 'x0'})
+
+
+@pytest.mark.parametrize('native', [True, False])
+def test_bf16_takes_effect_only_where_the_device_has_it(native, monkeypatch):
+    """``bf16`` autocasts the encoders where bfloat16 is native; emulated, it stays fp32."""
+    from il_ros.models import obs_encoder
+    monkeypatch.setattr(obs_encoder, 'bf16_is_native', lambda device_type: native)
+    cam = build_encoder('conv4')
+    enc = ObsEncoder({'front': cam}, None, bf16=True, channels_last=True)
+    dtypes = []
+    first_conv = next(m for m in cam.modules() if isinstance(m, torch.nn.Conv2d))
+    first_conv.register_forward_hook(lambda m, i, o: dtypes.append(o.dtype))
+    out = enc({'front': torch.rand(2, 1, 3, 24, 24)})
+    assert out.dtype == torch.float32
+    assert dtypes == [torch.bfloat16 if native else torch.float32]
+
+
+def test_bf16_is_native_asks_the_hardware():
+    from il_ros.models.obs_encoder import bf16_is_native
+    cpu = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    assert bf16_is_native('cpu') == cpu
+    assert bf16_is_native('meta') is False

@@ -83,7 +83,8 @@ class PolicyConfig:
     """Leave actions padded past an episode's end out of the loss (lerobot's
     ``action_is_pad``); False trains on the repeated last action (diffusion_policy)."""
     bf16: bool = False
-    """Run the image encoders under bfloat16 autocast (training and act)."""
+    """Run the image encoders under bfloat16 autocast (training and act) where the device
+    computes bfloat16 natively; elsewhere float32 (il_ros.models.obs_encoder.bf16_is_native)."""
     channels_last: bool = False
     """Feed the image encoders NHWC (channels_last) tensors."""
 

@@ -17,7 +17,8 @@ from il_ros.models.policy_config import PolicyConfig
 _COMPONENTS = ('encoder', 'proprio_encoder', 'core', 'head')
 
 # Every preset runs its image encoders under bf16 autocast with channels_last tensors:
-# measured faster for training and batch-1 act with both encoders (docs/models.md).
+# measured faster for training and batch-1 act with both encoders (docs/models.md), on a
+# CPU with native bf16; without it the encoders run in fp32 (obs_encoder.bf16_is_native).
 # preset(name, bf16=False, channels_last=False) gives exact fp32.
 _FAST = {'bf16': True, 'channels_last': True}
 

@@ -380,7 +380,15 @@ def test_export_refuses_bad_input_and_leaves_nothing(exported, tmp_path):
     with pytest.raises(LeRobotFormatError, match=r'image/front is 15x16; yuv420p video needs '
                                                  r'an even height and width'):
         export_lerobot(odd, tmp_path / 'b', progress=False)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ['full', 'odd']
+    gap = tmp_path / 'gap'                     # a dropped tick: LeRobot's frames are 1/fps apart
+    with DatasetWriter(gap) as w:
+        w.append_episode({'joint_pos': np.zeros((4, 2), np.float32),
+                          'action': np.zeros((4, 2), np.float32),
+                          'time': np.array([0.0, 0.1, 0.3, 0.4])}, {'rate_hz': 10})
+    with pytest.raises(LeRobotFormatError, match=r'ep_000000\.h5: time steps by 0\.2000 s at '
+                                                 r'frame 2, not 1/fps = 0\.1000 s \(fps 10'):
+        export_lerobot(gap, tmp_path / 'c', progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['full', 'gap', 'odd']
 
 
 # ---- CLI -----------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import numpy as np
 from il_ros import keys
 from il_ros.interop.lerobot_format import (
     ACTION, aggregate_stats, chunk_next, CODEBASE_VERSION, CHUNKS_SIZE, DATA_PATH,
-    DEFAULT_FEATURES, EPISODES_PATH, feature_stats, GOP, IMAGES_PREFIX, INFO_PATH,
+    DEFAULT_FEATURES, EPISODES_PATH, feature_stats, first_off_grid, GOP, IMAGES_PREFIX, INFO_PATH,
     jsonable_stats, LABEL, LeRobotFormatError, META_COLUMN, pick_vcodec, PIX_FMT, STATE,
     STATS_PATH, SUCCESS, TASKS_PATH, TIME, VELOCITY, VIDEO_PATH)
 
@@ -312,14 +312,11 @@ def export(dataset_dir, out_dir, *, fps, episodes, task, vcodec, crf: int, progr
                                              unit='episode', disable=not progress)):
             fr = ds.episode(i)
             n = int(ds.episode_lengths[i])
-            if TIME_KEY in fr and n > 1:
-                step = np.diff(fr[TIME_KEY])
-                off = np.flatnonzero(np.abs(step - 1.0 / fps) > 0.25 / fps)
-                if off.size:
-                    j = int(off[0])
-                    raise LeRobotFormatError(
-                        f'{ds.episode_file(i)}: time steps by {step[j]:.4f} s at frame {j + 1},'
-                        f' not 1/fps = {1.0 / fps:.4f} s (fps {fps})')
+            off = first_off_grid(fr[TIME_KEY], fps) if TIME_KEY in fr and n > 1 else None
+            if off:
+                raise LeRobotFormatError(
+                    f'{ds.episode_file(i)}: time steps by {off[1]:.4f} s at frame {off[0]},'
+                    f' not 1/fps = {1.0 / fps:.4f} s (fps {fps})')
             succ = meta.get('success')
             succ = -1 if succ is None else int(bool(succ))
             label = fr[LABEL_KEY].astype(np.int64) if LABEL_KEY in fr else np.zeros(n, np.int64)

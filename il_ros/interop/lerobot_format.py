@@ -118,6 +118,13 @@ def pick_vcodec(requested: str | None = None) -> str:
                              f'{list(VCODECS)}')
 
 
+def first_off_grid(times: np.ndarray, fps: float) -> tuple[int, float] | None:
+    """(frame, step in s) of the first step more than a quarter period off 1/fps, or None."""
+    step = np.diff(np.asarray(times, np.float64))
+    off = np.flatnonzero(np.abs(step - 1.0 / fps) > 0.25 / fps)
+    return (int(off[0]) + 1, float(step[off[0]])) if off.size else None
+
+
 def feature_stats(x: np.ndarray, image: bool) -> dict[str, np.ndarray]:
     """LeRobot's per-episode stats of one feature: ``x`` is (T, ...) ; images (T, H, W, 3)."""
     if image:

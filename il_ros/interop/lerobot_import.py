@@ -15,8 +15,8 @@ import numpy as np
 
 from il_ros import keys
 from il_ros.interop.lerobot_format import (
-    IMAGES_PREFIX, INFO_PATH, LeRobotFormatError, LeRobotMap, load_lerobot_map, META_COLUMN,
-    read_episodes, read_info, read_parquet, read_tasks, TIME)
+    first_off_grid, IMAGES_PREFIX, INFO_PATH, LeRobotFormatError, LeRobotMap,
+    load_lerobot_map, META_COLUMN, read_episodes, read_info, read_parquet, read_tasks, TIME)
 
 
 def _feature(info: dict, name: str, role: str, src: Path) -> dict:
@@ -270,14 +270,11 @@ def import_dataset(src_dir, out_dataset, *, mapping=None, progress: bool = True)
             if not np.array_equal(fi[order], np.arange(n)):
                 raise LeRobotFormatError(f'{where}: frame_index of episode {e} is not 0..{n - 1}')
             ts = _array(rows, 'timestamp', (), where, e).astype(np.float64)
-            if n > 1:
-                step = np.diff(ts)
-                off = np.flatnonzero(np.abs(step - 1.0 / fps) > 0.25 / fps)
-                if off.size:
-                    j = int(off[0])
-                    raise LeRobotFormatError(
-                        f'{where}: timestamp of episode {e} steps by {step[j]:.4f} s at frame '
-                        f'{j + 1}, not 1/fps = {1.0 / fps:.4f} s (info.json fps {fps:g})')
+            off = first_off_grid(ts, fps) if n > 1 else None
+            if off:
+                raise LeRobotFormatError(
+                    f'{where}: timestamp of episode {e} steps by {off[1]:.4f} s at frame '
+                    f'{off[0]}, not 1/fps = {1.0 / fps:.4f} s (info.json fps {fps:g})')
             frames = {}
             for key, (name, _role) in roles.items():
                 frames[key] = _array(rows, name, shapes[key], where, e)

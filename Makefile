@@ -34,7 +34,8 @@ $(STAMP): requirements.txt setup.py
 	@touch $@
 
 # Test workers (pytest-xdist): one per core, at most 4; TEST_WORKERS=0 runs in this process.
-# --dist loadgroup keeps the real-time graph tests (test/conftest.py REALTIME) on one worker.
+# --dist loadgroup keeps the real-time graph tests and the CPU-bound ones (test/conftest.py
+# REALTIME, CPU_BOUND) on one worker, one at a time.
 TEST_WORKERS ?= auto
 
 test: $(STAMP)

@@ -59,6 +59,7 @@ REALTIME = {
 CPU_BOUND = {
     'test_trainer_node.py', 'test_training.py', 'test_policy.py', 'test_models.py',
     'test_dataset_check.py', 'test_colcon.py', 'test_resnet.py',
+    'test_interop_lerobot.py',     # AV1 encoding on every core
 }
 
 

@@ -137,7 +137,17 @@ def test_two_namespaced_sim_robots_run_side_by_side_without_cross_talk(procs, ro
         m = joints[ns][-1]
         return m.position[list(m.name).index(joint)]
 
+    def settled():
+        """Both arms still: no joint moved 1 mrad over the last 0.3 s of joint states."""
+        before = {ns: np.array([position(ns, j) for j in arm]) for ns in NAMESPACES}
+        end = time.monotonic() + 0.3
+        while time.monotonic() < end:
+            rclpy.spin_once(ros_node, timeout_sec=0.05)
+        return all(np.abs(np.array([position(ns, j) for j in arm]) - before[ns]).max() < 1e-3
+                   for ns in NAMESPACES)
+
     for mover, still in (NAMESPACES, NAMESPACES[::-1]):
+        spin_until(settled, 30, 'both arms to settle')     # the last mover may still converge
         start = {ns: np.array([position(ns, j) for j in arm]) for ns in NAMESPACES}
         target = start[mover].copy()
         target[0] += 0.4 if target[0] < 1.0 else -0.4

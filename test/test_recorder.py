@@ -34,6 +34,15 @@ def call(node, name, data=None, timeout=20.0, recorder='recorder'):
 
 
 def start_recorder(procs, out, *params, name='recorder'):
+    """A recorder process writing into ``out``.
+
+    Loss from stamp gaps is judged in test_episode_loss.py, with known holes. Here helper
+    publishers that a loaded machine delays leave gaps they never filled, so unless a test
+    sets it, the judgement is off (``max_loss_fraction`` 1); the sequence numbers the tests
+    check still prove that nothing was dropped.
+    """
+    if not any(p.startswith('max_loss_fraction:=') for p in params):
+        params += ('max_loss_fraction:=1.0',)
     args = ['--ros-args', '-r', f'__node:={name}', '-p', f'output_dir:={out}']
     for p in params:
         args += ['-p', p]
@@ -75,11 +84,7 @@ def test_manual_episodes_record_all_discovered_topics(procs, client_node, tmp_pa
     out = tmp_path / 'eps'
     procs.start([sys.executable, PUB, '--joint-states', '/js@50', '--image', '/img@20',
                  '--floats', '/cmd@10', '--latched', '/desc', '--image-size', '32'], 'pub')
-    # Loss from stamp gaps is judged in test_episode_loss.py with known holes. Here a helper
-    # publisher that a loaded machine delays leaves gaps it never filled, so the judgement is
-    # off (max_loss_fraction 1) and the sequence numbers below prove nothing was dropped.
-    rec = start_recorder(procs, out, 'task:=stack', 'operator:=tester',
-                         'max_loss_fraction:=1.0')
+    rec = start_recorder(procs, out, 'task:=stack', 'operator:=tester')
     wait_subscribed(procs, rec, '/js', '/img', '/cmd', '/desc')
 
     assert not call(client_node, 'stop_episode', True).success  # nothing recording
@@ -229,7 +234,7 @@ def test_sigkill_mid_episode(procs, client_node, tmp_path):
     out = tmp_path / 'eps'
     procs.start([sys.executable, PUB, '--joint-states', '/js@50', '--image', '/img@20',
                  '--image-size', '64'], 'pub')
-    rec = start_recorder(procs, out, 'topics:=[/js, /img]', 'max_loss_fraction:=1.0')
+    rec = start_recorder(procs, out, 'topics:=[/js, /img]')
     wait_subscribed(procs, rec, '/js', '/img')
     assert call(client_node, 'start_episode').success
     wait_count(out, 0, '/img', 5)
@@ -246,8 +251,7 @@ def test_sigkill_mid_episode(procs, client_node, tmp_path):
     before = (out / 'episode_0001.json').read_bytes()
 
     # A new name: the killed node's services linger in the graph until its lease expires.
-    rec2 = start_recorder(procs, out, 'topics:=[/js, /img]', 'max_loss_fraction:=1.0',
-                          name='recorder2')
+    rec2 = start_recorder(procs, out, 'topics:=[/js, /img]', name='recorder2')
     wait_subscribed(procs, rec2, '/js', '/img')
     res = call(client_node, 'start_episode', recorder='recorder2')
     assert res.success and 'episode_0002' in res.message
@@ -262,7 +266,6 @@ def test_auto_episodes_under_sim_time(procs, tmp_path):
     out = tmp_path / 'eps'
     sim = procs.start([sys.executable, SIM, '--succeed-after', '0.4,never,0.2'], 'sim')
     rec = start_recorder(procs, out, 'use_sim_time:=true', 'auto_episodes:=3',
-                         'max_loss_fraction:=1.0',      # as above: not about loss
                          'topics:=[/joint_states, /sim/success]', 'success_hold_s:=0.5',
                          'episode_timeout_s:=1.5')
     wait_for(lambda: rec.poll() is not None, 60, what='the recorder to finish 3 episodes')

@@ -112,9 +112,12 @@ def test_takeover_is_recorded_and_labelled(tmp_path):
 
     # -- conversion labels the frames
     ds_path = tmp_path / 'dataset'
+    # The labels are the point here; a stall of the loaded machine at the handover can leave a
+    # 4-period gap in /il/command (staleness is tested in test_convert.py), so allow 8.
     res = subprocess.run([sys.executable, '-m', 'il_ros.cli', 'convert', str(bags), '--out',
                           str(ds_path), '--image-size', '48', '48', '--pre-intervention',
-                          str(PRE)], capture_output=True, text=True, timeout=300)
+                          str(PRE), '--stale-reject', '8'],
+                         capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout + res.stderr
     ds = Dataset(ds_path)
     assert ds.num_episodes == 1

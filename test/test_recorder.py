@@ -109,8 +109,12 @@ def test_manual_episodes_record_all_discovered_topics(procs, client_node, tmp_pa
     assert_contiguous([x.header.frame_id for x in bag['/img']], '/img')
     assert_contiguous([x.data[0] for x in bag['/cmd']], '/cmd')
     assert m['topics']['/js']['time_source'] == 'header'
-    assert m['topics']['/js']['rate_hz'] == pytest.approx(50, rel=0.15)
-    assert m['topics']['/img']['rate_hz'] == pytest.approx(20, rel=0.15)
+    # The rate the recorder reports is the rate in the bag (a loaded machine slows the helper
+    # publisher itself: 35 Hz instead of 50 was seen in CI).
+    for topic in ('/js', '/img'):
+        t = [x.header.stamp.sec + 1e-9 * x.header.stamp.nanosec for x in bag[topic]]
+        assert m['topics'][topic]['rate_hz'] == pytest.approx((len(t) - 1) / (t[-1] - t[0]),
+                                                              rel=0.15), topic
     assert m['topics']['/cmd']['time_source'] == 'receive'
     img = bag['/img'][0]
     assert (img.height, img.width, img.encoding, len(img.data)) == (32, 32, 'rgb8', 3072)

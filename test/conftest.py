@@ -60,6 +60,7 @@ CPU_BOUND = {
     'test_trainer_node.py', 'test_training.py', 'test_policy.py', 'test_models.py',
     'test_dataset_check.py', 'test_colcon.py', 'test_resnet.py',
     'test_interop_lerobot.py',     # AV1 encoding on every core
+    'test_harness.py',             # a pytest run on two workers
 }
 
 
@@ -67,7 +68,30 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.path.name in REALTIME | CPU_BOUND:
             item.add_marker(pytest.mark.realtime)
-            item.add_marker(pytest.mark.xdist_group('realtime'))
+
+
+def _realtime_scope(nodeid: str) -> str | None:
+    """'realtime' for a test of a REALTIME or CPU_BOUND module, else None."""
+    return 'realtime' if nodeid.split('::')[0].rsplit('/', 1)[-1] in REALTIME | CPU_BOUND \
+        else None
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadgroup`` with the realtime modules as one group, run on one worker.
+
+    xdist's own loadgroup reads ``xdist_group`` marks from node ids it rewrites, which
+    pytest 9.2 no longer lets it do: the group silently fell apart. This groups by module name.
+    """
+    if config.getvalue('dist') != 'loadgroup':
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class RealtimeGroup(LoadGroupScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _realtime_scope(nodeid) or super()._split_scope(nodeid)
+
+    return RealtimeGroup(config, log)
 
 
 class ProcessGroup:

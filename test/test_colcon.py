@@ -62,7 +62,9 @@ def workspace(tmp_path_factory):
     ws = tmp_path_factory.mktemp('ws')
     (ws / 'src').mkdir()
     (ws / 'src' / 'il_ros').symlink_to(REPO, target_is_directory=True)
-    env = {**os.environ, INNER: '1', 'COLCON_HOME': str(ws / '.colcon_home'),
+    # PYTEST_ADDOPTS of the outer run (say -v) would change what the inner runs print.
+    env = {**{k: v for k, v in os.environ.items() if k != 'PYTEST_ADDOPTS'}, INNER: '1',
+           'COLCON_HOME': str(ws / '.colcon_home'),
            'PATH': os.pathsep.join([str(Path(sys.executable).parent), os.environ['PATH']])}
     _run([COLCON, 'build', '--event-handlers', 'console_direct-'], ws, env)
     return ws, env

@@ -45,7 +45,7 @@ def test_joy_deadman_drives_commands(procs, node, tmp_path):
     p = procs.python('il_ros.ros.teleop', '--ros-args', '-p', 'mode:=joy',
                      '-p', f'robot:={robot}', '-p', 'joy_axis_map:=[0,1]',
                      '-p', 'joy_scale:=1.0', '-p', 'rate_hz:=20.0',
-                     '-p', 'deadman_timeout_s:=0.3', name='teleop')
+                     '-p', 'deadman_timeout_s:=1.0', name='teleop')   # the button ends it
     cmds, beats = [], []
     node.create_subscription(Float64MultiArray, '/il/command',
                              lambda m: cmds.append((time.monotonic(), list(m.data))), 10)

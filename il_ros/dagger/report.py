@@ -116,7 +116,7 @@ def plot_report(path: Path, cfg: DaggerConfig, rows: list[dict]) -> Path:
                 for xi, yi, ki in zip(x, y, k):
                     ax.annotate(f'r{ki}', (xi, 100 * yi), textcoords='offset points',
                                 xytext=(4, 5), fontsize=8, color=color)
-        ax.set_ylim(-5, 105)
+        ax.set_ylim(-5, 110)
         ax.set_xlabel('expert-labelled steps (total)')
         ax.set_ylabel('success (%)')
         ax.set_title('success against labels')
@@ -130,6 +130,7 @@ def plot_report(path: Path, cfg: DaggerConfig, rows: list[dict]) -> Path:
         ax2.set_ylim(bottom=0)
         ax2.set_xlabel('round')
         ax2.set_xticks([r['round'] for r in rows])
+        ax2.set_xlim(-0.5, len(rows) - 0.5)
         ax2.set_title('interventions per round')
         ax2.grid(alpha=0.3)
         ax3 = ax2.twinx()
@@ -139,7 +140,7 @@ def plot_report(path: Path, cfg: DaggerConfig, rows: list[dict]) -> Path:
         ax3.set_ylabel('takeovers per episode', color='tab:purple')
         ax3.set_ylim(bottom=0)
         if not s['intervention_rate']:
-            ax2.text(0.5, 0.5, 'no supervised collection yet', transform=ax2.transAxes,
+            ax2.text(0.5, 0.5, 'no supervised collection', transform=ax2.transAxes,
                      ha='center', va='center', color='gray')
         fig.suptitle(f'il-ros dagger: {cfg.task}, {cfg.method}, weighting {cfg.weighting}')
         fig.tight_layout()

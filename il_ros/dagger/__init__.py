@@ -40,7 +40,7 @@ Layout of OUT::
     round_KK/train/            the training run (checkpoints/best is the round's policy)
     round_KK/train_recipe.yaml the recipe with the task overlay the trainer node starts from
     round_KK/eval.json         the in-process evaluation
-    report.json, report.md, logs/
+    report.json, report.md, report.png, logs/
 
 Resume: run the same command again. Finished phases are skipped; a round's collection goes
 on from its last complete episode (an episode cut off mid-way is moved to

@@ -179,7 +179,7 @@ class DaggerRun:
         return self.write_report()
 
     def write_report(self) -> dict:
-        """Write OUT/report.json and OUT/report.md from the state; return the report."""
+        """Write OUT/report.json, report.md and report.png from the state; return the report."""
         return write_report(self.out, self.cfg, self.state)
 
     # ------------------------------------------------------------------ phases

@@ -31,7 +31,8 @@ pose lags that target, so starting from it would jump back. With no such command
 controller disabled or silent, or the parameter 0) it starts from the measured joint state.
 Every takeover starts afresh from that command or state, not from the jogger's target when
 the previous takeover ended. The gripper takes the command's gripper value; from the measured
-state (which may not include the gripper) it keeps its last value.
+state (which may not include the gripper) it keeps its last value. Each takeover logs which
+of the two it started from.
 
 Human modes publish ``std_msgs/Bool(True)`` heartbeats on ``/il/intervention`` while the deadman
 is held, and commands only then. Releasing the deadman (the joy button let go, or no key for
@@ -337,12 +338,17 @@ class Teleop(Node):
             command = last[1]
             grip = None if self.gripper_index is None else command[self.gripper_index]
             self.jogger.sync(command[self.arm_index], grip)
+            self.get_logger().info(f'takeover from the robot\'s command '
+                                   f'({now - last[0]:.2f} s old)')
             return True
         if self.latest_arm is None:
             self.get_logger().warning('no joint state yet; input ignored',
                                       throttle_duration_sec=2.0)
             return False
         self.jogger.sync(self.latest_arm)
+        self.get_logger().info('takeover from the measured joint state (' + (
+            'no command on the robot\'s command topic' if last is None else
+            f'the robot\'s last command is {now - last[0]:.2f} s old') + ')')
         return True
 
     def _human_tick(self) -> None:

@@ -1,7 +1,8 @@
 """The teleop node in joy mode, as a real process over DDS.
 
 While the deadman button is held it publishes commands and intervention heartbeats; the
-command starts from the measured joint state and moves with the stick; when the button is
+command starts from the robot's current command (the last one on its command topic, when
+fresh), else from the measured joint state, and moves with the stick; when the button is
 released both stop, after one ``Bool(False)`` on the intervention topic: the explicit
 hand-back the controller needs to give control back to its policy (heartbeats that merely
 stop latch a HOLD there). Keyboard mode hands back when the deadman lapses.
@@ -88,6 +89,71 @@ def test_joy_deadman_drives_commands(procs, node, tmp_path):
     # One hand-back, after the last command, and nothing else False.
     assert [b for _, b in beats].count(False) == 1 and beats[-1][1] is False, beats[-3:]
     assert beats[-1][0] >= cmds[-1][0]
+
+
+def test_a_takeover_starts_from_the_robots_current_command(procs, node, tmp_path):
+    """Each takeover starts from the fresh executed command, else from the measured pose.
+
+    The teleop feeds the controller's human channel; the test plays the controller, whose
+    executed command on the robot's command topic (here ``/il/command``) differs from the
+    measured pose (a position-controlled arm lags its target). Takeover 1 starts exactly at
+    executed command 1 (the gripper too) and the stick moves it; takeover 2 starts at
+    executed command 2, not where takeover 1 ended; takeover 3, with no command for longer
+    than ``start_from_command_timeout_s``, starts from the measured pose (the gripper as
+    takeover 2 left it: the sim gripper is not a joint).
+    """
+    robot = robot_yaml(tmp_path)                              # actions a, b, gripper
+    p = procs.python('il_ros.ros.teleop', '--ros-args', '-p', 'mode:=joy',
+                     '-p', f'robot:={robot}', '-p', 'joy_axis_map:=[0,1]',
+                     '-p', 'joy_scale:=1.0', '-p', 'rate_hz:=20.0',
+                     '-p', 'deadman_timeout_s:=0.3', '-p', 'start_from_command_timeout_s:=1.0',
+                     '-p', 'command_topic:=/il/teleop/command', name='teleop')
+    cmds = []
+    node.create_subscription(Float64MultiArray, '/il/teleop/command',
+                             lambda m: cmds.append(np.array(m.data)), 10)
+    pub_js = node.create_publisher(JointState, '/joint_states', qos_profile_sensor_data)
+    pub_joy = node.create_publisher(Joy, '/joy', qos_profile_sensor_data)
+    pub_exec = node.create_publisher(Float64MultiArray, '/il/command', 10)
+    measured = [-0.1, 0.2]
+
+    def spin_for(seconds, joy=None, executed=None):
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            pub_js.publish(JointState(name=['b', 'a'], position=measured[::-1]))
+            if executed is not None:
+                pub_exec.publish(Float64MultiArray(data=list(executed)))
+            if joy is not None:
+                pub_joy.publish(joy)
+            rclpy.spin_once(node, timeout_sec=0.02)
+            assert p.poll() is None, procs.log(p)
+
+    def takeover(executed, axes=(0.0, 0.0), seconds=0.5):
+        """Hold the deadman (still stick, then ``axes``); release; the takeover's commands."""
+        n = len(cmds)
+        spin_for(0.3, Joy(axes=[0.0, 0.0], buttons=[0, 0, 0, 0, 1]), executed)
+        spin_for(seconds, Joy(axes=list(axes), buttons=[0, 0, 0, 0, 1]), executed)
+        end = time.monotonic() + 4.0               # a loaded machine may stall the node
+        while len(cmds) < n + 5 and time.monotonic() < end:
+            spin_for(0.1, Joy(axes=list(axes), buttons=[0, 0, 0, 0, 1]), executed)
+        got = cmds[n:]
+        spin_for(0.6, Joy(axes=[0.0, 0.0], buttons=[0, 0, 0, 0, 0]), executed)  # released
+        assert len(got) >= 5, procs.log(p)
+        return got
+
+    wait_for(lambda: node.count_subscribers('/joy') > 0, 20, what='teleop to subscribe /joy')
+    first = [0.3, -0.4, 1.0]
+    spin_for(1.0, executed=first)
+    got = takeover(first, axes=(0.5, 0.0))
+    np.testing.assert_allclose(got[0], first, rtol=0, atol=1e-9)
+    assert got[-1][0] > first[0] + 0.1 and abs(got[-1][1] - first[1]) < 1e-9, got[-1]
+
+    second = [-0.5, 0.6, 0.0]
+    got = takeover(second)
+    np.testing.assert_allclose(got[0], second, rtol=0, atol=1e-9)
+
+    spin_for(2.0)                           # no executed command for 2 s: stale
+    got = takeover(None)
+    np.testing.assert_allclose(got[0], measured + [0.0], rtol=0, atol=1e-9)
 
 
 @pytest.mark.parametrize('gripper', [True, False], ids=['gripper', 'no_gripper'])

@@ -78,6 +78,11 @@ class _GripperToggle:
             self.gripper = 0.0 if self.gripper > 0.5 else 1.0
         self._last_toggle = pressed
 
+    def _sync_gripper(self, gripper: float | None) -> None:
+        """Take the gripper command of the robot's current command (None: keep ours)."""
+        if gripper is not None:
+            self.gripper = float(gripper)
+
 
 @dataclass
 class JointJogger(_GripperToggle):
@@ -88,7 +93,7 @@ class JointJogger(_GripperToggle):
     high: np.ndarray
     """(A-1,) upper limits of the arm joints."""
     target: np.ndarray | None = None
-    """(A-1,) current arm target; None until synced from the measured joint state."""
+    """(A-1,) current arm target; None until synced (the robot's command or joint state)."""
     gripper: float = 0.0
     """Gripper command in [0, 1]."""
     gripper_index: int | None = -1
@@ -107,12 +112,18 @@ class JointJogger(_GripperToggle):
         """Tell whether a target exists (synced to the arm at least once)."""
         return self.target is not None
 
-    def sync(self, arm_pos: np.ndarray) -> None:
-        """Start jogging from the measured arm position (on handover to the human)."""
+    def sync(self, arm_pos: np.ndarray, gripper: float | None = None) -> None:
+        """Start jogging from ``arm_pos`` (on handover to the human).
+
+        ``arm_pos``: the robot's current command's arm targets, or the measured arm
+        position; ``gripper``: the current command's gripper value (None: keep the
+        gripper command as it is).
+        """
         arm_pos = np.asarray(arm_pos, np.float64)
         if arm_pos.shape != self.low.shape:
             raise ValueError(f'expected {self.low.size} arm joint positions, got {arm_pos.size}')
         self.target = np.clip(arm_pos, self.low, self.high)
+        self._sync_gripper(gripper)
 
     def jog(self, delta: np.ndarray) -> None:
         """Move the arm target by ``delta`` (A-1,), clamped to the limits."""
@@ -191,13 +202,17 @@ class CartesianJogger(_GripperToggle):
         q[self.ik.qpos_idx] = self.target if arm_pos is None else arm_pos
         return self.ik.site_pose(q)[0]
 
-    def sync(self, arm_pos: np.ndarray) -> None:
-        """Start from the measured arm position, keeping the hand's current orientation."""
+    def sync(self, arm_pos: np.ndarray, gripper: float | None = None) -> None:
+        """Start from ``arm_pos``, keeping the hand's orientation there.
+
+        ``gripper``: as in :meth:`JointJogger.sync`.
+        """
         arm_pos = np.asarray(arm_pos, np.float64)
         if arm_pos.shape != self.ik.low.shape:
             raise ValueError(f'expected {self.ik.low.size} arm joint positions, got '
                              f'{arm_pos.size}')
         self.target = np.clip(arm_pos, self.ik.low, self.ik.high)
+        self._sync_gripper(gripper)
         self.q[self.ik.qpos_idx] = self.target
         pos, rot = self.ik.site_pose(self.q)
         self.hand = pos

@@ -23,6 +23,17 @@ that topic as ``Float64MultiArray`` in action order (the controller's human chan
 deploy and dagger graphs, which forwards it through its safety filter). The label topic is
 ``Float64MultiArray`` in action order too.
 
+A takeover (the deadman pressed after a lapse) starts from the robot's current command: the
+last command received on the robot's ``command.topic`` (what the controller executed, after
+its safety filter, or this node's own last command when it drives the robot), when one
+arrived within ``start_from_command_timeout_s``. On a position-controlled arm the measured
+pose lags that target, so starting from it would jump back. With no such command (the
+controller disabled or silent, or the parameter 0) it starts from the measured joint state.
+Every takeover starts afresh from that command or state, not from the jogger's target when
+the previous takeover ended. The gripper takes the command's gripper value; from the measured
+state (which may not include the gripper) it keeps its last value. Each takeover logs which
+of the two it started from.
+
 Human modes publish ``std_msgs/Bool(True)`` heartbeats on ``/il/intervention`` while the deadman
 is held, and commands only then. Releasing the deadman (the joy button let go, or no key for
 ``deadman_timeout_s``) publishes one ``Bool(False)``: the explicit hand-back, after which the
@@ -44,7 +55,8 @@ from il_ros import keys
 from il_ros.control.teleop_input import (CARTESIAN_HELP, CartesianJogger, cartesian_key_delta,
                                          Deadman, GRIPPER_KEY, JointJogger, joy_delta,
                                          joy_twist, KEYBOARD_HELP, key_delta)
-from il_ros.ros.command_adapters import Float64MultiArrayAdapter, make_adapter
+from il_ros.ros.command_adapters import (command_msg_type, CommandError,
+                                         Float64MultiArrayAdapter, make_adapter, make_parser)
 from il_ros.ros.conversions import array_msg
 from il_ros.ros.node_diagnostics import TeleopDiagnostics
 from il_ros.ros.node_utils import (COMMAND_QOS, declare, ParameterError, run, SENSOR_QOS,
@@ -98,6 +110,11 @@ class Teleop(Node):
         self.deadman = Deadman(p('deadman_timeout_s', 0.5,
                                  'Human control lapses this long after the last input (then '
                                  'the hand-back, Bool false, is published).', **pos))
+        self.start_from_command_s = p(
+            'start_from_command_timeout_s', 0.5, "Human modes: a takeover starts from the "
+            "robot's last command (its command topic) when one arrived within this many "
+            'seconds, else from the measured joint state; 0: always the measured state.',
+            min=0.0)
         self.key_step = p('key_step', 0.05, 'Keyboard, joint space: jog per key press (rad).',
                           **pos)
         self.key_step_m = p('key_step_m', 0.01, 'Keyboard, cartesian: hand move per key '
@@ -187,6 +204,12 @@ class Teleop(Node):
         self.create_subscription(JointState, robot.joint_states.topic, self._on_joints,
                                  SENSOR_QOS)
         self.latest_arm = None
+        self.latest_command = None      # (receipt time, (A,) the robot's last command)
+        if self.start_from_command_s > 0:
+            self.parse_command = make_parser(robot.command.type, robot.action_names)
+            self.arm_index = [robot.action_names.index(n) for n in self.arm_joints]
+            self.create_subscription(command_msg_type(robot.command.type), robot.command.topic,
+                                     self._on_command, COMMAND_QOS)
         self.joy_axes = None       # the latest stick deflection while the deadman is held
         self.was_active = False
         if self.mode == 'joy':
@@ -226,6 +249,17 @@ class Teleop(Node):
                                     throttle_duration_sec=5.0)
             return
         self.latest_arm = np.array([msg.position[index[j]] for j in self.arm_joints])
+
+    def _on_command(self, msg) -> None:
+        """Keep the robot's latest command, the start of the next takeover."""
+        try:
+            command = self.parse_command(msg)
+        except CommandError as e:
+            self.get_logger().warning(f'{self.resolve_topic_name(self.robot.command.topic)}: '
+                                      f'{e}; not used as a takeover start',
+                                      throttle_duration_sec=5.0)
+            return
+        self.latest_command = (self._now(), command)
 
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
@@ -290,13 +324,31 @@ class Teleop(Node):
                 self.jogger.jog(d)
 
     def _take_control(self) -> bool:
-        """On a new press after a lapse, restart jogging from the measured pose."""
+        """On a new press after a lapse, restart jogging from the robot's current command.
+
+        That is the latest command on the robot's command topic when it is fresh (a clock
+        that went back, as at a sim reset, makes it stale), else the measured pose. False
+        (input ignored) when there is neither.
+        """
+        now = self._now()
+        if self.deadman.active(now):
+            return True
+        last = self.latest_command
+        if last is not None and 0.0 <= now - last[0] <= self.start_from_command_s:
+            command = last[1]
+            grip = None if self.gripper_index is None else command[self.gripper_index]
+            self.jogger.sync(command[self.arm_index], grip)
+            self.get_logger().info(f'takeover from the robot\'s command '
+                                   f'({now - last[0]:.2f} s old)')
+            return True
         if self.latest_arm is None:
             self.get_logger().warning('no joint state yet; input ignored',
                                       throttle_duration_sec=2.0)
             return False
-        if not self.deadman.active(self._now()):
-            self.jogger.sync(self.latest_arm)
+        self.jogger.sync(self.latest_arm)
+        self.get_logger().info('takeover from the measured joint state (' + (
+            'no command on the robot\'s command topic' if last is None else
+            f'the robot\'s last command is {now - last[0]:.2f} s old') + ')')
         return True
 
     def _human_tick(self) -> None:

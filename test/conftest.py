@@ -56,6 +56,7 @@ REALTIME = {
     'test_launch_real.py',         # ros2 launch record episodes:=2 and the dagger graph
     'test_demo.py',                # il-ros demo, made small
     'test_teleop_node.py',         # deadman heartbeats at 20 Hz, a 0.3-1 s deadman
+    'test_handover.py',            # a 1 s joystick takeover through the graph; the ramp back
 }
 CPU_BOUND = {
     'test_trainer_node.py', 'test_training.py', 'test_policy.py', 'test_models.py',

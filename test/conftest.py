@@ -66,16 +66,18 @@ CPU_BOUND = {
 }
 
 
+GROUPED = REALTIME | CPU_BOUND
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if item.path.name in REALTIME | CPU_BOUND:
+        if item.path.name in GROUPED:
             item.add_marker(pytest.mark.realtime)
 
 
 def _realtime_scope(nodeid: str) -> str | None:
     """'realtime' for a test of a REALTIME or CPU_BOUND module, else None."""
-    return 'realtime' if nodeid.split('::')[0].rsplit('/', 1)[-1] in REALTIME | CPU_BOUND \
-        else None
+    return 'realtime' if nodeid.split('::')[0].rsplit('/', 1)[-1] in GROUPED else None
 
 
 @pytest.hookimpl(optionalhook=True)

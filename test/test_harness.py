@@ -12,11 +12,11 @@ import re
 import subprocess
 import sys
 
-from conftest import CPU_BOUND, REALTIME, REPO, _realtime_scope
+from conftest import _realtime_scope, GROUPED, REPO
 
 
 def test_every_grouped_module_exists():
-    missing = sorted(n for n in REALTIME | CPU_BOUND if not (REPO / 'test' / n).is_file())
+    missing = sorted(n for n in GROUPED if not (REPO / 'test' / n).is_file())
     assert not missing, f'conftest groups modules that are not in test/: {missing}'
 
 

@@ -164,6 +164,7 @@ def train_round(args, ds: Path, out: Path, init: str | None, method: str, seed: 
             f'warmup_steps={min(50, args.train_steps // 4)}']
     if init:
         over.append(f'init_checkpoint={init}')
+        over += args.round_set
     steps = args.train_steps if init is None else (args.round_steps or args.train_steps)
     cfg = load_cfg(args, over, dataset=str(ds), max_steps=steps)
     return train(cfg, out)['last']
@@ -338,6 +339,9 @@ def main(argv=None) -> int:
     p.add_argument('--noise', type=float, default=0.02, help='DART noise (rad); path fails '
                    'often above 0.03 (README)')
     p.add_argument('--config', help='training recipe (default mse_chunk, with the task overlay)')
+    p.add_argument('--round-set', nargs='+', default=[], metavar='KEY=VALUE',
+                   help='training overrides for rounds 1.. only (e.g. '
+                   'max_intervention_share=0.5); round 0, BC on the demos, stays shared')
     p.add_argument('--threads', type=int, default=1)
     p.add_argument('--out', default='runs/dagger_exp')
     p.add_argument('--merge', nargs='+', metavar='DIR', help='run nothing: plot and tabulate '

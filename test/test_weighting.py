@@ -1,8 +1,9 @@
 """Intervention weighting (uniform / IWR / Sirius) and warm starts (init_checkpoint).
 
-- scheme_weights: IWR gives the intervention frames and the rest equal total weight,
-  Sirius also downweights pre_intervention frames, label_weights multiply in, the total
-  weight is preserved, nothing to balance means uniform;
+- scheme_weights: IWR gives the intervention frames and the rest equal total weight
+  (max_share 0.5, the paper's rule), or the bounded share max_share of it, never less than
+  uniform; Sirius also downweights pre_intervention frames, label_weights multiply in, the
+  total weight is preserved, nothing to balance means uniform;
 - the trainer hands those weights to every training sample (batch['weight']);
 - init_checkpoint starts a run from another run's EMA weights and normalizers, and refuses
   a checkpoint with another policy config.
@@ -18,7 +19,8 @@ from il_ros.keys import LABEL_NAMES
 from il_ros.models import load_checkpoint
 from il_ros.training.config import TrainConfig
 from il_ros.training.trainer import train, Trainer, TrainError
-from il_ros.training.weighting import group_shares, label_counts, scheme_weights
+from il_ros.training.weighting import DEFAULT_MAX_SHARE, group_shares, label_counts, \
+    scheme_weights
 
 torch.set_num_threads(2)
 
@@ -37,7 +39,7 @@ def test_uniform_is_the_label_weights():
 
 
 def test_iwr_balances_interventions_against_the_rest():
-    w = scheme_weights('iwr', COUNTS, NO_HOLD)
+    w = scheme_weights('iwr', COUNTS, NO_HOLD, max_share=0.5)
     share = group_shares(w, COUNTS)
     assert share['intervention'] == pytest.approx(0.5)
     assert share['demo'] + share['policy'] + share['pre_intervention'] == pytest.approx(0.5)
@@ -48,7 +50,7 @@ def test_iwr_balances_interventions_against_the_rest():
 
 
 def test_sirius_also_downweights_pre_intervention():
-    w = scheme_weights('sirius', COUNTS, NO_HOLD, pre_intervention_weight=0.1)
+    w = scheme_weights('sirius', COUNTS, NO_HOLD, pre_intervention_weight=0.1, max_share=0.5)
     share = group_shares(w, COUNTS)
     assert share['intervention'] == pytest.approx(0.5)
     assert w['pre_intervention'] == pytest.approx(0.1 * w['policy'])
@@ -59,9 +61,34 @@ def test_sirius_also_downweights_pre_intervention():
 
 
 def test_label_weights_multiply_in():
-    w = scheme_weights('iwr', COUNTS, {'hold': 0.0, 'demo': 2.0})
+    w = scheme_weights('iwr', COUNTS, {'hold': 0.0, 'demo': 2.0}, max_share=0.5)
     assert w['demo'] == pytest.approx(2 * w['policy'])
     assert group_shares(w, COUNTS)['intervention'] == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize('scheme', ['iwr', 'sirius'])
+def test_the_intervention_share_is_bounded(scheme):
+    """A few corrections get max_share of the loss, not half; never less than uniform."""
+    uniform_mass = _mass(scheme_weights('uniform', COUNTS, NO_HOLD))
+    w = scheme_weights(scheme, COUNTS, NO_HOLD)                      # the default bound
+    assert group_shares(w, COUNTS)['intervention'] == pytest.approx(DEFAULT_MAX_SHARE)
+    assert DEFAULT_MAX_SHARE == TrainConfig(dataset='x').max_intervention_share < 0.5
+    assert w['demo'] == w['policy'] < w['intervention']
+    assert _mass(w) == pytest.approx(uniform_mass)
+    w = scheme_weights(scheme, COUNTS, NO_HOLD, max_share=0.1)
+    assert group_shares(w, COUNTS)['intervention'] == pytest.approx(0.1)
+    # corrections already over the bound keep their uniform share (weight 1 each) ...
+    many = {'demo': 300, 'intervention': 200}
+    assert scheme_weights(scheme, many, max_share=0.25)['intervention'] == pytest.approx(1.0)
+    # ... and over half, IWR's balance brings them down to half
+    most = {'demo': 100, 'intervention': 300}
+    assert group_shares(scheme_weights(scheme, most, max_share=0.25), most)[
+        'intervention'] == pytest.approx(0.5)
+    for bad in (0.0, 0.6, float('nan')):
+        with pytest.raises(ValueError, match='max_intervention_share must be in'):
+            scheme_weights(scheme, COUNTS, max_share=bad)
+        with pytest.raises(ValueError, match='max_intervention_share must be in'):
+            TrainConfig(dataset='x', max_intervention_share=bad)
 
 
 def test_nothing_to_balance_is_uniform():
@@ -107,13 +134,16 @@ def cfg(dataset, **fields):
     return TrainConfig(**{**base, **fields})
 
 
-@pytest.mark.parametrize('scheme', ['uniform', 'iwr', 'sirius'])
-def test_trainer_gives_every_sample_its_scheme_weight(labelled, tmp_path, scheme):
-    t = Trainer(cfg(labelled, weighting=scheme), tmp_path / 'run')
+@pytest.mark.parametrize('scheme,share', [('uniform', None), ('iwr', None), ('sirius', None),
+                                          ('iwr', 0.5)])
+def test_trainer_gives_every_sample_its_scheme_weight(labelled, tmp_path, scheme, share):
+    fields = {} if share is None else {'max_intervention_share': share}
+    t = Trainer(cfg(labelled, weighting=scheme, **fields), tmp_path / 'run')
     t._build()
     counts = label_counts(t.ds, range(4))
     assert counts == {k: 4 * PATTERN.count(k) for k in LABEL_NAMES}
-    want = scheme_weights(scheme, counts, {'hold': 0.0}, 0.1)
+    share = share or DEFAULT_MAX_SHARE
+    want = scheme_weights(scheme, counts, {'hold': 0.0}, 0.1, share)
     labels = np.tile(encode_labels(PATTERN), 4)
     expect = np.array([want[LABEL_NAMES[c]] for c in labels])
     np.testing.assert_allclose(t.train_set.sample_weights, expect)
@@ -122,7 +152,7 @@ def test_trainer_gives_every_sample_its_scheme_weight(labelled, tmp_path, scheme
     if scheme != 'uniform':
         mass = t.train_set.sample_weights
         inter = labels == encode_labels(['intervention'])[0]
-        assert mass[inter].sum() == pytest.approx(mass[~inter].sum())
+        assert mass[inter].sum() == pytest.approx(share * mass.sum())   # 6 of 38: 16%
 
 
 def test_warm_start_from_another_run(labelled, tmp_path):

@@ -44,6 +44,7 @@ from il_ros.data.sampler import CACHE_MODES
 from il_ros.keys import LABEL_NAMES
 from il_ros.training import recipes
 from il_ros.training.recipes import resolve_config_path  # noqa: F401 - public here too
+from il_ros.training.weighting import DEFAULT_MAX_SHARE
 
 SELECT_MODES = ('auto', 'success', 'val_loss', 'last')
 BUDGET_FIELDS = ('max_steps', 'max_minutes', 'eval_every_steps', 'eval_every_minutes',
@@ -53,7 +54,7 @@ BUDGET_FIELDS = ('max_steps', 'max_minutes', 'eval_every_steps', 'eval_every_min
 the run folder's config.yaml, or the resumed run would not continue the same run."""
 _FLOAT_FIELDS = ('lr', 'weight_decay', 'min_lr_ratio', 'max_minutes', 'grad_clip', 'ema_decay',
                  'val_fraction', 'eval_every_minutes', 'save_every_minutes',
-                 'pre_intervention_weight')
+                 'pre_intervention_weight', 'max_intervention_share')
 
 
 @dataclass
@@ -110,6 +111,10 @@ class TrainConfig:
     pre_intervention_weight: float = 0.1
     """Sirius: weight of a pre_intervention frame relative to the other non-intervention
     frames."""
+    max_intervention_share: float = DEFAULT_MAX_SHARE
+    """iwr / sirius: the most of the total loss weight that upweighting gives the
+    intervention frames, in (0, 0.5]; 0.5 is the papers' equal split, which collapsed the
+    policy when a round added only a few hundred corrections (docs/experiments/hg-dagger.md)."""
     init_checkpoint: str | None = None
     """Warm start: a checkpoint folder whose weights (its EMA weights when it has them) and
     normalizers the policy starts from (e.g. the previous DAgger round's policy). The policy
@@ -204,6 +209,10 @@ class TrainConfig:
                 and self.pre_intervention_weight >= 0):
             raise ValueError(f'pre_intervention_weight must be >= 0, '
                              f'got {self.pre_intervention_weight}')
+        if not (math.isfinite(self.max_intervention_share)
+                and 0 < self.max_intervention_share <= 0.5):
+            raise ValueError(f'max_intervention_share must be in (0, 0.5], '
+                             f'got {self.max_intervention_share}')
         if self.init_checkpoint is not None and not isinstance(self.init_checkpoint, str):
             raise ValueError(f'init_checkpoint must be a folder path, '
                              f'got {self.init_checkpoint!r}')

@@ -173,7 +173,8 @@ class Trainer:
         self.label_weights = (None if cfg.weighting == 'uniform' and not cfg.label_weights
                               else scheme_weights(cfg.weighting, self.counts,
                                                   cfg.label_weights,
-                                                  cfg.pre_intervention_weight))
+                                                  cfg.pre_intervention_weight,
+                                                  cfg.max_intervention_share))
         common = dict(label_weights=self.label_weights, cache=cfg.cache, **spec)
         self.train_set = WindowDataset(self.ds, episodes=train_eps, **common)
         self.val_set = WindowDataset(self.ds, episodes=val_eps, **common) if val_eps else None

@@ -7,8 +7,13 @@ loss):
 
 - ``uniform``: every label 1 (times ``label_weights``).
 - ``iwr`` (Intervention Weighted Regression, Mandlekar et al. 2020): the intervention
-  frames and all the other frames get equal total weight, however few the interventions
-  are: ``w_int = N / (2 n_int)``, ``w_rest = N / (2 n_rest)``.
+  frames are upweighted so that they carry a share ``s`` of the total weight and the other
+  frames ``1 - s``: ``w_int = s N / n_int``, ``w_rest = (1 - s) N / n_rest``. The paper's
+  rule is ``s = 1/2`` however few the interventions are; here ``s`` is bounded by
+  ``max_share`` (TrainConfig.max_intervention_share): ``s = clip(n_int / N, max_share, 1/2)``. With a round's few hundred corrective frames against thousands of demo
+  frames, half the loss on them made the policy overfit to the odd states where takeovers
+  happen and collapse (docs/experiments/hg-dagger.md); ``max_share = 0.5`` is the paper's
+  rule. Corrections are never weighted below uniform, nor above half.
 - ``sirius`` (Liu et al. 2022): as ``iwr``, and the pre-intervention frames (what the policy
   did just before a person had to take over: likely bad actions) are downweighted by
   ``pre_intervention_weight`` within the rest.
@@ -30,6 +35,10 @@ from il_ros.data.store import LABEL_KEY
 from il_ros.keys import LABEL_NAMES
 
 SCHEMES = ('uniform', 'iwr', 'sirius')
+MAX_SHARE = 0.5
+"""IWR's balance: the intervention frames never carry more than half the total weight."""
+DEFAULT_MAX_SHARE = 0.25
+"""TrainConfig.max_intervention_share's default (docs/experiments/hg-dagger.md)."""
 
 
 def label_counts(dataset, episodes) -> dict[str, int]:
@@ -48,13 +57,21 @@ def label_counts(dataset, episodes) -> dict[str, int]:
 
 def scheme_weights(scheme: str, counts: dict[str, int],
                    label_weights: dict[str, float] | None = None,
-                   pre_intervention_weight: float = 0.1) -> dict[str, float]:
-    """Weight per label (every label named) for ``scheme`` given the label ``counts``."""
+                   pre_intervention_weight: float = 0.1,
+                   max_share: float = DEFAULT_MAX_SHARE) -> dict[str, float]:
+    """Weight per label (every label named) for ``scheme`` given the label ``counts``.
+
+    ``max_share``: the most of the total weight that upweighting may give the intervention
+    frames (``iwr`` / ``sirius``; in (0, 0.5], 0.5 being the papers' equal split).
+    """
     if scheme not in SCHEMES:
         raise ValueError(f'weighting must be one of {SCHEMES}, got {scheme!r}')
     if not (math.isfinite(pre_intervention_weight) and pre_intervention_weight >= 0):
         raise ValueError(f'pre_intervention_weight must be finite and >= 0, '
                          f'got {pre_intervention_weight}')
+    if not (isinstance(max_share, (int, float)) and 0 < max_share <= MAX_SHARE):
+        raise ValueError(f'max_intervention_share must be in (0, {MAX_SHARE}], '
+                         f'got {max_share!r}')
     base = {name: float((label_weights or {}).get(name, 1.0)) for name in LABEL_NAMES}
     if scheme == 'uniform':
         return base
@@ -67,10 +84,11 @@ def scheme_weights(scheme: str, counts: dict[str, int],
     n_rest = sum(rel[name] * counts.get(name, 0) for name in LABEL_NAMES if name != inter)
     if n_int <= 0 or n_rest <= 0:
         return rel if scheme == 'sirius' else base
+    share = min(max(n_int / (n_int + n_rest), max_share), MAX_SHARE)
     out = {}
     for name in LABEL_NAMES:
-        group = n_int if name == inter else n_rest
-        out[name] = rel[name] * total / (2.0 * group)
+        mass = share * total / n_int if name == inter else (1.0 - share) * total / n_rest
+        out[name] = rel[name] * mass
     return out
 
 

@@ -172,8 +172,7 @@ class Trainer:
         self.counts = label_counts(self.ds, train_eps)
         self.label_weights = (None if cfg.weighting == 'uniform' and not cfg.label_weights
                               else scheme_weights(cfg.weighting, self.counts,
-                                                  cfg.label_weights,
-                                                  cfg.pre_intervention_weight,
+                                                  cfg.label_weights, cfg.pre_intervention_weight,
                                                   cfg.max_intervention_share))
         common = dict(label_weights=self.label_weights, cache=cfg.cache, **spec)
         self.train_set = WindowDataset(self.ds, episodes=train_eps, **common)

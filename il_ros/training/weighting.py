@@ -10,10 +10,11 @@ loss):
   frames are upweighted so that they carry a share ``s`` of the total weight and the other
   frames ``1 - s``: ``w_int = s N / n_int``, ``w_rest = (1 - s) N / n_rest``. The paper's
   rule is ``s = 1/2`` however few the interventions are; here ``s`` is bounded by
-  ``max_share`` (TrainConfig.max_intervention_share): ``s = clip(n_int / N, max_share, 1/2)``. With a round's few hundred corrective frames against thousands of demo
-  frames, half the loss on them made the policy overfit to the odd states where takeovers
-  happen and collapse (docs/experiments/hg-dagger.md); ``max_share = 0.5`` is the paper's
-  rule. Corrections are never weighted below uniform, nor above half.
+  ``max_share`` (TrainConfig.max_intervention_share): ``s = clip(n_int / N, max_share,
+  1/2)``. With a round's few hundred corrective frames against thousands of demo frames,
+  half the loss on them made the policy overfit to the odd states where takeovers happen
+  and collapse (docs/experiments/hg-dagger.md); ``max_share = 0.5`` is the paper's rule.
+  Corrections are never weighted below uniform, nor above half.
 - ``sirius`` (Liu et al. 2022): as ``iwr``, and the pre-intervention frames (what the policy
   did just before a person had to take over: likely bad actions) are downweighted by
   ``pre_intervention_weight`` within the rest.

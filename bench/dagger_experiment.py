@@ -1,11 +1,13 @@
 r"""Success against expert-labelled steps of BC, DART, DAgger and HG-DAgger in the sim.
 
-Methods: BC, BC+DART, DAgger and HG-DAgger (uniform, IWR, Sirius weighting), on a sim task,
-over seeds. Prints JSON; writes a PNG and a markdown table.
+Methods: BC, BC+DART, DAgger and HG-DAgger (uniform, IWR, Sirius weighting), and a control
+arm that trains as much with no new data, on a sim task, over seeds. Prints JSON; writes a
+PNG and a markdown table (95% confidence intervals over seeds, and each method's gain over
+BC at the same number of expert-labelled steps, paired by seed).
 
     python bench/dagger_experiment.py --task path --seeds 0 1 2 --out runs/dagger_exp \
-        [--methods bc dart dagger hg-uniform hg-iwr hg-sirius] [--demos 10] [--rounds 3] \
-        [--episodes-per-round 5] [--train-steps 400] [--eval-episodes 20]
+        [--methods bc control dart dagger hg-uniform hg-iwr hg-sirius] [--demos 10] \
+        [--rounds 3] [--episodes-per-round 5] [--train-steps 400] [--eval-episodes 20]
 
 The loop is il-ros dagger's, run in one process so that a grid of methods x seeds fits on
 a CPU: the same scripted supervisor (il_ros.sim.supervisor.Supervisor, default gate), the
@@ -22,6 +24,8 @@ Per seed, round 0 is BC on ``--demos`` scripted demos (DART: demos with ``--nois
 executed command, clean labels). Each round then adds ``--episodes-per-round`` episodes:
 
 - ``bc`` / ``dart``: more (noisy) scripted demos; every frame is expert-labelled;
+- ``control``: no new data; the round trains as many steps from the same warm start, so a
+  method's gain over it is the data's, not the extra training's;
 - ``dagger``: the policy runs alone; the expert labels every visited state (all frames);
 - ``hg-*``: the policy runs under the supervisor; only the takeover ticks are
   expert-labelled. ``hg-uniform`` trains on demos + interventions (HG-DAgger);
@@ -48,7 +52,7 @@ import numpy as np
 
 from il_ros import keys
 
-METHODS = ('bc', 'dart', 'dagger', 'hg-uniform', 'hg-iwr', 'hg-sirius')
+METHODS = ('bc', 'control', 'dart', 'dagger', 'hg-uniform', 'hg-iwr', 'hg-sirius')
 DEMO_SEED, COLLECT_SEED = 10000, 20000
 """Seed s draws demos from DEMO_SEED + 1000 s and round episodes from COLLECT_SEED + 1000 s;
 evaluation uses 1000.. (keys.EVAL_SEED) for every run."""
@@ -209,7 +213,9 @@ def run_one(args, method: str, seed: int, root: Path, demo_cache: dict) -> dict:
         if k > 0:
             first = COLLECT_SEED + 1000 * seed + (k - 1) * args.episodes_per_round
             eps, stats = [], []
-            if method in ('bc', 'dart'):
+            if method == 'control':
+                pass                                # the same training, no new data
+            elif method in ('bc', 'dart'):
                 for i in range(args.episodes_per_round):
                     eps.append(demo_episode(env, expert, first + i, noise))
                 labelled += sum(len(e['label']) for e in eps)
@@ -233,7 +239,8 @@ def run_one(args, method: str, seed: int, root: Path, demo_cache: dict) -> dict:
                     'takeovers': sum(s['takeovers'] for s in stats), 'steps': n,
                     'rate_limited': loop_stats['safety']['rate_limited'],
                     'hold_ticks': loop_stats['hold_ticks'], 'faults': loop_stats['faults']}
-            append(ds, eps, args.task, names)
+            if eps:
+                append(ds, eps, args.task, names)
         res_file = shared / 'eval.json'
         if k == 0 and res_file.is_file():
             res = json.loads(res_file.read_text())
@@ -264,10 +271,54 @@ def _curve(runs: list[dict], key: str, n: int) -> np.ndarray:
                       for k in range(n)] for r in runs], dtype=float)
 
 
+T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228)
+"""Student's t, 97.5% quantile, for 1..10 degrees of freedom (1.96 beyond)."""
+
+
+def ci95(values) -> float:
+    """Half-width of the 95% confidence interval of the mean of ``values`` (t over seeds).
+
+    Each value is one seed's rate over its evaluation episodes, so the interval holds both
+    the seed-to-seed spread and the evaluation's binomial noise. NaN with fewer than 2.
+    """
+    v = np.asarray([x for x in values if not np.isnan(x)], dtype=float)
+    if len(v) < 2:
+        return float('nan')
+    t = T975[len(v) - 2] if len(v) - 1 <= len(T975) else 1.96
+    return float(t * v.std(ddof=1) / np.sqrt(len(v)))
+
+
+def gain_over(results: list[dict], method: str, base: str = 'bc') -> list[dict]:
+    """Per round: ``method``'s success minus ``base``'s at the same expert-labelled steps.
+
+    Paired by seed: ``base``'s success at the method's label count is interpolated along
+    that seed's ``base`` curve (success against labelled steps; held at its ends). Returns
+    one dict per round with the mean gain and its 95% interval over the paired seeds.
+    """
+    by_seed = {r['seed']: r for r in results if r['method'] == base}
+    runs = [r for r in results if r['method'] == method and r['seed'] in by_seed]
+    if not runs:
+        return []
+    out = []
+    for k in range(min(len(r['rounds']) for r in runs)):
+        gains, labels = [], []
+        for r in runs:
+            b = by_seed[r['seed']]['rounds']
+            x = [e['expert_labelled'] for e in b]
+            y = [e['success_rate'] for e in b]
+            lab = r['rounds'][k]['expert_labelled']
+            gains.append(r['rounds'][k]['success_rate'] - float(np.interp(lab, x, y)))
+            labels.append(lab)
+        out.append({'round': k, 'seeds': len(gains), 'expert_labelled': float(np.mean(labels)),
+                    'gain': float(np.mean(gains)), 'ci95': ci95(gains)})
+    return out
+
+
 def plot(results: list[dict], path: Path, task: str) -> None:
     """Plot success (and mean progress, on tasks with sub-goals) against labelled steps.
 
-    One line per method: the mean over seeds, with the seed spread (std) as error bars.
+    One line per method: the mean over seeds, with its 95% confidence interval over seeds
+    as error bars.
     """
     import matplotlib
     matplotlib.use('Agg')
@@ -284,8 +335,8 @@ def plot(results: list[dict], path: Path, task: str) -> None:
         panels = [('success_rate', 100.0)] + ([('mean_progress', 1.0)] if graded else [])
         for ax, (key, scale) in zip(axes[0], panels):
             y = scale * _curve(runs, key, n)
-            ax.errorbar(x, np.nanmean(y, 0), yerr=np.nanstd(y, 0), marker='o', capsize=3,
-                        label=f'{method} ({len(runs)} seeds)')
+            ax.errorbar(x, np.nanmean(y, 0), yerr=[ci95(y[:, k]) for k in range(n)],
+                        marker='o', capsize=3, label=f'{method} ({len(runs)} seeds)')
     axes[0, 0].set_ylabel('success (%)')
     if graded:
         axes[0, 1].set_ylabel('waypoints reached (mean, of 5)')
@@ -294,17 +345,21 @@ def plot(results: list[dict], path: Path, task: str) -> None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(f'{task}: the policy alone after each round vs expert-labelled steps '
-                 f'(mean ± std over seeds)')
+                 f'(mean, 95% CI over seeds)')
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
 def table(results: list[dict]) -> str:
-    """Markdown: per method and round, the mean labelled steps, success and progress."""
-    lines = ['| method | seeds | round | expert-labelled steps | success (mean ± std) | '
-             'waypoints reached (mean ± std) | intervention rate |',
-             '|---|---|---|---|---|---|---|']
+    """Markdown: per method and round, the mean labelled steps and success and progress.
+
+    Means ± 95% CI over seeds, and the gain over BC at equal labels (paired by seed).
+    """
+    lines = ['| method | seeds | round | expert-labelled steps | success (mean ± 95% CI) | '
+             'gain over BC at equal labels (± 95% CI) | waypoints reached (mean ± 95% CI) | '
+             'intervention rate |',
+             '|---|---|---|---|---|---|---|---|']
     for method in METHODS:
         runs = [r for r in results if r['method'] == method]
         if not runs:
@@ -313,13 +368,17 @@ def table(results: list[dict]) -> str:
         lab = _curve(runs, 'expert_labelled', n).mean(0)
         s = 100 * _curve(runs, 'success_rate', n)
         p = _curve(runs, 'mean_progress', n)
+        gains = {g['round']: g for g in gain_over(results, method)} if method != 'bc' else {}
         for k in range(n):
             ir = [r['rounds'][k].get('collect', {}).get('intervention_rate') for r in runs]
             ir = [v for v in ir if v is not None]
             prog = ('-' if np.isnan(p[:, k]).all()
-                    else f'{np.nanmean(p[:, k]):.2f} ± {np.nanstd(p[:, k]):.2f}')
+                    else f'{np.nanmean(p[:, k]):.2f} ± {ci95(p[:, k]):.2f}')
+            g = gains.get(k)
+            gain = ('-' if g is None or k == 0
+                    else f'{100 * g["gain"]:+.0f} ± {100 * g["ci95"]:.0f}')
             lines.append(f'| {method} | {len(runs)} | {k} | {lab[k]:.0f} | '
-                         f'{s[:, k].mean():.0f} ± {s[:, k].std():.0f}% | {prog} | '
+                         f'{s[:, k].mean():.0f} ± {ci95(s[:, k]):.0f}% | {gain} | {prog} | '
                          + (f'{100 * np.mean(ir):.0f}%' if ir else '-') + ' |')
     return '\n'.join(lines)
 

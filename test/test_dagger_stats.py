@@ -1,0 +1,57 @@
+"""The DAgger experiment's statistics (bench/dagger_experiment.py).
+
+95% intervals over seeds, the gain over BC at equal expert labels paired by seed, and the
+table that reports them.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+import sys
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / 'bench'))
+import dagger_experiment as dx  # noqa: E402  (bench/ is not a package)
+
+
+def run(method, seed, points, ir=None):
+    rounds = [{'round': k, 'expert_labelled': lab, 'success_rate': s, 'mean_progress': None}
+              for k, (lab, s) in enumerate(points)]
+    for k, r in enumerate(rounds[1:], 1):
+        if ir is not None:
+            r['collect'] = {'intervention_rate': ir[k - 1]}
+    return {'method': method, 'seed': seed, 'rounds': rounds}
+
+
+def test_ci95_is_students_t_over_seeds():
+    assert dx.ci95([0.5, 0.7]) == pytest.approx(12.706 * np.std([0.5, 0.7], ddof=1) / np.sqrt(2))
+    v = [0.1, 0.3, 0.2, 0.4, 0.6]
+    assert dx.ci95(v) == pytest.approx(2.776 * np.std(v, ddof=1) / np.sqrt(5))
+    assert dx.ci95([0.4] * 5) == 0.0
+    assert np.isnan(dx.ci95([0.4])) and np.isnan(dx.ci95([0.4, float('nan')]))
+    assert dx.ci95(np.full(40, 0.5)) == 0.0          # beyond the table: 1.96
+
+
+def test_gain_is_paired_by_seed_at_equal_labels():
+    results = [run('bc', 0, [(1000, 0.2), (2000, 0.6)]),
+               run('bc', 1, [(1000, 0.4), (2000, 0.4)]),
+               run('hg-iwr', 0, [(1000, 0.2), (1250, 0.5)], ir=[0.1]),
+               run('hg-iwr', 1, [(1000, 0.4), (1500, 0.6)], ir=[0.2]),
+               run('hg-iwr', 7, [(1000, 0.0), (1500, 0.9)], ir=[0.2])]   # no BC for seed 7
+    g = dx.gain_over(results, 'hg-iwr')
+    assert [e['seeds'] for e in g] == [2, 2]
+    assert g[0]['gain'] == pytest.approx(0.0)
+    # seed 0: BC at 1250 labels is 0.2 + 0.25 * 0.4 = 0.3, gain 0.2; seed 1: 0.6 - 0.4 = 0.2
+    assert g[1]['gain'] == pytest.approx(0.2) and g[1]['ci95'] == pytest.approx(0.0)
+    assert g[1]['expert_labelled'] == pytest.approx(1375)
+    assert dx.gain_over(results, 'dagger') == []
+    md = dx.table(results).splitlines()
+    assert 'gain over BC at equal labels' in md[0]
+    row = next(line for line in md if line.startswith('| hg-iwr | 3 | 1 |'))
+    assert '| +20 ± 0 |' in row and row.endswith('17% |')     # interventions: 10, 20, 20%
+    assert next(line for line in md if line.startswith('| bc | 2 | 1 |')).count('| - |') == 2
+
+
+def test_the_control_arm_is_a_method():
+    assert 'control' in dx.METHODS and dx.METHODS[0] == 'bc'

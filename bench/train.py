@@ -13,7 +13,12 @@ The plain loop runs before and after the trainer and the two are averaged, so a 
 machine load during the run hits both sides alike. The dataset is synthetic (smooth images
 with moving blobs, random-walk joints) and written through ``DatasetWriter``.
 
-    python bench/train.py [--presets lstm_gmm none_mse diffusion] [--steps 20] [--threads 2]
+    python bench/train.py [--presets lstm_gmm none_mse diffusion] [--steps 20] [--threads 2] \
+        [--devices cpu cuda]
+
+With ``--devices``, each preset is measured on each device (results keyed ``PRESET@DEVICE``
+beyond the CPU): the plain loop then holds its batches on that device, and the trainer runs
+with ``device=`` it (its batches come from the sampler through pinned memory).
 
 Prints one JSON object; ``ratio`` = trainer / plain median samples/s per step (the target
 is >= 0.8; medians, because other jobs on a shared machine make single steps spike), and
@@ -71,14 +76,22 @@ def synthetic_dataset(path: Path, episodes: int = 12, length: int = 100,
     return path
 
 
-def plain_loop(trainer: Trainer, steps: int, warmup: int, batch_size: int) -> list[float]:
-    """Step times (s) of loss/backward/step on the trainer's model config, data in RAM."""
+def plain_loop(trainer: Trainer, steps: int, warmup: int, batch_size: int,
+               device: str = 'cpu') -> list[float]:
+    """Step times (s) of loss/backward/step on the trainer's model config, data in memory.
+
+    On a GPU the batches are already on it, and each step ends with a synchronize.
+    """
     from il_ros.models import build_policy
+    from il_ros.training.device import to_device
     torch.manual_seed(1)
-    policy = build_policy(trainer.pcfg, trainer.spec, trainer.ds.stats)
+    dev = torch.device(device)
+    policy = build_policy(trainer.pcfg, trainer.spec, trainer.ds.stats).to(dev)
     data = WindowDataset(trainer.ds, **policy.sampler_spec())
     rng = np.random.default_rng(1)
-    batches = [data.batch(rng.integers(0, len(data), batch_size)) for _ in range(8)]
+    batches = [to_device(data.batch(rng.integers(0, len(data), batch_size)), dev)
+               for _ in range(8)]
+    sync = torch.cuda.synchronize if dev.type == 'cuda' else (lambda: None)
     opt = torch.optim.AdamW(policy.parameters(), lr=3e-4)
     policy.train()
     times = []
@@ -88,6 +101,7 @@ def plain_loop(trainer: Trainer, steps: int, warmup: int, batch_size: int) -> li
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        sync()
         times.append(time.perf_counter() - t0)
     return times[warmup:]
 
@@ -111,6 +125,12 @@ def _rate(batch_size: int, times: list[float]) -> dict:
             'mean': round(batch_size * len(times) / float(np.sum(times)), 1)}
 
 
+def _device_name(device: str) -> str:
+    if device == 'cpu':
+        return platform.processor() or platform.machine()
+    return torch.cuda.get_device_name(torch.device(device))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--presets', nargs='+', default=['lstm_gmm', 'none_mse', 'diffusion'])
@@ -119,24 +139,33 @@ def main(argv=None) -> int:
     ap.add_argument('--batch-size', type=int, default=64)
     ap.add_argument('--threads', type=int, default=2)
     ap.add_argument('--bf16', type=int, default=1, help='bf16 encoders (1) or fp32 (0)')
+    ap.add_argument('--devices', nargs='+', default=['cpu'], help='cpu, cuda, cuda:N')
+    ap.add_argument('--num-workers', type=int, nargs='+', default=[0],
+                    help="the trainer's data-loader worker processes; several values: one "
+                    'trainer run each (keys PRESET[@DEVICE]/wN beyond the first)')
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     tmp = Path(tempfile.mkdtemp(prefix='il_ros_bench_train_'))
     ds_path = synthetic_dataset(tmp / 'dataset')
     ds = Dataset(ds_path)
     results = {}
-    for name in args.presets:
+    for name, device, workers in [(n, d, w) for n in args.presets for d in args.devices
+                                  for w in args.num_workers]:
+        key = (name if device == 'cpu' else f'{name}@{device}') + (
+            f'/w{workers}' if workers != args.num_workers[0] else '')
         cfg = TrainConfig(policy=name, dataset=str(ds_path), batch_size=args.batch_size,
-                          max_steps=args.warmup + args.steps, max_minutes=None,
-                          warmup_steps=0, val_fraction=0.0, eval_every_minutes=None,
-                          log_every=1, progress=False, bf16=bool(args.bf16), seed=0)
-        probe = Trainer(cfg, tmp / f'probe_{name}')
+                          num_workers=workers, max_steps=args.warmup + args.steps,
+                          max_minutes=None, warmup_steps=0, val_fraction=0.0, eval_every_minutes=None,
+                          log_every=1, progress=False, bf16=bool(args.bf16), seed=0,
+                          device=device)
+        folder = key.replace('/', '_')
+        probe = Trainer(cfg, tmp / f'probe_{folder}')
         bs = args.batch_size
-        before = plain_loop(probe, args.steps, args.warmup, bs)
-        trained, trainer = trainer_run(cfg, tmp / f'run_{name}', args.warmup)
-        after = plain_loop(probe, args.steps, args.warmup, bs)
+        before = plain_loop(probe, args.steps, args.warmup, bs, device)
+        trained, trainer = trainer_run(cfg, tmp / f'run_{folder}', args.warmup)
+        after = plain_loop(probe, args.steps, args.warmup, bs, device)
         plain, mine = _rate(bs, before + after), _rate(bs, trained)
-        results[name] = {
+        results[key] = {
             'trainer_samples_per_s': mine, 'plain_samples_per_s': plain,
             'plain_before_after_median': [_rate(bs, before)['median'],
                                           _rate(bs, after)['median']],
@@ -145,13 +174,15 @@ def main(argv=None) -> int:
             'frames_per_sample': trainer.pcfg.window,
             'params_M': round(sum(p.numel() for p in trainer.policy.parameters()) / 1e6, 2),
             'ema': cfg.ema_decay > 0, 'grad_clip': cfg.grad_clip}
-        print(f'{name}: trainer {mine} vs plain {plain} samples/s', file=sys.stderr,
+        print(f'{key}: trainer {mine} vs plain {plain} samples/s', file=sys.stderr,
               flush=True)
     print(json.dumps({
         'bench': 'train', 'torch': torch.__version__, 'threads': args.threads,
         'cpu_count': os.cpu_count(), 'machine': platform.machine(),
         'load_avg_1m': round(os.getloadavg()[0], 2), 'batch_size': args.batch_size,
-        'bf16': bool(args.bf16), 'dataset': {'episodes': ds.num_episodes,
+        'bf16': bool(args.bf16), 'num_workers': args.num_workers,
+        'devices': {d: _device_name(d) for d in args.devices},
+        'dataset': {'episodes': ds.num_episodes,
                                              'frames': int(ds.episode_lengths.sum()),
                                              'image': list(ds.shapes['image/front'])},
         'steps': args.steps, 'results': results,

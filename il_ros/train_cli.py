@@ -45,7 +45,7 @@ def _cmd_train(args) -> int:
     try:
         cfg = load_train_config(args.config, args.set, task=args.task, dataset=args.dataset,
                                 max_minutes=args.max_minutes, max_steps=args.max_steps,
-                                eval_task=args.eval_task,
+                                eval_task=args.eval_task, device=args.device,
                                 skip_bad_episodes=args.skip_bad_episodes or None)
     except ConfigError as e:
         print(f'il-ros train: {e}', file=sys.stderr)
@@ -138,6 +138,8 @@ def add_train_parser(subparsers) -> None:
     p.add_argument('--skip-bad-episodes', action='store_true',
                    help='leave out episodes that fail the dataset check (named on stderr and '
                         'in summary.json) instead of stopping (config: skip_bad_episodes)')
+    p.add_argument('--device', help='auto (default: the GPU when PyTorch sees one), cpu, '
+                   'cuda or cuda:N; checkpoints load on the CPU either way')
     p.add_argument('--threads', type=int, default=None, help='torch CPU threads')
     p.set_defaults(func=_cmd_train)
 

@@ -162,8 +162,8 @@ def test_warm_start_from_another_run(labelled, tmp_path):
     warm._build()
     ref, _ = load_checkpoint(ckpt, use_ema=True)
     for k, v in ref.state_dict().items():
-        torch.testing.assert_close(warm.policy.state_dict()[k], v, msg=k)
-        torch.testing.assert_close(warm.ema.shadow.state_dict()[k], v, msg=k)
+        torch.testing.assert_close(warm.policy.state_dict()[k].cpu(), v, msg=k)
+        torch.testing.assert_close(warm.ema.shadow.state_dict()[k].cpu(), v, msg=k)
     assert warm.policy.training
     assert warm.policy.normalizers.keys() == ref.normalizers.keys()
     s = train(cfg(labelled, init_checkpoint=ckpt, weighting='iwr'), tmp_path / 'b2')

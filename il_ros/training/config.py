@@ -49,12 +49,25 @@ from il_ros.training.weighting import DEFAULT_MAX_SHARE
 SELECT_MODES = ('auto', 'success', 'val_loss', 'last')
 BUDGET_FIELDS = ('max_steps', 'max_minutes', 'eval_every_steps', 'eval_every_minutes',
                  'eval_episodes', 'save_every_minutes', 'log_every', 'progress',
-                 'num_workers', 'cache', 'dataset', 'skip_bad_episodes')
+                 'num_workers', 'cache', 'dataset', 'skip_bad_episodes', 'device')
 """Fields a resumed run may change (budgets, reporting, data access); the others must match
 the run folder's config.yaml, or the resumed run would not continue the same run."""
 _FLOAT_FIELDS = ('lr', 'weight_decay', 'min_lr_ratio', 'max_minutes', 'grad_clip', 'ema_decay',
                  'val_fraction', 'eval_every_minutes', 'save_every_minutes',
                  'pre_intervention_weight', 'max_intervention_share')
+
+
+_NO_LOSS = 1e30      # stands for "no validation loss" in scores (JSON has no infinity)
+
+
+def selection_score(selection: str, success: float | None, val_loss: float | None) -> tuple:
+    """The tuple a run's evaluations are ranked by (higher is better) under ``selection``."""
+    loss = val_loss if val_loss is not None and math.isfinite(val_loss) else _NO_LOSS
+    if selection == 'success':
+        return (success if success is not None else -1.0, -loss)
+    if selection == 'val_loss':
+        return (-loss,)
+    return (0,)   # 'last': every evaluation ties and the newest wins
 
 
 @dataclass
@@ -90,6 +103,10 @@ class TrainConfig:
     """EMA of the weights (evaluated, selected and deployed); 0 disables the EMA. The
     effective decay is ``min(ema_decay, (1 + step) / (10 + step))``, so the average follows
     the raw weights closely in the first steps (EMA matters early: docs/training.md)."""
+    device: str = 'auto'
+    """Where to train: 'auto' (the first CUDA GPU when PyTorch sees one, else the CPU),
+    'cpu', 'cuda' or 'cuda:N' (il_ros.training.device). Rollouts during training and
+    checkpoints stay on the CPU, so a GPU-trained policy deploys on a CPU controller."""
     bf16: bool | None = True
     """Run the image encoders under bfloat16 autocast with channels_last tensors, in
     training and at act time (CPU: ~2x faster convs; heads and losses stay float32). Sets
@@ -202,6 +219,8 @@ class TrainConfig:
                    if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0)}
             if bad:
                 raise ValueError(f'label_weights must be finite numbers >= 0, got {bad}')
+        from il_ros.training.device import check_device_name
+        check_device_name(self.device)
         from il_ros.training.weighting import SCHEMES
         if self.weighting not in SCHEMES:
             raise ValueError(f'weighting must be one of {SCHEMES}, got {self.weighting!r}')

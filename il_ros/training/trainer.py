@@ -33,7 +33,8 @@ from il_ros.data.sampler import split_episodes, WindowDataset
 from il_ros.data.store import StoreError
 from il_ros.training import state as st
 from il_ros.training.config import (config_differences, resolve_policy_config,
-                                    save_train_config, TrainConfig)
+                                    save_train_config, selection_score, TrainConfig)
+from il_ros.training.device import on_cpu, resolve_device, to_device
 from il_ros.training.evaluate import evaluate
 from il_ros.training.inputs import (check_run_dir, DatasetError, open_checked_dataset,
                                     TrainError, TrainInputError)
@@ -41,18 +42,6 @@ from il_ros.training.logbook import Logbook
 from il_ros.training.schedule import EpochSampler, lr_at
 from il_ros.training.spec import dataset_robot, spec_from_dataset
 from il_ros.training.weighting import label_counts, scheme_weights
-
-
-_NO_LOSS = 1e30      # stands for "no validation loss" in scores (JSON has no infinity)
-
-
-def _score(selection: str, success: float | None, val_loss: float | None) -> tuple:
-    loss = val_loss if val_loss is not None and math.isfinite(val_loss) else _NO_LOSS
-    if selection == 'success':
-        return (success if success is not None else -1.0, -loss)
-    if selection == 'val_loss':
-        return (-loss,)
-    return (0,)   # 'last': every evaluation ties and the newest wins
 
 
 class Trainer:
@@ -91,6 +80,10 @@ class Trainer:
             self.pcfg = dataclasses.replace(self.pcfg, bf16=cfg.bf16, channels_last=cfg.bf16)
         self.spec = spec_from_dataset(self.ds, self.pcfg, cfg.eval_task)
         self.robot = dataset_robot(self.ds)          # its description, or None
+        try:
+            self.device = resolve_device(cfg.device)
+        except ValueError as e:
+            raise TrainInputError(str(e)) from None
 
     # ---- setup ---------------------------------------------------------------------------
     def _build(self) -> None:
@@ -120,7 +113,10 @@ class Trainer:
             else:
                 shadow = build_policy(self.pcfg, self.spec, stats)
                 shadow.load_state_dict(self.policy.state_dict())
-            self.ema = st.Ema(shadow, cfg.ema_decay)
+            self.ema = st.Ema(shadow.to(self.device), cfg.ema_decay)
+        self.policy.to(self.device)
+        if self.device.type == 'cuda':
+            self.say(f'training on {self.device} ({torch.cuda.get_device_name(self.device)})')
         self.opt = torch.optim.AdamW(self.policy.parameters(), lr=cfg.lr,
                                      weight_decay=cfg.weight_decay)
         self.step = int(info.get('step', 0))
@@ -188,7 +184,7 @@ class Trainer:
         self.loader = torch.utils.data.DataLoader(
             self.train_set, batch_size=None, num_workers=cfg.num_workers,
             sampler=torch.utils.data.BatchSampler(sampler, cfg.batch_size, drop_last=True),
-            persistent_workers=cfg.num_workers > 0,
+            persistent_workers=cfg.num_workers > 0, pin_memory=self.device.type == 'cuda',
             generator=torch.Generator().manual_seed(cfg.seed))
 
     # ---- the loop ------------------------------------------------------------------------
@@ -274,7 +270,7 @@ class Trainer:
         lr = lr_at(cfg, self.step, self.train_s)
         for g in self.opt.param_groups:
             g['lr'] = lr
-        loss = self.policy.loss(batch)
+        loss = self.policy.loss(to_device(batch, self.device))
         if not torch.isfinite(loss):
             eps = sorted({self.train_set.episode_and_frame(i)[0]
                           for i in self.sampler.batch(self.step)})
@@ -328,7 +324,8 @@ class Trainer:
         with torch.no_grad():
             for b in range(min(cfg.val_batches, math.ceil(n / bs))):
                 idx = order[b * bs:(b + 1) * bs]
-                total += float(model.loss(self.val_set.batch(idx))) * len(idx)
+                total += float(model.loss(to_device(self.val_set.batch(idx), self.device))
+                               ) * len(idx)
                 count += len(idx)
         model.train(was)
         loss = total / count
@@ -338,12 +335,12 @@ class Trainer:
         cfg = self.cfg
         with st.rng_fork(cfg.seed + 7919 * self.step):
             val = self._val_loss()
-            res = (evaluate(self.eval_policy, cfg.eval_task, cfg.eval_episodes,
+            res = (evaluate(on_cpu(self.eval_policy), cfg.eval_task, cfg.eval_episodes,
                             seed=cfg.eval_seed, progress=False, max_steps=cfg.eval_max_steps,
                             robot=self.robot)
                    if cfg.eval_task else None)
         success = res['success_rate'] if res else None
-        score = _score(cfg.selection, success, val)
+        score = selection_score(cfg.selection, success, val)
         entry = {'step': self.step, 'train_s': round(self.train_s, 2), 'val_loss': val,
                  'success_rate': success, 'score': list(score)}
         if res:
@@ -431,6 +428,7 @@ class Trainer:
             best['path'] = str((self.ckpt_dir / 'best').resolve())
         summary = {
             'status': status, 'step': self.step, 'train_s': round(self.train_s, 2),
+            'device': str(self.device),
             'wall_s': self._wall(),
             'samples_per_s': round(self.cfg.batch_size * steps / max(secs, 1e-9), 1),
             'session_steps': steps, 'resumed': self.resumed, 'selection': self.cfg.selection,

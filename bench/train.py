@@ -155,8 +155,8 @@ def main(argv=None) -> int:
             f'/w{workers}' if workers != args.num_workers[0] else '')
         cfg = TrainConfig(policy=name, dataset=str(ds_path), batch_size=args.batch_size,
                           num_workers=workers, max_steps=args.warmup + args.steps,
-                          max_minutes=None, warmup_steps=0, val_fraction=0.0, eval_every_minutes=None,
-                          log_every=1, progress=False, bf16=bool(args.bf16), seed=0,
+                          max_minutes=None, warmup_steps=0, val_fraction=0.0,
+                          eval_every_minutes=None, log_every=1, progress=False, bf16=bool(args.bf16), seed=0,
                           device=device)
         folder = key.replace('/', '_')
         probe = Trainer(cfg, tmp / f'probe_{folder}')

@@ -4,7 +4,10 @@
   (max_share 0.5, the paper's rule), or the bounded share max_share of it, never less than
   uniform; Sirius also downweights pre_intervention frames, label_weights multiply in, the
   total weight is preserved, nothing to balance means uniform;
-- the trainer hands those weights to every training sample (batch['weight']);
+- the trainer hands those weights to every training sample (batch['weight']), and never
+  draws a sample whose weight is 0 (it would only dilute the batch's loss);
+- with chunks_within_control a chunk's targets end where control changed hands (a
+  correction's chunk holds no policy action from after the hand-back);
 - init_checkpoint starts a run from another run's EMA weights and normalizers, and refuses
   a checkpoint with another policy config.
 """
@@ -171,3 +174,43 @@ def test_warm_start_from_another_run(labelled, tmp_path):
     other = dict(TINY, proprio_encoder={'hidden': 16, 'out_dim': 16})
     with pytest.raises(TrainError, match='policy config differs'):
         Trainer(cfg(labelled, policy=other, init_checkpoint=ckpt), tmp_path / 'c')._build()
+
+
+# ---- what the weights and labels do to the batches -----------------------------------------
+def test_chunks_end_where_control_changes_hands(labelled):
+    from il_ros.data.sampler import WindowDataset
+    spec = dict(obs_keys=['joint_pos'], obs_horizon=1, action_horizon=8)
+    by_source = WindowDataset(labelled, episodes=[0], chunk_by_source=True, **spec)
+    plain = WindowDataset(labelled, episodes=[0], **spec)
+    actions = by_source.dataset.read('action', 0, 0, len(PATTERN))
+    # PATTERN: demo 0-9, policy 10-23, pre_intervention 24-27, intervention 28-33,
+    # hold 34-35, policy 36-39: runs of one source end at 9, 27, 33, 35 and 39
+    ends = {5: 9, 10: 27, 20: 27, 28: 33, 30: 33, 34: 35, 36: 39}
+    for t, end in ends.items():
+        b = by_source.batch([t])
+        n_valid = min(end - t + 1, 8)
+        pad = b['action_pad'][0].numpy()
+        assert not pad[:n_valid].any() and pad[n_valid:].all(), t
+        want = actions[np.minimum(t + np.arange(8), end)]
+        np.testing.assert_array_equal(b['action'][0].numpy(), want)
+    b = plain.batch([30])            # without: the correction's chunk runs into the hold
+    assert not b['action_pad'][0].numpy().any()
+
+
+def test_zero_weight_frames_are_never_drawn(labelled, tmp_path):
+    t = Trainer(cfg(labelled, label_weights={'policy': 0.0, 'pre_intervention': 0.0,
+                                             'hold': 0.0}), tmp_path / 'run')
+    t._build()
+    w = t.train_set.sample_weights
+    drawn = np.concatenate([t.sampler.batch(b) for b in range(12)])
+    assert len(drawn) == 12 * 8 and (w[drawn] > 0).all()
+    assert set(drawn) <= set(np.flatnonzero(w > 0)) and len(set(drawn)) > 8
+    assert t.sampler.batch(3) == t.sampler.batch(3)            # a function of the step
+    everything = Trainer(cfg(labelled, label_weights=None), tmp_path / 'all')
+    everything._build()
+    assert everything.sampler.indices is None and everything.sampler.n == 4 * len(PATTERN)
+    with pytest.raises(TrainError, match='24 training samples with a weight above 0 '
+                                         r'\(of 160\) are fewer than batch_size 32'):
+        Trainer(cfg(labelled, batch_size=32, label_weights={
+            'demo': 0.0, 'policy': 0.0, 'pre_intervention': 0.0, 'hold': 0.0}),
+            tmp_path / 'few')._build()

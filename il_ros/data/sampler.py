@@ -6,7 +6,8 @@ sample). Its item is::
     {'obs': {key: (To, ...)},   # frames t-To+1 .. t; before the episode start the first
                                 # frame is repeated
      'action': (Tp, A),         # actions t .. t+Tp-1; past the end the last one is repeated
-     'action_pad': (Tp,) bool,  # True where the action was padded (past the episode end)
+     'action_pad': (Tp,) bool,  # True where the action was padded (past the episode end,
+                                # or with chunk_by_source past a change of control)
      'weight': () float32}      # label_weights[label at t]
 
 With ``obs_aligned_actions=True`` (history cores that predict at every obs frame, e.g. an
@@ -26,6 +27,11 @@ Images stay ``(To, H, W, 3)`` uint8; float conversion, cropping and jitter run o
 - ``'auto'`` (default): ``'all'`` when the images fit in ``max_cache_bytes``, else
   ``'lowdim'``. See docs/dataset.md for the measured speeds of both.
 
+``chunk_by_source``: a chunk also ends where control changes hands within an episode, as
+the frame labels tell it: expert actions (demo, intervention), the policy's own (policy,
+pre_intervention) and hold. A correction's chunk then holds the person's actions only, not
+the policy's after the hand-back, and is padded and masked like an episode end.
+
 Weights: ``weight`` is meant for the loss; :attr:`WindowDataset.sample_weights` (the same
 numbers, one per sample) is for ``WeightedRandomSampler``. Use one of the two, not both,
 or the label weighting is applied twice.
@@ -42,6 +48,9 @@ from il_ros.data.store import Dataset, is_image_key, LABEL_KEY
 from il_ros.keys import LABEL_NAMES
 
 CACHE_MODES = ('auto', 'all', 'lowdim')
+SOURCE_OF_LABEL = {keys.SOURCE_DEMO: 0, keys.SOURCE_INTERVENTION: 0, keys.SOURCE_POLICY: 1,
+                   keys.SOURCE_PRE_INTERVENTION: 1, keys.SOURCE_HOLD: 2}
+"""Who produced a frame's action, by label: an expert, the policy, or nobody (hold)."""
 
 
 def split_episodes(n: int, val_fraction: float, seed: int = 0) -> tuple[list[int], list[int]]:
@@ -74,11 +83,13 @@ class WindowDataset(torch.utils.data.Dataset):
                  action_horizon: int = 16, episodes: list[int] | None = None,
                  label_weights: dict[str, float] | None = None, action_key: str = keys.ACTION,
                  cache: str = 'auto', max_cache_bytes: int = 4 << 30,
-                 default_weight: float = 1.0, obs_aligned_actions: bool = False):
+                 default_weight: float = 1.0, obs_aligned_actions: bool = False,
+                 chunk_by_source: bool = False):
         """Index every frame of ``episodes`` (default: all) of ``dataset``.
 
         ``label_weights``: label name -> weight; labels not named get ``default_weight``.
         ``obs_aligned_actions``: add 'action_seq' and 'obs_pad' (see module doc).
+        ``chunk_by_source``: end chunks where control changes hands (see module doc).
         """
         self.dataset = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
         ds = self.dataset
@@ -111,6 +122,8 @@ class WindowDataset(torch.utils.data.Dataset):
                     if cache == 'all' or not is_image_key(k)]
         self._ram = {k: self._load(k) for k in ram_keys}
         self.sample_weights = self._weights(label_weights, default_weight)  # (N,) float64
+        self._chunk_last = (self._source_ends() if chunk_by_source
+                            and LABEL_KEY in ds.shapes else None)     # (N,) or None
 
     def _load(self, key: str) -> np.ndarray:
         ds = self.dataset
@@ -119,6 +132,17 @@ class WindowDataset(torch.utils.data.Dataset):
             lo = self._base[pos]
             out[lo:lo + self._len_of[pos]] = ds.read(key, int(ep), 0, int(self._len_of[pos]))
         return out
+
+    def _source_ends(self) -> np.ndarray:
+        """Per sample: the in-episode index of the last frame of its run of one source."""
+        labels = self._ram[LABEL_KEY] if LABEL_KEY in self._ram else self._load(LABEL_KEY)
+        source = np.array([SOURCE_OF_LABEL[name] for name in LABEL_NAMES])[labels]  # (N,)
+        n = len(self)
+        end = np.zeros(n, bool)
+        end[:-1] = source[1:] != source[:-1]
+        end[np.cumsum(self._len_of) - 1] = True                # every episode's last frame
+        ends = np.flatnonzero(end)
+        return ends[np.searchsorted(ends, np.arange(n))] - np.repeat(self._base, self._len_of)
 
     def _weights(self, label_weights, default_weight) -> np.ndarray:
         n = len(self)
@@ -167,11 +191,12 @@ class WindowDataset(torch.utils.data.Dataset):
         obs_raw = t[:, None] + np.arange(1 - self.obs_horizon, 1)            # (B, To)
         obs_idx = np.clip(obs_raw, 0, last)                                   # (B, To)
         act_raw = t[:, None] + np.arange(self.action_horizon)                 # (B, Tp)
+        act_last = last if self._chunk_last is None else self._chunk_last[i][:, None]
         out = {'obs': {k: torch.from_numpy(self._frames(k, pos, obs_idx))
                        for k in self.obs_keys},
                'action': torch.from_numpy(self._frames(self.action_key, pos,
-                                                       np.minimum(act_raw, last))),
-               'action_pad': torch.from_numpy(act_raw > last),
+                                                       np.minimum(act_raw, act_last))),
+               'action_pad': torch.from_numpy(act_raw > act_last),
                'weight': torch.from_numpy(self.sample_weights[i].astype(np.float32))}
         if self.obs_aligned_actions:
             out['action_seq'] = torch.from_numpy(self._frames(self.action_key, pos, obs_idx))

@@ -132,6 +132,11 @@ class TrainConfig:
     """iwr / sirius: the most of the total loss weight that upweighting gives the
     intervention frames, in (0, 0.5]; 0.5 is the papers' equal split, which collapsed the
     policy when a round added only a few hundred corrections (docs/experiments/hg-dagger.md)."""
+    chunks_within_control: bool = True
+    """An action chunk's training target ends where control changed hands in the episode
+    (expert: demo, intervention; the policy: policy, pre_intervention; hold), padded and
+    masked like an episode's end, so a correction's targets hold the person's actions only
+    (il_ros.data.sampler, chunk_by_source). Demonstration-only datasets are unaffected."""
     init_checkpoint: str | None = None
     """Warm start: a checkpoint folder whose weights (its EMA weights when it has them) and
     normalizers the policy starts from (e.g. the previous DAgger round's policy). The policy
@@ -205,6 +210,9 @@ class TrainConfig:
         self._check_budget()
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f'val_fraction must be in [0, 1), got {self.val_fraction}')
+        if not isinstance(self.chunks_within_control, bool):
+            raise ValueError(f'chunks_within_control must be true or false, '
+                             f'got {self.chunks_within_control!r}')
         if not isinstance(self.skip_bad_episodes, bool):
             raise ValueError(f'skip_bad_episodes must be true or false, '
                              f'got {self.skip_bad_episodes!r}')

@@ -39,7 +39,7 @@ from il_ros.training.evaluate import evaluate
 from il_ros.training.inputs import (check_run_dir, DatasetError, open_checked_dataset,
                                     TrainError, TrainInputError)
 from il_ros.training.logbook import Logbook
-from il_ros.training.schedule import EpochSampler, lr_at
+from il_ros.training.schedule import EpochSampler, eta_s, lr_at
 from il_ros.training.spec import dataset_robot, spec_from_dataset
 from il_ros.training.weighting import label_counts, scheme_weights
 
@@ -170,14 +170,20 @@ class Trainer:
                               else scheme_weights(cfg.weighting, self.counts,
                                                   cfg.label_weights, cfg.pre_intervention_weight,
                                                   cfg.max_intervention_share))
-        common = dict(label_weights=self.label_weights, cache=cfg.cache, **spec)
+        common = dict(label_weights=self.label_weights, cache=cfg.cache,
+                      chunk_by_source=cfg.chunks_within_control, **spec)
         self.train_set = WindowDataset(self.ds, episodes=train_eps, **common)
         self.val_set = WindowDataset(self.ds, episodes=val_eps, **common) if val_eps else None
-        if len(self.train_set) < cfg.batch_size:
-            raise TrainError(f'{len(self.train_set)} training samples are fewer than '
-                             f'batch_size {cfg.batch_size}; lower batch_size or add episodes')
-        self.sampler = sampler = EpochSampler(len(self.train_set), cfg.batch_size, cfg.seed,
-                                              self.step)
+        # Samples whose label weight is 0 are never drawn: left in, they would take batch
+        # slots and dilute the loss of the rest (docs/experiments/hg-dagger.md).
+        active = np.flatnonzero(self.train_set.sample_weights > 0)
+        if len(active) < cfg.batch_size:
+            raise TrainError(f'{len(active)} training samples with a weight above 0 (of '
+                             f'{len(self.train_set)}) are fewer than batch_size '
+                             f'{cfg.batch_size}; lower batch_size or add episodes')
+        self.sampler = sampler = EpochSampler(
+            len(self.train_set), cfg.batch_size, cfg.seed, self.step,
+            indices=None if len(active) == len(self.train_set) else active)
         # As make_loader (whole batches per fetch), plus the loader's own generator: starting
         # an iterator draws a worker seed, and from the global stream that draw would shift
         # every later random number of a resumed run.
@@ -395,15 +401,6 @@ class Trainer:
         self._write_checkpoint('last', self.evals[-1] if self.evals else None, True)
 
     # ---- reporting -----------------------------------------------------------------------
-    def _eta(self) -> float | None:
-        cfg, rate = self.cfg, self.step / max(self.train_s, 1e-9)
-        left = []
-        if cfg.max_steps is not None:
-            left.append(max(cfg.max_steps - self.step, 0) / max(rate, 1e-9))
-        if cfg.max_minutes is not None:
-            left.append(max(60.0 * cfg.max_minutes - self.train_s, 0.0))
-        return round(min(left), 1) if left else None
-
     def _progress(self, state: str) -> None:
         if self.on_progress is None:
             return
@@ -413,7 +410,7 @@ class Trainer:
             'loss': getattr(self, '_last_loss', None), 'lr': getattr(self, '_lr', None),
             'val_loss': last.get('val_loss'), 'success_rate': last.get('success_rate'),
             'best_success': (self.best or {}).get('success_rate'),
-            'train_s': round(self.train_s, 1), 'eta_s': self._eta(),
+            'train_s': round(self.train_s, 1), 'eta_s': eta_s(self.cfg, self.step, self.train_s),
             'samples_per_s': round(getattr(self, '_sps', 0.0), 1), 'run_dir': str(self.out)})
 
     def _bar(self):

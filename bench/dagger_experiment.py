@@ -314,6 +314,24 @@ def gain_over(results: list[dict], method: str, base: str = 'bc') -> list[dict]:
     return out
 
 
+def gain_over_control(results: list[dict], method: str, base: str = 'control') -> list[dict]:
+    """Per round: ``method``'s success minus ``base``'s at the same round and seed.
+
+    Both trained as many steps from the same warm start, so with ``base`` the control arm
+    (no new data) the difference is what the round's data did. Mean and 95% interval over
+    the paired seeds.
+    """
+    by_seed = {r['seed']: r['rounds'] for r in results if r['method'] == base}
+    runs = [r for r in results if r['method'] == method and r['seed'] in by_seed]
+    out = []
+    for k in range(min((min(len(r['rounds']), len(by_seed[r['seed']])) for r in runs),
+                       default=0)):
+        d = [r['rounds'][k]['success_rate'] - by_seed[r['seed']][k]['success_rate']
+             for r in runs]
+        out.append({'round': k, 'seeds': len(d), 'gain': float(np.mean(d)), 'ci95': ci95(d)})
+    return out
+
+
 def plot(results: list[dict], path: Path, task: str) -> None:
     """Plot success (and mean progress, on tasks with sub-goals) against labelled steps.
 
@@ -357,9 +375,9 @@ def table(results: list[dict]) -> str:
     Means ± 95% CI over seeds, and the gain over BC at equal labels (paired by seed).
     """
     lines = ['| method | seeds | round | expert-labelled steps | success (mean ± 95% CI) | '
-             'gain over BC at equal labels (± 95% CI) | waypoints reached (mean ± 95% CI) | '
-             'intervention rate |',
-             '|---|---|---|---|---|---|---|---|']
+             'gain over BC at equal labels (± 95% CI) | gain over control, same training '
+             '(± 95% CI) | waypoints reached (mean ± 95% CI) | intervention rate |',
+             '|---|---|---|---|---|---|---|---|---|']
     for method in METHODS:
         runs = [r for r in results if r['method'] == method]
         if not runs:
@@ -369,6 +387,8 @@ def table(results: list[dict]) -> str:
         s = 100 * _curve(runs, 'success_rate', n)
         p = _curve(runs, 'mean_progress', n)
         gains = {g['round']: g for g in gain_over(results, method)} if method != 'bc' else {}
+        over_c = ({g['round']: g for g in gain_over_control(results, method)}
+                  if method != 'control' else {})
         for k in range(n):
             ir = [r['rounds'][k].get('collect', {}).get('intervention_rate') for r in runs]
             ir = [v for v in ir if v is not None]
@@ -377,8 +397,12 @@ def table(results: list[dict]) -> str:
             g = gains.get(k)
             gain = ('-' if g is None or k == 0
                     else f'{100 * g["gain"]:+.0f} ± {100 * g["ci95"]:.0f}')
+            c = over_c.get(k)
+            gain_c = ('-' if c is None or k == 0
+                      else f'{100 * c["gain"]:+.0f} ± {100 * c["ci95"]:.0f}')
             lines.append(f'| {method} | {len(runs)} | {k} | {lab[k]:.0f} | '
-                         f'{s[:, k].mean():.0f} ± {ci95(s[:, k]):.0f}% | {gain} | {prog} | '
+                         f'{s[:, k].mean():.0f} ± {ci95(s[:, k]):.0f}% | {gain} | {gain_c} | '
+                         f'{prog} | '
                          + (f'{100 * np.mean(ir):.0f}%' if ir else '-') + ' |')
     return '\n'.join(lines)
 

@@ -156,8 +156,8 @@ def main(argv=None) -> int:
         cfg = TrainConfig(policy=name, dataset=str(ds_path), batch_size=args.batch_size,
                           num_workers=workers, max_steps=args.warmup + args.steps,
                           max_minutes=None, warmup_steps=0, val_fraction=0.0,
-                          eval_every_minutes=None, log_every=1, progress=False, bf16=bool(args.bf16), seed=0,
-                          device=device)
+                          eval_every_minutes=None, log_every=1, progress=False,
+                          bf16=bool(args.bf16), seed=0, device=device)
         folder = key.replace('/', '_')
         probe = Trainer(cfg, tmp / f'probe_{folder}')
         bs = args.batch_size

@@ -53,5 +53,18 @@ def test_gain_is_paired_by_seed_at_equal_labels():
     assert next(line for line in md if line.startswith('| bc | 2 | 1 |')).count('| - |') == 2
 
 
-def test_the_control_arm_is_a_method():
+def test_gain_over_the_control_arm_is_paired_by_seed_and_round():
+    results = [run('control', 0, [(1000, 0.2), (1000, 0.5)]),
+               run('control', 1, [(1000, 0.4), (1000, 0.6)]),
+               run('hg-uniform', 0, [(1000, 0.2), (1200, 0.3)], ir=[0.1]),
+               run('hg-uniform', 1, [(1000, 0.4), (1300, 0.5)], ir=[0.1]),
+               run('bc', 0, [(1000, 0.2), (2000, 0.6)])]
+    g = dx.gain_over_control(results, 'hg-uniform')
+    assert [e['seeds'] for e in g] == [2, 2] and g[0]['gain'] == pytest.approx(0.0)
+    assert g[1]['gain'] == pytest.approx(-0.15)
+    assert g[1]['ci95'] == pytest.approx(12.706 * np.std([-0.2, -0.1], ddof=1) / np.sqrt(2))
+    row = next(line for line in dx.table(results).splitlines()
+               if line.startswith('| hg-uniform | 2 | 1 |'))
+    assert '| -15 ± ' in row
+    assert dx.gain_over_control(results, 'dagger') == []
     assert 'control' in dx.METHODS and dx.METHODS[0] == 'bc'

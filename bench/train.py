@@ -182,9 +182,8 @@ def main(argv=None) -> int:
         'load_avg_1m': round(os.getloadavg()[0], 2), 'batch_size': args.batch_size,
         'bf16': bool(args.bf16), 'num_workers': args.num_workers,
         'devices': {d: _device_name(d) for d in args.devices},
-        'dataset': {'episodes': ds.num_episodes,
-                                             'frames': int(ds.episode_lengths.sum()),
-                                             'image': list(ds.shapes['image/front'])},
+        'dataset': {'episodes': ds.num_episodes, 'frames': int(ds.episode_lengths.sum()),
+                    'image': list(ds.shapes['image/front'])},
         'steps': args.steps, 'results': results,
         'min_ratio': min(r['ratio'] for r in results.values())}, indent=1))
     return 0

@@ -121,9 +121,12 @@ class WindowDataset(torch.utils.data.Dataset):
         ram_keys = [k for k in dict.fromkeys([*self.obs_keys, action_key])
                     if cache == 'all' or not is_image_key(k)]
         self._ram = {k: self._load(k) for k in ram_keys}
-        self.sample_weights = self._weights(label_weights, default_weight)  # (N,) float64
-        self._chunk_last = (self._source_ends() if chunk_by_source
-                            and LABEL_KEY in ds.shapes else None)     # (N,) or None
+        labels = None                                          # (N,) label ids, read once
+        if LABEL_KEY in ds.shapes and (label_weights or chunk_by_source):
+            labels = self._ram[LABEL_KEY] if LABEL_KEY in self._ram else self._load(LABEL_KEY)
+        self.sample_weights = self._weights(label_weights, default_weight, labels)  # (N,)
+        self._chunk_last = (self._source_ends(labels) if chunk_by_source
+                            and labels is not None else None)         # (N,) or None
 
     def _load(self, key: str) -> np.ndarray:
         ds = self.dataset
@@ -133,9 +136,8 @@ class WindowDataset(torch.utils.data.Dataset):
             out[lo:lo + self._len_of[pos]] = ds.read(key, int(ep), 0, int(self._len_of[pos]))
         return out
 
-    def _source_ends(self) -> np.ndarray:
+    def _source_ends(self, labels: np.ndarray) -> np.ndarray:
         """Per sample: the in-episode index of the last frame of its run of one source."""
-        labels = self._ram[LABEL_KEY] if LABEL_KEY in self._ram else self._load(LABEL_KEY)
         source = np.array([SOURCE_OF_LABEL[name] for name in LABEL_NAMES])[labels]  # (N,)
         n = len(self)
         end = np.zeros(n, bool)
@@ -144,7 +146,7 @@ class WindowDataset(torch.utils.data.Dataset):
         ends = np.flatnonzero(end)
         return ends[np.searchsorted(ends, np.arange(n))] - np.repeat(self._base, self._len_of)
 
-    def _weights(self, label_weights, default_weight) -> np.ndarray:
+    def _weights(self, label_weights, default_weight, labels) -> np.ndarray:
         n = len(self)
         if not label_weights:
             return np.full(n, float(default_weight))
@@ -160,7 +162,6 @@ class WindowDataset(torch.utils.data.Dataset):
                            f'{self.dataset.path} has {self.dataset.keys}')
         table = np.array([label_weights.get(name, default_weight) for name in LABEL_NAMES],
                          dtype=np.float64)
-        labels = self._ram[LABEL_KEY] if LABEL_KEY in self._ram else self._load(LABEL_KEY)
         return table[labels]
 
     def __len__(self) -> int:

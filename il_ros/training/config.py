@@ -44,7 +44,7 @@ from il_ros.data.sampler import CACHE_MODES
 from il_ros.keys import LABEL_NAMES
 from il_ros.training import recipes
 from il_ros.training.recipes import resolve_config_path  # noqa: F401 - public here too
-from il_ros.training.weighting import DEFAULT_MAX_SHARE
+from il_ros.training.weighting import check_max_share, DEFAULT_MAX_SHARE, SCHEMES
 
 SELECT_MODES = ('auto', 'success', 'val_loss', 'last')
 BUDGET_FIELDS = ('max_steps', 'max_minutes', 'eval_every_steps', 'eval_every_minutes',
@@ -229,17 +229,13 @@ class TrainConfig:
                 raise ValueError(f'label_weights must be finite numbers >= 0, got {bad}')
         from il_ros.training.device import check_device_name
         check_device_name(self.device)
-        from il_ros.training.weighting import SCHEMES
         if self.weighting not in SCHEMES:
             raise ValueError(f'weighting must be one of {SCHEMES}, got {self.weighting!r}')
         if not (math.isfinite(self.pre_intervention_weight)
                 and self.pre_intervention_weight >= 0):
             raise ValueError(f'pre_intervention_weight must be >= 0, '
                              f'got {self.pre_intervention_weight}')
-        if not (math.isfinite(self.max_intervention_share)
-                and 0 < self.max_intervention_share <= 0.5):
-            raise ValueError(f'max_intervention_share must be in (0, 0.5], '
-                             f'got {self.max_intervention_share}')
+        check_max_share(self.max_intervention_share)
         if self.init_checkpoint is not None and not isinstance(self.init_checkpoint, str):
             raise ValueError(f'init_checkpoint must be a folder path, '
                              f'got {self.init_checkpoint!r}')

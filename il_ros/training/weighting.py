@@ -14,7 +14,7 @@ loss):
   1/2)``. With a round's few hundred corrective frames against thousands of demo frames,
   half the loss on them made the policy overfit to the odd states where takeovers happen
   and collapse (docs/experiments/hg-dagger.md); ``max_share = 0.5`` is the paper's rule.
-  Corrections are never weighted below uniform, nor above half.
+  Corrections keep at least their uniform share up to half, and never carry more.
 - ``sirius`` (Liu et al. 2022): as ``iwr``, and the pre-intervention frames (what the policy
   did just before a person had to take over: likely bad actions) are downweighted by
   ``pre_intervention_weight`` within the rest.
@@ -56,6 +56,13 @@ def label_counts(dataset, episodes) -> dict[str, int]:
     return {name: int(c) for name, c in zip(LABEL_NAMES, counts)}
 
 
+def check_max_share(max_share) -> None:
+    """ValueError naming ``max_intervention_share`` unless it is in (0, MAX_SHARE]."""
+    if not (isinstance(max_share, (int, float)) and 0 < max_share <= MAX_SHARE):
+        raise ValueError(f'max_intervention_share must be in (0, {MAX_SHARE}], '
+                         f'got {max_share!r}')
+
+
 def scheme_weights(scheme: str, counts: dict[str, int],
                    label_weights: dict[str, float] | None = None,
                    pre_intervention_weight: float = 0.1,
@@ -70,9 +77,7 @@ def scheme_weights(scheme: str, counts: dict[str, int],
     if not (math.isfinite(pre_intervention_weight) and pre_intervention_weight >= 0):
         raise ValueError(f'pre_intervention_weight must be finite and >= 0, '
                          f'got {pre_intervention_weight}')
-    if not (isinstance(max_share, (int, float)) and 0 < max_share <= MAX_SHARE):
-        raise ValueError(f'max_intervention_share must be in (0, {MAX_SHARE}], '
-                         f'got {max_share!r}')
+    check_max_share(max_share)
     base = {name: float((label_weights or {}).get(name, 1.0)) for name in LABEL_NAMES}
     if scheme == 'uniform':
         return base

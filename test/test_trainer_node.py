@@ -8,13 +8,16 @@ trains on the rest, listing it in the status warnings. ``out_dir`` cannot leave 
 root: setting it outside is refused, and a ``~/train`` call whose folder resolves outside
 (through a symbolic link) is refused naming the path and the root, unless the node was
 started with ``allow_any_output_dir``. ``~/cancel`` stops a run, which the same ``~/train``
-call resumes.
+call resumes. A worker that reports faster than the node reads cannot keep the node from
+answering: progress events are throttled and each status tick handles a bounded number.
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
+import queue
 import shutil
+from types import SimpleNamespace
 import time
 
 import numpy as np
@@ -42,8 +45,36 @@ def _call(node, client, timeout=20.0):
     end = time.monotonic() + timeout
     while not fut.done() and time.monotonic() < end:
         rclpy.spin_once(node, timeout_sec=0.05)
-    assert fut.done(), 'no answer from ~/train'
+    assert fut.done(), f'no answer from {client.srv_name} within {timeout} s'
     return fut.result()
+
+
+def test_progress_events_are_throttled_unless_an_evaluation_changed():
+    from il_ros.training.worker import ProgressThrottle
+    now = [0.0]
+    throttle = ProgressThrottle(0.1, clock=lambda: now[0])
+    sent = []
+    for step in range(100):                 # 100 log rows within 0.099 s: one goes out
+        now[0] = step * 0.001
+        sent += [step] if throttle({'step': step, 'success_rate': None}) else []
+    assert sent == [0]
+    assert throttle({'step': 100, 'success_rate': 0.5})    # a new evaluation goes at once
+    assert not throttle({'step': 101, 'success_rate': 0.5})
+    now[0] = 0.2
+    assert throttle({'step': 102, 'success_rate': 0.5})    # and time lets the next one go
+
+
+def test_a_status_tick_handles_a_bounded_number_of_worker_events():
+    from il_ros.ros.trainer import DRAIN_LIMIT, Trainer
+    events = queue.Queue()
+    for step in range(DRAIN_LIMIT + 500):
+        events.put(('progress', {'step': step}))
+    handled = []
+    fake = SimpleNamespace(events=events, _handle=lambda kind, payload: handled.append(payload))
+    Trainer._drain(fake, DRAIN_LIMIT)
+    assert len(handled) == DRAIN_LIMIT and events.qsize() == 500
+    Trainer._drain(fake)                     # unbounded: everything (the worker has ended)
+    assert len(handled) == DRAIN_LIMIT + 500 and events.empty()
 
 
 def test_train_service_runs_reports_and_refuses_a_second_run(procs, node, tmp_path):

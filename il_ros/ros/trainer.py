@@ -29,6 +29,7 @@ same ``~/train`` call (same ``out_dir``) resumes it.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import multiprocessing as mp
 from pathlib import Path
@@ -43,6 +44,9 @@ from std_srvs.srv import Trigger
 
 from il_ros.ros.node_diagnostics import TrainerDiagnostics
 from il_ros.ros.node_utils import declare, run, STATE_QOS
+
+DRAIN_LIMIT = 1000
+"""Most worker events one status tick handles (the rest wait for the next tick)."""
 
 CHECKPOINT_QOS = QoSProfile(depth=1, reliability=QoSReliabilityPolicy.RELIABLE,
                             durability=QoSDurabilityPolicy.TRANSIENT_LOCAL)
@@ -186,7 +190,7 @@ class Trainer(Node):
 
     # -- worker events -----------------------------------------------------------------------
     def _tick(self) -> None:
-        self._drain()
+        self._drain(DRAIN_LIMIT)
         if (self.proc is not None and not self.proc.is_alive()
                 and self.status['state'] in ('starting', 'training')):
             self._drain()
@@ -195,10 +199,15 @@ class Trainer(Node):
                                    f'{self.proc.exitcode} without a result')
         self.pub_status.publish(String(data=json.dumps(self.status)))
 
-    def _drain(self) -> None:
+    def _drain(self, limit: int | None = None) -> None:
+        """Handle the worker's queued events, at most ``limit`` of them (None: all).
+
+        The timer's drain is bounded so that a worker reporting faster than this process
+        reads can never keep the executor from serving ``~/cancel`` and ``~/train``.
+        """
         if self.events is None:
             return
-        while True:
+        for _ in (range(limit) if limit is not None else itertools.count()):
             try:
                 kind, payload = self.events.get_nowait()
             except (queue.Empty, OSError, ValueError):

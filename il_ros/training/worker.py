@@ -4,7 +4,9 @@
 puts ``(kind, payload)`` tuples on ``events``:
 
 - ``('started', {'pid', 'run_dir'})`` once the process is up;
-- ``('progress', dict)``: the trainer's progress dict (see ``Trainer``);
+- ``('progress', dict)``: the trainer's progress dict (see ``Trainer``), at most
+  ``PROGRESS_MIN_INTERVAL_S`` apart unless an evaluation result changed (a tiny model logs
+  hundreds of steps a second, more than the node should have to read);
 - ``('checkpoint', path)``: each new best checkpoint;
 - ``('message', line)``: a warning of the run (a skipped episode, episodes without a
   checksum);
@@ -18,7 +20,37 @@ puts ``(kind, payload)`` tuples on ``events``:
 from __future__ import annotations
 
 import os
+import time
 import traceback
+
+PROGRESS_MIN_INTERVAL_S = 0.1
+"""Least time between two progress events that carry no new evaluation result."""
+
+
+class ProgressThrottle:
+    """Pass a progress dict on when enough time has passed or its evaluation changed.
+
+    ``clock`` returns seconds (injected in tests).
+    """
+
+    KEYS = ('success_rate', 'best_success')
+
+    def __init__(self, min_interval_s: float = PROGRESS_MIN_INTERVAL_S, clock=time.monotonic):
+        """Nothing sent yet: the first call sends."""
+        self.min_interval_s = float(min_interval_s)
+        self.clock = clock
+        self._last_t = None
+        self._last_eval = None
+
+    def __call__(self, progress: dict) -> bool:
+        """Whether to send ``progress`` now (and, if so, remember it as the last sent)."""
+        now = self.clock()
+        evals = tuple(progress.get(k) for k in self.KEYS)
+        if (self._last_t is not None and evals == self._last_eval
+                and now - self._last_t < self.min_interval_s):
+            return False
+        self._last_t, self._last_eval = now, evals
+        return True
 
 
 def run_training(request: dict, events, stop) -> None:
@@ -43,9 +75,10 @@ def run_training(request: dict, events, stop) -> None:
                                 max_steps=request.get('max_steps'),
                                 eval_task=request.get('eval_task'), progress=False)
         events.put(('started', {'pid': os.getpid(), 'run_dir': str(request['out_dir'])}))
+        throttle = ProgressThrottle()
         summary = train(cfg, request['out_dir'],
                         on_checkpoint=lambda p: events.put(('checkpoint', p)),
-                        on_progress=lambda d: events.put(('progress', d)),
+                        on_progress=lambda d: throttle(d) and events.put(('progress', d)),
                         should_stop=stop.is_set,
                         on_message=lambda line: events.put(('message', line)))
         events.put(('done', {k: v for k, v in summary.items() if k != 'evals'}))

@@ -53,6 +53,10 @@ class ViewError(ValueError):
     """The input cannot be viewed; the message names the path and what is wrong."""
 
 
+VIEWER_PORT = 9876
+"""The port a spawned viewer listens on (Rerun's default)."""
+
+
 def viewer_available() -> bool:
     """Whether a Rerun viewer could open here: a display and the ``rerun`` executable."""
     if sys.platform.startswith('linux') and not (os.environ.get('DISPLAY')
@@ -341,13 +345,14 @@ def default_out(path: Path, episode: int | None) -> Path:
 
 
 def view(path, *, episode: int = 0, out=None, mode: str = 'auto',
-         progress: bool = True) -> dict:
+         progress: bool = True, port: int = VIEWER_PORT) -> dict:
     """Log one episode of a dataset folder or a bag folder to Rerun.
 
     ``mode``: 'spawn' (open the viewer), 'save' (write an .rrd), or 'auto' (spawn when
     :func:`viewer_available`, else save; ``out`` given means save). Returns the log result
     (see log_dataset_episode / log_bag) plus ``out`` (the .rrd written, or None) and
-    ``spawned``. Raises ViewError naming the path on bad input.
+    ``spawned``. ``port``: the viewer's port when spawning (a viewer already listening
+    there gets the episode). Raises ViewError naming the path on bad input.
     """
     import rerun as rr
 
@@ -374,7 +379,7 @@ def view(path, *, episode: int = 0, out=None, mode: str = 'auto',
     rec = rr.RecordingStream(APP_ID, send_properties=True)
     rec.send_recording_name(name)
     if spawn:
-        rec.spawn(executable_path=viewer_executable())
+        rr.spawn(port=port, executable_path=viewer_executable(), recording=rec)
     else:
         target = Path(out) if out is not None else default_out(path, episode if is_dataset
                                                                else None)

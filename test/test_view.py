@@ -1,5 +1,12 @@
-"""``il-ros view``: episodes of a dataset and of a bag logged to an .rrd, read back with rerun."""
+"""``il-ros view``: episodes logged to an .rrd and read back with rerun, or sent to a viewer."""
 from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import time
+import warnings
 
 import numpy as np
 import pytest
@@ -133,3 +140,42 @@ def test_where_it_goes(dataset, tmp_path, monkeypatch):
     r = view(dataset, episode=3, progress=False)
     assert r['out'] == str(dataset.parent / 'ds_episode_3.rrd') and not r['spawned']
     assert rrd_rows(r['out'])[0]['/camera/front'] == LENGTHS[3]
+
+
+def test_auto_with_a_display_spawns_a_viewer_that_receives_the_episode(dataset, tmp_path,
+                                                                        monkeypatch):
+    """The spawn path end to end, with the real ``rerun`` executable.
+
+    It is started as Rerun's SDK starts a viewer, but with ``--save``, so that it writes what
+    it receives instead of opening a window; the file then holds the whole episode.
+    """
+    import il_ros.viewer as viewer
+    real = viewer.viewer_executable()
+    assert real, 'rerun-sdk ships the rerun executable'
+    pid_file, rrd = tmp_path / 'viewer.pid', tmp_path / 'received.rrd'
+    fake = tmp_path / 'viewer'
+    fake.write_text(f'#!/bin/sh\necho $$ > {pid_file}\nexec {real} --save {rrd} "$@"\n')
+    fake.chmod(0o755)
+    monkeypatch.setattr(viewer, 'viewer_executable', lambda: str(fake))
+    monkeypatch.setenv('DISPLAY', ':99')
+    assert viewer.viewer_available()
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    try:
+        r = view(dataset, episode=1, progress=False, port=port)
+        assert r['spawned'] and r['out'] is None and r['frames'] == LENGTHS[1]
+        n = {}
+        end = time.monotonic() + 30
+        while time.monotonic() < end and n.get('/action/x') != LENGTHS[1]:
+            time.sleep(0.2)
+            if rrd.is_file():
+                with warnings.catch_warnings():      # a file still being written: no footer
+                    warnings.simplefilter('ignore')
+                    n = rrd_rows(rrd)[0]
+        for e in ('camera/front', 'camera/wrist', 'action/x', 'control_source/code'):
+            assert n.get(f'/{e}') == LENGTHS[1], (e, n)
+    finally:
+        if pid_file.is_file():                    # the viewer runs in its own session
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(int(pid_file.read_text()), signal.SIGINT)

@@ -48,6 +48,7 @@ IMPORTS: dict[str, tuple[str | None, str | None]] = {
     'pyarrow': (None, 'pyarrow'),
     'av': (None, 'av'),
     'rerun': (None, 'rerun-sdk'),
+    'foxglove': (None, 'foxglove-sdk'),
     'rclpy': ('rclpy', 'ros-rclpy'),
     'ament_index_python': ('ament_index_python', None),   # comes with ros-rclpy
     'launch': ('launch', None),             # a ROS install, or ../shared/ros2-tools

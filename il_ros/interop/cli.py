@@ -1,8 +1,9 @@
-"""``il-ros export`` and ``il-ros import``: argparse glue for il_ros.interop.
+"""``il-ros export``, ``import`` and ``foxglove-layout``: argparse glue for il_ros.interop.
 
     il-ros export data/datasets/lift --format lerobot --out data/lerobot/lift
     il-ros export data/datasets/lift --format robomimic --out data/robomimic/lift.hdf5
     il-ros import data/lerobot/so101 --format lerobot --out data/datasets/so101 [--map YAML]
+    il-ros foxglove-layout --robot panda --out panda_layout.json
 
 Each ends with one summary line; bad input prints one line naming the file and field on
 stderr and exits 2 (docs/interop.md).
@@ -56,8 +57,24 @@ def _cmd_import(args) -> int:
 
 
 
+def _cmd_foxglove_layout(args) -> int:
+    """Robot description -> Foxglove layout JSON. Exit 0 done, 2 bad input."""
+    from il_ros.config import ConfigError
+    from il_ros.interop.foxglove import write_layout
+    from il_ros.robot import load_robot
+    try:
+        topics = write_layout(load_robot(args.robot), args.out, cameras=args.cameras,
+                              namespace=args.namespace)
+    except (ConfigError, ValueError, OSError) as e:
+        print(f'il-ros foxglove-layout: {e}', file=sys.stderr)
+        return 2
+    print(f'wrote {args.out}: cameras {", ".join(t for t, _ in topics["cameras"].values())}; '
+          f'{topics["joint_states"]}, {topics["command"]}, {topics["control_source"]}')
+    return 0
+
+
 def add_interop_parsers(sub) -> None:
-    """Add ``export`` and ``import`` to the il-ros subparsers ``sub``."""
+    """Add ``export``, ``import`` and ``foxglove-layout`` to the il-ros subparsers ``sub``."""
     p = sub.add_parser('export', help='write a dataset as LeRobot v3 or robomimic HDF5')
     p.add_argument('dataset')
     p.add_argument('--format', required=True, choices=['lerobot', 'robomimic'])
@@ -80,3 +97,13 @@ def add_interop_parsers(sub) -> None:
     p.add_argument('--map', metavar='YAML', help='feature map (default: '
                    'config/interop/lerobot_map.yaml, LeRobot\'s conventions)')
     p.set_defaults(func=_cmd_import)
+
+    p = sub.add_parser('foxglove-layout', help="write a Foxglove layout for a robot's "
+                       'cameras, joints, commands and control source (docs/interop.md)')
+    p.add_argument('--robot', default=None, metavar='NAME',
+                   help='robot description: a name under config/robots or a YAML path '
+                   '(default sim_arm)')
+    p.add_argument('--cameras', nargs='+', help="cameras to show (default: all the robot's)")
+    p.add_argument('--namespace', default='', help='the graph\'s ROS namespace (default none)')
+    p.add_argument('--out', required=True, help='the layout JSON file to write')
+    p.set_defaults(func=_cmd_foxglove_layout)

@@ -8,7 +8,9 @@
   deadman lapses), those of ``CPU_BOUND`` keep the cores busy (training, colcon builds).
   Both are marked ``realtime`` and kept on one worker, one at a time, so a timing test only
   ever shares the machine with light tests.
-- ROS_HOME, torch and Mesa caches point into a temp dir.
+- ROS_HOME, torch and Mesa caches point into a temp dir of the run, and so does TMPDIR for
+  the processes the tests start (launch_ros leaves a ``launch_params_*`` file per node in
+  it). The folder is removed when the run passes, and kept, with its ROS logs, when not.
 - ``procs``: start node processes; each is stopped by its pid when the test ends.
 - ``ros_node``: an rclpy node in the test process (a probe: publishes, subscribes, calls).
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -40,6 +43,9 @@ os.environ['ROS_LOG_DIR'] = str(_RUN_TMP / 'ros_log')
 os.environ['TORCHINDUCTOR_CACHE_DIR'] = str(_RUN_TMP / 'inductor')
 os.environ['MPLCONFIGDIR'] = str(_RUN_TMP / 'mpl')
 os.environ['XDG_CACHE_HOME'] = str(_RUN_TMP / 'cache')
+(_RUN_TMP / 'tmp').mkdir()
+os.environ['TMPDIR'] = str(_RUN_TMP / 'tmp')    # children's temp files (this process's are
+                                                 # already placed: tempfile read TMPDIR above)
 setup_headless_gl()
 os.environ['PYTHONUNBUFFERED'] = '1'
 
@@ -73,6 +79,12 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.path.name in GROUPED:
             item.add_marker(pytest.mark.realtime)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Remove this process's run folder when the run passed (kept for a failure's ROS logs)."""
+    if exitstatus == 0:
+        shutil.rmtree(_RUN_TMP, ignore_errors=True)
 
 
 def _realtime_scope(nodeid: str) -> str | None:

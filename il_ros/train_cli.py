@@ -15,7 +15,9 @@ nothing trained), 130 interrupted (resumable).
 from __future__ import annotations
 
 import json
+import os
 import signal
+import subprocess
 import sys
 
 
@@ -36,12 +38,33 @@ def _bad_numbers(args, prog: str, **lowest) -> bool:
     return False
 
 
+def _torchrun(args) -> int:
+    """``il-ros train --nproc N``: the same command as N DDP ranks under torchrun."""
+    argv = ['--config', args.config, '--out', args.out]
+    for flag in ('task', 'dataset', 'max_minutes', 'max_steps', 'eval_task', 'device',
+                 'threads'):
+        if getattr(args, flag) is not None:
+            argv += [f'--{flag.replace("_", "-")}', str(getattr(args, flag))]
+    argv += [a for kv in args.set for a in ('--set', kv)]
+    argv += ['--skip-bad-episodes'] if args.skip_bad_episodes else []
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone',
+           f'--nproc_per_node={args.nproc}', '-m', 'il_ros.train_cli', 'train', *argv]
+    print(f'il-ros train: {args.nproc} processes (torchrun, DDP)', file=sys.stderr, flush=True)
+    try:
+        return subprocess.run(cmd).returncode
+    except KeyboardInterrupt:
+        return 130
+
+
 def _cmd_train(args) -> int:
     from il_ros.config import ConfigError
     from il_ros.training.config import load_train_config
-    from il_ros.training.trainer import train, TrainError, TrainInputError
-    if _bad_numbers(args, 'il-ros train', threads=1):
+    from il_ros.training.distributed import train      # one process, or a rank of several
+    from il_ros.training.trainer import TrainError, TrainInputError
+    if _bad_numbers(args, 'il-ros train', threads=1, nproc=1):
         return 2
+    if args.nproc > 1 and 'RANK' not in os.environ:
+        return _torchrun(args)
     try:
         cfg = load_train_config(args.config, args.set, task=args.task, dataset=args.dataset,
                                 max_minutes=args.max_minutes, max_steps=args.max_steps,
@@ -64,7 +87,8 @@ def _cmd_train(args) -> int:
         return 1 if isinstance(e, TrainError) and not isinstance(e, TrainInputError) else 2
     finally:
         signal.signal(signal.SIGTERM, previous)
-    print(format_summary(summary))
+    if os.environ.get('RANK', '0') == '0':        # one summary for a DDP run: rank 0's
+        print(format_summary(summary))
     return 130 if summary['status'] == 'interrupted' else 0
 
 
@@ -141,6 +165,10 @@ def add_train_parser(subparsers) -> None:
     p.add_argument('--device', help='auto (default: the GPU when PyTorch sees one), cpu, '
                    'cuda or cuda:N; checkpoints load on the CPU either way')
     p.add_argument('--threads', type=int, default=None, help='torch CPU threads')
+    p.add_argument('--nproc', type=int, default=1,
+                   help='train one run on N processes with DDP through torchrun (gloo on the '
+                   'CPU, NCCL on GPUs); batch_size is the global batch (il_ros/training/'
+                   'distributed.py)')
     p.set_defaults(func=_cmd_train)
 
 

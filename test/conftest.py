@@ -69,6 +69,7 @@ CPU_BOUND = {
     'test_dataset_check.py', 'test_colcon.py', 'test_resnet.py',
     'test_interop_lerobot.py',     # AV1 encoding on every core
     'test_harness.py',             # a pytest run on two workers
+    'test_distributed.py',         # two training processes (torchrun)
 }
 
 

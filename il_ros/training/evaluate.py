@@ -26,8 +26,10 @@ judge.
 """
 from __future__ import annotations
 
+import math
 import time
 
+import numpy as np
 import torch
 
 from il_ros import keys
@@ -195,6 +197,30 @@ def evaluate(policy, task: str, episodes: int = 50, seed: int = EVAL_SEED,
             'cpu_s': round(time.process_time() - cpu0, 2),
             'wall_s': round(time.perf_counter() - wall0, 2),
             'per_episode': per_episode}
+
+
+def validation_loss(model, dataset, batch_size: int, batches: int, seed: int,
+                    device) -> float | None:
+    """The mean loss of ``model`` over at most ``batches`` batches of ``dataset``.
+
+    A fixed sample order (from ``seed``), eval mode and no gradients; None when it is not
+    finite (checkpoint JSON has no NaN).
+    """
+    from il_ros.training.device import to_device
+    n = len(dataset)
+    order = np.random.default_rng(seed).permutation(n)
+    bs = min(batch_size, n)
+    total, count = 0.0, 0
+    was = model.training
+    model.eval()
+    with torch.no_grad():
+        for b in range(min(batches, math.ceil(n / bs))):
+            idx = order[b * bs:(b + 1) * bs]
+            total += float(model.loss(to_device(dataset.batch(idx), device))) * len(idx)
+            count += len(idx)
+    model.train(was)
+    loss = total / count
+    return loss if math.isfinite(loss) else None
 
 
 def format_result(res: dict) -> str:

@@ -22,6 +22,7 @@ import dataclasses
 import json
 import math
 from pathlib import Path
+import shutil
 import sys
 import time
 from typing import Callable
@@ -35,7 +36,7 @@ from il_ros.training import state as st
 from il_ros.training.config import (config_differences, resolve_policy_config,
                                     save_train_config, selection_score, TrainConfig)
 from il_ros.training.device import on_cpu, resolve_device, to_device
-from il_ros.training.evaluate import evaluate
+from il_ros.training.evaluate import evaluate, validation_loss
 from il_ros.training.inputs import (check_run_dir, DatasetError, open_checked_dataset,
                                     TrainError, TrainInputError)
 from il_ros.training.logbook import Logbook
@@ -115,6 +116,7 @@ class Trainer:
                 shadow.load_state_dict(self.policy.state_dict())
             self.ema = st.Ema(shadow.to(self.device), cfg.ema_decay)
         self.policy.to(self.device)
+        self._loss = self.policy.loss               # a DDP rank wraps it (distributed.py)
         if self.device.type == 'cuda':
             self.say(f'training on {self.device} ({torch.cuda.get_device_name(self.device)})')
         self.opt = torch.optim.AdamW(self.policy.parameters(), lr=cfg.lr,
@@ -219,8 +221,7 @@ class Trainer:
         if (self.finished and not self._budget_left()
                 and (self.out / 'summary.json').is_file()):
             return json.loads((self.out / 'summary.json').read_text())
-        save_train_config(cfg, self.out / 'config.yaml')
-        self.log = Logbook(self.out, self.step if self.resumed else None)
+        self._open_run()
         self.wall0 = time.monotonic()
         session_steps, session_s = 0, 0.0
         window = {'loss': [], 'gn': [], 't': 0.0}
@@ -271,12 +272,16 @@ class Trainer:
         del it
         return self._summary(status, session_steps, session_s)
 
+    def _open_run(self) -> None:            # a DDP rank other than 0 writes nothing
+        save_train_config(self.cfg, self.out / 'config.yaml')
+        self.log = Logbook(self.out, self.step if self.resumed else None)
+
     def _train_step(self, batch: dict) -> tuple[float, float]:
         cfg = self.cfg
         lr = lr_at(cfg, self.step, self.train_s)
         for g in self.opt.param_groups:
             g['lr'] = lr
-        loss = self.policy.loss(to_device(batch, self.device))
+        loss = self._loss(to_device(batch, self.device))
         if not torch.isfinite(loss):
             eps = sorted({self.train_set.episode_and_frame(i)[0]
                           for i in self.sampler.batch(self.step)})
@@ -320,22 +325,8 @@ class Trainer:
     def _val_loss(self) -> float | None:
         if self.val_set is None:
             return None
-        cfg, model = self.cfg, self.eval_policy
-        n = len(self.val_set)
-        order = np.random.default_rng(cfg.seed).permutation(n)
-        bs = min(cfg.batch_size, n)
-        total, count = 0.0, 0
-        was = model.training
-        model.eval()
-        with torch.no_grad():
-            for b in range(min(cfg.val_batches, math.ceil(n / bs))):
-                idx = order[b * bs:(b + 1) * bs]
-                total += float(model.loss(to_device(self.val_set.batch(idx), self.device))
-                               ) * len(idx)
-                count += len(idx)
-        model.train(was)
-        loss = total / count
-        return loss if math.isfinite(loss) else None     # JSON (checkpoints) has no NaN
+        return validation_loss(self.eval_policy, self.val_set, self.cfg.batch_size,
+                               self.cfg.val_batches, self.cfg.seed, self.device)
 
     def _evaluate(self, bar) -> None:
         cfg = self.cfg
@@ -380,7 +371,6 @@ class Trainer:
         final = self.ckpt_dir / name
         tmp = final.with_name(name + '.tmp')
         if tmp.exists():
-            import shutil
             shutil.rmtree(tmp)
         tmp.parent.mkdir(parents=True, exist_ok=True)
         ema_state = self.ema.shadow.state_dict() if self.ema is not None else None
@@ -425,7 +415,7 @@ class Trainer:
             best['path'] = str((self.ckpt_dir / 'best').resolve())
         summary = {
             'status': status, 'step': self.step, 'train_s': round(self.train_s, 2),
-            'device': str(self.device),
+            'device': str(self.device), 'world_size': getattr(self, 'world', 1),
             'wall_s': self._wall(),
             'samples_per_s': round(self.cfg.batch_size * steps / max(secs, 1e-9), 1),
             'session_steps': steps, 'resumed': self.resumed, 'selection': self.cfg.selection,

@@ -16,6 +16,10 @@ with moving blobs, random-walk joints) and written through ``DatasetWriter``.
     python bench/train.py [--presets lstm_gmm none_mse diffusion] [--steps 20] [--threads 2] \
         [--devices cpu cuda]
 
+With ``--nproc 2``, each preset is also trained as 2 DDP processes (torchrun, gloo) with
+``threads / 2`` threads each, keyed ``PRESET/ddp2``: ``scaling_vs_1_process`` is its
+samples/s over the single-process trainer's, ``ratio`` over the plain loop's (same run).
+
 With ``--devices``, each preset is measured on each device (results keyed ``PRESET@DEVICE``
 beyond the CPU): the plain loop then holds its batches on that device, and the trainer runs
 with ``device=`` it (its batches come from the sampler through pinned memory).
@@ -32,6 +36,7 @@ import json
 import os
 from pathlib import Path
 import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -120,6 +125,30 @@ def trainer_run(cfg: TrainConfig, out: Path, warmup: int) -> tuple[list[float], 
             if int(r['step']) > warmup], trainer
 
 
+def ddp_run(cfg: TrainConfig, out: Path, warmup: int, nproc: int, threads: int) -> list[float]:
+    """Step times (s) of the trainer as ``nproc`` DDP processes (torchrun, gloo on the CPU).
+
+    Each process gets ``threads // nproc`` torch threads (at least 1), so the run uses the
+    same cores as the single-process one; ``cfg.batch_size`` is the global batch.
+    """
+    from il_ros.training.config import save_train_config
+    per = str(max(1, threads // nproc))
+    config = out.with_suffix('.yaml')
+    save_train_config(cfg, config)
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone',
+           f'--nproc_per_node={nproc}', '-m', 'il_ros.train_cli', 'train', '--config',
+           str(config), '--out', str(out), '--threads', per]
+    p = subprocess.run(cmd, capture_output=True, text=True,
+                       env={**os.environ, 'OMP_NUM_THREADS': per})
+    if p.returncode != 0:
+        raise SystemExit(f'bench/train.py: the {nproc}-process run failed: '
+                         f'{(p.stderr.strip() or p.stdout.strip()).splitlines()[-1]}')
+    with open(out / 'log.csv', newline='') as f:
+        rows = [r for r in csv.DictReader(f) if r['samples_per_s']]
+    return [cfg.batch_size / float(r['samples_per_s']) for r in rows
+            if int(r['step']) > warmup]
+
+
 def _rate(batch_size: int, times: list[float]) -> dict:
     return {'median': round(batch_size / float(np.median(times)), 1),
             'mean': round(batch_size * len(times) / float(np.sum(times)), 1)}
@@ -143,6 +172,9 @@ def main(argv=None) -> int:
     ap.add_argument('--num-workers', type=int, nargs='+', default=[0],
                     help="the trainer's data-loader worker processes; several values: one "
                     'trainer run each (keys PRESET[@DEVICE]/wN beyond the first)')
+    ap.add_argument('--nproc', type=int, nargs='+', default=[1],
+                    help='also train on N DDP processes (torchrun, CPU only), threads/N '
+                    'threads each (keys PRESET/ddpN); 1 is the single-process trainer')
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     tmp = Path(tempfile.mkdtemp(prefix='il_ros_bench_train_'))
@@ -176,6 +208,16 @@ def main(argv=None) -> int:
             'ema': cfg.ema_decay > 0, 'grad_clip': cfg.grad_clip}
         print(f'{key}: trainer {mine} vs plain {plain} samples/s', file=sys.stderr,
               flush=True)
+        for n in (n for n in args.nproc if n > 1 and device == 'cpu'):
+            rate = _rate(bs, ddp_run(cfg, tmp / f'ddp{n}_{folder}', args.warmup, n,
+                                     args.threads))
+            results[f'{key}/ddp{n}'] = {
+                'trainer_samples_per_s': rate, 'plain_samples_per_s': plain,
+                'ratio': round(rate['median'] / plain['median'], 3),
+                'scaling_vs_1_process': round(rate['median'] / mine['median'], 3),
+                'processes': n, 'threads_per_process': max(1, args.threads // n)}
+            print(f'{key}/ddp{n}: {rate} samples/s, {results[f"{key}/ddp{n}"]["ratio"]} '
+                  'of the plain loop', file=sys.stderr, flush=True)
     print(json.dumps({
         'bench': 'train', 'torch': torch.__version__, 'threads': args.threads,
         'cpu_count': os.cpu_count(), 'machine': platform.machine(),

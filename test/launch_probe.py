@@ -128,21 +128,26 @@ class GraphProbe:
     def ask(self, target: str, names: list[str]) -> None:
         from rcl_interfaces.srv import GetParameters
         client = self.node.create_client(GetParameters, f'/{target}/get_parameters')
-        self._asks[target] = (client, names, None)
+        self._asks[target] = (client, names, None, 0.0)
+
+    RESEND_S = 2.0
+    """A request unanswered this long is sent again: a request sent right when the service
+    is discovered can be answered before the server has matched the client's reply reader,
+    and that reply is lost (DDS discovery is not symmetric)."""
 
     def _poll_params(self) -> bool:
         from rcl_interfaces.srv import GetParameters
         from rclpy.parameter import parameter_value_to_python
-        for target, (client, names, future) in list(self._asks.items()):
+        for target, (client, names, future, sent) in list(self._asks.items()):
             if target in self.params:
                 continue
-            if future is None:
-                if client.service_is_ready():
-                    self._asks[target] = (client, names, client.call_async(
-                        GetParameters.Request(names=names)))
-            elif future.done():
+            if future is not None and future.done():
                 self.params[target] = {n: (v.type, parameter_value_to_python(v))
                                        for n, v in zip(names, future.result().values)}
+            elif (client.service_is_ready()
+                  and (future is None or time.monotonic() - sent > self.RESEND_S)):
+                self._asks[target] = (client, names, client.call_async(
+                    GetParameters.Request(names=names)), time.monotonic())
         return len(self.params) == len(self._asks)
 
     def wait(self, proc, log, timeout: float, until=None, what: str = '') -> None:

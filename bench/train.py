@@ -119,10 +119,7 @@ def trainer_run(cfg: TrainConfig, out: Path, warmup: int) -> tuple[list[float], 
     """
     trainer = Trainer(cfg, out)
     trainer.run()
-    with open(out / 'log.csv', newline='') as f:
-        rows = [r for r in csv.DictReader(f) if r['samples_per_s']]
-    return [cfg.batch_size / float(r['samples_per_s']) for r in rows
-            if int(r['step']) > warmup], trainer
+    return step_times(out, cfg.batch_size, warmup), trainer
 
 
 def ddp_run(cfg: TrainConfig, out: Path, warmup: int, nproc: int, threads: int) -> list[float]:
@@ -143,10 +140,14 @@ def ddp_run(cfg: TrainConfig, out: Path, warmup: int, nproc: int, threads: int) 
     if p.returncode != 0:
         raise SystemExit(f'bench/train.py: the {nproc}-process run failed: '
                          f'{(p.stderr.strip() or p.stdout.strip()).splitlines()[-1]}')
+    return step_times(out, cfg.batch_size, warmup)
+
+
+def step_times(out: Path, batch_size: int, warmup: int) -> list[float]:
+    """Step times (s) from a run folder's per-step log rows after ``warmup``."""
     with open(out / 'log.csv', newline='') as f:
         rows = [r for r in csv.DictReader(f) if r['samples_per_s']]
-    return [cfg.batch_size / float(r['samples_per_s']) for r in rows
-            if int(r['step']) > warmup]
+    return [batch_size / float(r['samples_per_s']) for r in rows if int(r['step']) > warmup]
 
 
 def _rate(batch_size: int, times: list[float]) -> dict:

@@ -96,14 +96,9 @@ class DistTrainer(Trainer):
         if self.is_main:
             dist.barrier()
         self._loss = torch.nn.parallel.DistributedDataParallel(_Loss(self.policy))
-        self.loader = torch.utils.data.DataLoader(
-            self.train_set, batch_size=None, num_workers=self.cfg.num_workers,
-            sampler=_Shard(torch.utils.data.BatchSampler(self.sampler, self.cfg.batch_size,
-                                                         drop_last=True),
-                           self.rank, self.world),
-            persistent_workers=self.cfg.num_workers > 0,
-            pin_memory=self.device.type == 'cuda',
-            generator=torch.Generator().manual_seed(self.cfg.seed))
+
+    def _batches(self, batches):
+        return _Shard(batches, self.rank, self.world)
 
     def _rank0(self, value: bool) -> bool:
         flag = torch.tensor([int(bool(value))], device=self._comm_device)

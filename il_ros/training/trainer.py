@@ -191,9 +191,14 @@ class Trainer:
         # every later random number of a resumed run.
         self.loader = torch.utils.data.DataLoader(
             self.train_set, batch_size=None, num_workers=cfg.num_workers,
-            sampler=torch.utils.data.BatchSampler(sampler, cfg.batch_size, drop_last=True),
+            sampler=self._batches(torch.utils.data.BatchSampler(sampler, cfg.batch_size,
+                                                                drop_last=True)),
             persistent_workers=cfg.num_workers > 0, pin_memory=self.device.type == 'cuda',
             generator=torch.Generator().manual_seed(cfg.seed))
+
+    def _batches(self, batches):
+        """The index lists this process trains on (a DDP rank takes its share of each)."""
+        return batches
 
     # ---- the loop ------------------------------------------------------------------------
     def _budget_left(self) -> bool:

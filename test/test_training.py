@@ -151,10 +151,10 @@ def test_best_checkpoint_is_chosen_by_success_then_val_loss(dataset, tmp_path, m
         current['s'], current['v'] = next(outcomes)
         return current['v']
 
-    def rollouts(policy, task, episodes, seed, progress, max_steps, robot=None):
+    def rollouts(workers, policy, task, episodes, seed, progress, max_steps, robot=None):
         return {'success_rate': current['s'], 'episodes': episodes}
     monkeypatch.setattr(trainer_mod.Trainer, '_val_loss', val_loss)
-    monkeypatch.setattr(trainer_mod, 'evaluate', rollouts)
+    monkeypatch.setattr(trainer_mod, 'evaluate_with', rollouts)
     seen = []
     cfg = tiny_cfg(dataset, eval_task='lift', eval_every_steps=10)
     s = train(cfg, tmp_path / 'run', on_checkpoint=seen.append)

@@ -29,7 +29,7 @@ def assemble_policy(cfg: PolicyConfig, spec: RobotSpec, normalizers: dict[str, N
     proprio = (registry.build('encoder', cfg.proprio_encoder, in_dim=spec.proprio_dim)
                if cfg.proprio_keys else None)
     encoder = ObsEncoder(image_encoders, proprio, bf16=cfg.bf16,
-                         channels_last=cfg.channels_last)
+                         channels_last=cfg.channels_last, amp_dtype=cfg.amp_dtype)
     core = registry.build('core', cfg.core, in_dim=encoder.out_dim,
                           obs_horizon=cfg.obs_horizon, seq_len=cfg.seq_len)
     head = registry.build('head', cfg.head, in_dim=core.out_dim, action_dim=spec.action_dim,

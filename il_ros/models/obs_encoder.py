@@ -24,18 +24,40 @@ def bf16_is_native(device_type: str) -> bool:
     return False
 
 
+AMP_DTYPES = ('auto', 'bfloat16', 'float16')
+"""``PolicyConfig.amp_dtype`` values: the reduced precision the image encoders run in."""
+
+
+@functools.cache
+def autocast_dtype(device_type: str, amp_dtype: str = 'auto') -> torch.dtype | None:
+    """The dtype the image encoders autocast to on ``device_type``; None: float32.
+
+    'auto': bfloat16 where the device computes it natively (:func:`bf16_is_native`), else
+    float16 on a CUDA GPU (pre-Ampere GPUs: V100, T4; the trainer then scales the loss with
+    a GradScaler), else None. 'bfloat16': bfloat16 where native, else None. 'float16':
+    float16 on CUDA, else None (CPUs emulate it).
+    """
+    if amp_dtype not in AMP_DTYPES:
+        raise ValueError(f'amp_dtype must be one of {", ".join(AMP_DTYPES)}, got {amp_dtype!r}')
+    if amp_dtype != 'float16' and bf16_is_native(device_type):
+        return torch.bfloat16
+    if amp_dtype != 'bfloat16' and device_type == 'cuda':
+        return torch.float16
+    return None
+
+
 class ObsEncoder(nn.Module):
     """``{camera: (B, T, C, h, w)}`` + proprio ``(B, T, P)`` -> ``(B, T, D)``.
 
     T is folded into the batch for the per-frame encoders. ``bf16`` runs the image encoders
-    under bfloat16 autocast where the device computes bfloat16 natively
-    (:func:`bf16_is_native`; elsewhere in float32), and ``channels_last`` feeds them NHWC
-    tensors (measured in docs/models.md); the output is always float32.
+    under autocast to :func:`autocast_dtype` (``amp_dtype`` 'auto': bfloat16 where the device
+    computes it natively, float16 on other CUDA GPUs, else float32), and ``channels_last``
+    feeds them NHWC tensors (measured in docs/models.md); the output is always float32.
     """
 
     def __init__(self, image_encoders: dict[str, nn.Module],
                  proprio_encoder: nn.Module | None = None, bf16: bool = False,
-                 channels_last: bool = False):
+                 channels_last: bool = False, amp_dtype: str = 'auto'):
         """``image_encoders``: camera name -> image encoder, in input order."""
         super().__init__()
         if not image_encoders and proprio_encoder is None:
@@ -44,10 +66,16 @@ class ObsEncoder(nn.Module):
         self.image_encoders = nn.ModuleDict(image_encoders)
         self.proprio_encoder = proprio_encoder
         self.bf16, self.channels_last = bf16, channels_last
+        autocast_dtype('cpu', amp_dtype)                # a bad name fails here, not mid-run
+        self.amp_dtype = amp_dtype
         if channels_last:
             self.image_encoders.to(memory_format=torch.channels_last)
         self.out_dim = (sum(e.out_dim for e in self.image_encoders.values())
                         + (proprio_encoder.out_dim if proprio_encoder is not None else 0))
+
+    def precision(self, device_type: str) -> torch.dtype | None:
+        """The dtype the image encoders autocast to on ``device_type`` (None: float32)."""
+        return autocast_dtype(device_type, self.amp_dtype) if self.bf16 else None
 
     def forward(self, images: dict[str, torch.Tensor],
                 proprio: torch.Tensor | None = None) -> torch.Tensor:
@@ -59,8 +87,8 @@ class ObsEncoder(nn.Module):
             x = x.reshape(b * t, *x.shape[2:])                          # (B*T, C, h, w)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(x.device.type, dtype=torch.bfloat16,
-                                enabled=self.bf16 and bf16_is_native(x.device.type)):
+            dt = self.precision(x.device.type)
+            with torch.autocast(x.device.type, dtype=dt or torch.bfloat16, enabled=dt is not None):
                 f = self.image_encoders[cam](x)                         # (B*T, F)
             feats.append(f.float().reshape(b, t, -1))                   # (B, T, F)
         if self.proprio_encoder is not None:

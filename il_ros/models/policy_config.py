@@ -14,6 +14,7 @@ import numpy as np
 from il_ros import keys
 from il_ros.data.stats import MODES as NORM_MODES
 from il_ros.models import registry
+from il_ros.models.obs_encoder import AMP_DTYPES
 
 
 def _default_encoder() -> dict:
@@ -83,8 +84,12 @@ class PolicyConfig:
     """Leave actions padded past an episode's end out of the loss (lerobot's
     ``action_is_pad``); False trains on the repeated last action (diffusion_policy)."""
     bf16: bool = False
-    """Run the image encoders under bfloat16 autocast (training and act) where the device
-    computes bfloat16 natively; elsewhere float32 (il_ros.models.obs_encoder.bf16_is_native)."""
+    """Run the image encoders in reduced precision (training and act): autocast to bfloat16
+    where the device computes it natively, to float16 on a CUDA GPU without bfloat16 (with a
+    GradScaler in training), elsewhere float32 (il_ros.models.obs_encoder.autocast_dtype)."""
+    amp_dtype: str = 'auto'
+    """With ``bf16``: 'auto' (above), 'bfloat16' (only where native, else float32) or
+    'float16' (CUDA only, else float32)."""
     channels_last: bool = False
     """Feed the image encoders NHWC (channels_last) tensors."""
 
@@ -112,6 +117,9 @@ class PolicyConfig:
                         ('seq_len', self.seq_len)):
             if not isinstance(v, int) or v < 1:
                 raise ValueError(f'PolicyConfig: {name} must be an int >= 1, got {v!r}')
+        if self.amp_dtype not in AMP_DTYPES:
+            raise ValueError(f'PolicyConfig: amp_dtype must be one of {", ".join(AMP_DTYPES)}, '
+                             f'got {self.amp_dtype!r}')
         if self.action_exec > self.action_horizon:
             raise ValueError(f'PolicyConfig: action_exec {self.action_exec} > action_horizon '
                              f'{self.action_horizon}; execute at most the predicted chunk')

@@ -49,7 +49,8 @@ from il_ros.training.weighting import check_max_share, DEFAULT_MAX_SHARE, SCHEME
 SELECT_MODES = ('auto', 'success', 'val_loss', 'last')
 BUDGET_FIELDS = ('max_steps', 'max_minutes', 'eval_every_steps', 'eval_every_minutes',
                  'eval_episodes', 'save_every_minutes', 'log_every', 'progress',
-                 'num_workers', 'cache', 'dataset', 'skip_bad_episodes', 'device')
+                 'num_workers', 'cache', 'dataset', 'skip_bad_episodes', 'device',
+                 'eval_workers')
 """Fields a resumed run may change (budgets, reporting, data access); the others must match
 the run folder's config.yaml, or the resumed run would not continue the same run."""
 _FLOAT_FIELDS = ('lr', 'weight_decay', 'min_lr_ratio', 'max_minutes', 'grad_clip', 'ema_decay',
@@ -166,6 +167,10 @@ class TrainConfig:
     demonstrations were recorded with (they start at 0)."""
     eval_max_steps: int | None = None
     """Cap on the control steps of an evaluation episode (None: the task's own limit)."""
+    eval_workers: int = 1
+    """Processes the rollouts are split over (il_ros.training.parallel_eval), one torch
+    thread each; 1: in the training process. More where cores are spare, e.g. while a GPU
+    trains: the episodes and their results are the same."""
     select_by: str = 'auto'
     """Best checkpoint: 'success' (rollout success rate, ties to the lower validation loss),
     'val_loss', 'last', or 'auto' ('success' with an eval_task, else 'val_loss', else
@@ -190,7 +195,7 @@ class TrainConfig:
         if not isinstance(self.policy, (str, dict)) or not self.policy:
             raise ValueError(f'policy must be a preset name or a dict, got {self.policy!r}')
         ints = {'batch_size': 1, 'warmup_steps': 0, 'val_batches': 1, 'num_workers': 0,
-                'eval_episodes': 1, 'log_every': 1}
+                'eval_workers': 1, 'eval_episodes': 1, 'log_every': 1}
         for name, low in ints.items():
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < low:

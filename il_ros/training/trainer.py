@@ -36,10 +36,11 @@ from il_ros.training import state as st
 from il_ros.training.config import (config_differences, resolve_policy_config,
                                     save_train_config, selection_score, TrainConfig)
 from il_ros.training.device import on_cpu, resolve_device, to_device
-from il_ros.training.evaluate import evaluate, validation_loss
+from il_ros.training.evaluate import validation_loss
 from il_ros.training.inputs import (check_run_dir, DatasetError, open_checked_dataset,
                                     TrainError, TrainInputError)
 from il_ros.training.logbook import Logbook
+from il_ros.training.parallel_eval import evaluate_with
 from il_ros.training.schedule import EpochSampler, eta_s, lr_at
 from il_ros.training.spec import dataset_robot, spec_from_dataset
 from il_ros.training.weighting import label_counts, scheme_weights
@@ -121,6 +122,8 @@ class Trainer:
             self.say(f'training on {self.device} ({torch.cuda.get_device_name(self.device)})')
         self.opt = torch.optim.AdamW(self.policy.parameters(), lr=cfg.lr,
                                      weight_decay=cfg.weight_decay)
+        fp16 = self.policy.encoder.precision(self.device.type) == torch.float16
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=fp16)  # no-op unless fp16
         self.step = int(info.get('step', 0))
         self.train_s = float(info.get('train_s', 0.0))
         self.wall_before = float(info.get('wall_s', 0.0))
@@ -129,6 +132,8 @@ class Trainer:
         self.finished = bool(info.get('finished', False))
         if self.resumed:
             st.load_optimizer_state(self.opt, tensors, info['optimizer'])
+            if fp16 and info.get('grad_scaler'):
+                self.scaler.load_state_dict(info['grad_scaler'])
         for policy in (self.policy, *([self.ema.shadow] if self.ema is not None else [])):
             policy.preprocess = self.data.preprocess      # saved with every checkpoint
         self._data()
@@ -294,11 +299,13 @@ class Trainer:
                              f'batch from episodes {eps} of {self.ds.path} (checked finite '
                              'and within their recorded bounds); lower lr or set grad_clip')
         self.opt.zero_grad(set_to_none=True)
-        loss.backward()
+        self.scaler.scale(loss).backward()          # float16 encoders: a scaled loss
         gn = float('nan')
         if cfg.grad_clip:
+            self.scaler.unscale_(self.opt)
             gn = float(torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.grad_clip))
-        self.opt.step()
+        self.scaler.step(self.opt)                  # skipped when a gradient is not finite
+        self.scaler.update()
         if self.ema is not None:
             self.ema.update(self.policy, self.step)
         self.step += 1
@@ -337,9 +344,9 @@ class Trainer:
         cfg = self.cfg
         with st.rng_fork(cfg.seed + 7919 * self.step):
             val = self._val_loss()
-            res = (evaluate(on_cpu(self.eval_policy), cfg.eval_task, cfg.eval_episodes,
-                            seed=cfg.eval_seed, progress=False, max_steps=cfg.eval_max_steps,
-                            robot=self.robot)
+            res = (evaluate_with(cfg.eval_workers, on_cpu(self.eval_policy), cfg.eval_task,
+                                 cfg.eval_episodes, seed=cfg.eval_seed, progress=False,
+                                 max_steps=cfg.eval_max_steps, robot=self.robot)
                    if cfg.eval_task else None)
         success = res['success_rate'] if res else None
         score = selection_score(cfg.selection, success, val)
@@ -383,7 +390,8 @@ class Trainer:
         if trainer_state:
             st.write_trainer_state(tmp, self.opt, {
                 'step': self.step, 'train_s': self.train_s, 'wall_s': self._wall(),
-                'best': self.best, 'evals': self.evals, 'finished': self.finished})
+                'best': self.best, 'evals': self.evals, 'finished': self.finished,
+                'grad_scaler': self.scaler.state_dict() or None})
         st.replace_dir(tmp, final)
         return final
 

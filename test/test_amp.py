@@ -88,7 +88,8 @@ def test_float16_on_cuda_scales_the_loss_and_resumes_the_scale(dataset, tmp_path
 def test_auto_on_a_bf16_gpu_takes_bfloat16_without_a_scaler(dataset, tmp_path):
     if not torch.cuda.is_bf16_supported():
         pytest.skip('this GPU has no bfloat16: auto takes float16 (the test above)')
-    t = Trainer(tiny_cfg(dataset, max_steps=2, device='cuda', bf16=True), tmp_path / 'run')
+    t = Trainer(tiny_cfg(dataset, max_steps=2, warmup_steps=1, device='cuda', bf16=True),
+                tmp_path / 'run')
     t._build()
     assert t.policy.encoder.precision('cuda') == torch.bfloat16 and not t.scaler.is_enabled()
     seen = _encoder_dtypes(t.policy)

@@ -193,6 +193,7 @@ def test_evaluate_checkpoint_runs_a_real_policy(tmp_path):
         res = evaluate_checkpoint(path, 'lift', episodes=2, max_steps=10, progress=False,
                                   direct=direct)
         assert res['episodes'] == 2 and res['step'] == 7 and res['weights'] == 'ema'
+        assert res['device'] == 'cpu'                   # the default, as the controller's
         assert res['loop'] is not direct
         assert 0.0 <= res['success_rate'] <= 1.0
         assert sum(res['failures'].values()) + res['successes'] == 2

@@ -8,6 +8,9 @@ action names, cameras, image size, control rate), proprio keys the controller ca
 or command values without joint limits. The weights are then loaded in a daemon thread and
 warmed up once (a fresh model's first call is slow); a checkpoint whose warm-up actions are
 not finite is refused there. The running policy keeps running through every refusal.
+The weights load on the CPU and move to the slot's ``device`` (the controller node's
+``device`` parameter, default the CPU) before the warm-up, so the warm-up runs where the
+policy will.
 
 The robot is the robot description's (:class:`RobotOverrides`: its joint and action names
 and cameras, the control rate); the first checkpoint that loads fixes the rest (image size,
@@ -87,10 +90,15 @@ class PolicySlot:
     ``check_actions(action_names, joint_names)`` raises :class:`Refused` when the loop could
     not drive these command values (no joint limits, a bad step limit); it is skipped once
     the loop's safety filter exists (``configured`` names its command values).
+
+    ``device``: where the loaded policies run (auto, cpu, cuda or cuda:N); a bad name or a
+    GPU that is not there raises ValueError (naming ``device``) here, at start-up.
     """
 
     def __init__(self, robot: RobotOverrides, check_actions: Callable[[list, list], None],
-                 use_ema: bool = True, log=None):
+                 use_ema: bool = True, log=None, device: str = 'cpu'):
+        from il_ros.training.device import resolve_device
+        self.device = resolve_device(device)
         self.over = robot
         self.check_actions = check_actions
         self.use_ema = use_ema
@@ -178,6 +186,7 @@ class PolicySlot:
         from il_ros.models import load_checkpoint
         t0 = time.perf_counter()
         policy, extra = load_checkpoint(path, expect=expect, use_ema=self.use_ema)
+        policy.to(self.device)                  # CPU weights; a no-op on the CPU
         spec = policy.spec
         warm = {keys.image_key(c): np.zeros((*spec.image_size, 3), np.uint8)
                 for c in spec.cameras}

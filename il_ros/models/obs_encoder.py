@@ -28,7 +28,6 @@ AMP_DTYPES = ('auto', 'bfloat16', 'float16')
 """``PolicyConfig.amp_dtype`` values: the reduced precision the image encoders run in."""
 
 
-@functools.cache
 def autocast_dtype(device_type: str, amp_dtype: str = 'auto') -> torch.dtype | None:
     """The dtype the image encoders autocast to on ``device_type``; None: float32.
 

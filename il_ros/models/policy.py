@@ -13,6 +13,13 @@ Its API:
   observation dicts (``'image/<cam>'`` (H, W, 3) uint8, proprio keys), returning raw
   (unnormalized) actions. ``act`` keeps the obs history, the core's hidden state and the
   action queue (receding horizon: a chunk of Ta actions is executed, then it replans).
+
+It acts on the device its parameters are on (``policy.to('cuda')``; :attr:`Policy.device`):
+each observation moves there as it arrives, the planned chunk comes back to the CPU (numpy
+float64, unnormalized and made absolute there, with the joints observed on the CPU), and the
+random draws of the heads come from the policy's CPU ``torch.Generator`` and move to the
+device, so ``reset(seed)`` gives the same noise stream on the CPU and on a GPU. On the CPU
+no tensor is copied for this.
 """
 from __future__ import annotations
 
@@ -52,7 +59,8 @@ class Policy(nn.Module):
                           for c in cfg.cameras}
         j = cfg.color_jitter
         self.augment = ImageAugment(cfg.crop, j, j, j)
-        self._gen = torch.Generator().manual_seed(0)
+        self._gen = torch.Generator().manual_seed(0)   # CPU: same draws on every device
+        self._device: torch.device | None = None       # cache of the property `device`
         self._history: deque = deque(maxlen=cfg.obs_horizon)
         self._queue: deque = deque()
         self._seq_features: torch.Tensor | None = None
@@ -144,6 +152,22 @@ class Policy(nn.Module):
         return self.normalizers[keys.ACTION].normalize(raw).to(torch.float32)
 
     # ------------------------------------------------------------------ acting
+    @property
+    def device(self) -> torch.device:
+        """The device of the parameters, where the policy acts (the CPU without any).
+
+        Cached (a parameter walk costs ~10 us a tick); ``.to()``, ``.cuda()`` and ``.cpu()``
+        clear the cache (:meth:`_apply`).
+        """
+        if self._device is None:
+            p = next(self.parameters(), None)
+            self._device = p.device if p is not None else torch.device('cpu')
+        return self._device
+
+    def _apply(self, fn, *args, **kwargs):
+        self._device = None                  # .to() / .cuda() / .cpu() may move the weights
+        return super()._apply(fn, *args, **kwargs)
+
     def reset(self, seed: int | None = None) -> None:
         """Start an episode: clear history, hidden state and queue; reseed when given."""
         self._history.clear()
@@ -167,7 +191,12 @@ class Policy(nn.Module):
                 self.train(True)
 
     def _frame(self, obs: dict) -> dict:
-        """Validate one raw observation and turn it into normalized (1, 1, ...) tensors."""
+        """Validate one raw observation and turn it into normalized (1, 1, ...) tensors.
+
+        The tensors are on :attr:`device` (uint8 images move before they are normalized);
+        ``joint_pos`` (relative actions) stays on the CPU, where chunks are made absolute.
+        """
+        dev = self.device
         images = {}
         for cam in self.cfg.cameras:
             k = keys.image_key(cam)
@@ -177,7 +206,8 @@ class Policy(nn.Module):
             if a.shape != (*self.spec.image_size, 3) or a.dtype != np.uint8:
                 raise ValueError(f'{k}: expected uint8 {(*self.spec.image_size, 3)}, got '
                                  f'{a.dtype} {a.shape}')
-            images[k] = torch.from_numpy(np.ascontiguousarray(a))[None, None]
+            images[k] = torch.from_numpy(np.ascontiguousarray(a))[None, None].to(
+                dev, non_blocking=True)                                 # no-op on the CPU
         lowdim = {}
         for k in self.cfg.proprio_keys:
             if k not in obs:
@@ -186,7 +216,7 @@ class Policy(nn.Module):
             want = self.normalizers[k].scale.shape
             if a.shape != want or not np.isfinite(a).all():
                 raise ValueError(f'{k}: expected finite {want}, got {a.shape}')
-            lowdim[k] = torch.from_numpy(a)[None, None]
+            lowdim[k] = torch.from_numpy(a)[None, None].to(dev, non_blocking=True)
         frame = {'images': self._images(images, train=False), 'proprio': self._proprio(lowdim)}
         if len(self._rel_a):
             frame['joint_pos'] = torch.from_numpy(
@@ -232,19 +262,21 @@ class Policy(nn.Module):
         gen = generator or self._gen
         if getattr(self.head, 'accepts_prior', False):
             # the previous plan's actions for this tick on: chunk index = ticks since it
-            prior = (self._relative(self._last_chunk[:, self._since_plan - 1:])
-                     if self._last_chunk is not None else None)
+            prior = (self._relative(self._last_chunk[:, self._since_plan - 1:]).to(
+                features.device, non_blocking=True) if self._last_chunk is not None else None)
             chunk = self.head.sample(features, generator=gen, prior=prior)  # (1, Tp, A)
         else:
             chunk = self.head.sample(features, generator=gen)
-        raw = self._absolute(chunk)                                     # (1, Tp, A)
+        raw = self._absolute(chunk.cpu())                               # (1, Tp, A) on the CPU
         self._last_chunk, self._since_plan = raw, 1
         return raw[0].numpy()
 
     def act(self, obs: dict, generator: torch.Generator | None = None) -> np.ndarray:
         """One raw action (A,) float64 for this control tick (replans when the queue is empty).
 
-        ``generator`` overrides the policy's own (seeded by :meth:`reset`).
+        ``generator`` overrides the policy's own (seeded by :meth:`reset`); the heads draw
+        on the generator's device and move the draws to :attr:`device` (the policy's own is
+        a CPU generator: a seed gives the same draws on any device).
         """
         with self._inference():
             self._observe(obs)

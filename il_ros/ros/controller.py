@@ -96,7 +96,7 @@ class Controller(LifecycleNode):
             rate_hz=p['rate_hz'], joint_names=robot.joint_names,
             action_names=robot.action_names, cameras=list(p['cameras']), robot=robot)
         self.slot = PolicySlot(over, lambda a, j: self.loop.check_actions(a, j),
-                               use_ema=p['use_ema'], log=self.log)
+                               use_ema=p['use_ema'], log=self.log, device=p['device'])
         cfg = loop_config(p, keep_ticks=bool(p['stats_file']))
         self.loop = ControlLoop(cfg, worker=ThreadWorker(), slot=self.slot,
                                 limits=robot_limits(robot), log=self.log)
@@ -140,7 +140,7 @@ class Controller(LifecycleNode):
         self.log.info(f'robot {robot.name} ({robot.source}), {p["rate_hz"]:g} Hz, '
                       f'{"enabled" if cfg.enabled else "disabled"}, {robot.command.type} on '
                       f'{self.resolve_topic_name(robot.command.topic)}, chunk policy '
-                      f'{cfg.chunk_policy}'
+                      f'{cfg.chunk_policy}, policy on {self.slot.device}'
                       + ('' if p['autostart'] else ', unconfigured (autostart false)'))
         self._built = True                     # destroy_node reports telemetry
         if p['autostart']:

@@ -102,6 +102,9 @@ PARAMS: tuple[Param, ...] = (
       '(JSON) here (bench/controller.py); empty: do not.'),
     P('torch_threads', 1, 'torch CPU threads (1: best for batch-1 control on a shared '
       'machine).', {'min': 1}),
+    P('device', 'cpu', 'Where the policy runs: cpu, cuda, cuda:N or auto (the GPU when '
+      'PyTorch sees one). Checkpoints load on the CPU and move there; a device this machine '
+      'lacks stops the node at start-up.'),
     P('nice', 0, 'Change the CPU priority by this much (os.nice) at start-up; < 0 puts the '
       'loop ahead of training jobs (needs CAP_SYS_NICE or root).', {'min': -20, 'max': 19}),
 )
@@ -145,11 +148,18 @@ def declare_all(node: Node) -> dict:
 
 
 def check(values: dict) -> bool:
-    """Refuse settings that contradict each other or the robot (ParameterError).
+    """Refuse settings that contradict each other or the robot, or a missing device.
+
+    Each raises ParameterError naming the parameter.
 
     Returns True when a step limit is ``inf`` (no step limit; the node warns).
     """
     robot = values['robot_description']
+    from il_ros.training.device import resolve_device
+    try:
+        resolve_device(values['device'])
+    except ValueError as e:
+        raise ParameterError(f'parameter device={values["device"]!r}: {e}') from None
     try:
         robot.check_cameras(values['cameras'], 'the cameras parameter')
     except ConfigError as e:

@@ -253,23 +253,31 @@ def checkpoint_spec(path):
 
 def evaluate_checkpoint(path, task: str, episodes: int = 50, seed: int = EVAL_SEED,
                         use_ema: bool = True, render: bool = True, progress: bool = True,
-                        **kwargs) -> dict:
+                        device: str = 'cpu', **kwargs) -> dict:
     """Load a checkpoint for the sim robot of ``task`` and :func:`evaluate` it.
 
     The sim robot is the one the checkpoint carries (the default robot for a checkpoint
     without one). The checkpoint is loaded with ``expect`` = that robot's RobotSpec
     (training.spec.sim_spec), so a checkpoint that does not fit raises ``CheckpointMismatch``
     naming the fields that differ (e.g. ``action_dim 7 != 6``). The result also holds
-    'checkpoint' and 'step'.
+    'checkpoint', 'step', 'weights' and 'device' (where it ran, e.g. 'cpu', 'cuda:0').
+
+    ``device`` (auto, cpu, cuda or cuda:N; il_ros.training.device.resolve_device) is where
+    the policy runs: the checkpoint's CPU weights move there after loading (ValueError
+    naming ``device`` for a bad name or a GPU that is not there, before anything loads).
     """
     from il_ros.models import load_checkpoint
+    from il_ros.training.device import resolve_device
     from il_ros.training.spec import robot_of_checkpoint, sim_spec
+    dev = resolve_device(device)
     robot = kwargs.pop('robot', None) or robot_of_checkpoint(path)
     expect = sim_spec(task, like=checkpoint_spec(path), robot=robot)
     policy, extra = load_checkpoint(path, expect=expect, use_ema=use_ema)
+    policy.to(dev)
     res = evaluate(policy, task, episodes, seed=seed, render=render, progress=progress,
                    robot=robot, **kwargs)
     res['checkpoint'] = str(path)
     res['step'] = extra.get('step')
     res['weights'] = 'ema' if use_ema else 'raw'
+    res['device'] = str(policy.device)
     return res

@@ -4,7 +4,10 @@ Training is DDPM: draw t uniformly in [0, T), noise the normalized target chunk,
 the clean chunk (``prediction_type='sample'``, the default), the noise ('epsilon') or the
 velocity ('v_prediction') with a masked MSE. Sampling is DDIM with ``num_inference_steps``
 steps and eta = 0, so the only randomness is the initial noise, drawn from the given
-``torch.Generator``: the same generator state gives the same chunk.
+``torch.Generator``: the same generator state gives the same chunk. The noise is drawn on
+the generator's device (the CPU for the policy's) and moved to the features' device, so a
+seed gives the same initial noise on the CPU and on a GPU. Training noise is drawn on the
+training device (no generator).
 """
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from il_ros.models.heads.base import check_head_inputs, reduce_loss
+from il_ros.models.heads.base import check_head_inputs, randn, reduce_loss
 from il_ros.models.heads.ddim import NoiseSchedule, PREDICTION_TYPES, SCHEDULES
 from il_ros.models.heads.unet1d import ConditionalUnet1D
 from il_ros.models.layers import check_positive
@@ -110,10 +113,9 @@ class DiffusionHead(nn.Module):
 
     def sample(self, features, generator=None,
                num_inference_steps: int | None = None) -> torch.Tensor:
-        """DDIM from noise drawn with ``generator`` -> (N, Tp, A)."""
+        """DDIM from noise drawn with ``generator`` (on its device, see above) -> (N, Tp, A)."""
         n = features.shape[0]
-        x = torch.randn((n, self.horizon, self.action_dim), generator=generator,
-                        device=features.device)
+        x = randn((n, self.horizon, self.action_dim), generator, features.device)
         steps = self.schedule.ddim_timesteps(num_inference_steps
                                              or self.cfg.num_inference_steps)
         for i, t in enumerate(steps):

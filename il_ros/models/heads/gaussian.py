@@ -8,7 +8,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from il_ros.models.heads.base import check_head_inputs, reduce_loss
+from il_ros.models.heads.base import check_head_inputs, randn, reduce_loss
 from il_ros.models.layers import check_positive, make_mlp
 from il_ros.models.registry import register
 
@@ -66,9 +66,13 @@ class GaussianHead(nn.Module):
         return reduce_loss(nll, mask, weight)
 
     def sample(self, features, generator=None) -> torch.Tensor:
-        """Return the mean ('mean') or a draw using ``generator`` ('sample')."""
+        """Return the mean ('mean') or a draw using ``generator`` ('sample').
+
+        The noise is drawn on the generator's device (the CPU for the policy's) and moved to
+        the features' device, so a seed gives the same draw on any device
+        (:func:`~il_ros.models.heads.base.randn`).
+        """
         mean, std = self(features)
         if self.cfg.sample_mode == 'mean':
             return mean
-        noise = torch.randn(mean.shape, generator=generator, device=mean.device)
-        return mean + std * noise
+        return mean + std * randn(mean.shape, generator, mean.device)

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from il_ros.models.heads.base import check_head_inputs, reduce_loss
+from il_ros.models.heads.base import check_head_inputs, multinomial, rand, randn, reduce_loss
 from il_ros.models.heads.gaussian import gaussian_log_prob
 from il_ros.models.layers import check_positive, make_mlp
 from il_ros.models.registry import register
@@ -172,6 +172,8 @@ class GmmHead(nn.Module):
         this chunk's first P steps; with ``sticky`` the mode is chosen by
         ``log w_k + log N(prior | mean_k[:P], std_k[:P])`` (see GmmConfig.sticky).
         Binary values are +1 where their probability is above 0.5 (``'sample'``: a draw).
+        ``'sample'`` draws on the generator's device (the CPU for the policy's) and moves
+        the draws to the features' device: a seed gives the same draws on any device.
         """
         logits, means, stds, binary = self.outputs(features)
         rows = torch.arange(features.shape[0], device=features.device)
@@ -184,13 +186,11 @@ class GmmHead(nn.Module):
             cont = means[rows, score.argmax(-1)]                        # (N, Tp, Ac)
             switch = None if binary is None else binary > 0
         else:
-            idx = torch.multinomial(logits.softmax(-1), 1, generator=generator)[:, 0]  # (N,)
+            idx = multinomial(logits.softmax(-1), generator)            # (N,)
             mean, std = means[rows, idx], stds[rows, idx]               # (N, Tp, Ac)
-            cont = mean + std * torch.randn(mean.shape, generator=generator,
-                                            device=mean.device)
+            cont = mean + std * randn(mean.shape, generator, mean.device)
             switch = None if binary is None else \
-                torch.rand(binary.shape, generator=generator, device=binary.device) < \
-                binary.sigmoid()
+                rand(binary.shape, generator, binary.device) < binary.sigmoid()
         if switch is None:
             return cont
         out = cont.new_empty(cont.shape[:2] + (self.action_dim,))

@@ -2,7 +2,8 @@ r"""``il-ros train`` and ``il-ros eval``: argparse glue for il_ros.cli.
 
     il-ros train --config lstm_gmm --task lift --dataset data/datasets/lift \\
                  --out runs/lift_lstm_gmm [--max-minutes 5] [--set lr=1e-3 --set seed=1]
-    il-ros eval --checkpoint runs/lift_lstm_gmm/checkpoints/best --task lift --episodes 50
+    il-ros eval --checkpoint runs/lift_lstm_gmm/checkpoints/best --task lift --episodes 50 \\
+                [--device cuda]
 
 ``train`` builds its config from a recipe (``--config``: a name in config/train/ or a YAML
 path), a task overlay (``--task``: config/train/tasks/), then the ``--set`` overrides and the
@@ -38,6 +39,32 @@ def _bad_numbers(args, prog: str, **lowest) -> bool:
     return False
 
 
+def torchrun_command(nproc: int, *target: str, log_dir=None) -> list[str]:
+    """The torchrun command that runs ``target`` as ``nproc`` DDP ranks on this machine.
+
+    ``target``: ``-m MODULE ARGS...`` or a script and its arguments. ``log_dir``: torchrun
+    keeps each rank's output there and prints it prefixed ``[default<rank>]:`` (``--tee 3``),
+    so that the output of a failing rank can be told from the others'. ``il-ros train
+    --nproc`` and the trainer node (il_ros/training/ddp_worker.py) both start runs with it.
+    """
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone',
+           f'--nproc_per_node={int(nproc)}']
+    if log_dir is not None:
+        cmd += ['--log-dir', str(log_dir), '--tee', '3']
+    return cmd + [str(t) for t in target]
+
+
+def _bad_device(args, prog: str) -> bool:
+    """Print one line naming ``--device`` and return True when it is not usable here."""
+    from il_ros.training.device import resolve_device
+    try:
+        resolve_device(args.device)
+    except ValueError as e:           # resolve_device's messages begin with 'device'
+        print(f'{prog}: --{str(e).replace("device=", "--device ")}', file=sys.stderr)
+        return True
+    return False
+
+
 def _torchrun(args) -> int:
     """``il-ros train --nproc N``: the same command as N DDP ranks under torchrun."""
     argv = ['--config', args.config, '--out', args.out]
@@ -47,8 +74,7 @@ def _torchrun(args) -> int:
             argv += [f'--{flag.replace("_", "-")}', str(getattr(args, flag))]
     argv += [a for kv in args.set for a in ('--set', kv)]
     argv += ['--skip-bad-episodes'] if args.skip_bad_episodes else []
-    cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone',
-           f'--nproc_per_node={args.nproc}', '-m', 'il_ros.train_cli', 'train', *argv]
+    cmd = torchrun_command(args.nproc, '-m', 'il_ros.train_cli', 'train', *argv)
     print(f'il-ros train: {args.nproc} processes (torchrun, DDP)', file=sys.stderr, flush=True)
     try:
         return subprocess.run(cmd).returncode
@@ -110,7 +136,8 @@ def format_summary(s: dict) -> str:
 def _cmd_eval(args) -> int:
     from il_ros.models import CheckpointMismatch
     from il_ros.training.evaluate import evaluate_checkpoint, format_result
-    if _bad_numbers(args, 'il-ros eval', threads=1, max_steps=1, seed=0):
+    if (_bad_numbers(args, 'il-ros eval', threads=1, max_steps=1, seed=0)
+            or _bad_device(args, 'il-ros eval')):
         return 2
     if getattr(args, 'direct', False) and getattr(args, 'transport', 'inproc') == 'ros':
         print('il-ros eval: --direct is for --transport inproc (over ROS the controller node '
@@ -123,12 +150,13 @@ def _cmd_eval(args) -> int:
         if getattr(args, 'transport', 'inproc') == 'ros':
             from il_ros.ros.ros_eval import evaluate_ros, NodeDied
             try:
-                res = evaluate_ros(args.checkpoint, args.task, **kw)
+                res = evaluate_ros(args.checkpoint, args.task, **kw,
+                                   controller_params={'device': args.device})
             except (NodeDied, TimeoutError, RuntimeError) as e:
                 print(f'il-ros eval --transport ros: {e}', file=sys.stderr)
                 return 1
         else:
-            res = evaluate_checkpoint(args.checkpoint, args.task,
+            res = evaluate_checkpoint(args.checkpoint, args.task, device=args.device,
                                       direct=getattr(args, 'direct', False), **kw)
     except (CheckpointMismatch, FileNotFoundError, ValueError) as e:
         print(f'il-ros eval: {e}', file=sys.stderr)
@@ -190,6 +218,10 @@ def add_eval_parser(subparsers) -> None:
     p.add_argument('--per-episode', action='store_true',
                    help='with --json: include every episode')
     p.add_argument('--threads', type=int, default=None, help='torch CPU threads')
+    p.add_argument('--device', default='cpu',
+                   help='where the policy runs: cpu (default, as the controller node), auto '
+                        '(the GPU when PyTorch sees one), cuda or cuda:N; over --transport '
+                        'ros it is the controller node\'s device parameter')
     p.add_argument('--transport', choices=('inproc', 'ros'), default='inproc',
                    help='inproc: step the sim in this process (fast), through the '
                         'controller\'s control loop; ros: run sim_robot + the controller node '

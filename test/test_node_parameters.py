@@ -55,6 +55,7 @@ CASES = [
     ('controller', ['chunk_max_jump:=[0.1,0.2]'], 'chunk_max_jump=[0.1, 0.2]'),
     ('controller', ['fault_periods:=2.0'], 'fault_periods=2.0'),
     ('controller', ['command_adapter:=twist_stamped'], 'config/robots/<name>.yaml'),
+    ('controller', ['device:=gpu'], "device='gpu': device must be auto, cpu, cuda or cuda:N"),
     ('sim_robot', ['real_time_factor:=-1.0'], 'real_time_factor=-1.0'),
     ('sim_robot', ['task:=nope'], "task='nope'"),
     ('sim_robot', ['cameras:=[nope]'], "cameras=['nope']"),
@@ -155,7 +156,7 @@ WRITABLE = {
                  'expected_topics_timeout_s', 'max_loss_fraction', 'reset_timeout_s',
                  'success_hold_s', 'episode_timeout_s'},
     'trainer': {'config', 'task', 'dataset', 'out_dir', 'max_minutes', 'max_steps',
-                'eval_task', 'overrides', 'threads'},
+                'eval_task', 'overrides', 'threads', 'nproc'},
     'sim_robot': set(), 'teleop': set(), 'supervisor': set(),
 }
 """Parameters whose change at run time the node applies (it reads them where it uses them:

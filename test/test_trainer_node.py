@@ -10,6 +10,10 @@ root: setting it outside is refused, and a ``~/train`` call whose folder resolve
 started with ``allow_any_output_dir``. ``~/cancel`` stops a run, which the same ``~/train``
 call resumes. A worker that reports faster than the node reads cannot keep the node from
 answering: progress events are throttled and each status tick handles a bounded number.
+With ``nproc:=2`` the node trains one DDP run on two processes through torchrun (gloo):
+rank 0's status and checkpoints come through, ``~/cancel`` stops every rank and the same
+call resumes; a bad input still fails in one line, and a rank that dies fails the run naming
+that rank and ``torchrun.log``.
 """
 from __future__ import annotations
 
@@ -267,3 +271,107 @@ def test_cancel_stops_the_run_resumably_and_the_same_call_resumes_it(procs, node
     assert done['state'] == 'done' and done['step'] == stopped['step'] + 3, done
     summary = json.loads((out / 'summary.json').read_text())
     assert summary['resumed'] and summary['session_steps'] == 3, summary
+
+
+# -- nproc > 1: one DDP run on two processes through torchrun ------------------------------
+
+def test_nproc_2_trains_one_ddp_run_that_cancel_stops_and_the_call_resumes(procs, node,
+                                                                          tmp_path):
+    dataset = make_sim_dataset(tmp_path / 'ds', episodes=3)
+    config = tmp_path / 'tiny.yaml'
+    config.write_text(yaml.safe_dump({
+        'policy': TINY, 'batch_size': 8, 'max_steps': 100000, 'max_minutes': None,
+        'warmup_steps': 1, 'eval_task': None, 'val_fraction': 0.25, 'log_every': 1}))
+    out = tmp_path / 'runs' / 'run'
+    trainer = TrainerProcess(procs, node, f'config:={config}', f'dataset:={dataset}',
+                             f'out_dir:={out}', 'nproc:=2', 'threads:=1')
+    paths = []
+    node.create_subscription(String, '/trainer/checkpoint', lambda m: paths.append(m.data), 10)
+    cancel = node.create_client(Trigger, '/trainer/cancel')
+    wait_for(cancel.service_is_ready, 10, what='the /trainer/cancel service')
+
+    assert _call(node, trainer.client).success
+    trainer.spin_until(lambda: trainer.status[-1]['state'] == 'training'
+                       and trainer.status[-1]['step'] > 0, 60, 'DDP training steps')
+    assert trainer.status[-1]['message'].startswith('2 processes (DDP), rank 0 pid ')
+    assert _call(node, cancel).success
+    trainer.spin_until(lambda: trainer.status[-1]['state'] in ('stopped', 'done', 'failed'), 60,
+                       'the DDP run to stop')
+    stopped = trainer.status[-1]
+    assert stopped['state'] == 'stopped' and 0 < stopped['step'] < 100000, stopped
+    assert (out / 'checkpoints' / 'last').is_dir()
+
+    assert _set(node, 'max_steps', stopped['step'] + 3).successful
+    done = trainer.train_until_end(timeout=90)
+    assert done['state'] == 'done' and done['step'] == stopped['step'] + 3, done
+    summary = json.loads((out / 'summary.json').read_text())
+    assert summary['world_size'] == 2 and summary['resumed'], summary
+    assert summary['session_steps'] == 3, summary
+    assert sorted(p.name for p in (out / 'checkpoints').iterdir()) == ['best', 'last']
+    trainer.spin_until(lambda: paths, 5, 'a checkpoint path')
+    assert paths[-1] == done['best_checkpoint'] == str(out / 'checkpoints' / 'best')
+    assert (out / 'torchrun.log').read_text().count('il_ros trainer: 2 processes') == 2
+
+
+def _ddp_run(tmp_path, batch_size: int, on_event=lambda kind, payload: None) -> list:
+    """run_training with nproc 2 in a spawned process; its events up to the last."""
+    import multiprocessing as mp
+
+    from il_ros.training.worker import run_training
+    config = tmp_path / 'c.yaml'
+    config.write_text(yaml.safe_dump({
+        'policy': TINY, 'batch_size': batch_size, 'max_steps': 100000, 'max_minutes': None,
+        'warmup_steps': 1, 'eval_task': None, 'val_fraction': 0.0, 'log_every': 1}))
+    dataset = make_sim_dataset(tmp_path / 'ds', episodes=2)
+    request = {'config': str(config), 'dataset': str(dataset),
+               'out_dir': str(tmp_path / 'run'), 'overrides': [], 'threads': 1, 'nproc': 2}
+    ctx = mp.get_context('spawn')
+    events, stop = ctx.Queue(), ctx.Event()
+    proc = ctx.Process(target=run_training, args=(request, events, stop), daemon=True)
+    proc.start()
+    seen = []
+    try:
+        while not seen or seen[-1][0] not in ('done', 'error'):
+            seen.append(events.get(timeout=90))
+            on_event(*seen[-1])
+    finally:
+        stop.set()
+        proc.join(30)
+        if proc.is_alive():
+            proc.terminate()
+            proc.join(5)
+    return seen
+
+
+def test_a_ddp_input_error_comes_back_as_one_line(tmp_path):
+    kind, payload = _ddp_run(tmp_path, batch_size=7)[-1]
+    assert kind == 'error' and payload['traceback'] is None, payload
+    assert payload['error'] == 'batch_size 7 does not divide by the 2 processes; use a ' \
+                               'multiple of 2'
+
+
+def test_a_dead_rank_fails_the_ddp_run_naming_it_and_torchrun_log(tmp_path):
+    import os
+    import signal
+
+    def kill_rank0(kind, payload):
+        if kind == 'started':
+            os.kill(payload['pid'], signal.SIGKILL)     # rank 0 (started by this test's run)
+    kind, payload = _ddp_run(tmp_path, batch_size=8, on_event=kill_rank0)[-1]
+    assert kind == 'error', payload
+    assert payload['error'].startswith('the 2-process DDP run ended without a result: '
+                                       'torchrun exited with code 1 (rank 0 failed); its '
+                                       f'output: {tmp_path / "run" / "torchrun.log"}'), payload
+    assert 'Signal 9 (SIGKILL)' in payload['traceback'], payload      # torchrun's account
+
+
+def test_the_failing_rank_lines_come_from_torchruns_root_cause():
+    from il_ros.training.ddp_worker import failing_rank_lines
+    text = '\n'.join(['[default0]:step 1', '[default1]:Traceback (most recent call last):',
+                      '[default1]:RuntimeError: boom', 'Failures:', '[1]:', '  rank      : 0 '
+                      '(local_rank: 0)', 'Root Cause (first observed failure):', '[0]:',
+                      '  time      : now', '  host      : localhost',
+                      '  rank      : 1 (local_rank: 1)', '  exitcode  : 1 (pid: 7)'])
+    assert failing_rank_lines(text) == (1, ['Traceback (most recent call last):',
+                                            'RuntimeError: boom'])
+    assert failing_rank_lines('a\nb') == (None, ['a', 'b'])

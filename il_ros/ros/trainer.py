@@ -16,6 +16,12 @@
   resolves (symbolic links followed) outside it: success false, the message naming the
   path and the root. Anyone on the ROS domain can set parameters; the root bounds where
   they can make the node write.
+- ``nproc`` (default 1): more than 1 trains the run on that many processes with DDP
+  (torchrun ``--standalone``; il_ros/training/ddp_worker.py). The worker starts torchrun and
+  relays rank 0's events, so ``~/status``, ``~/checkpoint``, ``~/cancel`` and resuming are
+  as with one process; ``threads`` is then per process (0: the cores split between them).
+  torchrun's output is appended to ``out_dir/torchrun.log``, which a failure names along
+  with the failing rank's last lines.
 - ``~/status`` (std_msgs/String, JSON) is published at ``status_rate_hz``: state (idle,
   starting, training, done, stopped, failed), step, loss, success, best_success, eta_s,
   run_dir, best_checkpoint, message, warnings (the run's warnings, e.g. skipped dataset
@@ -69,7 +75,11 @@ class Trainer(Node):
         p('eval_task', '', 'Sim task for periodic rollouts (empty: the config\'s).')
         p('overrides', [], 'Config overrides, KEY=VALUE (YAML values), e.g. [lr=1e-3].',
           array_type='string')
-        p('threads', 0, 'torch CPU threads of the worker (0: torch\'s default).', min=0)
+        p('threads', 0, 'torch CPU threads of the worker, of each process with nproc > 1 '
+          '(0: torch\'s default; with nproc > 1 the cores split between the processes).',
+          min=0)
+        p('nproc', 1, 'Processes of a run: more than 1 trains one run with DDP through '
+          'torchrun (rank 0 reports; its output in out_dir/torchrun.log).', min=1)
         rate = p('status_rate_hz', 1.0, 'Rate of ~/status messages.', read_only=True,
                  min=0.0, min_exclusive=True)
         root = p('output_root', '', 'Folder every out_dir must lie in (\'\': the parent '
@@ -132,7 +142,7 @@ class Trainer(Node):
                 'out_dir': str(Path(g('out_dir')).resolve()),
                 'max_minutes': g('max_minutes') or None, 'max_steps': g('max_steps') or None,
                 'eval_task': g('eval_task') or None, 'overrides': [o for o in g('overrides') if o],
-                'threads': g('threads')}
+                'threads': g('threads'), 'nproc': g('nproc')}
 
     def _on_train(self, request, response):
         if self.busy:
@@ -239,7 +249,9 @@ class Trainer(Node):
             s['warnings'] = (s['warnings'] + [payload])[-20:]
             self.get_logger().warning(payload)
         elif kind == 'started':
-            s['message'] = f'worker pid {payload["pid"]}'
+            n = payload.get('world_size', 1)
+            s['message'] = (f'{n} processes (DDP), rank 0 pid {payload["pid"]}' if n > 1
+                            else f'worker pid {payload["pid"]}')
 
     def destroy_node(self):
         """Stop a running training worker (it saves a resumable state), then destroy the node."""

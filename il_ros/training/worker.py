@@ -16,10 +16,15 @@ puts ``(kind, payload)`` tuples on ``events``:
   traceback.
 
 ``stop`` (a multiprocessing Event) asks the run to save its resumable state and return.
+With ``request['nproc']`` > 1 the run is a DDP run under torchrun and the events are rank
+0's, relayed unchanged (il_ros/training/ddp_worker.py); each rank is this module run as
+``python -m il_ros.training.worker REQUEST_JSON`` (:func:`run_rank`).
 """
 from __future__ import annotations
 
+import json
 import os
+import sys
 import time
 import traceback
 
@@ -59,35 +64,57 @@ def run_training(request: dict, events, stop) -> None:
     ``request``: 'config' (path or name), 'overrides' (list of key=value), 'dataset',
     'out_dir', optional 'task' (the task overlay, config/train/tasks/), 'max_minutes',
     'max_steps', 'eval_task' (None: the config's),
-    'threads' (torch threads, 0: default).
+    'threads' (torch threads, 0: default), 'nproc' (processes; more than 1 trains with DDP
+    through torchrun and relays rank 0's events: il_ros/training/ddp_worker.py).
     """
     try:
-        import torch
-
-        from il_ros.training.config import load_train_config
-        from il_ros.training.trainer import train
-        if request.get('threads'):
-            torch.set_num_threads(int(request['threads']))
-        cfg = load_train_config(request.get('config'), request.get('overrides') or [],
-                                task=request.get('task') or None,
-                                dataset=request.get('dataset') or None,
-                                max_minutes=request.get('max_minutes'),
-                                max_steps=request.get('max_steps'),
-                                eval_task=request.get('eval_task'), progress=False)
+        if int(request.get('nproc') or 1) > 1:
+            from il_ros.training.ddp_worker import run_ddp
+            run_ddp(request, events.put, stop)
+            return
+        cfg = load_request_config(request)
         events.put(('started', {'pid': os.getpid(), 'run_dir': str(request['out_dir'])}))
-        throttle = ProgressThrottle()
-        summary = train(cfg, request['out_dir'],
-                        on_checkpoint=lambda p: events.put(('checkpoint', p)),
-                        on_progress=lambda d: throttle(d) and events.put(('progress', d)),
-                        should_stop=stop.is_set,
-                        on_message=lambda line: events.put(('message', line)))
-        events.put(('done', {k: v for k, v in summary.items() if k != 'evals'}))
+        from il_ros.training.trainer import train
+        report_training(train, cfg, request['out_dir'], events.put, stop.is_set)
     except BaseException as e:  # noqa: BLE001 - reported to the parent, then the process ends
-        if _is_input_error(e):
-            events.put(('error', {'error': str(e), 'traceback': None}))
-        else:
-            events.put(('error', {'error': f'{type(e).__name__}: {e}',
-                                  'traceback': traceback.format_exc()}))
+        events.put(error_event(e))
+
+
+def load_request_config(request: dict):
+    """Set the torch threads of ``request``; return its TrainConfig (keys: ``run_training``)."""
+    import torch
+
+    from il_ros.training.config import load_train_config
+    if request.get('threads'):
+        torch.set_num_threads(int(request['threads']))
+    return load_train_config(request.get('config'), request.get('overrides') or [],
+                             task=request.get('task') or None,
+                             dataset=request.get('dataset') or None,
+                             max_minutes=request.get('max_minutes'),
+                             max_steps=request.get('max_steps'),
+                             eval_task=request.get('eval_task'), progress=False)
+
+
+def report_training(train, cfg, out_dir, send, should_stop) -> dict:
+    """``train(cfg, out_dir, **hooks)`` with hooks that ``send`` the events; then 'done'."""
+    throttle = ProgressThrottle()
+    summary = train(cfg, out_dir,
+                    on_checkpoint=lambda p: send(('checkpoint', p)),
+                    on_progress=lambda d: throttle(d) and send(('progress', d)),
+                    should_stop=should_stop,
+                    on_message=lambda line: send(('message', line)))
+    send(('done', {k: v for k, v in summary.items() if k != 'evals'}))
+    return summary
+
+
+def error_event(e: BaseException) -> tuple[str, dict]:
+    """The 'error' event of ``e``: one line for a bad input, else with the traceback.
+
+    Called inside the ``except`` block that caught ``e`` (the traceback is the current one).
+    """
+    if _is_input_error(e):
+        return 'error', {'error': str(e), 'traceback': None}
+    return 'error', {'error': f'{type(e).__name__}: {e}', 'traceback': traceback.format_exc()}
 
 
 def _is_input_error(e: BaseException) -> bool:
@@ -98,3 +125,35 @@ def _is_input_error(e: BaseException) -> bool:
     except ImportError:
         return False
     return isinstance(e, (ConfigError, TrainInputError))
+
+
+def run_rank(request: dict) -> int:
+    """One rank of a DDP run that :func:`run_training` started through torchrun.
+
+    Every rank loads ``request``'s config as one process does and trains through
+    il_ros.training.distributed; rank 0 reports the events of :func:`run_training` to the
+    worker over its connection (il_ros/training/ddp_worker.py) and stops when told.
+    Returns the exit code: 0, 2 for a bad input, 1 for any other error.
+    """
+    from il_ros.training.ddp_worker import RankLink
+    rank = int(os.environ.get('RANK', '0'))
+    link = RankLink.connect() if rank == 0 else None
+    send = link.send if link is not None else (lambda event: None)
+    try:
+        cfg = load_request_config(request)
+        from il_ros.training.distributed import train, world_size
+        send(('started', {'pid': os.getpid(), 'run_dir': str(request['out_dir']),
+                          'world_size': world_size()}))
+        report_training(train, cfg, request['out_dir'], send,
+                        link.should_stop if link is not None else None)
+    except BaseException as e:  # noqa: BLE001 - reported to the worker, then the rank ends
+        kind, payload = error_event(e)
+        send((kind, payload))
+        print(f'il_ros DDP rank {rank}: {payload["traceback"] or payload["error"]}',
+              file=sys.stderr, flush=True)
+        return 2 if payload['traceback'] is None else 1
+    return 0
+
+
+if __name__ == '__main__':          # a rank: python -m il_ros.training.worker REQUEST_JSON
+    sys.exit(run_rank(json.loads(sys.argv[1])))

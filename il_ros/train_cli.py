@@ -136,8 +136,13 @@ def format_summary(s: dict) -> str:
 def _cmd_eval(args) -> int:
     from il_ros.models import CheckpointMismatch
     from il_ros.training.evaluate import evaluate_checkpoint, format_result
-    if (_bad_numbers(args, 'il-ros eval', threads=1, max_steps=1, seed=0)
+    if (_bad_numbers(args, 'il-ros eval', threads=1, max_steps=1, seed=0, workers=1)
             or _bad_device(args, 'il-ros eval')):
+        return 2
+    if getattr(args, 'workers', 1) > 1 and (getattr(args, 'transport', 'inproc') == 'ros'
+                             or args.device != 'cpu'):
+        print('il-ros eval: --workers is for --transport inproc on the CPU (each worker '
+              'runs its share of the episodes on one CPU thread)', file=sys.stderr)
         return 2
     if getattr(args, 'direct', False) and getattr(args, 'transport', 'inproc') == 'ros':
         print('il-ros eval: --direct is for --transport inproc (over ROS the controller node '
@@ -157,7 +162,8 @@ def _cmd_eval(args) -> int:
                 return 1
         else:
             res = evaluate_checkpoint(args.checkpoint, args.task, device=args.device,
-                                      direct=getattr(args, 'direct', False), **kw)
+                                      direct=getattr(args, 'direct', False),
+                                      workers=getattr(args, 'workers', 1), **kw)
     except (CheckpointMismatch, FileNotFoundError, ValueError) as e:
         print(f'il-ros eval: {e}', file=sys.stderr)
         return 2
@@ -218,6 +224,9 @@ def add_eval_parser(subparsers) -> None:
     p.add_argument('--per-episode', action='store_true',
                    help='with --json: include every episode')
     p.add_argument('--threads', type=int, default=None, help='torch CPU threads')
+    p.add_argument('--workers', type=int, default=1,
+                   help='split the episodes over this many processes (one CPU thread each; '
+                        'the same episodes and result, sooner where cores are idle)')
     p.add_argument('--device', default='cpu',
                    help='where the policy runs: cpu (default, as the controller node), auto '
                         '(the GPU when PyTorch sees one), cuda or cuda:N; over --transport '

@@ -76,3 +76,19 @@ def test_a_training_run_evaluates_in_workers(run):
     _, s = run
     assert s['status'] == 'done' and s['evals'][-1]['success_rate'] is not None
     assert s['evals'][-1]['step'] == 4
+
+
+def test_eval_cli_splits_episodes_over_workers(run, capsys):
+    import json
+
+    from il_ros.train_cli import main
+    _, s = run
+    base = ['eval', '--checkpoint', s['last'], '--task', 'lift', '--episodes', '3',
+            '--max-steps', '6', '--json']
+    assert main(base + ['--workers', '2']) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res['workers'] == 2 and res['episodes'] == 3 and res['device'] == 'cpu'
+    assert main(base + ['--workers', '0']) == 2
+    assert '--workers must be >= 1, got 0' in capsys.readouterr().err
+    assert main(base + ['--workers', '2', '--device', 'auto']) == 2
+    assert '--workers is for --transport inproc on the CPU' in capsys.readouterr().err

@@ -92,3 +92,26 @@ def test_eval_cli_splits_episodes_over_workers(run, capsys):
     assert '--workers must be >= 1, got 0' in capsys.readouterr().err
     assert main(base + ['--workers', '2', '--device', 'auto']) == 2
     assert '--workers is for --transport inproc on the CPU' in capsys.readouterr().err
+
+
+def _in_daemon(checkpoint, out):
+    from il_ros.models import load_checkpoint as load
+    policy, _ = load(checkpoint)
+    out.put(evaluate_in_workers(policy, 'lift', 2, 1000, 2, max_steps=6)['episodes'])
+
+
+def test_workers_start_from_a_daemonic_process_and_report_a_failure(run):
+    # the trainer node's worker is a daemonic process: multiprocessing could not start
+    # children there, plain subprocesses can
+    import multiprocessing as mp
+    ctx = mp.get_context('spawn')
+    out = ctx.Queue()
+    p = ctx.Process(target=_in_daemon, args=(run[1]['last'], out), daemon=True)
+    p.start()
+    try:
+        assert out.get(timeout=120) == 2
+    finally:
+        p.join(30)
+    policy, _ = load_checkpoint(run[1]['last'])
+    with pytest.raises(RuntimeError, match=r'evaluation worker 0 \(seeds 1000..1000\) exited'):
+        evaluate_in_workers(policy, 'lift', 2, 1000, 2, max_steps=6, robot='no_such_robot')

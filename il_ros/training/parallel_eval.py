@@ -1,22 +1,28 @@
 """Rollouts split over worker processes: the same episodes as :func:`evaluate`, sooner.
 
 :func:`evaluate_in_workers` writes the policy to a temporary checkpoint, splits the seeds
-into contiguous blocks, and runs each block in its own process (multiprocessing spawn: no
-forked MuJoCo, EGL or torch state), one torch thread each, through :func:`evaluate` with the
-same arguments. Every episode resets the policy with its own seed, so a block gives what the
-same episodes give in one process; the blocks' results are merged into one
-:func:`evaluate` result: the summary recomputed over all episodes, the control loop's
-counters summed, ``act_ms`` and ``tick_ms`` averaged over ticks, ``cpu_s`` summed over the
-workers, ``wall_s`` the wall time of the whole call, ``workers`` the processes used.
+into contiguous blocks, and runs each block in its own process (``python -m
+il_ros.training.parallel_eval``, a plain subprocess: it also works from a daemonic process
+such as the trainer node's worker, and shares no MuJoCo, EGL or torch state), one torch
+thread each, through :func:`evaluate` with the same arguments. Every episode resets the
+policy with its own seed, so a block gives what the same episodes give in one process; the
+blocks' results are merged into one :func:`evaluate` result: the summary recomputed over all
+episodes, the control loop's counters summed, ``act_ms`` and ``tick_ms`` averaged over
+ticks, ``cpu_s`` summed over the workers, ``wall_s`` the wall time of the whole call,
+``workers`` the processes used. A worker that fails raises RuntimeError with its last
+lines of output.
 
 Worth it where there are cores to spare (a GPU machine's 16 cores while the GPU trains):
 each worker pays a few seconds to start (import torch and MuJoCo, load the checkpoint).
 """
 from __future__ import annotations
 
-from concurrent.futures import ProcessPoolExecutor
-import multiprocessing as mp
+import json
+import os
 from pathlib import Path
+import pickle
+import subprocess
+import sys
 import tempfile
 import time
 
@@ -37,14 +43,15 @@ def split_seeds(seed: int, episodes: int, workers: int) -> list[tuple[int, int]]
     return blocks
 
 
-def _block(checkpoint: str, task: str, seed: int, episodes: int, kwargs: dict) -> dict:
+def _block(folder: str, task: str, seed: int, episodes: int) -> dict:
     """One worker's episodes (runs in the worker process)."""
     import torch
 
     from il_ros.models import load_checkpoint
     from il_ros.training.evaluate import evaluate
     torch.set_num_threads(1)
-    policy, _ = load_checkpoint(checkpoint)
+    kwargs = pickle.loads((Path(folder) / 'kwargs.pkl').read_bytes())   # our own file
+    policy, _ = load_checkpoint(Path(folder) / 'policy')
     return evaluate(policy, task, episodes, seed=seed, progress=False, **kwargs)
 
 
@@ -97,15 +104,41 @@ def evaluate_in_workers(policy, task: str, episodes: int, seed: int, workers: in
     blocks = split_seeds(seed, episodes, workers)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix='il_ros_eval_') as tmp:
-        ck = Path(tmp) / 'policy'
-        save_checkpoint(policy, ck)
-        with ProcessPoolExecutor(len(blocks), mp_context=mp.get_context('spawn')) as pool:
-            futures = [pool.submit(_block, str(ck), task, s, n, kwargs) for s, n in blocks]
-            parts = [f.result() for f in futures]
+        tmp = Path(tmp)
+        save_checkpoint(policy, tmp / 'policy')
+        (tmp / 'kwargs.pkl').write_bytes(pickle.dumps(kwargs))
+        parts = _run_blocks(tmp, task, blocks)
     res = merge_results(task, seed, parts)
     res['wall_s'] = round(time.perf_counter() - t0, 2)
     res['workers'] = len(blocks)
     return res
+
+
+def _run_blocks(tmp: Path, task: str, blocks: list[tuple[int, int]]) -> list[dict]:
+    """Start a worker per block, wait for all, return their results in block order."""
+    env = {**os.environ, 'OMP_NUM_THREADS': '1'}
+    procs = []
+    try:
+        for k, (s, n) in enumerate(blocks):
+            log = open(tmp / f'block{k}.log', 'wb')
+            procs.append(subprocess.Popen(
+                [sys.executable, '-m', 'il_ros.training.parallel_eval', str(tmp), task, str(s),
+                 str(n), str(tmp / f'block{k}.json')],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env))
+            log.close()
+        codes = [p.wait() for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    for k, code in enumerate(codes):
+        if code != 0:
+            tail = (tmp / f'block{k}.log').read_text(errors='replace').splitlines()[-12:]
+            raise RuntimeError(f'evaluation worker {k} (seeds {blocks[k][0]}..'
+                               f'{sum(blocks[k]) - 1}) exited with code {code}:\n'
+                               + '\n'.join(tail))
+    return [json.loads((tmp / f'block{k}.json').read_text()) for k in range(len(blocks))]
 
 
 def evaluate_with(workers: int, policy, task: str, episodes: int, seed: int, **kwargs) -> dict:
@@ -114,3 +147,8 @@ def evaluate_with(workers: int, policy, task: str, episodes: int, seed: int, **k
         from il_ros.training.evaluate import evaluate
         return evaluate(policy, task, episodes, seed=seed, **kwargs)
     return evaluate_in_workers(policy, task, episodes, seed, workers, **kwargs)
+
+
+if __name__ == '__main__':      # a worker: FOLDER TASK SEED EPISODES OUT_JSON
+    _folder, _task, _seed, _n, _out = sys.argv[1:]
+    Path(_out).write_text(json.dumps(_block(_folder, _task, int(_seed), int(_n))))

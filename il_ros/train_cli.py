@@ -161,9 +161,15 @@ def _cmd_eval(args) -> int:
                 print(f'il-ros eval --transport ros: {e}', file=sys.stderr)
                 return 1
         else:
-            res = evaluate_checkpoint(args.checkpoint, args.task, device=args.device,
-                                      direct=getattr(args, 'direct', False),
-                                      workers=getattr(args, 'workers', 1), **kw)
+            workers = getattr(args, 'workers', 1)
+            if workers > 1:
+                from il_ros.training.parallel_eval import evaluate_checkpoint_in_workers
+                res = evaluate_checkpoint_in_workers(
+                    args.checkpoint, args.task, workers, device=args.device,
+                    direct=getattr(args, 'direct', False), **kw)
+            else:
+                res = evaluate_checkpoint(args.checkpoint, args.task, device=args.device,
+                                          direct=getattr(args, 'direct', False), **kw)
     except (CheckpointMismatch, FileNotFoundError, ValueError) as e:
         print(f'il-ros eval: {e}', file=sys.stderr)
         return 2

@@ -253,7 +253,7 @@ def checkpoint_spec(path):
 
 def evaluate_checkpoint(path, task: str, episodes: int = 50, seed: int = EVAL_SEED,
                         use_ema: bool = True, render: bool = True, progress: bool = True,
-                        device: str = 'cpu', workers: int = 1, **kwargs) -> dict:
+                        device: str = 'cpu', run=None, **kwargs) -> dict:
     """Load a checkpoint for the sim robot of ``task`` and :func:`evaluate` it.
 
     The sim robot is the one the checkpoint carries (the default robot for a checkpoint
@@ -265,8 +265,8 @@ def evaluate_checkpoint(path, task: str, episodes: int = 50, seed: int = EVAL_SE
     ``device`` (auto, cpu, cuda or cuda:N; il_ros.training.device.resolve_device) is where
     the policy runs: the checkpoint's CPU weights move there after loading (ValueError
     naming ``device`` for a bad name or a GPU that is not there, before anything loads).
-    ``workers`` > 1 splits the episodes over that many CPU processes
-    (il_ros.training.parallel_eval; the result adds 'workers').
+    ``run``: what rolls the loaded policy out, called as :func:`evaluate` is (None:
+    :func:`evaluate`; il_ros.training.parallel_eval passes its worker processes).
     """
     from il_ros.models import load_checkpoint
     from il_ros.training.device import resolve_device
@@ -276,15 +276,8 @@ def evaluate_checkpoint(path, task: str, episodes: int = 50, seed: int = EVAL_SE
     expect = sim_spec(task, like=checkpoint_spec(path), robot=robot)
     policy, extra = load_checkpoint(path, expect=expect, use_ema=use_ema)
     policy.to(dev)
-    if workers > 1:
-        if dev.type != 'cpu':
-            raise ValueError(f'workers={workers} runs on the CPU; device is {dev}')
-        from il_ros.training.parallel_eval import evaluate_in_workers
-        res = evaluate_in_workers(policy, task, episodes, seed, workers, render=render,
-                                  robot=robot, **kwargs)
-    else:
-        res = evaluate(policy, task, episodes, seed=seed, render=render, progress=progress,
-                       robot=robot, **kwargs)
+    res = (run or evaluate)(policy, task, episodes, seed=seed, render=render,
+                            progress=progress, robot=robot, **kwargs)
     res['checkpoint'] = str(path)
     res['step'] = extra.get('step')
     res['weights'] = 'ema' if use_ema else 'raw'

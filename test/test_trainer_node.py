@@ -44,14 +44,16 @@ def node(ros_node):
     return ros_node
 
 
-def _call(node, client, timeout=20.0, resend_s=None):
+def _call(node, client, timeout=20.0, resend_s=None, status=None):
     """Call a Trigger service; with ``resend_s``, a request unanswered that long is sent again.
 
     For ``~/cancel`` (sending it twice asks the same): a CI run once saw it go unanswered
     for 20 s during training with no sign of the request in the node's log, as
     test/launch_probe.py saw parameter requests lost. A node that serves nothing still
-    fails here; the first request's answer wins when several come.
+    fails here; the first request's answer wins when several come. ``status``: the node's
+    status list, whose growth meanwhile the failure reports (did its executor run?).
     """
+    seen = len(status) if status is not None else 0
     futs = [client.call_async(Trigger.Request())]
     start = time.monotonic()
     while not any(f.done() for f in futs) and time.monotonic() < start + timeout:
@@ -59,7 +61,9 @@ def _call(node, client, timeout=20.0, resend_s=None):
         if resend_s and time.monotonic() > start + resend_s * len(futs):
             futs.append(client.call_async(Trigger.Request()))
     done = [f for f in futs if f.done()]
-    assert done, f'no answer from {client.srv_name} within {timeout} s ({len(futs)} requests)'
+    assert done, (f'no answer from {client.srv_name} within {timeout} s ({len(futs)} requests)'
+                  + (f'; {len(status) - seen} status messages meanwhile, the last '
+                     f'{status[-1:]}' if status is not None else ''))
     return done[0].result()
 
 
@@ -257,7 +261,7 @@ def test_cancel_stops_the_run_resumably_and_the_same_call_resumes_it(procs, node
         'warmup_steps': 1, 'eval_task': None, 'val_fraction': 0.0, 'log_every': 2}))
     out = tmp_path / 'runs' / 'run'
     trainer = TrainerProcess(procs, node, f'config:={config}', f'dataset:={dataset}',
-                             f'out_dir:={out}')
+                             f'out_dir:={out}', 'threads:=1')
     cancel = node.create_client(Trigger, '/trainer/cancel')
     wait_for(cancel.service_is_ready, 10, what='the /trainer/cancel service')
     idle = _call(node, cancel, resend_s=5.0)
@@ -266,7 +270,7 @@ def test_cancel_stops_the_run_resumably_and_the_same_call_resumes_it(procs, node
     assert _call(node, trainer.client).success
     trainer.spin_until(lambda: trainer.status[-1]['state'] == 'training'
                        and trainer.status[-1]['step'] > 0, 60, 'training steps')
-    answer = _call(node, cancel, resend_s=5.0)
+    answer = _call(node, cancel, resend_s=5.0, status=trainer.status)
     assert answer.success and answer.message.startswith(f'stopping the run in {out} at step ')
     trainer.spin_until(lambda: trainer.status[-1]['state'] in ('stopped', 'done', 'failed'), 60,
                        'the run to stop')

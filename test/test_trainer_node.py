@@ -253,13 +253,28 @@ def test_allow_any_output_dir_lets_out_dir_anywhere(procs, node, tmp_path):
     assert not _set(node, 'threads', -1).successful
 
 
-def test_cancel_stops_the_run_resumably_and_the_same_call_resumes_it(procs, node, tmp_path):
+def _endless_run(tmp_path, **fields):
+    """A 3-episode dataset, a tiny config of 100000 steps (``fields`` over it), the run folder."""
     dataset = make_sim_dataset(tmp_path / 'ds', episodes=3)
     config = tmp_path / 'tiny.yaml'
     config.write_text(yaml.safe_dump({
-        'policy': TINY, 'batch_size': 16, 'max_steps': 100000, 'max_minutes': None,
-        'warmup_steps': 1, 'eval_task': None, 'val_fraction': 0.0, 'log_every': 2}))
-    out = tmp_path / 'runs' / 'run'
+        'policy': TINY, 'max_steps': 100000, 'max_minutes': None, 'warmup_steps': 1,
+        'eval_task': None, **fields}))
+    return dataset, config, tmp_path / 'runs' / 'run'
+
+
+def _wait_stopped(trainer, out, what) -> dict:
+    """Spin until the run ends; assert it stopped early with ``last`` saved in ``out``."""
+    trainer.spin_until(lambda: trainer.status[-1]['state'] in ('stopped', 'done', 'failed'), 60,
+                       what)
+    stopped = trainer.status[-1]
+    assert stopped['state'] == 'stopped' and 0 < stopped['step'] < 100000, stopped
+    assert (out / 'checkpoints' / 'last').is_dir()
+    return stopped
+
+
+def test_cancel_stops_the_run_resumably_and_the_same_call_resumes_it(procs, node, tmp_path):
+    dataset, config, out = _endless_run(tmp_path, batch_size=16, val_fraction=0.0, log_every=2)
     trainer = TrainerProcess(procs, node, f'config:={config}', f'dataset:={dataset}',
                              f'out_dir:={out}', 'threads:=1')
     cancel = node.create_client(Trigger, '/trainer/cancel')
@@ -272,11 +287,7 @@ def test_cancel_stops_the_run_resumably_and_the_same_call_resumes_it(procs, node
                        and trainer.status[-1]['step'] > 0, 60, 'training steps')
     answer = _call(node, cancel, resend_s=5.0, status=trainer.status)
     assert answer.success and answer.message.startswith(f'stopping the run in {out} at step ')
-    trainer.spin_until(lambda: trainer.status[-1]['state'] in ('stopped', 'done', 'failed'), 60,
-                       'the run to stop')
-    stopped = trainer.status[-1]
-    assert stopped['state'] == 'stopped' and 0 < stopped['step'] < 100000, stopped
-    assert (out / 'checkpoints' / 'last').is_dir()
+    stopped = _wait_stopped(trainer, out, 'the run to stop')
     assert not _call(node, cancel, resend_s=5.0).success
 
     # The same call (same out_dir) resumes from the saved step; a budget a few steps on ends it.
@@ -291,12 +302,7 @@ def test_cancel_stops_the_run_resumably_and_the_same_call_resumes_it(procs, node
 
 def test_nproc_2_trains_one_ddp_run_that_cancel_stops_and_the_call_resumes(procs, node,
                                                                           tmp_path):
-    dataset = make_sim_dataset(tmp_path / 'ds', episodes=3)
-    config = tmp_path / 'tiny.yaml'
-    config.write_text(yaml.safe_dump({
-        'policy': TINY, 'batch_size': 8, 'max_steps': 100000, 'max_minutes': None,
-        'warmup_steps': 1, 'eval_task': None, 'val_fraction': 0.25, 'log_every': 1}))
-    out = tmp_path / 'runs' / 'run'
+    dataset, config, out = _endless_run(tmp_path, batch_size=8, val_fraction=0.25, log_every=1)
     trainer = TrainerProcess(procs, node, f'config:={config}', f'dataset:={dataset}',
                              f'out_dir:={out}', 'nproc:=2', 'threads:=1')
     paths = []
@@ -309,11 +315,7 @@ def test_nproc_2_trains_one_ddp_run_that_cancel_stops_and_the_call_resumes(procs
                        and trainer.status[-1]['step'] > 0, 60, 'DDP training steps')
     assert trainer.status[-1]['message'].startswith('2 processes (DDP), rank 0 pid ')
     assert _call(node, cancel, resend_s=5.0).success
-    trainer.spin_until(lambda: trainer.status[-1]['state'] in ('stopped', 'done', 'failed'), 60,
-                       'the DDP run to stop')
-    stopped = trainer.status[-1]
-    assert stopped['state'] == 'stopped' and 0 < stopped['step'] < 100000, stopped
-    assert (out / 'checkpoints' / 'last').is_dir()
+    stopped = _wait_stopped(trainer, out, 'the DDP run to stop')
 
     assert _set(node, 'max_steps', stopped['step'] + 3).successful
     done = trainer.train_until_end(timeout=90)

@@ -1,6 +1,7 @@
 """The Panda-like arm in the sim (sim/panda.xml) and what every sim robot must agree with."""
 from __future__ import annotations
 
+import mujoco
 import numpy as np
 import pytest
 
@@ -235,3 +236,45 @@ def test_supervisor_and_expert_eval_take_the_robot(capsys):
                              '--json']) == 0
     res = json.loads(capsys.readouterr().out)
     assert res['robot'] == 'panda' and res['successes'] == 1
+
+
+@pytest.mark.parametrize('robot, descend, off_cm, expected', [
+    ('sim_arm', None, 1.4, 1.0), ('sim_arm', None, 1.6, 0.0),    # the default: 1.5 cm threshold
+    ('panda', None, 1.4, 1.0), ('panda', None, 1.6, 0.0),
+    ('panda', (0.01, 0.03), 0.5, 1.0), ('panda', (0.01, 0.03), 2.0, 0.5),     # a ramp
+    ('panda', (0.01, 0.03), 3.1, 0.0)])
+def test_lift_expert_descends_by_the_robots_rule(monkeypatch, robot, descend, off_cm,
+                                                 expected):
+    from il_ros.sim import lift
+    from il_ros.sim.expert import lead_time
+    if descend is not None:
+        monkeypatch.setitem(lift.LAYOUTS, robot, lift.LAYOUTS[robot]._replace(descend=descend))
+    e = make_env('lift', robot, render=False)
+    try:
+        e.reset(seed=0)
+        cube = e.cube_pos()
+        hand = cube + [off_cm / 100, 0.0, lift._PREGRASP]     # at the pre-grasp height, off in x
+        e.data.qpos[e._arm_qpos_idx] = e.arm_pose_for(hand)
+        mujoco.mj_forward(e.model, e.data)
+        err = np.linalg.norm(e.ee_pos()[:2] - cube[:2])        # the IK lands within 1 mm
+        assert np.allclose(e.ee_pos(), hand, atol=1e-3)
+        if 0.0 < expected < 1.0:            # on the ramp: the rate at the hand's actual error
+            expected = (descend[1] - err) / (descend[1] - descend[0])
+            assert expected == pytest.approx(0.5, abs=0.05)
+        expert = make_expert('lift', robot, seed=0)
+        expert.reset(e)
+        goals = []
+
+        def capture(env, goal, gripper, **kw):       # the Cartesian goal of this step
+            goals.append(np.asarray(goal, dtype=float))
+            return np.zeros(len(env.action_names))
+
+        expert.move_to = capture
+        expert.act(e)
+        drop = e.ee_pos()[2] - goals[0][2]
+        if expected == 0.0:     # not aligned: the goal is over the cube, at the pre-grasp height
+            assert np.allclose(goals[0], cube + [0.0, 0.0, lift._PREGRASP])
+        else:
+            assert drop == pytest.approx(expected * lift.LiftExpert.slow * lead_time(e), rel=0.05)
+    finally:
+        e.close()

@@ -104,7 +104,8 @@ def supervisor_input(sup, env, last: dict, supervise: bool):
     return None, step
 
 
-def policy_episode(loop, sup, seed: int, supervise: bool) -> tuple[dict, dict]:
+def policy_episode(loop, sup, seed: int, supervise: bool,
+                   drop_takeover_first: bool = False) -> tuple[dict, dict]:
     """Run the policy through the control loop (under the supervisor when ``supervise``).
 
     ``loop``: an il_ros.sim.loop_episode.SimLoop of the policy on the env: the controller's
@@ -112,6 +113,8 @@ def policy_episode(loop, sup, seed: int, supervise: bool) -> tuple[dict, dict]:
     when control comes back to it). Frames carry the executed (filtered) command and the
     control source the loop reports, or with ``supervise`` False the expert's label of every
     state (DAgger); labels follow the control source as the converter makes them.
+    ``drop_takeover_first``: the first frame of each takeover (where the command jumps from
+    the policy's to the supervisor's) is labelled ``hold``, which training weighs 0.
     """
     from il_ros.data.convert import label_frames
     env = loop.env
@@ -136,6 +139,10 @@ def policy_episode(loop, sup, seed: int, supervise: bool) -> tuple[dict, dict]:
 
     res = loop.run_episode(seed, human=human, on_tick=on_tick)
     labels = label_frames(sources, len(sources), PRE, [])
+    if drop_takeover_first:
+        inter = keys.SOURCE_INTERVENTION
+        labels = [keys.SOURCE_HOLD if lab == inter and (t == 0 or labels[t - 1] != inter)
+                  else lab for t, lab in enumerate(labels)]
     human_steps = sum(s == keys.SOURCE_INTERVENTION for s in sources)
     return (_frames(o, acts, labels, env.control_dt),
             {'seed': seed, 'success': res.success, 'failure': res.failure,
@@ -223,7 +230,8 @@ def run_one(args, method: str, seed: int, root: Path, demo_cache: dict) -> dict:
                 policy, _ = load_checkpoint(ckpt)
                 loop = SimLoop(env, policy, name=ckpt)
                 for i in range(args.episodes_per_round):
-                    fr, st = policy_episode(loop, sup, first + i, supervise=method != 'dagger')
+                    fr, st = policy_episode(loop, sup, first + i, supervise=method != 'dagger',
+                                            drop_takeover_first=args.drop_takeover_first)
                     eps.append(fr)
                     stats.append(st)
                 loop_stats = loop.stats()
@@ -425,6 +433,8 @@ def main(argv=None) -> int:
     p.add_argument('--round-set', nargs='+', default=[], metavar='KEY=VALUE',
                    help='training overrides for rounds 1.. only (e.g. '
                    'max_intervention_share=0.5); round 0, BC on the demos, stays shared')
+    p.add_argument('--drop-takeover-first', action='store_true', help='label the first frame '
+                   'of each takeover hold (weight 0): the command jumps there')
     p.add_argument('--threads', type=int, default=1)
     p.add_argument('--out', default='runs/dagger_exp')
     p.add_argument('--merge', nargs='+', metavar='DIR', help='run nothing: plot and tabulate '

@@ -25,7 +25,7 @@ def success_at(robot: str, offset: float, episodes: int, descend_off: float,
     from il_ros.sim import lift, make_env, make_expert
     from il_ros.sim.runner import run_episodes
     layouts = dict(lift.LAYOUTS)
-    base = lift.LAYOUTS.get(robot, lift.LAYOUTS['sim_arm'])
+    base = lift.layout_for(robot)
     lift.LAYOUTS[robot] = base._replace(descend=(descend_off, descend_off))   # a threshold
     env = make_env('lift', robot, render=False)
     expert = make_expert('lift', robot, seed=seed)

@@ -15,6 +15,7 @@ nothing trained), 130 interrupted (resumable).
 """
 from __future__ import annotations
 
+from functools import partial
 import json
 import os
 import signal
@@ -161,15 +162,11 @@ def _cmd_eval(args) -> int:
                 print(f'il-ros eval --transport ros: {e}', file=sys.stderr)
                 return 1
         else:
-            workers = getattr(args, 'workers', 1)
-            if workers > 1:
-                from il_ros.training.parallel_eval import evaluate_checkpoint_in_workers
-                res = evaluate_checkpoint_in_workers(
-                    args.checkpoint, args.task, workers, device=args.device,
-                    direct=getattr(args, 'direct', False), **kw)
-            else:
-                res = evaluate_checkpoint(args.checkpoint, args.task, device=args.device,
-                                          direct=getattr(args, 'direct', False), **kw)
+            from il_ros.training.parallel_eval import evaluate_with
+            res = evaluate_checkpoint(args.checkpoint, args.task, device=args.device,
+                                      direct=getattr(args, 'direct', False),
+                                      run=partial(evaluate_with, getattr(args, 'workers', 1)),
+                                      **kw)
     except (CheckpointMismatch, FileNotFoundError, ValueError) as e:
         print(f'il-ros eval: {e}', file=sys.stderr)
         return 2

@@ -51,6 +51,11 @@ A ramp on the Panda, ``descend=(0.010, 0.030)``, measured no better than the thr
 (docs/experiments/panda-lift.md), so every robot has the threshold."""
 
 
+def layout_for(robot: str) -> LiftLayout:
+    """The lift layout of the robot named ``robot`` (the sim arm's when it has none)."""
+    return LAYOUTS.get(robot, LAYOUTS['sim_arm'])
+
+
 def _yaw_of_quat(q: np.ndarray) -> float:
     w, x, y, z = q
     return float(np.arctan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z)))
@@ -79,7 +84,7 @@ class LiftEnv(SimEnv):
     def _sample(self, rng):
         if not self._cube_setup:
             self._setup()
-        lay = LAYOUTS.get(self.robot.name, LAYOUTS['sim_arm'])
+        lay = layout_for(self.robot.name)
         x, y = rng.uniform(*lay.cube_x), rng.uniform(*lay.cube_y)
         yaw = rng.uniform(-np.pi / 4, np.pi / 4)
         self.p['cube_start'][:] = (x, y, yaw)
@@ -152,7 +157,7 @@ class LiftExpert(Expert):
         # it corrects instead of hovering); looser once on the way down. The set-point
         # stays over the cube so sideways errors are corrected at once.
         if ee[2] > pre_z - 0.01:
-            full, off = LAYOUTS.get(env.robot.name, LAYOUTS['sim_arm']).descend
+            full, off = layout_for(env.robot.name).descend
             rate = (float(xy_err < off) if off <= full
                     else float(np.clip((off - xy_err) / (off - full), 0.0, 1.0)))
         else:

@@ -266,7 +266,7 @@ def evaluate_checkpoint(path, task: str, episodes: int = 50, seed: int = EVAL_SE
     the policy runs: the checkpoint's CPU weights move there after loading (ValueError
     naming ``device`` for a bad name or a GPU that is not there, before anything loads).
     ``run``: what rolls the loaded policy out, called as :func:`evaluate` is (None:
-    :func:`evaluate`; il_ros.training.parallel_eval passes its worker processes).
+    :func:`evaluate`; ``il-ros eval --workers`` passes parallel_eval.evaluate_with).
     """
     from il_ros.models import load_checkpoint
     from il_ros.training.device import resolve_device

@@ -141,21 +141,6 @@ def _run_blocks(tmp: Path, task: str, blocks: list[tuple[int, int]]) -> list[dic
     return [json.loads((tmp / f'block{k}.json').read_text()) for k in range(len(blocks))]
 
 
-def evaluate_checkpoint_in_workers(path, task: str, workers: int, **kwargs) -> dict:
-    """``evaluate_checkpoint`` with the episodes split over ``workers`` CPU processes.
-
-    What ``il-ros eval --workers`` runs; ``kwargs`` as for
-    :func:`il_ros.training.evaluate.evaluate_checkpoint` (``device`` must be the CPU).
-    """
-    from il_ros.training.evaluate import evaluate_checkpoint
-    if kwargs.get('device', 'cpu') != 'cpu':
-        raise ValueError(f'workers={workers} run on the CPU; device is {kwargs["device"]}')
-
-    def run(policy, task, episodes, seed, **kw):
-        return evaluate_in_workers(policy, task, episodes, seed, workers, **kw)
-    return evaluate_checkpoint(path, task, run=run, **kwargs)
-
-
 def evaluate_with(workers: int, policy, task: str, episodes: int, seed: int, **kwargs) -> dict:
     """:func:`evaluate` in this process (``workers`` <= 1) or :func:`evaluate_in_workers`."""
     if workers <= 1:

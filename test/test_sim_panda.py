@@ -186,6 +186,30 @@ def test_panda_renders_both_cameras_at_its_native_size():
         e.close()
 
 
+def test_panda_lift_front_camera_sees_the_cube_anywhere_it_starts():
+    """panda_lift.xml aims its front camera at the cube's start area.
+
+    In the policy's 84x84 input the cube covers 43-62 pixels at the corners of that area
+    (17-29 with path's wider view).
+    """
+    from il_ros.images import fit, Preprocess
+    from il_ros.sim.lift import CUBE_HALF, layout_for
+    lay = layout_for('panda')
+    e = make_env('lift', 'panda', cameras=('front',), image_size=(240, 320))
+    try:
+        e.reset(seed=0)
+        i = e._cube_qpos
+        for x in lay.cube_x:
+            for y in lay.cube_y:
+                e.data.qpos[i:i + 7] = (x, y, CUBE_HALF, 1.0, 0.0, 0.0, 0.0)     # yaw 0
+                mujoco.mj_forward(e.model, e.data)
+                img = fit(e.render('front'), Preprocess(size=(84, 84))).astype(int)
+                red = (img[..., 0] > 150) & (img[..., 1] < 90) & (img[..., 2] < 90)
+                assert red.sum() >= 35, (x, y, int(red.sum()))
+    finally:
+        e.close()
+
+
 def test_panda_runs_every_task_through_the_same_experts():
     from il_ros.sim import TASKS
     from il_ros.sim.registry import robot_tasks
@@ -276,5 +300,37 @@ def test_lift_expert_descends_by_the_robots_rule(monkeypatch, robot, descend, of
             assert np.allclose(goals[0], cube + [0.0, 0.0, lift._PREGRASP])
         else:
             assert drop == pytest.approx(expected * lift.LiftExpert.slow * lead_time(e), rel=0.05)
+    finally:
+        e.close()
+
+
+@pytest.mark.parametrize('robot', ['sim_arm', 'panda'])
+def test_lift_expert_closes_at_the_robots_grasp_depth(robot):
+    """The lift expert closes its fingers within 1.2 cm above the robot's ``grasp_dz``.
+
+    The Panda's is the cube's centre, so its pads (2.2 cm tall, about the ee site) cover it.
+    """
+    from il_ros.sim import lift
+    depth = lift.layout_for(robot).grasp_dz
+    assert depth == {'sim_arm': 0.010, 'panda': 0.0}[robot]
+    e = make_env('lift', robot, render=False)
+    try:
+        e.reset(seed=1004)
+        expert = make_expert('lift', robot, seed=0)
+        expert.reset(e)
+        for _ in range(e.max_steps):
+            action = expert.act(e).executed
+            if action[-1] > 0.5:
+                break
+            e.step(action)
+        else:
+            pytest.fail('the lift expert never closed its fingers')
+        dz = e.ee_pos()[2] - e.cube_pos()[2]
+        assert depth <= dz < depth + 0.012 + 1e-3
+        if robot == 'panda':
+            pad = e.model.geom('pad_left').id
+            half = e.model.geom_size[pad][2]
+            z = e.data.geom_xpos[pad][2]
+            assert z - half < e.cube_pos()[2] < z + half
     finally:
         e.close()

@@ -421,3 +421,28 @@ def test_the_feed_and_render_size_come_from_the_robot_description():
     with pytest.raises(KeyError, match="no camera 'top'"):
         CameraFeed.of(SimpleNamespace(cameras=('top',), robot=panda), policy)
 
+
+
+def test_after_a_policy_reset_the_controller_waits_for_new_frames():
+    """A reset starts an episode: the last episode's final frames must not reach its plan."""
+    pytest.importorskip('rclpy')
+    from sensor_msgs.msg import JointState
+
+    from il_ros.ros.conversions import image_msg
+    streams, warnings = controller_streams({'front': '/cam/front'})
+    robot = SimpleNamespace(image_size=(24, 32), joint_names=['a'])
+    rgb = texture(np.random.default_rng(7), 48, 64)
+    streams.on_joints(JointState(name=['a'], position=[0.0]), 1.0)
+    streams.on_image('front', image_msg(rgb, 1.0, 'f', 'rgb8'), 1.0)
+    assert streams.observation(1.0, robot, [], [], 1.0, 1.0).invalid is None
+    streams.restart(1.05)
+    assert streams.observation(1.06, robot, [], [], 1.0, 1.0).invalid == 'no_joint_states'
+    streams.on_joints(JointState(name=['a'], position=[0.1]), 1.06)
+    assert streams.observation(1.07, robot, [], [], 1.0, 1.0).invalid == 'no_image'
+    assert not warnings                     # a frame a camera period away is no news
+    assert streams.observation(2.2, robot, [], [], 1.0, 1.0).invalid == 'no_image'
+    assert warnings[-1].startswith('no image on /cam/front since the policy reset 1.15 s ago')
+    streams.on_image('front', image_msg(rgb, 2.2, 'f', 'rgb8'), 2.21)
+    streams.on_joints(JointState(name=['a'], position=[0.1]), 2.21)
+    obs = streams.observation(2.22, robot, [], [], 1.0, 1.0)
+    assert obs.invalid is None and obs.frame['image/front'].shape == (24, 32, 3)

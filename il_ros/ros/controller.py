@@ -14,7 +14,8 @@ chunk guard, the safety filter, latched faults and telemetry. This node only:
 - runs a timer at ``rate_hz`` that calls ``loop.tick(now, observation)`` and publishes its
   command through the command adapter and the control source on ``/il/control_source``;
 - feeds the deadman heartbeats and human commands to the loop's arbiter;
-- serves ``~/enable``, ``~/reset`` (clears a latched fault) and ``~/load_checkpoint``,
+- serves ``~/enable``, ``~/reset`` (clears a latched fault; the first plan after it waits
+  for camera and joint messages received after it) and ``~/load_checkpoint``,
   publishes ``~/status`` (the loop's status and a sequence number) and ``/diagnostics``
   (il_ros/ros/node_diagnostics.py), and hot-loads from the
   ``checkpoint`` parameter and the trainer's latched checkpoint topic; the ``checkpoint``
@@ -356,6 +357,7 @@ class Controller(LifecycleNode):
     def _on_reset(self, request, response):
         fault = self.loop.fault
         self.loop.reset()
+        self.streams.restart(self._now())     # HOLD until every stream has a newer message
         response.success = True
         response.message = ('the policy is reset and re-primed at the next policy tick'
                             + (f'; the latched fault {fault["reason"]} is cleared'

@@ -10,7 +10,9 @@ a checkpoint is swapped in; a checkpoint without a record: centre crop + area re
 A stream that cannot feed the policy makes the observation invalid (the loop HOLDs), with
 a throttled warning naming the topic:
 
-- ``no_image`` / ``no_joint_states``: nothing arrived yet;
+- ``no_image`` / ``no_joint_states``: nothing arrived yet, or nothing since the last
+  :meth:`Streams.restart` (a policy reset starts an episode: its first plan must not see
+  the frames the last episode ended on, e.g. the hand up with the cube held);
 - ``bad_image``: an encoding of another kind than the robot description declares for the
   camera (``mono8`` from a colour camera, colour from a ``mono8`` one, ``16UC1``...), a
   size that does not match its data, or an undecodable JPEG/PNG;
@@ -59,6 +61,22 @@ class Streams:
         self._rgb: dict[str, tuple] = {}          # camera -> (msg, preprocess, policy input)
         self.preprocess: Preprocess | None = None  # the checkpoint's; None: the default
         self.js = None                            # (msg, receive time)
+        self.since = -math.inf                    # messages received before: not seen
+
+    def restart(self, now: float) -> None:
+        """From ``now`` on, a message received before ``now`` does not count (module doc)."""
+        self.since = now
+
+    def _unseen(self, entry, now: float, limit: float, key: str, what: str) -> bool:
+        """Whether ``entry`` (msg, receive time) is missing or older than the restart."""
+        if entry is not None and entry[1] >= self.since:
+            return False
+        if entry is None:
+            self.warn(key, f'no {what} yet: HOLD', 5.0)
+        elif now - self.since > limit:
+            self.warn(key, f'no {what} since the policy reset {now - self.since:.2f} s ago: '
+                      'HOLD', 5.0)
+        return True
 
     def on_image(self, cam: str, msg, t: float) -> None:
         """An image of ``cam`` received at ``t``."""
@@ -100,15 +118,13 @@ class Streams:
         return obs
 
     def _frame(self, now, robot, proprio, limit, periods) -> tuple[dict | None, float, str]:
-        if self.js is None:
-            self.warn('js_none', f'no joint state on {self.js_topic} yet: HOLD', 5.0)
+        if self._unseen(self.js, now, limit, 'js_none', f'joint state on {self.js_topic}'):
             return None, math.inf, 'no_joint_states'
         ages, frame = [], {}
         pre = self.preprocess or Preprocess(size=tuple(robot.image_size))
         for cam, topic in self.camera_topics.items():
             entry = self.images.get(cam)
-            if entry is None:
-                self.warn(f'img_none_{cam}', f'no image on {topic} yet: HOLD', 5.0)
+            if self._unseen(entry, now, limit, f'img_none_{cam}', f'image on {topic}'):
                 return None, math.inf, 'no_image'
             ages.append(self.clocks[cam].age(now))
             rgb = self._rgb_of(cam, topic, entry[0], pre)

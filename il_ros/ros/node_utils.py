@@ -5,7 +5,9 @@ import array
 import math
 import os
 import re
+import signal
 import sys
+import threading
 
 os.environ.setdefault('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp')
 
@@ -238,6 +240,7 @@ def run(node_factory, args=None) -> int:
     parameters are invalid (:class:`ParameterError` while it is built) is reported in one
     line on stderr and the process exits with code 2.
     """
+    _watch_sigint()
     rclpy.init(args=args)
     node = None
     code = 0
@@ -253,8 +256,10 @@ def run(node_factory, args=None) -> int:
         # Ctrl-C shuts the context down between callbacks or inside one; a publish that then
         # fails is part of shutting down, not an error. So is a Ctrl-C that lands inside a
         # foreign call (ctypes turns it into an ArgumentError: seen in MuJoCo's EGL
-        # make_current). Anything else is re-raised.
-        if rclpy.ok() and not _is_interrupt(e):
+        # make_current), or inside the conversion of a message the executor takes (pybind11
+        # then raises "Unable to convert call argument" and drops the KeyboardInterrupt).
+        # Anything else is re-raised.
+        if rclpy.ok() and not (_is_interrupt(e) or _SIGINT['seen']):
             raise
     finally:
         if node is not None:
@@ -263,6 +268,24 @@ def run(node_factory, args=None) -> int:
     if code:
         sys.exit(code)
     return code
+
+
+_SIGINT = {'seen': False}
+
+
+def _watch_sigint() -> None:
+    """Note a Ctrl-C in ``_SIGINT`` and raise KeyboardInterrupt as Python's own handler does.
+
+    Installed before ``rclpy.init``, whose handler chains to it, and only over Python's
+    default handler, on the main thread.
+    """
+    def handler(signum, frame):
+        _SIGINT['seen'] = True
+        signal.default_int_handler(signum, frame)
+
+    if (threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+        signal.signal(signal.SIGINT, handler)
 
 
 def _is_interrupt(e: BaseException) -> bool:

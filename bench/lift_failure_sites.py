@@ -22,17 +22,31 @@ import numpy as np
 
 def failure_sites(checkpoint: str, episodes: int, seed: int) -> dict:
     """The per-episode sites (see the module doc) and a summary of successes and failures."""
+    from il_ros.training.evaluate import evaluate_checkpoint
+    res = evaluate_checkpoint(checkpoint, 'lift', episodes, seed, run=_sites, progress=False)
+    rows = res['per_episode']
+
+    def span(key, ok):
+        v = [r[key] for r in rows if r['success'] == ok]
+        return [min(v), max(v)] if v else None
+    summary = {ok_name: {'episodes': sum(r['success'] == ok for r in rows),
+                         **{k: span(k, ok) for k in ('start_xy_cm', 'min_xy_cm', 'min_dz_cm',
+                                                     'end_dz_cm', 'end_opening_cm')}}
+               for ok_name, ok in (('successes', True), ('failures', False))}
+    return {'checkpoint': checkpoint, 'step': res['step'], 'robot': res['robot'],
+            'seed': seed, 'episodes': episodes,
+            'success_rate': sum(r['success'] for r in rows) / len(rows), **summary,
+            'per_episode': rows}
+
+
+def _sites(policy, task, episodes, seed, robot, **_) -> dict:
+    """The ``run`` of evaluate_checkpoint: the loaded policy's episodes, with their sites."""
     import torch
-    from il_ros.models import load_checkpoint
     from il_ros.sim.loop_episode import SimLoop
     from il_ros.sim.registry import make_env
-    from il_ros.training.evaluate import _env_args, checkpoint_spec
-    from il_ros.training.spec import robot_of_checkpoint, sim_spec
-    robot = robot_of_checkpoint(checkpoint)
-    policy, _ = load_checkpoint(checkpoint, use_ema=True, expect=sim_spec(
-        'lift', like=checkpoint_spec(checkpoint), robot=robot))
+    from il_ros.training.evaluate import _env_args
     policy.eval()
-    env = make_env('lift', render=True, robot=robot, **_env_args(policy, None, None, None, robot))
+    env = make_env(task, render=True, robot=robot, **_env_args(policy, None, None, None, robot))
     runner = SimLoop(env, policy, None, name='failure_sites')
     rows = []
 
@@ -44,7 +58,7 @@ def failure_sites(checkpoint: str, episodes: int, seed: int) -> dict:
         with torch.no_grad():
             for s in range(seed, seed + episodes):
                 track = []
-                env.reset(seed=s)
+                env.reset(seed=s)               # the start, before the episode's own reset
                 start_xy = offsets()[0]
                 res = runner.run_episode(
                     s, on_tick=lambda obs, tick: track.append(offsets()))
@@ -61,18 +75,7 @@ def failure_sites(checkpoint: str, episodes: int, seed: int) -> dict:
     finally:
         runner.close()
         env.close()
-
-    def span(key, ok):
-        v = [r[key] for r in rows if r['success'] == ok]
-        return [min(v), max(v)] if v else None
-    summary = {ok_name: {'episodes': sum(r['success'] == ok for r in rows),
-                         **{k: span(k, ok) for k in ('start_xy_cm', 'min_xy_cm', 'min_dz_cm',
-                                                     'end_dz_cm', 'end_opening_cm')}}
-               for ok_name, ok in (('successes', True), ('failures', False))}
-    return {'checkpoint': checkpoint, 'robot': getattr(robot, 'name', robot), 'seed': seed,
-            'episodes': episodes,
-            'success_rate': sum(r['success'] for r in rows) / len(rows), **summary,
-            'per_episode': rows}
+    return {'robot': getattr(robot, 'name', robot), 'per_episode': rows}
 
 
 def main(argv=None) -> int:

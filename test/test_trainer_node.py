@@ -364,6 +364,7 @@ def test_a_ddp_input_error_comes_back_as_one_line(tmp_path):
     assert kind == 'error' and payload['traceback'] is None, payload
     assert payload['error'] == 'batch_size 7 does not divide by the 2 processes; use a ' \
                                'multiple of 2'
+    assert not (tmp_path / 'run' / 'torchrun.log').exists()     # refused before torchrun
 
 
 def test_a_dead_rank_fails_the_ddp_run_naming_it_and_torchrun_log(tmp_path):

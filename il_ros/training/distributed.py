@@ -52,6 +52,13 @@ class _Loss(torch.nn.Module):
         return self.policy.loss(batch)
 
 
+def check_batch_divides(batch_size: int, world: int) -> None:
+    """Raise TrainInputError unless the global ``batch_size`` splits evenly over ``world``."""
+    if batch_size % world:
+        raise TrainInputError(f'batch_size {batch_size} does not divide by the {world} '
+                              f'processes; use a multiple of {world}')
+
+
 class _Shard(torch.utils.data.Sampler):
     """This rank's contiguous part of each global batch of a batch sampler."""
 
@@ -73,9 +80,7 @@ class DistTrainer(Trainer):
     def __init__(self, cfg, out_dir, dataset=None, **hooks):
         """Join the process group that torchrun set up (gloo on CPU, NCCL on CUDA)."""
         self.rank, self.world = int(os.environ['RANK']), world_size()
-        if cfg.batch_size % self.world:
-            raise TrainInputError(f'batch_size {cfg.batch_size} does not divide by the '
-                                  f'{self.world} processes; use a multiple of {self.world}')
+        check_batch_divides(cfg.batch_size, self.world)
         if self.rank != 0:       # only rank 0 reports; the others keep quiet
             hooks = {'should_stop': hooks.get('should_stop'), 'on_message': lambda line: None}
             cfg = type(cfg)(**{**cfg.to_dict(), 'progress': False})

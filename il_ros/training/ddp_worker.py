@@ -1,10 +1,11 @@
 """A trainer-node run on several processes: torchrun, DDP, and rank 0's events relayed.
 
 :func:`run_ddp` is what :func:`il_ros.training.worker.run_training` calls when the request's
-``nproc`` is above 1. In the worker process it
+``nproc`` is above 1 (after loading the request's config and checking that its
+``batch_size`` divides by N, so that a bad config is one line before any rank starts: were
+a rank to fail on it, torchrun could end rank 0 before it sent its 'error'). In the worker
+process it
 
-0. loads the request's config and checks that its ``batch_size`` divides by N, so a bad
-   config is one line before any rank starts;
 1. opens a ``multiprocessing.connection.Listener`` on 127.0.0.1 (a free port, a random
    authentication key) and names both to the ranks (``IL_ROS_DDP_EVENTS``,
    ``IL_ROS_DDP_KEY``);
@@ -63,13 +64,8 @@ def run_ddp(request: dict, send, stop) -> None:
     that starts ends with rank 0's 'done' or 'error', or the 'error' of :func:`failure`.
     """
     from il_ros.train_cli import torchrun_command
-    from il_ros.training.distributed import check_batch_divides
     from il_ros.training.inputs import check_run_dir, TrainInputError
-    from il_ros.training.worker import load_request_config
     nproc = int(request['nproc'])
-    # A bad config fails here, in one line, before any rank starts: were a rank to fail on
-    # it, torchrun could end rank 0 before it sent its 'error'.
-    check_batch_divides(load_request_config({**request, 'threads': 0}).batch_size, nproc)
     out = check_run_dir(request['out_dir'])
     try:
         out.mkdir(parents=True, exist_ok=True)

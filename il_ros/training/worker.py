@@ -68,8 +68,12 @@ def run_training(request: dict, events, stop) -> None:
     through torchrun and relays rank 0's events: il_ros/training/ddp_worker.py).
     """
     try:
-        if int(request.get('nproc') or 1) > 1:
+        nproc = int(request.get('nproc') or 1)
+        if nproc > 1:
             from il_ros.training.ddp_worker import run_ddp
+            from il_ros.training.distributed import check_batch_divides
+            check_batch_divides(load_request_config({**request, 'threads': 0}).batch_size,
+                                nproc)             # here: one line, before any rank starts
             run_ddp(request, events.put, stop)
             return
         cfg = load_request_config(request)

@@ -186,6 +186,28 @@ def test_head_loss_ignores_masked_targets_and_scales_with_weight(name):
     assert torch.allclose(loss(target, torch.full((6,), 2.0)), 2 * loss(target), atol=1e-5)
 
 
+def test_l1_regression_follows_the_median_where_mse_follows_the_outlier():
+    """9 targets at 0 and one at 10 for one input: MSE predicts ~1, L1 stays at ~0."""
+    torch.manual_seed(0)
+    feats = torch.ones(10, 4)
+    target = torch.zeros(10, 1, 1)
+    target[0] = 10.0
+    mask = torch.ones(10, 1, dtype=torch.bool)
+    mse = _fit(build_head('mse', in_dim=4, action_dim=1, horizon=1), feats, target, mask, 400)
+    l1 = _fit(build_head('mse', in_dim=4, action_dim=1, horizon=1, loss='l1'), feats, target,
+              mask, 400)
+    with torch.no_grad():
+        assert abs(mse.sample(feats[:1]).item() - 1.0) < 0.1
+        assert abs(l1.sample(feats[:1]).item()) < 0.1
+        feats2, mask2, w = torch.ones(1, 4), torch.ones(1, 2, dtype=torch.bool), torch.ones(1)
+        for kind, want in (('l1', (0.5 + 2.0) / 2), ('mse', (0.25 + 4.0) / 2)):
+            head = build_head('mse', in_dim=4, action_dim=1, horizon=2, loss=kind)
+            target = head(feats2) + torch.tensor([[[0.5], [-2.0]]])
+            assert torch.isclose(head.loss(feats2, target, mask2, w), torch.tensor(want))
+    with pytest.raises(ValueError, match="loss must be one of"):
+        build_head('mse', loss='huber')
+
+
 def test_gmm_mode_mean_finds_both_modes_where_mse_averages():
     """Targets +1 and -1 for the same input: MSE predicts ~0, GMM's mode mean ~+-1."""
     torch.manual_seed(0)

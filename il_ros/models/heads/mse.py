@@ -22,9 +22,10 @@ class MseConfig:
     """Hidden ReLU layers before the output layer."""
     loss: str = 'mse'
     """The regression loss per action: 'mse' (squared error) or 'l1' (absolute error, as
-    ACT trains its chunks). With 'l1' a frame the policy gets far wrong, such as a
-    correction in a state the demonstrations never visit, pulls on the weights in
-    proportion to its error, not its square (docs/experiments/hg-dagger.md)."""
+    ACT trains its chunks). Squared error pulls on the weights in proportion to each error,
+    so a few frames the policy gets far wrong (corrections in states the demonstrations
+    never visit) can own a batch; with 'l1' every frame pulls as hard however wrong
+    (docs/experiments/hg-dagger.md)."""
 
     def __post_init__(self):
         """Reject impossible values."""
@@ -35,7 +36,7 @@ class MseConfig:
 
 @register('head', 'mse')
 class MseHead(nn.Module):
-    """features -> MLP -> (N, Tp, A); loss: mean squared error per step."""
+    """features -> MLP -> (N, Tp, A); loss: squared (or absolute) error per step."""
 
     config_class = MseConfig
 

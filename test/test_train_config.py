@@ -91,6 +91,13 @@ def test_the_overlay_head_part_applies_only_to_its_head():
         assert 'head' not in cfg.policy, recipe
 
 
+def test_path_trains_mse_heads_with_l1_and_leaves_the_others_alone():
+    assert resolved('mse_chunk', [], 'path')[1].head['loss'] == 'l1'
+    assert resolved('mse_chunk', ['policy.head.loss=mse'], 'path')[1].head['loss'] == 'mse'
+    assert resolved('mse_chunk', [], 'lift')[1].head['loss'] == 'mse'
+    assert 'loss' not in resolved('mse_chunk', ['policy.preset=none_gmm'], 'path')[1].head
+
+
 def test_the_overlay_recipe_part_applies_only_to_its_recipe():
     assert load_train_config('lstm_gmm', task='lift').max_steps == 2000
     assert load_train_config('lstm_gmm', task='reach_around').max_steps == 1000

@@ -63,8 +63,9 @@ def test_one_round_through_the_graph(tmp_path):
     ds = demo_dataset(tmp_path / 'demos')
     cfg_file = tmp_path / 'tiny.yaml'
     cfg_file.write_text(yaml.safe_dump(CONFIG))
-    round0 = train(load_train_config(cfg_file, [], dataset=str(ds), max_steps=2),
-                   tmp_path / 'round0')
+    # round 0 resolved as the run resolves it: the path overlay (an L1 mse head), front only
+    round0 = train(load_train_config(cfg_file, ['policy.cameras=[front]'], task='path',
+                                     dataset=str(ds), max_steps=2), tmp_path / 'round0')
     out = tmp_path / 'run'
     cmd = [sys.executable, '-m', 'il_ros.dagger', '--task', 'path', '--rounds', '1',
            '--episodes-per-round', '2', '--init-dataset', str(ds), '--init-checkpoint',

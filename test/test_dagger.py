@@ -190,6 +190,15 @@ def test_interrupted_run_resumes_and_rounds_add_only_their_episodes(tmp_path):
         assert requests[k].dataset == str(out / 'dataset')
 
 
+def test_round_0_trains_max_steps_and_later_rounds_round_max_steps(tmp_path):
+    trainer = FakeTrainer()
+    dagger_run(config(tmp_path / 'a', max_steps=7, round_max_steps=3), trainer=trainer).run()
+    assert [r.max_steps for r in trainer.requests] == [7, 3, 3]
+    trainer = FakeTrainer()
+    dagger_run(config(tmp_path / 'b', max_steps=7), trainer=trainer).run()
+    assert [r.max_steps for r in trainer.requests] == [7, 7, 7]
+
+
 def test_dagger_counts_every_visited_state(tmp_path):
     out = tmp_path / 'run'
     trainer = FakeTrainer()
@@ -267,16 +276,18 @@ def test_every_field_is_documented_and_is_a_flag_with_the_dataclass_default():
     cfg = parse('--task', 'lift', '--rounds', '1', '--episodes-per-round', '2', '--method',
                 'dagger', '--weighting', 'iwr', '--out', 'o', '--demos', '3', '--init-dataset',
                 'd', '--init-checkpoint', 'c', '--config', 'x.yaml', '--max-minutes', '1.5',
-                '--max-steps', '7', '--eval-episodes', '4', '--noise', '0.1', '--cameras',
-                'front', 'wrist', '--image-size', '48', '64', '--rtf', '2', '--seed', '5',
+                '--max-steps', '7', '--round-max-steps', '5', '--eval-episodes', '4',
+                '--noise', '0.1', '--cameras', 'front', 'wrist', '--image-size', '48', '64',
+                '--rtf', '2', '--seed', '5',
                 '--episode-steps', '40', '--pre-intervention', '3', '--threads', '1',
                 '--set', 'lr=1e-3', '--set', 'batch_size=8', '--gate', 'deviation_m=0.03',
                 '--gate', 'release_steps=2')
     assert cfg == dg.DaggerConfig(
         task='lift', rounds=1, episodes_per_round=2, method='dagger', weighting='iwr',
         out='o', demos=3, init_dataset='d', init_checkpoint='c', config='x.yaml',
-        max_minutes=1.5, max_steps=7, eval_episodes=4, noise=0.1, cameras=('front', 'wrist'),
-        image_size=(48, 64), rtf=2.0, seed=5, max_episode_steps=40, pre_intervention=3,
+        max_minutes=1.5, max_steps=7, round_max_steps=5, eval_episodes=4, noise=0.1,
+        cameras=('front', 'wrist'), image_size=(48, 64), rtf=2.0, seed=5,
+        max_episode_steps=40, pre_intervention=3,
         threads=1, overrides=['lr=1e-3', 'batch_size=8'],
         supervisor={'deviation_m': 0.03, 'release_steps': 2})
     assert cfg.out == 'o'

@@ -80,6 +80,9 @@ class DaggerConfig:
     """Training budget per round in minutes (default: the recipe's)."""
     max_steps: int | None = None
     """Training steps per round (default: the recipe's)."""
+    round_max_steps: int | None = None
+    """Training steps of rounds 1.. (warm-started from the round before); default
+    max_steps. bench/dagger_experiment.py's --train-steps/--round-steps are the pair."""
     eval_episodes: int = 20
     """Episodes of each round's in-process evaluation (seeds from keys.EVAL_SEED)."""
     noise: float = 0.05
@@ -128,7 +131,7 @@ class DaggerConfig:
                              '(--init-dataset DIR)')
         if self.eval_episodes < 1:
             raise ValueError(f'eval_episodes must be >= 1, got {self.eval_episodes}')
-        for name in ('max_minutes', 'max_steps', 'max_episode_steps'):
+        for name in ('max_minutes', 'max_steps', 'round_max_steps', 'max_episode_steps'):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ValueError(f'{name} must be > 0 (or unset for the default), got {value}')

@@ -238,8 +238,9 @@ class DaggerRun:
         request = TrainRequest(config=str(cfg.config), task=cfg.task,
                                dataset=str(self.dataset), out_dir=str(run_dir),
                                overrides=overrides + list(cfg.overrides),
-                               max_minutes=cfg.max_minutes, max_steps=cfg.max_steps,
-                               threads=cfg.threads)
+                               max_minutes=cfg.max_minutes,
+                               max_steps=(cfg.round_max_steps or cfg.max_steps) if prev
+                               else cfg.max_steps, threads=cfg.threads)
         self.say(f'round {k}: training {cfg.config!r} for {cfg.task} (weighting '
                  f'{cfg.weighting}' + (f', warm start from round {k - 1}' if prev
                                        else ', from scratch')

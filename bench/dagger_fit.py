@@ -84,8 +84,9 @@ def dim_loss(checkpoint: str, dataset, labels: list[str], frames: int = 512) -> 
     """Per label: the policy's normalized chunk error per action dimension (eval mode).
 
     Up to ``frames`` random frames of each label, chunks ending where control changes hands
-    as in training; the mean over a dimension's valid chunk steps of (prediction - target)^2
-    in the policy's normalized units, which is what the MSE loss sums.
+    as in training, compared as the head's loss compares them (``Policy.stacked_chunks``);
+    the mean over a dimension's valid chunk steps of (prediction - target)^2 in the policy's
+    normalized units, which is what the squared-error loss sums.
     """
     import torch
 
@@ -108,12 +109,9 @@ def dim_loss(checkpoint: str, dataset, labels: list[str], frames: int = 512) -> 
         total, count = 0.0, 0.0
         with torch.no_grad():
             for j in range(0, idx.size, 64):
-                b = wd.batch(idx[j:j + 64])
-                obs = b['obs']
-                feats = policy.encoder(policy._images(obs, False), policy._proprio(obs))
-                pred = policy.head(policy.core(feats)[:, 0])
-                target = policy._target(b['action'], obs, frame=-1)
-                valid = (~b['action_pad']).to(pred.dtype)[..., None]
+                features, target, mask = policy.stacked_chunks(wd.batch(idx[j:j + 64]))
+                pred = policy.head(features)
+                valid = mask.to(pred.dtype)[..., None]
                 total = total + (((pred - target) ** 2) * valid).sum((0, 1))
                 count = count + valid.sum((0, 1))
         per = (total / count).numpy()

@@ -96,16 +96,12 @@ class Policy(nn.Module):
     def loss(self, batch: dict) -> torch.Tensor:
         """Training loss of one ``WindowDataset`` batch (a scalar tensor)."""
         obs = batch['obs']
-        feats = self.encoder(self._images(obs, self.training), self._proprio(obs))  # (B,T,D)
-        b, dev = feats.shape[0], feats.device
+        b, dev = batch['action'].shape[0], batch['action'].device
         weight = batch.get('weight')
         weight = torch.ones(b, device=dev) if weight is None else weight.to(torch.float32)
         if not self.core.sequence:
-            act = self._target(batch['action'], obs, frame=-1)         # (B, Tp, A)
-            features = self.core(feats)[:, 0]                           # (B, F)
-            mask = (~batch['action_pad'] if self.cfg.mask_padding
-                    else torch.ones(act.shape[:2], dtype=torch.bool, device=dev))  # (B, Tp)
-            return self.head.loss(features, act, mask, weight)
+            return self.head.loss(*self.stacked_chunks(batch), weight)
+        feats = self.encoder(self._images(obs, self.training), self._proprio(obs))  # (B,T,D)
         if 'action_seq' not in batch or 'obs_pad' not in batch:
             raise ValueError('a sequence core needs per-frame actions: build the '
                              'WindowDataset with obs_aligned_actions=True (see '
@@ -121,6 +117,18 @@ class Policy(nn.Module):
         valid = valid & ~batch['obs_pad'][:, :, None]                   # (B, T, Tp)
         return self.head.loss(features.reshape(b * t, -1), target.reshape(b * t, tp, -1),
                               valid.reshape(b * t, tp), weight.repeat_interleave(t))
+
+    def stacked_chunks(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """What a frame-stack core's head loss compares, for one ``WindowDataset`` batch.
+
+        Returns features (B, F), normalized target chunks (B, Tp, A) and valid steps (B, Tp).
+        """
+        obs = batch['obs']
+        feats = self.encoder(self._images(obs, self.training), self._proprio(obs))  # (B,T,D)
+        act = self._target(batch['action'], obs, frame=-1)             # (B, Tp, A)
+        mask = (~batch['action_pad'] if self.cfg.mask_padding
+                else torch.ones(act.shape[:2], dtype=torch.bool, device=act.device))
+        return self.core(feats)[:, 0], act, mask
 
     def _target(self, action: torch.Tensor, obs: dict, frame: int | None = None):
         """Normalized training targets from raw ``action`` (B, [T,] Tp, A).

@@ -79,7 +79,8 @@ class DaggerConfig:
     max_minutes: float | None = None
     """Training budget per round in minutes (default: the recipe's)."""
     max_steps: int | None = None
-    """Training steps per round (default: the recipe's)."""
+    """Training steps of round 0, and of later rounds unless round_max_steps is set
+    (default: the recipe's)."""
     round_max_steps: int | None = None
     """Training steps of rounds 1.. (warm-started from the round before); default
     max_steps. bench/dagger_experiment.py's --train-steps/--round-steps are the pair."""

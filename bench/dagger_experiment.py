@@ -34,7 +34,9 @@ executed command, clean labels). Each round then adds ``--episodes-per-round`` e
 Training: ``--train-steps`` gradient steps per round (round 0 from scratch, later rounds
 warm-started), the config's policy (``--config``, default the ``mse_chunk`` recipe with the
 task's overlay). Success: the round's policy alone, in-process, ``--eval-episodes`` episodes
-from seed 1000.
+from seed 1000; with ``--eval-rounds last`` only round 0 and the last round are evaluated
+(the rounds between train and collect as before, their success left out: evaluating a policy
+changes nothing that later rounds use).
 ``results.json`` is rewritten after every run, and runs already in it are skipped. Round 0
 depends only on the seed's demos, so every method but ``dart`` shares one round-0 training.
 To use both cores, run one process per seed (``--out DIR/sS``) and combine them with
@@ -256,12 +258,15 @@ def run_one(args, method: str, seed: int, root: Path, demo_cache: dict) -> dict:
         else:
             out = shared if k == 0 else run / f'round_{k}'
             ckpt = train_round(args, ds, out, ckpt, method, seed)
-            policy, _ = load_checkpoint(ckpt)
-            res = evaluate(policy, args.task, args.eval_episodes, seed=keys.EVAL_SEED,
-                           progress=False, env=env)
-            res.pop('per_episode', None)
-            if k == 0:
-                res_file.write_text(json.dumps({'checkpoint': ckpt, **res}))
+            if args.eval_rounds == 'all' or k in (0, args.rounds):
+                policy, _ = load_checkpoint(ckpt)
+                res = evaluate(policy, args.task, args.eval_episodes, seed=keys.EVAL_SEED,
+                               progress=False, env=env)
+                res.pop('per_episode', None)
+                if k == 0:
+                    res_file.write_text(json.dumps({'checkpoint': ckpt, **res}))
+            else:
+                res = {'success_rate': None, 'mean_progress': None, 'failures': None}
         info.update(expert_labelled=labelled, success_rate=res['success_rate'],
                     mean_progress=res.get('mean_progress'), failures=res['failures'],
                     wall_s=round(time.monotonic() - t0, 1))
@@ -311,14 +316,18 @@ def gain_over(results: list[dict], method: str, base: str = 'bc') -> list[dict]:
     for k in range(min(len(r['rounds']) for r in runs)):
         gains, labels = [], []
         for r in runs:
-            b = by_seed[r['seed']]['rounds']
+            b = [e for e in by_seed[r['seed']]['rounds'] if e['success_rate'] is not None]
             x = [e['expert_labelled'] for e in b]
             y = [e['success_rate'] for e in b]
             lab = r['rounds'][k]['expert_labelled']
+            if r['rounds'][k]['success_rate'] is None or not b:
+                continue                            # a round left unevaluated
             gains.append(r['rounds'][k]['success_rate'] - float(np.interp(lab, x, y)))
             labels.append(lab)
-        out.append({'round': k, 'seeds': len(gains), 'expert_labelled': float(np.mean(labels)),
-                    'gain': float(np.mean(gains)), 'ci95': ci95(gains)})
+        if gains:
+            out.append({'round': k, 'seeds': len(gains),
+                        'expert_labelled': float(np.mean(labels)),
+                        'gain': float(np.mean(gains)), 'ci95': ci95(gains)})
     return out
 
 
@@ -327,16 +336,19 @@ def gain_over_control(results: list[dict], method: str, base: str = 'control') -
 
     Both trained as many steps from the same warm start, so with ``base`` the control arm
     (no new data) the difference is what the round's data did. Mean and 95% interval over
-    the paired seeds.
+    the paired seeds; rounds left unevaluated (``--eval-rounds last``) are left out.
     """
     by_seed = {r['seed']: r['rounds'] for r in results if r['method'] == base}
     runs = [r for r in results if r['method'] == method and r['seed'] in by_seed]
     out = []
     for k in range(min((min(len(r['rounds']), len(by_seed[r['seed']])) for r in runs),
                        default=0)):
-        d = [r['rounds'][k]['success_rate'] - by_seed[r['seed']][k]['success_rate']
-             for r in runs]
-        out.append({'round': k, 'seeds': len(d), 'gain': float(np.mean(d)), 'ci95': ci95(d)})
+        pairs = [(r['rounds'][k]['success_rate'], by_seed[r['seed']][k]['success_rate'])
+                 for r in runs]
+        d = [a - b for a, b in pairs if a is not None and b is not None]
+        if d:                                       # else a round left unevaluated
+            out.append({'round': k, 'seeds': len(d), 'gain': float(np.mean(d)),
+                        'ci95': ci95(d)})
     return out
 
 
@@ -408,8 +420,11 @@ def table(results: list[dict]) -> str:
             c = over_c.get(k)
             gain_c = ('-' if c is None or k == 0
                       else f'{100 * c["gain"]:+.0f} ± {100 * c["ci95"]:.0f}')
-            lines.append(f'| {method} | {len(runs)} | {k} | {lab[k]:.0f} | '
-                         f'{s[:, k].mean():.0f} ± {ci95(s[:, k]):.0f}% | {gain} | {gain_c} | '
+            n_s = int((~np.isnan(s[:, k])).sum())   # seeds that evaluated this round
+            succ = ('-' if n_s == 0 else f'{np.nanmean(s[:, k]):.0f}%' if n_s == 1
+                    else f'{np.nanmean(s[:, k]):.0f} ± {ci95(s[:, k]):.0f}%')
+            lines.append(f'| {method} | {n_s} | {k} | {lab[k]:.0f} | '
+                         f'{succ} | {gain} | {gain_c} | '
                          f'{prog} | '
                          + (f'{100 * np.mean(ir):.0f}%' if ir else '-') + ' |')
     return '\n'.join(lines)
@@ -427,6 +442,9 @@ def main(argv=None) -> int:
     p.add_argument('--round-steps', type=int, help='later rounds (warm-started); default '
                    '--train-steps')
     p.add_argument('--eval-episodes', type=int, default=20)
+    p.add_argument('--eval-rounds', choices=('all', 'last'), default='all',
+                   help='evaluate every round, or only round 0 and the last (their success '
+                   'is then left out of the rounds between)')
     p.add_argument('--noise', type=float, default=0.02, help='DART noise (rad); path fails '
                    'often above 0.03 (README)')
     p.add_argument('--config', help='training recipe (default mse_chunk, with the task overlay)')

@@ -68,3 +68,22 @@ def test_gain_over_the_control_arm_is_paired_by_seed_and_round():
     assert '| -15 ± ' in row
     assert dx.gain_over_control(results, 'dagger') == []
     assert 'control' in dx.METHODS and dx.METHODS[0] == 'bc'
+
+
+def test_rounds_left_unevaluated_are_left_out_of_the_means_and_gains():
+    """``--eval-rounds last``: round 1 has no success, its interventions still count."""
+    results = [run('control', 0, [(1000, 0.2), (1000, None), (1000, 0.5)]),
+               run('control', 1, [(1000, 0.4), (1000, 0.5), (1000, 0.6)]),
+               run('hg-uniform', 0, [(1000, 0.2), (1100, None), (1200, 0.7)], ir=[0.1, 0.05]),
+               run('hg-uniform', 1, [(1000, 0.4), (1100, 0.6), (1300, 0.8)], ir=[0.2, 0.1]),
+               run('bc', 0, [(1000, 0.2), (2000, 0.6)]),
+               run('bc', 1, [(1000, 0.4), (2000, 0.4)])]
+    g = {e['round']: e for e in dx.gain_over_control(results, 'hg-uniform')}
+    assert g[1]['seeds'] == 1 and g[1]['gain'] == pytest.approx(0.1)
+    assert g[2]['seeds'] == 2 and g[2]['gain'] == pytest.approx(0.2)
+    b = {e['round']: e for e in dx.gain_over(results, 'hg-uniform')}
+    assert b[1]['seeds'] == 1 and b[2]['seeds'] == 2
+    md = dx.table(results).splitlines()
+    row = next(line for line in md if line.startswith('| hg-uniform | 1 | 1 |'))
+    assert '| 60% |' in row and row.endswith('15% |')   # both seeds' interventions
+    assert any(line.startswith('| hg-uniform | 2 | 2 | 1250 | 75 ± ') for line in md)

@@ -4,6 +4,8 @@
   (max_share 0.5, the paper's rule), or the bounded share max_share of it, never less than
   uniform; Sirius also downweights pre_intervention frames, label_weights multiply in, the
   total weight is preserved, nothing to balance means uniform;
+- bounded so, a round's few corrections that disagree with the demos cannot move an L1 head
+  (path's) off the demos' action: why IWR and Sirius no longer collapse;
 - the trainer hands those weights to every training sample (batch['weight']), and never
   draws a sample whose weight is 0 (it would only dilute the batch's loss);
 - with chunks_within_control a chunk's targets end where control changed hands (a
@@ -92,6 +94,44 @@ def test_the_intervention_share_is_bounded(scheme):
             scheme_weights(scheme, COUNTS, max_share=bad)
         with pytest.raises(ValueError, match='max_intervention_share must be in'):
             TrainConfig(dataset='x', max_intervention_share=bad)
+
+
+@pytest.mark.parametrize('scheme', ['iwr', 'sirius'])
+def test_bounded_corrections_that_disagree_with_the_demos_leave_an_l1_head_where_they_are(
+        scheme):
+    """Why IWR and Sirius no longer collapse on path (docs/experiments/hg-dagger.md).
+
+    One state, a round's frames in the proportions of a path round (demo 43, policy 17,
+    pre_intervention 2, intervention 3): every frame's target is 0 there but the
+    corrections', which is 1 (a person's label may disagree with the demos nearby). With
+    the scheme's default weights the corrections carry a quarter of the loss: a
+    squared-error head moves a quarter of the way to them, an L1 head (path's, from the
+    task overlay) stays at the demos' action, as it does with uniform weights.
+    """
+    from il_ros.models import registry
+    counts = {'demo': 43, 'policy': 17, 'pre_intervention': 2, 'intervention': 3}
+    labels = [name for name, n in counts.items() for _ in range(n)]
+    target = torch.tensor([float(lab == 'intervention') for lab in labels]).reshape(-1, 1, 1)
+    feats, mask = torch.ones(len(labels), 4), torch.ones(len(labels), 1, dtype=torch.bool)
+
+    def fit(loss, weights):
+        torch.manual_seed(0)
+        head = registry.build('head', {'name': 'mse', 'loss': loss}, in_dim=4,
+                              action_dim=1, horizon=1)
+        w = torch.tensor([weights[lab] for lab in labels])
+        opt = torch.optim.Adam(head.parameters(), 1e-2)
+        for _ in range(300):
+            opt.zero_grad()
+            head.loss(feats, target, mask, w).backward()
+            opt.step()
+        with torch.no_grad():
+            return head.sample(feats[:1]).item()
+
+    w = scheme_weights(scheme, counts)
+    assert group_shares(w, counts)['intervention'] == pytest.approx(DEFAULT_MAX_SHARE)
+    assert fit('mse', w) == pytest.approx(DEFAULT_MAX_SHARE, abs=0.05)
+    assert abs(fit('l1', w)) < 0.05
+    assert abs(fit('l1', scheme_weights('uniform', counts))) < 0.05
 
 
 def test_nothing_to_balance_is_uniform():

@@ -99,6 +99,14 @@ def pytest_xdist_make_scheduler(config, log):
 
     xdist's own loadgroup reads ``xdist_group`` marks from node ids it rewrites, which
     pytest 9.2 no longer lets it do: the group silently fell apart. This groups by module name.
+
+    It also mends what pytest-xdist 3.8.0 does when a worker crashes (a segfault in a test's
+    teardown, say): its loadgroup scheduler put all of the dead worker's work back on the
+    queue, finished modules included, and a worker given a finished module has nothing to
+    run and never asks for more, so the run never ended (pytest-xdist#1323, #1327, #1378).
+    Here only the tests that did not run go back, less the one it crashed on (already
+    reported failed; run again, it may take the next worker down too), and a worker is told
+    that no more work will come as soon as the queue is empty.
     """
     if config.getvalue('dist') != 'loadgroup':
         return None
@@ -107,6 +115,25 @@ def pytest_xdist_make_scheduler(config, log):
     class RealtimeGroup(LoadGroupScheduling):
         def _split_scope(self, nodeid: str) -> str:
             return _realtime_scope(nodeid) or super()._split_scope(nodeid)
+
+        def remove_node(self, node) -> str | None:
+            workload = self.assigned_work.pop(node)
+            left = [(scope, nodeid) for scope, unit in workload.items()
+                    for nodeid, done in unit.items() if not done]
+            if not left:
+                return None
+            crashed = left[0][1]                # a worker runs its tests in the order given
+            for scope, nodeid in left[1:]:
+                self.workqueue.setdefault(scope, {})[nodeid] = False
+            for other in self.assigned_work:
+                self._reschedule(other)
+            return crashed
+
+        def _reschedule(self, node) -> None:
+            super()._reschedule(node)
+            # a worker runs a test once it holds the next one, or has been told there is none
+            if not self.workqueue and not node.shutting_down:
+                node.shutdown()
 
     return RealtimeGroup(config, log)
 

@@ -135,9 +135,17 @@ def test_takeover_is_recorded_and_labelled(tmp_path):
     for t, lab in enumerate(labels):
         if lab == 'pre_intervention':
             assert any(0 < s - t <= PRE for s in starts), (t, labels)
-    # the frames follow the recorded control source (within a tick per segment edge); the
-    # recording runs a few ticks past the driver's verdict, while the supervisor's last
+    # the recording runs a few ticks past the driver's verdict, while the supervisor's last
     # command is still fresh, so the recorded intervention ticks cover the driver's count
     recorded = sources.count('intervention')
     assert recorded >= ep['human_ticks'] - 3, (recorded, ep)
-    assert abs(labels.count('intervention') - recorded) <= 3, (labels, recorded, ep)
+    # the frames follow the recorded control source in time: the frames labelled intervention
+    # cover the time intervention was the newest source in the bag (receive time, as the
+    # conversion reads it), at the dataset's rate, within a tick per segment edge. Messages
+    # are not frames: a recorder stalled on a loaded machine takes the backlog at once,
+    # so the messages outnumber the ticks they span (73 against 59 in one CI run).
+    times = [t * 1e-9 for t, _ in _messages(bag, '/il/control_source')]
+    span = sum(b - a for a, b, src in zip(times, times[1:], sources) if src == 'intervention')
+    expect = span * ds.meta(0)['rate_hz']
+    assert abs(labels.count('intervention') - expect) <= 2 * segments + 1, \
+        (labels, expect, recorded, ep)

@@ -98,7 +98,8 @@ def test_takeover_is_recorded_and_labelled(tmp_path):
     meta = json.loads(metas[0].read_text())
     assert meta['status'] == 'complete', meta
     bag = metas[0].with_suffix('')
-    sources = [m.data for _, m in _messages(bag, '/il/control_source')]
+    control_source = _messages(bag, '/il/control_source')
+    sources = [m.data for _, m in control_source]
     assert 'intervention' in sources and 'policy' in sources
     segments = sum(1 for a, b in zip([''] + sources, sources)
                    if b == 'intervention' and a != b)
@@ -144,7 +145,7 @@ def test_takeover_is_recorded_and_labelled(tmp_path):
     # conversion reads it), at the dataset's rate, within a tick per segment edge. Messages
     # are not frames: a recorder stalled on a loaded machine takes the backlog at once,
     # so the messages outnumber the ticks they span (73 against 59 in one CI run).
-    times = [t * 1e-9 for t, _ in _messages(bag, '/il/control_source')]
+    times = [t * 1e-9 for t, _ in control_source]
     span = sum(b - a for a, b, src in zip(times, times[1:], sources) if src == 'intervention')
     expect = span * ds.meta(0)['rate_hz']
     assert abs(labels.count('intervention') - expect) <= 2 * segments + 1, \

@@ -130,9 +130,10 @@ def test_lstm_state_carried_for_the_episode_with_reset_every_zero():
     assert torch.allclose(steps, full, atol=1e-5)
 
 
-def _fit(head, feats, target, mask, steps, lr=1e-2):
+def fit_head(head, feats, target, mask, steps, lr=1e-2, weight=None):
+    """``head`` trained ``steps`` Adam steps on one fixed batch (per-sample ``weight``: 1)."""
     opt = torch.optim.Adam(head.parameters(), lr)
-    w = torch.ones(len(feats))
+    w = torch.ones(len(feats)) if weight is None else weight
     for _ in range(steps):
         loss = head.loss(feats, target, mask, w)
         opt.zero_grad()
@@ -155,7 +156,7 @@ def test_head_shapes_and_loss_falls_on_a_tiny_batch(name):
         with torch.no_grad():
             return head.loss(feats, target, mask, w).item()
     before = loss_at_seed()
-    _fit(head, feats, target, mask, 80)
+    fit_head(head, feats, target, mask, 80)
     after = loss_at_seed()
     assert after < before - 0.3 * abs(before), (before, after)
     torch.manual_seed(2)
@@ -193,8 +194,8 @@ def test_l1_regression_follows_the_median_where_mse_follows_the_outlier():
     target = torch.zeros(10, 1, 1)
     target[0] = 10.0
     mask = torch.ones(10, 1, dtype=torch.bool)
-    mse = _fit(build_head('mse', in_dim=4, action_dim=1, horizon=1), feats, target, mask, 400)
-    l1 = _fit(build_head('mse', in_dim=4, action_dim=1, horizon=1, loss='l1'), feats, target,
+    mse = fit_head(build_head('mse', in_dim=4, action_dim=1, horizon=1), feats, target, mask, 400)
+    l1 = fit_head(build_head('mse', in_dim=4, action_dim=1, horizon=1, loss='l1'), feats, target,
               mask, 400)
     with torch.no_grad():
         assert abs(mse.sample(feats[:1]).item() - 1.0) < 0.1
@@ -214,8 +215,8 @@ def test_gmm_mode_mean_finds_both_modes_where_mse_averages():
     feats = torch.ones(64, 4)
     target = torch.where(torch.arange(64) % 2 == 0, 1.0, -1.0).reshape(64, 1, 1)
     mask = torch.ones(64, 1, dtype=torch.bool)
-    mse = _fit(build_head('mse', in_dim=4, action_dim=1, horizon=1), feats, target, mask, 200)
-    gmm = _fit(build_head('gmm', in_dim=4, action_dim=1, horizon=1), feats, target, mask, 300)
+    mse = fit_head(build_head('mse', in_dim=4, action_dim=1, horizon=1), feats, target, mask, 200)
+    gmm = fit_head(build_head('gmm', in_dim=4, action_dim=1, horizon=1), feats, target, mask, 300)
     with torch.no_grad():
         assert abs(mse.sample(feats[:1]).item()) < 0.1
         mode = gmm.sample(feats[:1]).item()
@@ -240,7 +241,7 @@ def test_gmm_sticky_mode_keeps_the_plan_being_executed():
     target = torch.where(torch.arange(64) % 3 == 0, 1.0, -1.0).reshape(64, 1, 1).expand(
         64, 4, 1).contiguous()                                       # -1 is twice as common
     mask = torch.ones(64, 4, dtype=torch.bool)
-    gmm = _fit(build_head('gmm', in_dim=4, action_dim=1, horizon=4), feats, target, mask, 300)
+    gmm = fit_head(build_head('gmm', in_dim=4, action_dim=1, horizon=4), feats, target, mask, 300)
     with torch.no_grad():
         first = gmm.sample(feats[:1])
         assert torch.allclose(first, -torch.ones(1, 4, 1), atol=0.05), first
@@ -256,7 +257,7 @@ def test_gmm_on_a_unimodal_task_tracks_the_target():
     feats = torch.randn(64, 4)
     target = (feats[:, :2] * 0.5).reshape(64, 1, 2)                 # a linear map
     mask = torch.ones(64, 1, dtype=torch.bool)
-    gmm = _fit(build_head('gmm', in_dim=4, action_dim=2, horizon=1), feats, target, mask, 300)
+    gmm = fit_head(build_head('gmm', in_dim=4, action_dim=2, horizon=1), feats, target, mask, 300)
     with torch.no_grad():
         err = (gmm.sample(feats) - target).abs()
     assert err.mean() < 0.05 and err.max() < 0.2, err
@@ -275,7 +276,7 @@ def test_gmm_binary_dims_model_a_switch_beside_the_mixture():
     grip = torch.stack([feats[:, 0] > 0, feats[:, 0] > 0.5], 1).float() * 2 - 1
     target = torch.stack([arm, grip], -1)                            # (N, Tp=2, A=2)
     mask = torch.ones(128, 2, dtype=torch.bool)
-    gmm = _fit(build_head('gmm', in_dim=4, action_dim=2, horizon=2, binary_dims=[-1]),
+    gmm = fit_head(build_head('gmm', in_dim=4, action_dim=2, horizon=2, binary_dims=[-1]),
                feats, target, mask, 300)
     assert gmm.binary == [1] and gmm.continuous == [0]
     with torch.no_grad():
@@ -389,7 +390,7 @@ def test_diffusion_head_learns_a_bimodal_chunk(kind):
                       prediction_type=kind)
     ramp = torch.linspace(-0.8, 0.8, HEAD_HORIZON).reshape(1, HEAD_HORIZON, 1)
     target = torch.cat([ramp, -ramp]).repeat(8, 1, 1)               # (16, Tp, 1)
-    _fit(head, torch.ones(16, 4), target, torch.ones(16, HEAD_HORIZON, dtype=torch.bool),
+    fit_head(head, torch.ones(16, 4), target, torch.ones(16, HEAD_HORIZON, dtype=torch.bool),
          200, lr=3e-3)
     with torch.no_grad():
         out = head.sample(torch.ones(64, 4), generator=torch.Generator().manual_seed(0))

@@ -109,6 +109,7 @@ def test_bounded_corrections_that_disagree_with_the_demos_leave_an_l1_head_where
     task overlay) stays at the demos' action, as it does with uniform weights.
     """
     from il_ros.models import registry
+    from test_models import fit_head
     counts = {'demo': 43, 'policy': 17, 'pre_intervention': 2, 'intervention': 3}
     labels = [name for name, n in counts.items() for _ in range(n)]
     target = torch.tensor([float(lab == 'intervention') for lab in labels]).reshape(-1, 1, 1)
@@ -119,11 +120,7 @@ def test_bounded_corrections_that_disagree_with_the_demos_leave_an_l1_head_where
         head = registry.build('head', {'name': 'mse', 'loss': loss}, in_dim=4,
                               action_dim=1, horizon=1)
         w = torch.tensor([weights[lab] for lab in labels])
-        opt = torch.optim.Adam(head.parameters(), 1e-2)
-        for _ in range(300):
-            opt.zero_grad()
-            head.loss(feats, target, mask, w).backward()
-            opt.step()
+        fit_head(head, feats, target, mask, 300, weight=w)
         with torch.no_grad():
             return head.sample(feats[:1]).item()
 

@@ -2,8 +2,8 @@
 
 A tiny random-init checkpoint for the sim arm runs two short lift episodes in real time:
 the result has evaluate()'s shape, the episodes use seeds EVAL_SEED + k, each runs to the
-step limit under the policy (no underruns), and a checkpoint for another robot is refused
-before any process starts.
+step limit under the policy, the controller's counters add up, and a checkpoint for another
+robot is refused before any process starts.
 """
 from __future__ import annotations
 
@@ -33,10 +33,14 @@ def test_ros_eval_bookkeeping(tmp_path):
                 'wall_s'):
         assert key in res
     ctl = res['controller']
-    # Bookkeeping, not timing: an underrun (a plan later than the queue) can happen on a
-    # loaded machine (seen once in a fresh-clone run); bench/controller.py measures them.
-    assert ctl['policy_ticks'] >= 16 and ctl['tick_errors'] == 0
-    assert 0 <= ctl['underruns'] <= ctl['policy_ticks'] // 4, ctl
+    # Bookkeeping, not timing: how many of the 24 sim steps the policy commanded depends on
+    # the machine's load (priming and underrun ticks HOLD; 14 policy ticks in a loaded CI
+    # run, 19 beside two training jobs); bench/controller.py measures that. What must hold on any
+    # machine: the policy commanded, nobody else did, and every tick is accounted once.
+    assert ctl['policy_ticks'] > 0 and ctl['human_ticks'] == 0, ctl
+    assert ctl['ticks'] == ctl['policy_ticks'] + ctl['hold_ticks'], ctl
+    assert ctl['priming_ticks'] + ctl['underruns'] <= ctl['hold_ticks'], ctl
+    assert ctl['tick_errors'] == 0 and ctl['worker_errors'] == 0, ctl
     assert res['act_ms'] > 0
 
 

@@ -240,6 +240,19 @@ def wait_for(pred, timeout: float, interval: float = 0.05, what: str = 'conditio
     pytest.fail(f'timed out after {timeout:.0f}s waiting for {what}')
 
 
+def fit_head(head, feats, target, mask, steps, lr=1e-2, weight=None):
+    """``head`` trained ``steps`` Adam steps on one fixed batch (per-sample ``weight``: 1)."""
+    import torch
+    opt = torch.optim.Adam(head.parameters(), lr)
+    w = torch.ones(len(feats)) if weight is None else weight
+    for _ in range(steps):
+        loss = head.loss(feats, target, mask, w)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return head
+
+
 def tiny_sim_checkpoint(path, task: str = 'lift', image_size=(48, 48), action_min=None,
                         action_max=None) -> str:
     """Save a small random-init policy for the sim arm of ``task`` and return its folder.

@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import fit_head
 from il_ros.models import registry
 from il_ros.models.heads.ddim import NoiseSchedule
 from il_ros.models.heads.gaussian import gaussian_log_prob
@@ -130,18 +131,6 @@ def test_lstm_state_carried_for_the_episode_with_reset_every_zero():
     assert torch.allclose(steps, full, atol=1e-5)
 
 
-def fit_head(head, feats, target, mask, steps, lr=1e-2, weight=None):
-    """``head`` trained ``steps`` Adam steps on one fixed batch (per-sample ``weight``: 1)."""
-    opt = torch.optim.Adam(head.parameters(), lr)
-    w = torch.ones(len(feats)) if weight is None else weight
-    for _ in range(steps):
-        loss = head.loss(feats, target, mask, w)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return head
-
-
 @pytest.mark.parametrize('name', registry.names('head'))
 def test_head_shapes_and_loss_falls_on_a_tiny_batch(name):
     torch.manual_seed(0)
@@ -195,8 +184,8 @@ def test_l1_regression_follows_the_median_where_mse_follows_the_outlier():
     target[0] = 10.0
     mask = torch.ones(10, 1, dtype=torch.bool)
     mse = fit_head(build_head('mse', in_dim=4, action_dim=1, horizon=1), feats, target, mask, 400)
-    l1 = fit_head(build_head('mse', in_dim=4, action_dim=1, horizon=1, loss='l1'), feats, target,
-              mask, 400)
+    l1 = fit_head(build_head('mse', in_dim=4, action_dim=1, horizon=1, loss='l1'), feats,
+                  target, mask, 400)
     with torch.no_grad():
         assert abs(mse.sample(feats[:1]).item() - 1.0) < 0.1
         assert abs(l1.sample(feats[:1]).item()) < 0.1
@@ -277,7 +266,7 @@ def test_gmm_binary_dims_model_a_switch_beside_the_mixture():
     target = torch.stack([arm, grip], -1)                            # (N, Tp=2, A=2)
     mask = torch.ones(128, 2, dtype=torch.bool)
     gmm = fit_head(build_head('gmm', in_dim=4, action_dim=2, horizon=2, binary_dims=[-1]),
-               feats, target, mask, 300)
+                   feats, target, mask, 300)
     assert gmm.binary == [1] and gmm.continuous == [0]
     with torch.no_grad():
         out = gmm.sample(feats)
@@ -391,7 +380,7 @@ def test_diffusion_head_learns_a_bimodal_chunk(kind):
     ramp = torch.linspace(-0.8, 0.8, HEAD_HORIZON).reshape(1, HEAD_HORIZON, 1)
     target = torch.cat([ramp, -ramp]).repeat(8, 1, 1)               # (16, Tp, 1)
     fit_head(head, torch.ones(16, 4), target, torch.ones(16, HEAD_HORIZON, dtype=torch.bool),
-         200, lr=3e-3)
+             200, lr=3e-3)
     with torch.no_grad():
         out = head.sample(torch.ones(64, 4), generator=torch.Generator().manual_seed(0))
     err = torch.minimum((out - ramp).abs().amax((1, 2)), (out + ramp).abs().amax((1, 2)))

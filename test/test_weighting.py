@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import fit_head
 from il_ros.data.store import DatasetWriter, encode_labels
 from il_ros.keys import LABEL_NAMES
 from il_ros.models import load_checkpoint
@@ -109,7 +110,6 @@ def test_bounded_corrections_that_disagree_with_the_demos_leave_an_l1_head_where
     task overlay) stays at the demos' action, as it does with uniform weights.
     """
     from il_ros.models import registry
-    from test_models import fit_head
     counts = {'demo': 43, 'policy': 17, 'pre_intervention': 2, 'intervention': 3}
     labels = [name for name, n in counts.items() for _ in range(n)]
     target = torch.tensor([float(lab == 'intervention') for lab in labels]).reshape(-1, 1, 1)

@@ -104,11 +104,18 @@ def test_takeover_is_recorded_and_labelled(tmp_path):
     segments = sum(1 for a, b in zip([''] + sources, sources)
                    if b == 'intervention' and a != b)
     assert segments == ep['takeovers'], (segments, ep)
-    human = [(t, np.asarray(m.data)) for t, m in _messages(bag, '/il/teleop/command')]
+    human = [t * 1e-9 for t, _ in _messages(bag, '/il/teleop/command')]
     beats = [m.data for _, m in _messages(bag, '/il/intervention')]
-    # one teleop command per supervised tick, but a command late for its tick (a loaded
-    # machine) is answered by the controller re-sending the last one: some ticks share one
-    assert len(human) >= 0.8 * ep['human_ticks'], (len(human), ep)
+    # The supervisor's commands are recorded during each takeover. How many depends on the
+    # load (a command late for its tick is answered by the controller re-sending the last
+    # one), so what is checked is that every segment has some, within a tick of its edges.
+    edges = [t * 1e-9 for t, _ in control_source] + [float('inf')]
+    for i, src in enumerate(sources):
+        if src == 'intervention' and (i == 0 or sources[i - 1] != 'intervention'):
+            end = next(j for j in range(i, len(sources) + 1)
+                       if j == len(sources) or sources[j] != 'intervention')
+            during = [t for t in human if edges[i] - 0.05 <= t <= edges[end] + 0.05]
+            assert during, ('no /il/teleop/command during the takeover at', edges[i], human)
     assert True in beats and False in beats
 
     # -- conversion labels the frames

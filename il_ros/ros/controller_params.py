@@ -155,11 +155,6 @@ def check(values: dict) -> bool:
     Returns True when a step limit is ``inf`` (no step limit; the node warns).
     """
     robot = values['robot_description']
-    from il_ros.training.device import resolve_device
-    try:
-        resolve_device(values['device'])
-    except ValueError as e:
-        raise ParameterError(f'parameter device={values["device"]!r}: {e}') from None
     try:
         robot.check_cameras(values['cameras'], 'the cameras parameter')
     except ConfigError as e:
@@ -170,6 +165,12 @@ def check(values: dict) -> bool:
         loop_config(values)
     except SettingError as e:
         raise ParameterError(f'parameter {e}') from None
+    # last: it imports PyTorch (3 s here), which a bad setting above need not wait for
+    from il_ros.training.device import resolve_device
+    try:
+        resolve_device(values['device'])
+    except ValueError as e:
+        raise ParameterError(f'parameter device={values["device"]!r}: {e}') from None
     return unlimited
 
 

@@ -164,12 +164,22 @@ class Robot:
         assert self.spin(timeout, pred), f'timed out waiting for {what}; last status ' \
             f'{self.status[-1:]}'
 
-    def call(self, srv_type, name, request, timeout=10.0):
+    def call(self, srv_type, name, request, timeout=10.0, tries=1):
+        """The answer of service ``name``; an idempotent request may be sent ``tries`` times.
+
+        A server can see a new client's request before DDS has matched the client's response
+        reader, and then drops the answer ("failed to send response (timeout)", a loaded
+        Jazzy CI run): asking again on the same client, once matched, gets it.
+        """
         client = self.node.create_client(srv_type, name)
         self.wait(client.service_is_ready, 30, f'service {name}')
-        fut = client.call_async(request)
-        self.wait(fut.done, timeout, f'an answer from {name}')
-        return fut.result()
+        for _ in range(tries):
+            fut = client.call_async(request)
+            if self.spin(timeout, fut.done):
+                return fut.result()
+            client.remove_pending_request(fut)
+        raise AssertionError(f'timed out waiting for an answer from {name} ({tries} '
+                             f'tries); last status {self.status[-1:]}')
 
     def release(self):
         """The human lets go of the deadman: the explicit hand-back (Bool false)."""

@@ -109,7 +109,8 @@ def test_takeover_is_recorded_and_labelled(tmp_path):
     # The supervisor's commands are recorded during each takeover. How many depends on the
     # load (a command late for its tick is answered by the controller re-sending the last
     # one), so what is checked is that every segment has some, within a tick of its edges.
-    edges = [t * 1e-9 for t, _ in control_source] + [float('inf')]
+    times = [t * 1e-9 for t, _ in control_source]
+    edges = times + [float('inf')]
     for i, src in enumerate(sources):
         if src == 'intervention' and (i == 0 or sources[i - 1] != 'intervention'):
             end = next(j for j in range(i, len(sources) + 1)
@@ -152,7 +153,6 @@ def test_takeover_is_recorded_and_labelled(tmp_path):
     # conversion reads it), at the dataset's rate, within a tick per segment edge. Messages
     # are not frames: a recorder stalled on a loaded machine takes the backlog at once,
     # so the messages outnumber the ticks they span (73 against 59 in one CI run).
-    times = [t * 1e-9 for t, _ in control_source]
     span = sum(b - a for a, b, src in zip(times, times[1:], sources) if src == 'intervention')
     expect = span * ds.meta(0)['rate_hz']
     assert abs(labels.count('intervention') - expect) <= 2 * segments + 1, \

@@ -41,7 +41,9 @@ def change(robot, node, transition) -> bool:
 
 
 def state(robot, node) -> str:
-    return robot.call(GetState, f'/{node}/get_state', GetState.Request()).current_state.label
+    """``node``'s lifecycle state (a query: asked again when its answer is lost)."""
+    return robot.call(GetState, f'/{node}/get_state', GetState.Request(),
+                      tries=3).current_state.label
 
 
 def set_string(robot, node, name, value) -> bool:

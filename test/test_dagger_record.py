@@ -14,6 +14,7 @@ channel, and
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -101,8 +102,14 @@ def test_takeover_is_recorded_and_labelled(tmp_path):
     control_source = _messages(bag, '/il/control_source')
     sources = [m.data for _, m in control_source]
     assert 'intervention' in sources and 'policy' in sources
-    segments = sum(1 for a, b in zip([''] + sources, sources)
-                   if b == 'intervention' and a != b)
+    # the intervention segments, as [start, end) indices into the control source messages
+    runs, i = [], 0
+    for src, group in itertools.groupby(sources):
+        n = len(list(group))
+        if src == 'intervention':
+            runs.append((i, i + n))
+        i += n
+    segments = len(runs)
     assert segments == ep['takeovers'], (segments, ep)
     human = [t * 1e-9 for t, _ in _messages(bag, '/il/teleop/command')]
     beats = [m.data for _, m in _messages(bag, '/il/intervention')]
@@ -111,12 +118,9 @@ def test_takeover_is_recorded_and_labelled(tmp_path):
     # one), so what is checked is that every segment has some, within a tick of its edges.
     times = [t * 1e-9 for t, _ in control_source]
     edges = times + [float('inf')]
-    for i, src in enumerate(sources):
-        if src == 'intervention' and (i == 0 or sources[i - 1] != 'intervention'):
-            end = next(j for j in range(i, len(sources) + 1)
-                       if j == len(sources) or sources[j] != 'intervention')
-            during = [t for t in human if edges[i] - 0.05 <= t <= edges[end] + 0.05]
-            assert during, ('no /il/teleop/command during the takeover at', edges[i], human)
+    for start, end in runs:
+        during = [t for t in human if edges[start] - 0.05 <= t <= edges[end] + 0.05]
+        assert during, ('no /il/teleop/command during the takeover at', edges[start], human)
     assert True in beats and False in beats
 
     # -- conversion labels the frames
